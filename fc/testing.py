@@ -1,0 +1,84 @@
+"""Numerics helpers shared by fc's tests and reports: one ``check_close`` and one tolerance
+table, with the vocabulary of DESIGN.md (``max_abs``, ``rel_l2`` = distance, ``cosine``,
+``sqnr_db``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TOLERANCES", "tolerance", "check_close", "rel_l2", "max_abs", "cosine", "sqnr_db",
+           "MODEL_REL_L2"]
+
+# fp32 per-op default; every override is listed here with its reason.
+DEFAULT_TOL = {"rtol": 1e-5, "atol": 1e-6}
+TOLERANCES: dict[str, dict[str, float]] = {
+    # Long reductions (K = C*kh*kw up to thousands) accumulate in a different order than
+    # the oracle's GEMM: the error grows like sqrt(K) * eps * |x||w|.
+    "Conv": {"rtol": 1e-4, "atol": 1e-5},
+    "ConvTranspose": {"rtol": 1e-4, "atol": 1e-5},
+    "Gemm": {"rtol": 1e-4, "atol": 1e-5},
+    "MatMul": {"rtol": 1e-4, "atol": 1e-5},
+    # Transcendentals: numpy's and torch's libm differ by a few ulp.
+    "Gelu": {"rtol": 1e-5, "atol": 1e-5},
+    "Erf": {"rtol": 1e-5, "atol": 1e-6},
+    "Pow": {"rtol": 1e-5, "atol": 1e-5},
+    # x / (bias + alpha/size * sum)^beta: pow of an accumulated sum.
+    "LRN": {"rtol": 1e-5, "atol": 1e-5},
+    # Mean/variance over many elements, then a division.
+    "LayerNormalization": {"rtol": 1e-4, "atol": 1e-5},
+    "InstanceNormalization": {"rtol": 1e-4, "atol": 1e-5},
+    "ReduceSum": {"rtol": 1e-5, "atol": 1e-5},
+    "ReduceMean": {"rtol": 1e-5, "atol": 1e-6},
+    # Linear interpolation weights computed in float32 vs float64 by the oracle.
+    "Resize": {"rtol": 1e-5, "atol": 1e-5},
+}
+# A whole model against its oracle (relative L2 distance).
+MODEL_REL_L2 = 1e-5
+
+
+def tolerance(op: str | None = None) -> dict[str, float]:
+    return dict(TOLERANCES.get(op, DEFAULT_TOL)) if op else dict(DEFAULT_TOL)
+
+
+def max_abs(y: Any, r: Any) -> float:
+    y, r = np.asarray(y, np.float64), np.asarray(r, np.float64)
+    return float(np.max(np.abs(y - r))) if y.size else 0.0
+
+
+def rel_l2(y: Any, r: Any) -> float:
+    """||y - r|| / ||r|| (the "distance" of fc's reports); 0 when both are zero."""
+    y, r = np.asarray(y, np.float64), np.asarray(r, np.float64)
+    num, den = np.linalg.norm((y - r).ravel()), np.linalg.norm(r.ravel())
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    return float(num / den)
+
+
+def cosine(y: Any, r: Any) -> float:
+    y, r = np.asarray(y, np.float64).ravel(), np.asarray(r, np.float64).ravel()
+    den = np.linalg.norm(y) * np.linalg.norm(r)
+    return float(np.dot(y, r) / den) if den else 1.0
+
+
+def sqnr_db(y: Any, r: Any) -> float:
+    d = rel_l2(y, r)
+    return float("inf") if d == 0 else float(-20 * np.log10(d))
+
+
+def check_close(actual: Any, expected: Any, *, op: str | None = None, rtol: float | None = None,
+                atol: float | None = None, rel_l2_max: float | None = None, what: str = "") -> None:
+    """Assert shape, then dtype, then values (elementwise, or by rel-L2 with ``rel_l2_max``)."""
+    a, e = np.asarray(actual), np.asarray(expected)
+    label = f"{what}: " if what else ""
+    assert a.shape == e.shape, f"{label}shape {a.shape} != expected {e.shape}"
+    assert a.dtype == e.dtype, f"{label}dtype {a.dtype} != expected {e.dtype}"
+    if rel_l2_max is not None:
+        d = rel_l2(a, e)
+        assert d <= rel_l2_max, (f"{label}rel_l2 {d:.3g} > {rel_l2_max:g} "
+                                 f"(max_abs {max_abs(a, e):.3g})")
+        return
+    tol = tolerance(op)
+    tol.update({k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None})
+    np.testing.assert_allclose(a, e, err_msg=label, equal_nan=True, **tol)

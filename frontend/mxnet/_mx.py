@@ -1,0 +1,32 @@
+"""The one place fc imports mxnet.
+
+mxnet 1.9.1 still uses ``np.bool`` and friends, which numpy removed in 1.24; fc pins numpy
+1.26 (tensorflow needs it), so the aliases are restored here, just before the import, and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fc.errors import ImportError_
+
+__all__ = ["import_mxnet"]
+
+_ALIASES = {"bool": bool, "int": int, "float": float, "complex": complex, "object": object, "str": str}
+
+
+def import_mxnet() -> ModuleType:
+    """Return the mxnet module, or raise an ``FcError`` saying how to install it."""
+    import numpy as np
+
+    for name, typ in _ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, typ)
+    try:
+        import mxnet
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError_(
+            f"mxnet is not installed ({exc}); install it with: pip install 'fc[mxnet]'"
+        ) from exc
+    return mxnet

@@ -1,0 +1,360 @@
+"""The linked IR: ``Graph`` of ``Node`` objects connected through ``Value`` objects.
+
+A ``Value`` knows its producer and its uses, so rewrites are local pointer surgery
+(``replace_all_uses_with``, ``Graph.erase_node``) rather than searches over tensor names.
+Names matter only for serialization and provenance. Nodes sit in a doubly linked list, so
+inserting next to a node and erasing one are O(1), and iteration order is the topological
+order the graph keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from fc.errors import IRError
+
+__all__ = ["Value", "Node", "Graph", "Shape"]
+
+Shape = tuple[int, ...]
+
+
+class Value:
+    """A tensor: produced by one node (or a graph input / constant), used by many."""
+
+    __slots__ = ("name", "shape", "dtype", "producer", "index", "_uses", "const")
+
+    def __init__(
+        self,
+        name: str,
+        shape: Sequence[int] | None = None,
+        dtype: str | None = None,
+        *,
+        const: np.ndarray | None = None,
+    ):
+        self.name = name
+        self.const = const
+        if const is not None:
+            shape = const.shape if shape is None else shape
+            dtype = const.dtype.name if dtype is None else dtype
+        self.shape: Shape | None = None if shape is None else tuple(int(d) for d in shape)
+        self.dtype: str | None = dtype
+        self.producer: Node | None = None
+        self.index = 0
+        # (node, input position) pairs; a node using this value twice appears twice.
+        self._uses: list[tuple[Node, int]] = []
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+    @property
+    def uses(self) -> list[tuple[Node, int]]:
+        return list(self._uses)
+
+    @property
+    def users(self) -> list[Node]:
+        """Distinct consuming nodes, in order of first use."""
+        return list(dict.fromkeys(n for n, _ in self._uses))
+
+    def replace_all_uses_with(self, other: Value, graph: Graph | None = None) -> None:
+        """Point every consumer and graph output of ``self`` at ``other``.
+
+        A graph output keeps its name: ``other`` takes it over (``self`` is renamed), so
+        rewrites never change the names a user feeds or fetches.
+        """
+        if other is self:
+            return
+        for node, i in list(self._uses):
+            node.set_input(i, other)
+        graph = graph or (self.producer.graph if self.producer is not None else None)
+        if graph is None or self not in graph.outputs:
+            return
+        graph.outputs = [other if o is self else o for o in graph.outputs]
+        if other.producer is not None and graph.outputs.count(other) == 1:
+            old = self.name
+            self.name = graph.reserve(old + "_replaced")
+            other.name = old
+
+    def __repr__(self) -> str:
+        kind = "const " if self.is_const else ""
+        return f"Value({kind}{self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Node:
+    """One operation: ``op_type`` with tensor inputs/outputs and typed attributes."""
+
+    __slots__ = ("op_type", "name", "_inputs", "outputs", "attrs", "provenance", "graph",
+                 "_prev", "_next")
+
+    def __init__(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None],
+        outputs: Sequence[Value],
+        attrs: dict[str, Any] | None = None,
+        *,
+        name: str = "",
+        provenance: Iterable[str] = (),
+    ):
+        self.op_type = op_type
+        self.name = name
+        self.attrs: dict[str, Any] = dict(attrs or {})
+        self.provenance: tuple[str, ...] = tuple(dict.fromkeys(provenance))
+        self.graph: Graph | None = None
+        self._prev: Node | None = None
+        self._next: Node | None = None
+        self._inputs: list[Value | None] = []
+        for v in inputs:
+            self._append_input(v)
+        self.outputs: list[Value] = list(outputs)
+        for i, v in enumerate(self.outputs):
+            if v.producer is not None:
+                raise IRError(f"node {name!r} ({op_type}): value {v.name!r} already has a producer "
+                              f"{v.producer.name!r}")
+            v.producer, v.index = self, i
+
+    def _append_input(self, v: Value | None) -> None:
+        self._inputs.append(v)
+        if v is not None:
+            v._uses.append((self, len(self._inputs) - 1))
+
+    @property
+    def inputs(self) -> tuple[Value | None, ...]:
+        return tuple(self._inputs)
+
+    def set_input(self, i: int, v: Value | None) -> None:
+        old = self._inputs[i]
+        if old is not None:
+            old._uses.remove((self, i))
+        self._inputs[i] = v
+        if v is not None:
+            v._uses.append((self, i))
+
+    def set_inputs(self, inputs: Sequence[Value | None]) -> None:
+        self._detach_inputs()
+        for v in inputs:
+            self._append_input(v)
+
+    def _detach_inputs(self) -> None:
+        for i, v in enumerate(self._inputs):
+            if v is not None:
+                v._uses.remove((self, i))
+        self._inputs = []
+
+    @property
+    def output(self) -> Value:
+        """The single output of a one-output node."""
+        if len(self.outputs) != 1:
+            raise IRError(f"node {self.name!r} ({self.op_type}) has {len(self.outputs)} outputs")
+        return self.outputs[0]
+
+    def add_provenance(self, *sources: Iterable[str]) -> None:
+        merged = list(self.provenance)
+        for s in sources:
+            merged.extend(s)
+        self.provenance = tuple(dict.fromkeys(merged))
+
+    def __repr__(self) -> str:
+        ins = ", ".join("" if v is None else v.name for v in self._inputs)
+        outs = ", ".join(v.name for v in self.outputs)
+        return f"Node({self.name!r}: {self.op_type}({ins}) -> {outs}, {self.attrs})"
+
+
+class Graph:
+    """Inputs, outputs, constants and nodes in topological order."""
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = []
+        # Constants (weights) by name; insertion order is the serialization order.
+        self.initializers: dict[str, Value] = {}
+        self._head: Node | None = None
+        self._tail: Node | None = None
+        self._len = 0
+        self._names: set[str] = set()  # value names
+        self._node_names: set[str] = set()
+
+    # -- nodes ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        """A snapshot of the nodes in order: safe to mutate the graph while iterating."""
+        return list(self)
+
+    def __iter__(self) -> Iterator[Node]:
+        n = self._head
+        while n is not None:
+            nxt = n._next
+            yield n
+            n = nxt
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _claim(self, node: Node) -> None:
+        if node.graph is not None:
+            raise IRError(f"node {node.name!r} is already in a graph")
+        node.graph = self
+        if not node.name or node.name in self._node_names:
+            base = node.name or node.op_type.lower()
+            i = 1
+            while f"{base}_{i}" in self._node_names:
+                i += 1
+            node.name = f"{base}_{i}"
+        self._node_names.add(node.name)
+        self._len += 1
+
+    def append(self, node: Node) -> Node:
+        self._claim(node)
+        node._prev, node._next = self._tail, None
+        if self._tail is None:
+            self._head = node
+        else:
+            self._tail._next = node
+        self._tail = node
+        return node
+
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        self._claim(node)
+        node._prev, node._next = anchor._prev, anchor
+        if anchor._prev is None:
+            self._head = node
+        else:
+            anchor._prev._next = node
+        anchor._prev = node
+        return node
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        if anchor._next is None:
+            return self.append(node)
+        return self.insert_before(anchor._next, node)
+
+    def add_node(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None],
+        attrs: dict[str, Any] | None = None,
+        *,
+        name: str = "",
+        num_outputs: int = 1,
+        outputs: Sequence[Value] | None = None,
+        provenance: Iterable[str] = (),
+        before: Node | None = None,
+        complete: bool = True,
+    ) -> Node:
+        """Create a node with fresh output values and place it at the end (or ``before``).
+
+        With ``complete`` (the default) the attributes are checked and defaulted against
+        the op's schema and the outputs' shapes inferred when the inputs' are known.
+        """
+        if outputs is None:
+            base = name or op_type.lower()
+            outputs = [Value(self.unique_name(f"{base}_out{i}" if num_outputs > 1 else f"{base}_out"))
+                       for i in range(num_outputs)]
+            for v in outputs:
+                self._names.add(v.name)
+        if complete:
+            from fc.ir.schema import complete_attrs, infer_types
+
+            attrs = complete_attrs(op_type, attrs or {}, f"node {name or op_type!r}")
+        node = Node(op_type, inputs, outputs, attrs, name=name, provenance=provenance)
+        node = self.insert_before(before, node) if before is not None else self.append(node)
+        if complete and all(v is None or v.shape is not None for v in node.inputs):
+            try:
+                types = infer_types(node)
+            except Exception:
+                self.erase_node(node)
+                raise
+            for v, t in zip(node.outputs, types):
+                v.shape, v.dtype = t.shape, t.dtype
+        return node
+
+    def erase_node(self, node: Node) -> None:
+        """Remove a node whose outputs are no longer used."""
+        for v in node.outputs:
+            if v._uses or v in self.outputs:
+                users = [u.name for u in v.users] + (["<graph output>"] if v in self.outputs else [])
+                raise IRError(f"cannot erase node {node.name!r}: output {v.name!r} is still used by "
+                              f"{users}")
+        node._detach_inputs()
+        if node._prev is None:
+            self._head = node._next
+        else:
+            node._prev._next = node._next
+        if node._next is None:
+            self._tail = node._prev
+        else:
+            node._next._prev = node._prev
+        node._prev = node._next = None
+        node.graph = None
+        self._node_names.discard(node.name)
+        self._len -= 1
+        for v in node.outputs:
+            v.producer = None
+
+    # -- values --------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        """A value name this graph does not have yet (not reserved until used)."""
+        if base not in self._names:
+            return base
+        i = 1
+        while f"{base}_{i}" in self._names:
+            i += 1
+        return f"{base}_{i}"
+
+    def reserve(self, name: str) -> str:
+        name = self.unique_name(name)
+        self._names.add(name)
+        return name
+
+    def add_input(self, name: str, shape: Sequence[int], dtype: str = "float32") -> Value:
+        v = Value(self.reserve(name), shape, dtype)
+        self.inputs.append(v)
+        return v
+
+    def add_const(self, name: str, array: np.ndarray) -> Value:
+        """Register a weight/constant tensor; the name is made unique."""
+        array = np.asarray(array)
+        v = Value(self.reserve(name), const=array)
+        self.initializers[v.name] = v
+        return v
+
+    def remove_unused_consts(self) -> int:
+        dead = [k for k, v in self.initializers.items() if not v._uses and v not in self.outputs]
+        for k in dead:
+            del self.initializers[k]
+            self._names.discard(k)
+        return len(dead)
+
+    def values(self) -> Iterator[Value]:
+        """Every value once: inputs, constants, then node outputs in order."""
+        yield from self.inputs
+        yield from self.initializers.values()
+        for n in self:
+            yield from n.outputs
+
+    def node_by_name(self, name: str) -> Node:
+        for n in self:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def op_histogram(self) -> dict[str, int]:
+        hist: dict[str, int] = {}
+        for n in self:
+            hist[n.op_type] = hist.get(n.op_type, 0) + 1
+        return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def num_params(self) -> int:
+        return int(sum(v.const.size for v in self.initializers.values()))
+
+    def rename_index(self) -> None:
+        """Recompute the name set after values were renamed by hand."""
+        self._names = {v.name for v in self.values()}
+        self._node_names = {n.name for n in self}
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self)} nodes, {len(self.initializers)} weights)"

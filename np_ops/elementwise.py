@@ -1,0 +1,1 @@
+"""Kernels: elementwise ops (to be written)."""

@@ -1,0 +1,1 @@
+"""Kernels: nn ops (to be written)."""

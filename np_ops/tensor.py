@@ -1,0 +1,1 @@
+"""Kernels: tensor ops (to be written)."""
