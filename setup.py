@@ -15,6 +15,7 @@ _SUBPACKAGES = {
     "fc.frontend.onnx": "frontend/onnx",
     "fc.frontend.mxnet": "frontend/mxnet",
     "fc.frontend.mxnet.zoo": "frontend/mxnet/zoo",
+    "fc.frontend.torch": "frontend/torch",
     "fc.passes": "passes",
     "fc.np_ops": "np_ops",
     "fc.reconstruct": "reconstruct",

@@ -9,7 +9,7 @@ order the graph keeps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,13 +67,18 @@ class Value:
         """
         if other is self:
             return
+        if graph is None and self.producer is not None:
+            graph = self.producer.graph
+        if graph is None and self._uses:  # a graph input or weight: ask a consumer
+            graph = self._uses[0][0].graph
         for node, i in list(self._uses):
             node.set_input(i, other)
-        graph = graph or (self.producer.graph if self.producer is not None else None)
-        if graph is None or self not in graph.outputs:
+        if graph is None or not any(o is self for o in graph.outputs):
             return
-        graph.outputs = [other if o is self else o for o in graph.outputs]
-        if other.producer is not None and graph.outputs.count(other) == 1:
+        graph.outputs[:] = [other if o is self else o for o in graph.outputs]
+        # Only a node output can take the name over: renaming a graph input or a weight
+        # would change another interface name (or an initializer key) instead.
+        if other.producer is not None and sum(o is other for o in graph.outputs) == 1:
             old = self.name
             self.name = graph.reserve(old + "_replaced")
             other.name = old
@@ -99,6 +104,15 @@ class Node:
         name: str = "",
         provenance: Iterable[str] = (),
     ):
+        # Validate before linking anything, so a failed construction leaves no stale uses
+        # on the inputs and no half-claimed outputs.
+        outputs = list(outputs)
+        for v in outputs:
+            if v.producer is not None:
+                raise IRError(f"node {name!r} ({op_type}): value {v.name!r} already has a producer "
+                              f"{v.producer.name!r}")
+        if len({id(v) for v in outputs}) != len(outputs):
+            raise IRError(f"node {name!r} ({op_type}): the same value is listed twice as an output")
         self.op_type = op_type
         self.name = name
         self.attrs: dict[str, Any] = dict(attrs or {})
@@ -109,11 +123,8 @@ class Node:
         self._inputs: list[Value | None] = []
         for v in inputs:
             self._append_input(v)
-        self.outputs: list[Value] = list(outputs)
+        self.outputs: list[Value] = outputs
         for i, v in enumerate(self.outputs):
-            if v.producer is not None:
-                raise IRError(f"node {name!r} ({op_type}): value {v.name!r} already has a producer "
-                              f"{v.producer.name!r}")
             v.producer, v.index = self, i
 
     def _append_input(self, v: Value | None) -> None:
@@ -126,6 +137,12 @@ class Node:
         return tuple(self._inputs)
 
     def set_input(self, i: int, v: Value | None) -> None:
+        """Rewire input ``i`` (negative counts from the end); uses follow."""
+        if i < 0:
+            i += len(self._inputs)
+        if not 0 <= i < len(self._inputs):
+            raise IRError(f"node {self.name!r} ({self.op_type}) has no input {i} "
+                          f"(it has {len(self._inputs)})")
         old = self._inputs[i]
         if old is not None:
             old._uses.remove((self, i))
@@ -143,6 +160,13 @@ class Node:
             if v is not None:
                 v._uses.remove((self, i))
         self._inputs = []
+
+    def _unlink(self) -> None:
+        """Undo the constructor's links (inputs' uses, outputs' producer)."""
+        self._detach_inputs()
+        for v in self.outputs:
+            if v.producer is self:
+                v.producer = None
 
     @property
     def output(self) -> Value:
@@ -163,6 +187,19 @@ class Node:
         return f"Node({self.name!r}: {self.op_type}({ins}) -> {outs}, {self.attrs})"
 
 
+def _fresh(taken: Container[str], base: str, counters: dict[str, int], *, always_suffix: bool = False
+           ) -> str:
+    """``base`` or ``base_<i>``, not in ``taken``. ``counters`` remembers the last suffix per
+    base, so naming n values of one base is O(n) overall, not O(n^2)."""
+    if not always_suffix and base not in taken:
+        return base
+    i = counters.get(base, 0) + 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    counters[base] = i
+    return f"{base}_{i}"
+
+
 class Graph:
     """Inputs, outputs, constants and nodes in topological order."""
 
@@ -176,7 +213,9 @@ class Graph:
         self._tail: Node | None = None
         self._len = 0
         self._names: set[str] = set()  # value names
-        self._node_names: set[str] = set()
+        self._nodes_by_name: dict[str, Node] = {}
+        self._value_suffix: dict[str, int] = {}
+        self._node_suffix: dict[str, int] = {}
 
     # -- nodes ---------------------------------------------------------------------------
     @property
@@ -194,18 +233,26 @@ class Graph:
     def __len__(self) -> int:
         return self._len
 
+    def unique_node_name(self, name: str, op_type: str) -> str:
+        """``name`` if free, else ``name_<i>``; an empty name becomes ``<op>_<i>``."""
+        if not name:
+            return _fresh(self._nodes_by_name, op_type.lower(), self._node_suffix,
+                          always_suffix=True)
+        return _fresh(self._nodes_by_name, name, self._node_suffix)
+
     def _claim(self, node: Node) -> None:
         if node.graph is not None:
-            raise IRError(f"node {node.name!r} is already in a graph")
+            raise IRError(f"node {node.name!r} ({node.op_type}) is already in a graph")
+        if not node.name or node.name in self._nodes_by_name:
+            node.name = self.unique_node_name(node.name, node.op_type)
         node.graph = self
-        if not node.name or node.name in self._node_names:
-            base = node.name or node.op_type.lower()
-            i = 1
-            while f"{base}_{i}" in self._node_names:
-                i += 1
-            node.name = f"{base}_{i}"
-        self._node_names.add(node.name)
+        self._nodes_by_name[node.name] = node
         self._len += 1
+
+    def _check_anchor(self, anchor: Node) -> None:
+        if anchor.graph is not self:
+            raise IRError(f"anchor node {anchor.name!r} ({anchor.op_type}) is not in graph "
+                          f"{self.name!r}")
 
     def append(self, node: Node) -> Node:
         self._claim(node)
@@ -218,6 +265,7 @@ class Graph:
         return node
 
     def insert_before(self, anchor: Node, node: Node) -> Node:
+        self._check_anchor(anchor)
         self._claim(node)
         node._prev, node._next = anchor._prev, anchor
         if anchor._prev is None:
@@ -228,6 +276,7 @@ class Graph:
         return node
 
     def insert_after(self, anchor: Node, node: Node) -> Node:
+        self._check_anchor(anchor)
         if anchor._next is None:
             return self.append(node)
         return self.insert_before(anchor._next, node)
@@ -248,37 +297,50 @@ class Graph:
         """Create a node with fresh output values and place it at the end (or ``before``).
 
         With ``complete`` (the default) the attributes are checked and defaulted against
-        the op's schema and the outputs' shapes inferred when the inputs' are known.
+        the op's schema, the inputs counted, and the outputs' shapes inferred when the
+        inputs' are known. On any failure the graph is left as it was.
         """
-        if outputs is None:
-            base = name or op_type.lower()
-            outputs = [Value(self.unique_name(f"{base}_out{i}" if num_outputs > 1 else f"{base}_out"))
-                       for i in range(num_outputs)]
-            for v in outputs:
-                self._names.add(v.name)
+        if before is not None:
+            self._check_anchor(before)
+        inputs = list(inputs)
+        where = f"node {name!r} ({op_type})" if name else f"new {op_type} node"
         if complete:
-            from fc.ir.schema import complete_attrs, infer_types
+            from fc.ir.schema import get_schema
 
-            attrs = complete_attrs(op_type, attrs or {}, f"node {name or op_type!r}")
-        node = Node(op_type, inputs, outputs, attrs, name=name, provenance=provenance)
-        node = self.insert_before(before, node) if before is not None else self.append(node)
+            schema = get_schema(op_type)
+            attrs = schema.complete(attrs or {}, where)
+            schema.check_inputs(inputs, len(outputs) if outputs is not None else num_outputs, where)
+        node_name = self.unique_node_name(name, op_type)
+        if outputs is None:
+            outputs = [Value(self.unique_name(f"{node_name}_out{i}" if num_outputs > 1
+                                              else f"{node_name}_out"))
+                       for i in range(num_outputs)]
+        node = Node(op_type, inputs, outputs, attrs, name=node_name, provenance=provenance)
         if complete and all(v is None or v.shape is not None for v in node.inputs):
+            from fc.ir.schema import infer_types
+
             try:
                 types = infer_types(node)
-            except Exception:
-                self.erase_node(node)
+            except BaseException:
+                node._unlink()
                 raise
             for v, t in zip(node.outputs, types):
                 v.shape, v.dtype = t.shape, t.dtype
-        return node
+        for v in node.outputs:
+            self._names.add(v.name)
+        return self.insert_before(before, node) if before is not None else self.append(node)
 
     def erase_node(self, node: Node) -> None:
         """Remove a node whose outputs are no longer used."""
+        if node.graph is not self:
+            raise IRError(f"cannot erase node {node.name!r} ({node.op_type}): not in graph "
+                          f"{self.name!r}")
         for v in node.outputs:
-            if v._uses or v in self.outputs:
-                users = [u.name for u in v.users] + (["<graph output>"] if v in self.outputs else [])
-                raise IRError(f"cannot erase node {node.name!r}: output {v.name!r} is still used by "
-                              f"{users}")
+            is_output = any(o is v for o in self.outputs)
+            if v._uses or is_output:
+                users = [u.name for u in v.users] + (["<graph output>"] if is_output else [])
+                raise IRError(f"cannot erase node {node.name!r} ({node.op_type}): output {v.name!r} "
+                              f"is still used by {users}")
         node._detach_inputs()
         if node._prev is None:
             self._head = node._next
@@ -290,7 +352,8 @@ class Graph:
             node._next._prev = node._prev
         node._prev = node._next = None
         node.graph = None
-        self._node_names.discard(node.name)
+        if self._nodes_by_name.get(node.name) is node:
+            del self._nodes_by_name[node.name]
         self._len -= 1
         for v in node.outputs:
             v.producer = None
@@ -298,12 +361,7 @@ class Graph:
     # -- values --------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
         """A value name this graph does not have yet (not reserved until used)."""
-        if base not in self._names:
-            return base
-        i = 1
-        while f"{base}_{i}" in self._names:
-            i += 1
-        return f"{base}_{i}"
+        return _fresh(self._names, base, self._value_suffix)
 
     def reserve(self, name: str) -> str:
         name = self.unique_name(name)
@@ -323,7 +381,8 @@ class Graph:
         return v
 
     def remove_unused_consts(self) -> int:
-        dead = [k for k, v in self.initializers.items() if not v._uses and v not in self.outputs]
+        outs = {id(o) for o in self.outputs}
+        dead = [k for k, v in self.initializers.items() if not v._uses and id(v) not in outs]
         for k in dead:
             del self.initializers[k]
             self._names.discard(k)
@@ -337,10 +396,11 @@ class Graph:
             yield from n.outputs
 
     def node_by_name(self, name: str) -> Node:
-        for n in self:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        """O(1) lookup; raises ``KeyError`` naming the node when absent."""
+        try:
+            return self._nodes_by_name[name]
+        except KeyError:
+            raise KeyError(f"graph {self.name!r} has no node {name!r}") from None
 
     def op_histogram(self) -> dict[str, int]:
         hist: dict[str, int] = {}
@@ -352,9 +412,9 @@ class Graph:
         return int(sum(v.const.size for v in self.initializers.values()))
 
     def rename_index(self) -> None:
-        """Recompute the name set after values were renamed by hand."""
+        """Recompute the name indexes after values or nodes were renamed by hand."""
         self._names = {v.name for v in self.values()}
-        self._node_names = {n.name for n in self}
+        self._nodes_by_name = {n.name: n for n in self}
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self)} nodes, {len(self.initializers)} weights)"

@@ -1,5 +1,15 @@
 """Activations as plain numpy functions, shared by the standalone activation kernels and by
-the ``activation`` attribute that Conv/ConvTranspose/Gemm/Add carry after fusion."""
+the ``activation`` attribute that Conv/ConvTranspose/Gemm/Add carry after fusion.
+
+Every function returns an array of its input's dtype: scalars are converted to that dtype
+first, because numpy would promote ``float32 * 0.1`` (a Python or float64 scalar operand
+of a 0-d array) differently from an array operand.
+
+``erf`` does not rely on scipy (not a dependency of fc): it is W. J. Cody's rational
+Chebyshev approximation ("Rational Chebyshev approximations for the error function",
+Math. Comp. 1969, the netlib ``specfun/CALERF`` coefficients), evaluated vectorized in
+float64 (relative error ~1e-16, far below float32's ulp).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +17,130 @@ import math
 
 import numpy as np
 
-__all__ = ["apply_activation", "sigmoid", "gelu", "ACTIVATIONS"]
+from fc.errors import ExecutionError
+
+__all__ = ["apply_activation", "sigmoid", "gelu", "erf", "erfc", "ACTIVATIONS"]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     # exp of a non-positive number only: no overflow for large |x|.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    x = np.asarray(x)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))
+    one = np.asarray(1, x.dtype)
+    return np.asarray(np.where(x >= 0, one / (one + e), e / (one + e)), dtype=x.dtype)
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erf  # exact to the last ulp when scipy is there
+# Cody's coefficients: erf on |x| <= 0.46875 (A/B), erfc on (0.46875, 4] (C/D) and on
+# (4, XBIG) in 1/x^2 (P/Q). Horner order as in CALERF: the last entry of A/C/P multiplies
+# the highest power.
+_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
+      3.20937758913846947e03, 1.85777706184603153e-1)
+_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+      2.84423683343917062e03)
+_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+      2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
+      2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
+_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+      1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+      3.43936767414372164e03, 1.23033935480374942e03)
+_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+      1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
+_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
+      6.05183413124413191e-2, 2.33520497626869185e-3)
+_THRESH = 0.46875
+_XBIG = 26.543  # erfc(x) underflows float64 beyond this
+_SQRPI = 0.56418958354775628695  # 1/sqrt(pi)
 
-        return erf(x).astype(x.dtype, copy=False)
-    except ImportError:
-        return np.vectorize(math.erf, otypes=[x.dtype])(x)
+
+def _rational(t: np.ndarray, num: tuple[float, ...], den: tuple[float, ...]) -> np.ndarray:
+    """CALERF's loop: num[-1]*t^n + num[0]*t^(n-1) + ... over t^n + den[0]*t^(n-1) + ..."""
+    xnum, xden = num[-1] * t, t
+    for a, b in zip(num[:len(den) - 1], den[:-1]):
+        xnum = (xnum + a) * t
+        xden = (xden + b) * t
+    return (xnum + num[len(den) - 1]) / (xden + den[-1])
+
+
+def _erf_erfc64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(erf(x), erfc(x)) in float64, each with full relative accuracy (erfc for x > 0 too)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(all="ignore"):
+        y = np.abs(x)
+        small = y <= _THRESH
+        ys = np.where(small, y, 0.0)
+        erf_small = np.where(small, x, 0.0) * _rational(ys * ys, _A, _B)
+        # erfc(|x|) for |x| > THRESH; clamped so inf/huge inputs do no inf - inf.
+        yb = np.clip(np.where(small, 1.0, y), _THRESH, 27.0)
+        mid = _rational(np.minimum(yb, 4.0), _C, _D)
+        yl = np.maximum(yb, 4.0)
+        z = 1.0 / (yl * yl)
+        big = (_SQRPI - z * _rational(z, _P, _Q)) / yl
+        # exp(-y^2) as exp(-ysq^2) * exp(-(y-ysq)(y+ysq)) with ysq = y rounded down to 1/16:
+        # the rounding error of y*y would otherwise be amplified by exp.
+        ysq = np.trunc(yb * 16.0) / 16.0
+        expo = np.exp(-ysq * ysq) * np.exp(-(yb - ysq) * (yb + ysq))
+        erfc_abs = np.where(yb <= 4.0, mid, big) * expo
+        erfc_abs = np.where(y >= _XBIG, 0.0, erfc_abs)
+        erfc_abs = np.where(np.isnan(x), np.nan, erfc_abs)
+        neg = x < 0
+        erf_large = (0.5 - erfc_abs) + 0.5
+        erf_v = np.where(small, erf_small, np.where(neg, -erf_large, erf_large))
+        erfc_v = np.where(small, 1.0 - erf_small, np.where(neg, 2.0 - erfc_abs, erfc_abs))
+    return erf_v, erfc_v
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, computed in float64 and returned in ``x``'s dtype."""
+    x = np.asarray(x)
+    return np.asarray(_erf_erfc64(x)[0], dtype=x.dtype)
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """1 - erf(x) without cancellation for large positive x, in ``x``'s dtype."""
+    x = np.asarray(x)
+    return np.asarray(_erf_erfc64(x)[1], dtype=x.dtype)
 
 
 def gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
-    if approximate:
-        c = np.asarray(math.sqrt(2 / math.pi), x.dtype)
-        return (0.5 * x * (1 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x ** 3)))).astype(
-            x.dtype, copy=False)
-    return (0.5 * x * (1 + _erf(x / np.asarray(math.sqrt(2), x.dtype)))).astype(x.dtype, copy=False)
+    """x * Phi(x), computed in float64 and rounded once to ``x``'s dtype.
+
+    The exact form uses ``0.5 * x * erfc(-x / sqrt(2))`` rather than ``1 + erf(x / sqrt(2))``,
+    which cancels to zero digits for x << 0.
+    """
+    x = np.asarray(x)
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if approximate:
+            c = math.sqrt(2 / math.pi)
+            y = 0.5 * x64 * (1.0 + np.tanh(c * (x64 + 0.044715 * x64 ** 3)))
+        else:
+            y = 0.5 * x64 * _erf_erfc64(-x64 / math.sqrt(2))[1]
+    return np.asarray(y, dtype=x.dtype)
 
 
 def _f(x: np.ndarray, v: float) -> np.ndarray:
     return np.asarray(v, dtype=x.dtype)
 
 
+def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """min(max(x, lo), hi); so hi wins when lo > hi (ONNX Clip), NaN propagates."""
+    return np.minimum(np.maximum(x, _f(x, lo)), _f(x, hi))
+
+
+def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
+    return np.where(x > 0, x, _f(x, alpha) * np.expm1(np.minimum(x, _f(x, 0))))
+
+
 ACTIVATIONS = {
     "relu": lambda x, a, b: np.maximum(x, _f(x, 0)),
-    "clip": lambda x, a, b: np.clip(x, _f(x, a), _f(x, b)),
+    "clip": lambda x, a, b: _clip(x, a, b),
     "leaky_relu": lambda x, a, b: np.where(x >= 0, x, x * _f(x, a)),
-    "elu": lambda x, a, b: np.where(x > 0, x, _f(x, a) * np.expm1(np.minimum(x, _f(x, 0)))),
+    "elu": lambda x, a, b: _elu(x, a),
     "sigmoid": lambda x, a, b: sigmoid(x),
     "tanh": lambda x, a, b: np.tanh(x),
-    "hard_sigmoid": lambda x, a, b: np.clip(x * _f(x, a) + _f(x, b), _f(x, 0), _f(x, 1)),
-    "hard_swish": lambda x, a, b: x * np.clip(x / _f(x, 6) + _f(x, 0.5), _f(x, 0), _f(x, 1)),
+    "hard_sigmoid": lambda x, a, b: _clip(x * _f(x, a) + _f(x, b), 0, 1),
+    "hard_swish": lambda x, a, b: x * _clip(x / _f(x, 6) + _f(x, 0.5), 0, 1),
     "silu": lambda x, a, b: x * sigmoid(x),
     "gelu": lambda x, a, b: gelu(x, approximate=bool(a)),
 }
@@ -53,7 +148,13 @@ ACTIVATIONS = {
 
 def apply_activation(x: np.ndarray, activation: str, alpha: float = 0.0, beta: float = 0.0
                      ) -> np.ndarray:
-    """``x`` through the named fused activation ("" = identity)."""
+    """``x`` through the named fused activation ("" = identity), in ``x``'s dtype."""
     if not activation:
         return x
-    return ACTIVATIONS[activation](x, alpha, beta)
+    try:
+        fn = ACTIVATIONS[activation]
+    except KeyError:
+        raise ExecutionError(f"activation {activation!r} not one of {sorted(ACTIVATIONS)}") from None
+    x = np.asarray(x)
+    with np.errstate(all="ignore"):
+        return np.asarray(fn(x, alpha, beta), dtype=x.dtype)

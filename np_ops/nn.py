@@ -1,1 +1,394 @@
-"""Kernels: nn ops (to be written)."""
+"""Kernels: layer ops (Conv, ConvTranspose, BatchNormalization, Gemm, MatMul, pooling, LRN,
+the normalizations, Softmax, LogSoftmax), NCHW.
+
+Speed matters here (whole models run through these kernels), so nothing loops over pixels
+or channels in Python:
+
+- Conv is one BLAS GEMM per image (batched by ``np.matmul``) on an im2col matrix built from
+  a strided *view* of the padded input (one copy); a 1x1 stride-1 unpadded conv is a plain
+  GEMM on the input itself; groups are a batched matmul over the group axis; depthwise conv
+  (group = C) is a multiply-add of kh*kw shifted views by per-channel weights. The GEMM
+  writes (M, Ho*Wo) rows per image, so the result is already NCHW.
+- ConvTranspose is the adjoint: W^T @ x per image gives (kh, kw, M, H, W) columns, which
+  kh*kw strided adds scatter into the output (col2im), then pads are cropped.
+- Pooling reduces kh*kw shifted strided views; AveragePool divides by a divisor map that is
+  the outer product of per-axis window counts.
+
+Arithmetic stays in the input's dtype (float32 GEMMs, as onnxruntime does); only the
+BatchNormalization coefficients are folded in float64 before being cast.
+
+AveragePool divisor (checked against onnxruntime, which agrees with torch and the ONNX
+reference on these): count_include_pad=0 counts the input positions in the window;
+count_include_pad=1 counts positions inside input + pads, so the part of a ceil_mode window
+that hangs past the padded input is never counted. The number of ceil_mode windows follows
+the schema's ``pool_out`` (a last window starting in the end padding is dropped, as torch and
+onnxruntime do; ONNX shape inference keeps it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from fc.errors import ExecutionError
+from fc.ir.schemas._rules import pool_out
+from fc.np_ops.activation import apply_activation
+from fc.np_ops.registry import kernel
+
+__all__: list[str] = []
+
+Array = np.ndarray
+
+# im2col matrices of a batch are built in chunks of at most this many bytes.
+_COLS_BYTES = 64 << 20
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _pad2d(x: Array, top: int, left: int, bottom: int, right: int, value: float = 0) -> Array:
+    """``x`` padded on H/W with ``value``; ``x`` itself (no copy) when nothing is padded."""
+    if not (top or left or bottom or right):
+        return x
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
+def _tap(xp: Array, i: int, j: int, ho: int, wo: int, strides: tuple[int, ...]) -> Array:
+    """The (N, C, ho, wo) view of ``xp`` read by kernel tap (i, j) (i, j already dilated)."""
+    sh, sw = strides
+    return xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
+
+def _activate(y: Array, activation: str, alpha: float, beta: float) -> Array:
+    """The fused activation; relu/clip in place on ``y`` (a fresh array), the same maths as
+    ``apply_activation`` without a second output buffer."""
+    if activation == "relu":
+        return np.maximum(y, y.dtype.type(0), out=y)
+    if activation == "clip":
+        return np.clip(y, y.dtype.type(alpha), y.dtype.type(beta), out=y)
+    return apply_activation(y, activation, alpha, beta)
+
+
+def _finish(y: Array, b: Array | None, activation: str, alpha: float, beta: float) -> Array:
+    """Add the per-channel bias (axis 1) in place, then the activation."""
+    if b is not None:
+        y += np.asarray(b, dtype=y.dtype).reshape((-1,) + (1,) * (y.ndim - 2))
+    return _activate(y, activation, alpha, beta)
+
+
+def _check4(op: str, x: Array, w: Array) -> None:
+    if x.ndim != 4 or w.ndim != 4:
+        raise ExecutionError(f"{op}: X {list(x.shape)} and W {list(w.shape)} must be 4-D (NCHW)")
+
+
+# -- convolution ----------------------------------------------------------------------------
+
+def _conv_depthwise(xp: Array, w: Array, ho: int, wo: int, strides: tuple[int, ...],
+                    dilations: tuple[int, ...]) -> Array:
+    """group == C: each output channel m reads input channel m // (M/C) only."""
+    n, c = xp.shape[:2]
+    m, _, kh, kw = w.shape
+    mult = m // c
+    wr = w.reshape(c, mult, kh, kw)
+    out = np.zeros((n, c, mult, ho, wo), dtype=xp.dtype)
+    tmp = np.empty_like(out)
+    for i in range(kh):
+        for j in range(kw):
+            v = _tap(xp, i * dilations[0], j * dilations[1], ho, wo, strides)
+            np.multiply(v[:, :, None], wr[:, :, i, j, None, None], out=tmp)
+            out += tmp
+    return out.reshape(n, m, ho, wo)
+
+
+@kernel("Conv")
+def conv(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...],
+         pads: tuple[int, ...], dilations: tuple[int, ...], group: int, activation: str,
+         act_alpha: float, act_beta: float) -> Array:
+    """2-D cross-correlation, W (M, C/group, kH, kW), pads (top, left, bottom, right)."""
+    x = np.asarray(x)
+    _check4("Conv", x, w)
+    w = np.asarray(w, dtype=x.dtype)
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    if cg * group != c or m % group:
+        raise ExecutionError(f"Conv: W {list(w.shape)} with group={group} does not fit X "
+                             f"{list(x.shape)}")
+    sh, sw = strides
+    dh, dw = dilations
+    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise ExecutionError(f"Conv: kernel {kh}x{kw} larger than padded input {h}x{wd}")
+
+    if group == 1 and kh == kw == 1 and not any(pads):
+        # 1x1: the input already is the GEMM operand (strided: subsample first).
+        xs = x if sh == sw == 1 else x[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
+        y = np.matmul(w.reshape(m, c), xs.reshape(n, c, ho * wo))
+        return _finish(y.reshape(n, m, ho, wo), b, activation, act_alpha, act_beta)
+
+    xp = _pad2d(x, *pads)
+    if group == c and group > 1:
+        y = _conv_depthwise(xp, w, ho, wo, strides, dilations)
+        return _finish(y, b, activation, act_alpha, act_beta)
+
+    # im2col: a (N, C, kh, kw, Ho, Wo) view of the padded input, copied to (N, G, K, Ho*Wo)
+    # by the reshape; then (G, M/G, K) @ (N, G, K, Ho*Wo) -> (N, G, M/G, Ho*Wo) = NCHW.
+    k = cg * kh * kw
+    sn, sc, s_h, s_w = xp.strides
+    wg = w.reshape(group, m // group, k)
+    y = np.empty((n, group, m // group, ho * wo), dtype=x.dtype)
+    chunk = max(1, _COLS_BYTES // max(1, c * kh * kw * ho * wo * x.itemsize))
+    for n0 in range(0, n, chunk):
+        part = xp[n0:n0 + chunk]
+        view = as_strided(part, (part.shape[0], c, kh, kw, ho, wo),
+                          (sn, sc, s_h * dh, s_w * dw, s_h * sh, s_w * sw), writeable=False)
+        cols = view.reshape(part.shape[0], group, k, ho * wo)
+        np.matmul(wg, cols, out=y[n0:n0 + chunk])
+    return _finish(y.reshape(n, m, ho, wo), b, activation, act_alpha, act_beta)
+
+
+@kernel("ConvTranspose")
+def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...],
+                   pads: tuple[int, ...], dilations: tuple[int, ...],
+                   output_padding: tuple[int, ...], group: int, activation: str,
+                   act_alpha: float, act_beta: float) -> Array:
+    """The adjoint of Conv, W (C, M/group, kH, kW): GEMM to columns, then col2im."""
+    x = np.asarray(x)
+    _check4("ConvTranspose", x, w)
+    w = np.asarray(w, dtype=x.dtype)
+    n, c, h, wd = x.shape
+    _, mg, kh, kw = w.shape
+    if w.shape[0] != c or c % group:
+        raise ExecutionError(f"ConvTranspose: W {list(w.shape)} with group={group} does not fit "
+                             f"X {list(x.shape)}")
+    cg, m = c // group, mg * group
+    sh, sw = strides
+    dh, dw = dilations
+    # Full output before cropping pads; output_padding rows/cols get no contribution.
+    hf = sh * (h - 1) + dh * (kh - 1) + 1 + output_padding[0]
+    wf = sw * (wd - 1) + dw * (kw - 1) + 1 + output_padding[1]
+    ho, wo = hf - pads[0] - pads[2], wf - pads[1] - pads[3]
+    if ho <= 0 or wo <= 0:
+        raise ExecutionError(f"ConvTranspose: pads {list(pads)} leave an empty output")
+
+    # (G, kh*kw*M/G, C/G) @ (N, G, C/G, H*W) -> columns (N, G, kh, kw, M/G, H, W).
+    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kh * kw * mg, cg)
+    cols = np.matmul(wt, x.reshape(n, group, cg, h * wd)).reshape(n, group, kh, kw, mg, h, wd)
+    full = np.zeros((n, group, mg, hf, wf), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            full[:, :, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                 j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, i, j]
+    y = full.reshape(n, m, hf, wf)
+    if any(pads):
+        y = np.ascontiguousarray(y[:, :, pads[0]:pads[0] + ho, pads[1]:pads[1] + wo])
+    return _finish(y, b, activation, act_alpha, act_beta)
+
+
+# -- dense ----------------------------------------------------------------------------------
+
+@kernel("BatchNormalization")
+def batch_norm(x: Array, scale: Array, b: Array, mean: Array, var: Array, *, epsilon: float
+               ) -> Array:
+    """Inference BN as one multiply-add per element: x * a + (B - mean * a), a = scale /
+    sqrt(var + eps), the coefficients folded in float64 (torch folds them the same way)."""
+    x = np.asarray(x)
+    a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + epsilon)
+    shift = np.asarray(b, np.float64) - np.asarray(mean, np.float64) * a
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    y = x * a.astype(x.dtype).reshape(shape)
+    y += shift.astype(x.dtype).reshape(shape)
+    return y
+
+
+@kernel("Gemm")
+def gemm(a: Array, b: Array, c: Array | None = None, *, alpha: float, beta: float, transA: int,
+         transB: int, activation: str, act_alpha: float, act_beta: float) -> Array:
+    """alpha * A' @ B' + beta * C (C broadcasts to (M, N)), then the fused activation."""
+    a = np.asarray(a)
+    a2 = a.T if transA else a
+    b2 = np.asarray(b, dtype=a.dtype)
+    b2 = b2.T if transB else b2
+    if a2.ndim != 2 or b2.ndim != 2 or a2.shape[1] != b2.shape[0]:
+        raise ExecutionError(f"Gemm: A' {list(a2.shape)} and B' {list(b2.shape)} do not multiply")
+    y = np.matmul(a2, b2)
+    if alpha != 1:
+        y *= y.dtype.type(alpha)
+    if c is not None and beta != 0:
+        cc = np.asarray(c, dtype=y.dtype)
+        y += cc if beta == 1 else cc * y.dtype.type(beta)
+    return _activate(y, activation, act_alpha, act_beta)
+
+
+@kernel("MatMul")
+def matmul(a: Array, b: Array) -> Array:
+    """numpy.matmul (1-D promotion, batch broadcasting), in A's dtype."""
+    a = np.asarray(a)
+    return np.asarray(np.matmul(a, np.asarray(b, dtype=a.dtype)))
+
+
+# -- pooling --------------------------------------------------------------------------------
+
+def _pool_geometry(op: str, x: Array, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+                   pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: int
+                   ) -> tuple[int, int, int, int]:
+    """Output size (ho, wo) and the extra bottom/right padding a ceil_mode window needs."""
+    if x.ndim != 4 or len(kernel_shape) != 2:
+        raise ExecutionError(f"{op}: X {list(x.shape)} must be 4-D with a 2-D kernel_shape")
+    h, w = x.shape[2:]
+    (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
+    ho = pool_out(h, kh, sh, pads[0], pads[2], dh, ceil_mode)
+    wo = pool_out(w, kw, sw, pads[1], pads[3], dw, ceil_mode)
+    extra_h = max(0, (ho - 1) * sh + dh * (kh - 1) + 1 - (h + pads[0] + pads[2]))
+    extra_w = max(0, (wo - 1) * sw + dw * (kw - 1) + 1 - (w + pads[1] + pads[3]))
+    return ho, wo, extra_h, extra_w
+
+
+@kernel("MaxPool")
+def max_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+             pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: int) -> Array:
+    """Running maximum over the kh*kw taps. Padding is the dtype's lowest finite value, so
+    it never beats an input and a window that (with dilations) reads only padding gives
+    -FLT_MAX, as onnxruntime does."""
+    x = np.asarray(x)
+    ho, wo, eh, ew = _pool_geometry("MaxPool", x, kernel_shape, strides, pads, dilations,
+                                    ceil_mode)
+    low = (np.finfo if x.dtype.kind == "f" else np.iinfo)(x.dtype).min
+    xp = _pad2d(x, pads[0], pads[1], pads[2] + eh, pads[3] + ew, low)
+    kh, kw = kernel_shape
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            v = _tap(xp, i * dilations[0], j * dilations[1], ho, wo, strides)
+            y = v.copy() if y is None else np.maximum(y, v, out=y)
+    return y
+
+
+@kernel("AveragePool")
+def average_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+                 pads: tuple[int, ...], ceil_mode: int, count_include_pad: int) -> Array:
+    """Window sum / divisor map (see the module docstring for what the divisor counts)."""
+    x = np.asarray(x)
+    ho, wo, eh, ew = _pool_geometry("AveragePool", x, kernel_shape, strides, pads, (1, 1),
+                                    ceil_mode)
+    xp = _pad2d(x, pads[0], pads[1], pads[2] + eh, pads[3] + ew, 0)
+    kh, kw = kernel_shape
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            v = _tap(xp, i, j, ho, wo, strides)
+            y = v.copy() if y is None else np.add(y, v, out=y)
+
+    def counts(out: int, k: int, s: int, p0: int, p1: int, size: int) -> Array:
+        start = np.arange(out) * s  # in padded coordinates
+        if count_include_pad:
+            return np.minimum(start + k, size + p0 + p1) - start
+        return np.minimum(start + k, p0 + size) - np.maximum(start, p0)
+
+    h, w = x.shape[2:]
+    div = np.outer(counts(ho, kh, strides[0], pads[0], pads[2], h),
+                   counts(wo, kw, strides[1], pads[1], pads[3], w))
+    if x.dtype.kind == "f":
+        y /= div.astype(x.dtype)
+        return y
+    return (y / div).astype(x.dtype)
+
+
+@kernel("GlobalAveragePool")
+def global_average_pool(x: Array) -> Array:
+    x = np.asarray(x)
+    return np.asarray(x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=x.dtype))
+
+
+@kernel("GlobalMaxPool")
+def global_max_pool(x: Array) -> Array:
+    x = np.asarray(x)
+    return np.asarray(x.max(axis=tuple(range(2, x.ndim)), keepdims=True))
+
+
+# -- normalization --------------------------------------------------------------------------
+
+@kernel("LRN")
+def lrn(x: Array, *, size: int, alpha: float, beta: float, bias: float) -> Array:
+    """x / (bias + alpha / size * sum of x^2 over channels [c - (size-1)//2, c + size//2]).
+
+    The window is ONNX's (floor of (size-1)/2 before c, ceil after); torch's
+    local_response_norm puts the longer half before c, so even sizes differ from torch."""
+    x = np.asarray(x)
+    c = x.shape[1]
+    before = (size - 1) // 2
+    sq = x * x
+    padded = np.zeros((x.shape[0], c + size - 1) + x.shape[2:], dtype=x.dtype)
+    padded[:, before:before + c] = sq
+    ssum = padded[:, 0:c].copy()
+    for k in range(1, size):
+        ssum += padded[:, k:k + c]
+    t = x.dtype.type
+    ssum *= t(alpha / size)
+    ssum += t(bias)
+    return x / np.power(ssum, t(beta))
+
+
+def _normalize(x: Array, axes: tuple[int, ...], epsilon: float) -> Array:
+    """(x - mean) / sqrt(var + eps) over ``axes``, two-pass (no E[x^2] - E[x]^2 cancellation)."""
+    d = x - x.mean(axis=axes, keepdims=True, dtype=x.dtype)
+    var = np.mean(d * d, axis=axes, keepdims=True, dtype=x.dtype)
+    d /= np.sqrt(var + x.dtype.type(epsilon))
+    return d
+
+
+@kernel("LayerNormalization")
+def layer_norm(x: Array, scale: Array, b: Array | None = None, *, axis: int, epsilon: float
+               ) -> Array:
+    """Normalize over axes [axis, rank); Scale and B broadcast against x.shape[axis:]."""
+    x = np.asarray(x)
+    if not -x.ndim <= axis < x.ndim:
+        raise ExecutionError(f"LayerNormalization: axis={axis} out of range for rank {x.ndim}")
+    y = _normalize(x, tuple(range(axis % x.ndim, x.ndim)), epsilon)
+    y *= np.asarray(scale, dtype=x.dtype)
+    if b is not None:
+        y += np.asarray(b, dtype=x.dtype)
+    return y
+
+
+@kernel("InstanceNormalization")
+def instance_norm(x: Array, scale: Array, b: Array, *, epsilon: float) -> Array:
+    """Normalize each (n, c) plane over its spatial axes, then per-channel scale + B."""
+    x = np.asarray(x)
+    y = _normalize(x, tuple(range(2, x.ndim)), epsilon)
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    y *= np.asarray(scale, dtype=x.dtype).reshape(shape)
+    y += np.asarray(b, dtype=x.dtype).reshape(shape)
+    return y
+
+
+# -- softmax --------------------------------------------------------------------------------
+
+def _axis(op: str, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ExecutionError(f"{op}: axis={axis} out of range for rank {rank}")
+    return axis % rank
+
+
+@kernel("Softmax")
+def softmax(x: Array, *, axis: int) -> Array:
+    """exp(x - max) / sum along one axis (opset-13 semantics; max-shifted, no overflow)."""
+    x = np.asarray(x)
+    ax = _axis("Softmax", axis, x.ndim)
+    e = x - x.max(axis=ax, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=ax, keepdims=True, dtype=x.dtype)
+    return e
+
+
+@kernel("LogSoftmax")
+def log_softmax(x: Array, *, axis: int) -> Array:
+    """(x - max) - log(sum(exp(x - max))) along one axis."""
+    x = np.asarray(x)
+    ax = _axis("LogSoftmax", axis, x.ndim)
+    z = x - x.max(axis=ax, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=ax, keepdims=True, dtype=x.dtype))
+    return z
+

@@ -269,3 +269,20 @@ def log_softmax(x, *, axis):
     """x - log(sum(exp(x))) along one axis."""
     norm_axis(axis, x.rank)
     return TensorType(x.shape, x.dtype)
+
+
+@register_op(
+    "Scale",
+    inputs=("X", "scale", "B?"),
+    attrs={**ACTIVATION_ATTRS},
+)
+def scale(x, s, b=None, *, activation, act_alpha, act_beta):
+    """Per-channel affine over axis 1: X * scale[c] + B[c] (a BatchNormalization with no
+    preceding layer to fold into), with a fused activation."""
+    check(x.rank >= 2, f"X {x.shape} needs a channel axis")
+    _check_act(activation)
+    c = x.shape[1]
+    check(s.shape == (c,), f"scale {s.shape} must be ({c},)")
+    if b is not None:
+        check(b.shape == (c,), f"B {b.shape} must be ({c},)")
+    return TensorType(x.shape, x.dtype)

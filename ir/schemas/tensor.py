@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fc.ir.schema import FLOAT, FLOATS, INT, INTS, STRING, Attr, TensorType, register_op
 from fc.ir.schemas._rules import check, norm_axis
 
@@ -96,7 +98,7 @@ def reshape(x, *, shape, allowzero):
 def flatten(x, *, axis):
     """(d0..d[axis-1], d[axis]..) -> 2-D."""
     check(-x.rank <= axis <= x.rank, f"axis={axis} out of range for rank {x.rank}")
-    ax = axis % (x.rank + 1) if axis < 0 else axis
+    ax = axis + x.rank if axis < 0 else axis  # ONNX: -1 is the last axis, as elsewhere
     return TensorType((math.prod(x.shape[:ax]), math.prod(x.shape[ax:])), x.dtype)
 
 
@@ -148,10 +150,12 @@ def pad(x, *, pads, mode, value):
 def resize_shape(in_shape: tuple[int, ...], scales: tuple[float, ...], sizes: tuple[int, ...]
                  ) -> tuple[int, ...]:
     """Output shape of Resize: dim 0 (batch) is kept; others from ``sizes`` when given, else
-    floor(in * scale)."""
+    floor(in * scale) with the product taken in float32, as onnxruntime does (10 * 0.7f is
+    6.99999988 in float64 but rounds to 7.0 in float32, and onnxruntime outputs 7)."""
     if sizes:
         return (in_shape[0], *sizes[1:])
-    return (in_shape[0], *(int(math.floor(d * s)) for d, s in zip(in_shape[1:], scales[1:])))
+    return (in_shape[0], *(int(math.floor(np.float32(d) * np.float32(s)))
+                           for d, s in zip(in_shape[1:], scales[1:])))
 
 
 @register_op(

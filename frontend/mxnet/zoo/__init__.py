@@ -66,7 +66,8 @@ _VISION_MODELS = (
     "inceptionv3",
 )
 
-#: canonical model name -> zero-argument constructor of the (uninitialized) gluon block
+#: canonical model name -> zero-argument constructor of the (uninitialized) gluon block;
+#: ``_VISION_MODELS`` come from mxnet's own zoo, the ``resnet*_v1b`` from :mod:`.resnetv1b`
 registry: dict[str, Callable[[], Any]] = {
     **{name: functools.partial(_vision, name) for name in _VISION_MODELS},
     **{f"resnet{d}_v1b": functools.partial(_resnetv1b, d) for d in (18, 34, 50, 101, 152)},
@@ -99,10 +100,8 @@ def canonical_name(name: str) -> str:
     if found is not None:
         return found
     close = difflib.get_close_matches(_key(name), list(_BY_KEY), n=1, cutoff=0.5)
-    hint = f"; did you mean {_BY_KEY[close[0]]!r}?" if close else ""
-    raise ImportError_(
-        f"unknown model {name!r}{hint} known models: {', '.join(MODEL_NAMES)}"
-    )
+    hint = f" (did you mean {_BY_KEY[close[0]]!r}?)" if close else ""
+    raise ImportError_(f"unknown model {name!r}{hint}; known models: {', '.join(MODEL_NAMES)}")
 
 
 def input_shape(name: str) -> tuple[int, ...]:
@@ -111,11 +110,17 @@ def input_shape(name: str) -> tuple[int, ...]:
 
 
 def _randomize_affine(net: Any, rng: np.random.Generator) -> None:
-    """BN gamma ~ U(0.5, 1.5), BN beta and every bias ~ N(0, 0.1), in sorted name order."""
+    """BN gamma ~ U(0.5, 1.5), BN beta and every bias ~ N(0, 0.1), in sorted name order.
+
+    Fixed gamma/beta (a BN built with ``scale=False``/``center=False``, whose parameter has
+    ``grad_req='null'``) keep their values: mxnet treats them as constants 1 and 0.
+    """
     mx = import_mxnet()
     params = net.collect_params()
     for pname in sorted(params.keys()):
         param = params[pname]
+        if param.grad_req == "null":
+            continue
         if pname.endswith("_gamma"):
             value = rng.uniform(0.5, 1.5, param.shape)
         elif pname.endswith(("_beta", "_bias")):
@@ -189,9 +194,7 @@ def get_model(name: str, *, seed: int = 0) -> Any:
         net = registry[canonical]()
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
-    net.initialize(
-        mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=mx.cpu()
-    )
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=mx.cpu())
     zeros = mx.nd.zeros(shape)
     net(zeros).wait_to_read()  # imperative: completes deferred initialization
     _randomize_affine(net, rng)

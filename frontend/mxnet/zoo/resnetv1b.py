@@ -136,9 +136,7 @@ def _classes() -> dict[str, Any]:
                 self.bn1 = nn.BatchNorm(in_channels=64)
                 self.relu = nn.Activation("relu")
                 self.maxpool = nn.MaxPool2D(pool_size=3, strides=2, padding=1)
-                for k, (n, width, stride) in enumerate(
-                    zip(layers, _STAGE_WIDTHS, _STAGE_STRIDES), start=1
-                ):
+                for k, (n, width, stride) in enumerate(zip(layers, _STAGE_WIDTHS, _STAGE_STRIDES), start=1):
                     stage, in_ch = self._stage(k, block, in_ch, width, n, stride)
                     setattr(self, f"layer{k}", stage)
                 self.avgpool = nn.GlobalAvgPool2D()

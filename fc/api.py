@@ -1,0 +1,179 @@
+"""fc's library API: import a model from a framework, compile it, write the product files.
+
+``compile_model("mxnet", "resnet50v1b", "fc_ir")`` is the main job: it writes
+``IR_for_reconstruct_graph.{json,png}``, ``IR_for_reconstruct_params.npz``,
+``IR_fused_for_CModel_graph.{json,png}`` and ``IR_fused_for_CModel_params.npz``. All files
+are written into a temporary directory beside the output and moved in at the end, so a
+failure never leaves a half-written output directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fc.errors import FcError
+from fc.ir import save
+from fc.ir.core import Graph
+
+__all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model",
+           "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
+
+FRAMEWORKS = ("onnx", "mxnet")
+RECONSTRUCT_PREFIX = "IR_for_reconstruct"
+FUSED_PREFIX = "IR_fused_for_CModel"
+
+InputShapes = dict[str, tuple[int, ...]] | tuple[int, ...] | None
+
+
+@dataclass
+class Imported:
+    """An imported graph plus notes for the user (e.g. "weights are seeded random")."""
+
+    graph: Graph
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def import_model(framework: str, model: str | os.PathLike, *, input_shapes: InputShapes = None,
+                 params: str | os.PathLike | None = None, seed: int = 0) -> Imported:
+    """The IR "for reconstruct" of ``model`` (a file, or a zoo name for mxnet)."""
+    start = time.perf_counter()
+    framework = framework.lower()
+    if framework == "onnx":
+        from fc.frontend.onnx import import_onnx
+
+        if params is not None:
+            raise FcError("--params is not used with onnx models (weights are inside the .onnx)")
+        imported = Imported(import_onnx(model, input_shapes=input_shapes))
+    elif framework == "mxnet":
+        from fc.frontend.mxnet import load_mxnet
+
+        graph, notes = load_mxnet(str(model), params=params, seed=seed, input_shapes=input_shapes)
+        imported = Imported(graph, list(notes))
+    else:
+        raise FcError(f"unknown framework {framework!r}; fc imports {', '.join(FRAMEWORKS)}")
+    imported.seconds = time.perf_counter() - start
+    return imported
+
+
+@dataclass
+class CompileSummary:
+    out_dir: Path
+    files: list[Path]
+    nodes_before: int
+    nodes_after: int
+    pass_counts: dict[str, int]
+    import_seconds: float
+    compile_seconds: float
+    write_seconds: float
+    notes: list[str]
+    warnings: list[str]
+    op_histogram_before: dict[str, int]
+    op_histogram_after: dict[str, int]
+
+    def lines(self) -> list[str]:
+        """The summary the CLI prints."""
+        out = [*self.notes]
+        out.append(f"nodes: {self.nodes_before} (IR for reconstruct) -> {self.nodes_after} "
+                   f"(IR fused for CModel)")
+        rewrites = ", ".join(f"{k} {v}" for k, v in self.pass_counts.items() if v)
+        out.append(f"rewrites: {rewrites or 'none'}")
+        out.append("fused ops: " + ", ".join(f"{k} {v}" for k, v in self.op_histogram_after.items()))
+        out.append(f"time: import {self.import_seconds:.2f}s, compile {self.compile_seconds:.2f}s, "
+                   f"write {self.write_seconds:.2f}s")
+        out.append(f"wrote {len(self.files)} files to {self.out_dir}:")
+        out.extend(f"  {p.name}" for p in self.files)
+        out.extend(f"warning: {w}" for w in self.warnings)
+        return out
+
+
+def _move_into(tmp: Path, out_dir: Path) -> list[Path]:
+    """Move every file of ``tmp`` into ``out_dir`` (each move atomic), then remove ``tmp``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in sorted(tmp.iterdir()):
+        target = out_dir / f.name
+        os.replace(f, target)
+        moved.append(target)
+    tmp.rmdir()
+    return moved
+
+
+def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.PathLike = "fc_ir", *,
+                  input_shapes: InputShapes = None, params: str | os.PathLike | None = None,
+                  seed: int = 0, draw: bool = True) -> CompileSummary:
+    """Import, compile and write both IRs (and their pictures) into ``out_dir``."""
+    imported = import_model(framework, model, input_shapes=input_shapes, params=params, seed=seed)
+    from fc.ir.draw import dot_available, render
+    from fc.passes.pipeline import compile_graph, non_hardware_ops
+
+    graph = imported.graph
+    start = time.perf_counter()
+    fused, report = compile_graph(graph)
+    compile_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        for prefix, g in ((RECONSTRUCT_PREFIX, graph), (FUSED_PREFIX, fused)):
+            save(g, tmp / prefix)
+            if draw:
+                render(g, tmp / f"{prefix}_graph.png", title=f"{prefix} ({g.name})")
+        files = _move_into(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_seconds = time.perf_counter() - start
+
+    if draw and not dot_available():
+        warnings.append("graphviz 'dot' not found: wrote .dot sources instead of PNGs "
+                        "(install graphviz and rerun for the pictures)")
+    outside = non_hardware_ops(fused)
+    if outside:
+        listed = ", ".join(f"{op} x{len(names)} ({', '.join(names[:3])})"
+                           for op, names in sorted(outside.items()))
+        warnings.append(f"ops outside the hardware op set remain in {FUSED_PREFIX}: {listed}")
+    return CompileSummary(
+        out_dir=out_dir, files=files, nodes_before=len(graph), nodes_after=len(fused),
+        pass_counts=report.counts, import_seconds=imported.seconds,
+        compile_seconds=compile_seconds, write_seconds=write_seconds, notes=imported.notes,
+        warnings=warnings, op_histogram_before=graph.op_histogram(),
+        op_histogram_after=fused.op_histogram(),
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise FcError(f"bad shape {text!r}: expected integers like 1,3,224,224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise FcError(f"bad shape {text!r}: expected positive integers like 1,3,224,224")
+    return dims
+
+
+def parse_input_shapes(specs: Sequence[str] | None) -> InputShapes:
+    """``["1,3,224,224"]`` -> a shape for the only input; ``["x=1,3,8,8", ...]`` -> a dict."""
+    if not specs:
+        return None
+    named = [s for s in specs if "=" in s]
+    if not named:
+        if len(specs) > 1:
+            raise FcError("several --input-shape values need names: NAME=1,3,224,224")
+        return parse_shape(specs[0])
+    if len(named) != len(specs):
+        raise FcError("mix of named and unnamed --input-shape values; name them all")
+    out = {}
+    for s in specs:
+        name, _, shape = s.partition("=")
+        out[name] = parse_shape(shape)
+    return out

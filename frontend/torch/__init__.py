@@ -1,0 +1,1 @@
+"""PyTorch frontend: architectures fc defines itself (no torchvision)."""
