@@ -44,7 +44,7 @@ setup(
         "mxnet": _MXNET,
         "tf": _TF,
         "test": ["pytest>=7", "ruff"],
-        "all": _ONNX + _TORCH + _MXNET + ["pytest>=7", "ruff"],
+        "all": _ONNX + _TORCH + _MXNET + _TF + ["pytest>=7", "ruff"],
     },
     entry_points={"console_scripts": ["fc = fc.cli:main", "fcc = fc.cli:main"]},
 )

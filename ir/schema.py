@@ -11,6 +11,7 @@ attributes keyword-only, and returns one ``TensorType`` or a list of them.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,30 +79,47 @@ def _type_name(value: Any) -> str:
 
 
 def coerce_attr(op: str, name: str, attr: Attr, value: Any) -> Any:
-    """Return ``value`` as the canonical Python type of ``attr`` or raise naming the field."""
+    """Return ``value`` as the canonical Python type of ``attr`` or raise naming the field.
+
+    Canonical: ``int``, ``float`` (finite), ``str``, or a tuple of those. numpy scalars and
+    1-D arrays are accepted (importers read them from framework files); ``bool`` is not an
+    int here, because ``True`` where a number belongs is almost always a mix-up.
+    """
     where = f"{op} attribute {name!r}"
     if attr.type == INT:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise SchemaError(f"{where} must be int, got {_type_name(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise SchemaError(f"{where} must be int, got {_type_name(value)} {_clip(value)}")
         return int(value)
     if attr.type == FLOAT:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise SchemaError(f"{where} must be float, got {_type_name(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise SchemaError(f"{where} must be float, got {_type_name(value)} {_clip(value)}")
         value = float(value)
         if not math.isfinite(value):
             raise SchemaError(f"{where} must be finite, got {value!r}")
         return value
     if attr.type == STRING:
         if not isinstance(value, str):
-            raise SchemaError(f"{where} must be string, got {_type_name(value)} {value!r}")
-        return value
+            raise SchemaError(f"{where} must be string, got {_type_name(value)} {_clip(value)}")
+        return str(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = list(value)  # numpy scalars; each is checked below
     if not isinstance(value, list | tuple):
-        raise SchemaError(f"{where} must be a list ({attr.type}), got {_type_name(value)} {value!r}")
+        raise SchemaError(f"{where} must be a list ({attr.type}), got {_type_name(value)} "
+                          f"{_clip(value)}")
     elem = Attr({INTS: INT, FLOATS: FLOAT, STRINGS: STRING}[attr.type])
-    try:
-        return tuple(coerce_attr(op, name, elem, v) for v in value)
-    except SchemaError:
-        raise SchemaError(f"{where} must be {attr.type}, got {value!r}") from None
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(coerce_attr(op, name, elem, v))
+        except SchemaError:
+            raise SchemaError(f"{where} must be {attr.type}, but element {i} is "
+                              f"{_type_name(v)} {_clip(v)} in {_clip(value)}") from None
+    return tuple(out)
+
+
+def _clip(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,20 @@ class OpSchema:
         self.min_inputs = sum(1 for s in self.inputs if not s.optional and not s.variadic) + sum(
             1 for s in self.inputs if s.variadic
         )
+
+    def check_inputs(self, inputs: Sequence[Any], n_outputs: int, where: str) -> None:
+        """Arity, and no ``None`` (missing) where the schema has a required input."""
+        self.check_arity(len(inputs), n_outputs, where)
+        for i, spec in enumerate(self.inputs):
+            if spec.variadic:
+                missing = [j for j in range(i, len(inputs)) if inputs[j] is None]
+                if missing:
+                    raise SchemaError(f"{where}: {self.op_type} variadic input {spec.name!r} "
+                                      f"is missing at position(s) {missing}")
+                break
+            if not spec.optional and (i >= len(inputs) or inputs[i] is None):
+                raise SchemaError(f"{where}: {self.op_type} required input {spec.name!r} "
+                                  f"(position {i}) is missing")
 
     def check_arity(self, n_inputs: int, n_outputs: int, where: str) -> None:
         variadic = any(s.variadic for s in self.inputs)
@@ -190,11 +222,17 @@ def register_op(
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if op_type in _REGISTRY:
             raise ValueError(f"op schema {op_type!r} registered twice")
+        # Defaults in canonical form (tuples, floats): nodes share them, so they must be
+        # immutable, and a JSON round trip must give them back unchanged.
+        specs = {name: a if a.default is REQUIRED else Attr(a.type, coerce_attr(op_type, name, a,
+                                                                                 a.default))
+                 for name, a in (attrs or {}).items()}
+        _check_rule_signature(op_type, fn, specs)
         _REGISTRY[op_type] = OpSchema(
             op_type,
             _parse_inputs(inputs),
             tuple(outputs),
-            dict(attrs or {}),
+            specs,
             fn,
             doc=(fn.__doc__ or "").strip(),
             variadic_outputs=variadic_outputs,
@@ -204,10 +242,30 @@ def register_op(
     return deco
 
 
+def _check_rule_signature(op_type: str, fn: Callable[..., Any], attrs: dict[str, Attr]) -> None:
+    """A shape rule's keyword-only parameters are exactly the schema's attributes (unless it
+    takes ``**kwargs``): a typo there would otherwise surface only when a node is built."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    kw = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    if kw != set(attrs):
+        raise ValueError(f"op schema {op_type!r}: shape rule {fn.__name__} takes keyword-only "
+                         f"{sorted(kw)}, but the attributes are {sorted(attrs)}")
+
+
+_LOADED = False
+
+
 def _ensure_loaded() -> None:
     # The schema modules register themselves on import; importing them here (explicitly,
     # not by discovery) keeps `fc.ir.schema` importable from the schema modules themselves.
-    import fc.ir.schemas  # noqa: F401
+    # The flag spares the import statement on every lookup (verify does several per node).
+    global _LOADED
+    if not _LOADED:
+        import fc.ir.schemas  # noqa: F401
+
+        _LOADED = True
 
 
 def get_schema(op_type: str) -> OpSchema:
@@ -236,8 +294,10 @@ def infer_types(node: Any) -> list[TensorType]:
     """Output types of ``node`` from its inputs' stored shapes/dtypes and its attributes."""
     schema = get_schema(node.op_type)
     where = f"node {node.name!r} ({node.op_type})"
+    inputs = node.inputs
+    schema.check_inputs(inputs, len(node.outputs), where)
     args = []
-    for v in node.inputs:
+    for v in inputs:
         if v is None:
             args.append(None)
         elif v.shape is None or v.dtype is None:
@@ -251,7 +311,16 @@ def infer_types(node: Any) -> list[TensorType]:
         result = schema.infer(*args, **node.attrs)
     except SchemaError as e:
         raise SchemaError(f"{where}: {e}") from None
-    except (ValueError, IndexError, TypeError, ZeroDivisionError) as e:
-        raise SchemaError(f"{where}: shape inference failed: {e}") from None
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError, ArithmeticError) as e:
+        raise SchemaError(f"{where}: shape inference failed: {type(e).__name__}: {e}") from None
     types = [result] if isinstance(result, TensorType) else list(result)
-    return [TensorType(tuple(int(d) for d in t.shape), t.dtype) for t in types]
+    if len(types) != len(node.outputs):
+        raise SchemaError(f"{where}: the shape rule gives {len(types)} output(s), the node has "
+                          f"{len(node.outputs)}")
+    out = []
+    for t in types:
+        shape = tuple(int(d) for d in t.shape)
+        if any(d < 0 for d in shape):
+            raise SchemaError(f"{where}: inferred a negative dimension {list(shape)}")
+        out.append(TensorType(shape, t.dtype))
+    return out

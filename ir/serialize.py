@@ -4,26 +4,39 @@ dtype) plus ``<prefix>_params.npz`` (weights by tensor name).
 Both files are deterministic: the same graph gives byte-identical files. The npz is the
 format ``np.savez`` writes (a zip of ``.npy`` members, stored uncompressed), but written by
 fc with a fixed member timestamp, because ``np.savez`` stamps the current time into the zip.
-Both files are written to temporary names and renamed into place, and read back with
-``allow_pickle=False``. Any malformed file raises ``IRError`` naming the file and field.
+Both files are written to temporary names beside their targets and renamed into place only
+when both are complete, so a failed save leaves the previous pair intact and no temporary
+files. They are read back with ``allow_pickle=False``. Any malformed file raises ``IRError``
+naming the file and field (never a KeyError or a numpy error).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from fc.errors import FcError, IRError
+from fc.errors import FcError, IRError, SchemaError
 from fc.ir.core import Graph, Node, Value
-from fc.ir.schema import FLOAT, FLOATS, INT, INTS, STRING, STRINGS, get_schema, has_schema
+from fc.ir.schema import (
+    FLOAT,
+    FLOATS,
+    INT,
+    INTS,
+    STRING,
+    STRINGS,
+    Attr,
+    coerce_attr,
+    get_schema,
+    has_schema,
+)
 
 __all__ = ["FORMAT", "VERSION", "save", "load", "load_graph_json", "graph_to_json", "paths_for",
            "atomic_write", "write_npz", "read_npz"]
@@ -34,44 +47,81 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def paths_for(prefix: str | os.PathLike) -> tuple[Path, Path]:
-    prefix = str(prefix)
+    prefix = os.fspath(prefix)
     return Path(prefix + "_graph.json"), Path(prefix + "_params.npz")
+
+
+def _open_temp(path: Path) -> tuple[Path, int]:
+    """A new temporary file beside ``path``. Created with mode 0o666 minus the umask, like
+    any file the user writes (``tempfile.mkstemp`` would make it 0o600, and the rename
+    would hand a hardware team files they cannot read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                                0o666)
+        except FileExistsError:
+            continue
+
+
+def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Run ``write`` on a temporary file beside ``path``; return it, or remove it and raise."""
+    tmp, fd = _open_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and rename it into place on success."""
+    """Write to a temporary file beside ``path`` and rename it into place on success.
+
+    Text mode (``"w"``) is UTF-8 with ``\\n`` newlines on every platform."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp, fd = _open_temp(path)
     try:
-        with os.fdopen(fd, mode) as f:
+        text = "b" not in mode
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None,
+                       newline="\n" if text else None) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 # -- JSON ---------------------------------------------------------------------------------
 def _tensor_entry(v: Value) -> dict[str, Any]:
-    return {"name": v.name, "shape": None if v.shape is None else list(v.shape), "dtype": v.dtype}
+    return {"name": v.name, "shape": None if v.shape is None else [int(d) for d in v.shape],
+            "dtype": v.dtype}
 
 
-def _attr_entry(op: str, name: str, value: Any) -> dict[str, Any]:
-    typ = get_schema(op).attrs[name].type if has_schema(op) else _guess_type(value)
+def _attr_entry(node: Node, name: str, value: Any) -> dict[str, Any]:
+    """``{"type", "value"}`` with the schema's type (a guess for ops without a schema), the
+    value in canonical form so that JSON gets plain ints/floats/strings."""
+    spec = get_schema(node.op_type).attrs.get(name) if has_schema(node.op_type) else None
+    typ = spec.type if spec is not None else _guess_type(value)
+    try:
+        value = coerce_attr(node.op_type, name, Attr(typ), value)
+    except SchemaError as e:
+        raise IRError(f"node {node.name!r} ({node.op_type}): cannot serialize: {e}") from None
     return {"type": typ, "value": list(value) if isinstance(value, tuple) else value}
 
 
 def _guess_type(value: Any) -> str:
-    if isinstance(value, bool | int):
-        return INT
-    if isinstance(value, float):
-        return FLOAT
-    if isinstance(value, str):
-        return STRING
-    first = value[0] if value else 0
-    return {int: INTS, float: FLOATS, str: STRINGS}.get(type(first), INTS)
+    scalar = {INT: (int, np.integer), FLOAT: (float, np.floating), STRING: (str,)}
+    if isinstance(value, np.ndarray | list | tuple):
+        first = value[0] if len(value) else 0
+        return {INT: INTS, FLOAT: FLOATS, STRING: STRINGS}[_guess_type(first)]
+    for typ, types in scalar.items():
+        if isinstance(value, types) and not isinstance(value, bool | np.bool_):
+            return typ
+    return INT  # coerce_attr then raises naming the attribute and its actual type
 
 
 def graph_to_json(graph: Graph) -> str:
@@ -89,7 +139,7 @@ def graph_to_json(graph: Graph) -> str:
                 "op": n.op_type,
                 "inputs": ["" if v is None else v.name for v in n.inputs],
                 "outputs": [_tensor_entry(v) for v in n.outputs],
-                "attrs": {k: _attr_entry(n.op_type, k, a) for k, a in n.attrs.items()},
+                "attrs": {k: _attr_entry(n, k, a) for k, a in n.attrs.items()},
                 "provenance": list(n.provenance),
             }
             for n in graph
@@ -120,15 +170,34 @@ def _dump(doc: dict[str, Any]) -> str:
 
 
 # -- npz ----------------------------------------------------------------------------------
-def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez's format with fixed timestamps (byte-identical for identical arrays)."""
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED,
-                                                     allowZip64=True) as zf:
+def _npz_array(name: str, arr: Any) -> np.ndarray:
+    """The array as it is stored: C order, native byte order, never an object array."""
+    arr = np.asarray(arr)
+    if arr.dtype.hasobject:
+        raise IRError(f"weight {name!r} is an object array ({arr.dtype}); fc stores only "
+                      "numeric arrays (object arrays would need pickle)")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+    return arr
+
+
+def _write_npz_to(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in arrays.items():
+            arr = _npz_array(name, arr)
             info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez's format with fixed timestamps (byte-identical for identical arrays), written
+    atomically."""
+    path = Path(path)
+    os.replace(_write_temp(path, lambda f: _write_npz_to(f, arrays)), path)
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -138,7 +207,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise IRError(f"{path}: params file not found") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except Exception as e:  # any failure to parse a foreign file is that file's fault
         raise IRError(f"{path}: not a valid npz file ({_short(e)})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise IRError(f"{path}: not an npz archive (a single .npy array)")
@@ -146,29 +215,50 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with npz:
         for key in npz.files:
             try:
-                out[key] = npz[key]
-            except ValueError as e:
-                if "pickle" in str(e).lower():
+                arr = npz[key]
+            except Exception as e:
+                if isinstance(e, ValueError) and "pickle" in str(e).lower():
                     raise IRError(f"{path}: member {key!r} is a pickled object array, "
                                   "which fc never loads") from None
-                raise IRError(f"{path}: member {key!r}: {_short(e)}") from None
-            except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
                 raise IRError(f"{path}: member {key!r} is corrupt ({_short(e)})") from None
+            if not isinstance(arr, np.ndarray):
+                raise IRError(f"{path}: member {key!r} is not a .npy array")
+            if key in out:
+                raise IRError(f"{path}: member {key!r} appears twice")
+            out[key] = arr
     return out
 
 
 def _short(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # -- save / load --------------------------------------------------------------------------
-def save(graph: Graph, prefix: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<prefix>_graph.json`` and ``<prefix>_params.npz``; return their paths."""
+def save(graph: Graph, prefix: str | os.PathLike, *, check: bool = True) -> tuple[Path, Path]:
+    """Write ``<prefix>_graph.json`` and ``<prefix>_params.npz``; return their paths.
+
+    ``check`` verifies the graph first, so fc never writes a pair that ``load`` rejects.
+    Both files are complete on disk before either replaces an old one.
+    """
+    if check:
+        from fc.ir.verify import verify
+
+        verify(graph)
     gpath, ppath = paths_for(prefix)
-    text = graph_to_json(graph)
-    write_npz(ppath, {name: v.const for name, v in graph.initializers.items()})
-    with atomic_write(gpath, "w") as f:
-        f.write(text)
+    data = graph_to_json(graph).encode("utf-8")
+    arrays = {name: v.const for name, v in graph.initializers.items()}
+    tmp_params = _write_temp(ppath, lambda f: _write_npz_to(f, arrays))
+    tmp_graph: Path | None = None
+    try:
+        tmp_graph = _write_temp(gpath, lambda f: f.write(data))
+        os.replace(tmp_params, ppath)
+        os.replace(tmp_graph, gpath)
+    except BaseException:
+        tmp_params.unlink(missing_ok=True)
+        if tmp_graph is not None:
+            tmp_graph.unlink(missing_ok=True)
+        raise
     return gpath, ppath
 
 
@@ -181,8 +271,9 @@ def load(graph_json: str | os.PathLike, params_npz: str | os.PathLike | None = N
         if not stem.endswith("_graph.json"):
             raise IRError(f"{graph_json}: cannot find its params file; pass it explicitly")
         params_npz = stem[: -len("_graph.json")] + "_params.npz"
+    raw = _read_json(graph_json)  # the graph file's own errors first
     weights = read_npz(params_npz)
-    graph = load_graph_json(graph_json, weights, params_file=str(params_npz))
+    graph = _build(raw, graph_json, weights, str(params_npz))
     if check:
         from fc.ir.verify import verify
 
@@ -219,17 +310,26 @@ class _Doc:
         shape = self.get(obj, "shape", (list, type(None)), where)
         if shape is None:
             return None
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not all(type(d) is int and d >= 0 for d in shape):  # (type: a bool is no dim)
             raise self.fail(f"{where}.shape", f"expected non-negative integers, got {shape}")
         return tuple(shape)
 
     def dtype(self, obj: Any, where: str) -> str:
         dtype = self.get(obj, "dtype", str, where)
-        try:
-            np.dtype(dtype)
-        except TypeError:
-            raise self.fail(f"{where}.dtype", f"unknown dtype {dtype!r}") from None
+        if dtype not in _GOOD_DTYPES:
+            try:
+                dt = np.dtype(dtype)
+            except Exception:
+                dt = None
+            # Only canonical numeric names ("float32", not "f4" or "<f4"): names are
+            # compared as strings everywhere else.
+            if dt is None or dt.name != dtype or dt.kind not in "biuf":
+                raise self.fail(f"{where}.dtype", f"unknown or non-numeric dtype {_clip(dtype)}")
+            _GOOD_DTYPES.add(dtype)
         return dtype
+
+
+_GOOD_DTYPES: set[str] = set()  # dtype names already checked (np.dtype(...).name is slow)
 
 
 def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -248,6 +348,10 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
                     params_file: str = "params") -> Graph:
     """Build a Graph from the JSON file and a name -> array dict (no verification)."""
     path = Path(path)
+    return _build(_read_json(path), path, weights, params_file)
+
+
+def _read_json(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -255,15 +359,20 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
     except (OSError, UnicodeDecodeError) as e:
         raise IRError(f"{path}: cannot read graph file ({_short(e)})") from None
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise IRError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise IRError(f"{path}: invalid JSON: nested too deeply") from None
+
+
+def _build(raw: Any, path: Path, weights: dict[str, np.ndarray], params_file: str) -> Graph:
     d = _Doc(path)
     if not isinstance(raw, dict):
         raise d.fail("top level", f"expected an object, got {type(raw).__name__}")
     fmt = d.get(raw, "format", str, "top level")
     if fmt != FORMAT:
-        raise d.fail("format", f"expected {FORMAT!r}, got {fmt!r}")
+        raise d.fail("format", f"expected {FORMAT!r}, got {_clip(fmt)}")
     version = d.get(raw, "version", int, "top level")
     if version != VERSION:
         raise d.fail("version", f"unsupported version {version} (this fc reads {VERSION})")
@@ -272,6 +381,8 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
     values: dict[str, Value] = {}
 
     def define(v: Value, where: str) -> Value:
+        if not v.name:
+            raise d.fail(where, "empty tensor name")
         if v.name in values:
             raise d.fail(where, f"tensor {v.name!r} is defined more than once")
         values[v.name] = v
@@ -281,6 +392,8 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
     for i, e in enumerate(d.get(raw, "inputs", list, "top level")):
         where = f"inputs[{i}]"
         v = Value(d.get(e, "name", str, where), d.shape(e, where), d.dtype(e, where))
+        if v.shape is None:
+            raise d.fail(f"{where}.shape", "a graph input needs a shape")
         graph.inputs.append(define(v, where))
 
     seen_params = set()
@@ -292,9 +405,10 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
             raise IRError(f"{params_file}: weight {name!r} (declared in {path.name} {where}) "
                           "is missing")
         arr = weights[name]
-        if tuple(arr.shape) != shape or arr.dtype.name != dtype:
+        if shape is None or tuple(arr.shape) != shape or arr.dtype.name != dtype:
             raise IRError(f"{params_file}: weight {name!r} is {arr.dtype.name}{list(arr.shape)}, "
-                          f"but {path.name} {where} declares {dtype}{list(shape or ())}")
+                          f"but {path.name} {where} declares {dtype}"
+                          f"{'[unknown]' if shape is None else list(shape)}")
         v = define(Value(name, shape, dtype, const=arr), where)
         graph.initializers[name] = v
         seen_params.add(name)
@@ -305,6 +419,8 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
     for i, e in enumerate(d.get(raw, "nodes", list, "top level")):
         where = f"nodes[{i}]"
         name = d.get(e, "name", str, where)
+        if not name:
+            raise d.fail(f"{where}.name", "empty node name")
         where = f"node {name!r} (nodes[{i}])"
         op = d.get(e, "op", str, where)
         ins = []
@@ -316,7 +432,7 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
             elif iname not in values:
                 raise d.fail(f"{where}.inputs[{j}]",
                              f"tensor {iname!r} is not defined before this node "
-                             "(dangling input or nodes out of topological order)")
+                             "(dangling input, or nodes out of topological order / a cycle)")
             else:
                 ins.append(values[iname])
         outs = []
@@ -324,33 +440,38 @@ def load_graph_json(path: str | os.PathLike, weights: dict[str, np.ndarray], *,
             ow = f"{where}.outputs[{j}]"
             outs.append(define(Value(d.get(oe, "name", str, ow), d.shape(oe, ow), d.dtype(oe, ow)),
                                ow))
-        attrs = {}
-        for k, a in d.get(e, "attrs", dict, where).items():
-            aw = f"{where}.attrs.{k}"
-            typ = d.get(a, "type", str, aw)
-            if typ not in _PY_TYPES:
-                raise d.fail(aw, f"unknown attribute type {typ!r}")
-            val = d.get(a, "value", _PY_TYPES[typ], aw)
-            attrs[k] = tuple(val) if isinstance(val, list) else val
-            if has_schema(op) and k in get_schema(op).attrs and get_schema(op).attrs[k].type != typ:
-                raise d.fail(aw, f"declared type {typ!r}, but {op} expects "
-                                 f"{get_schema(op).attrs[k].type!r}")
+        attrs = _attrs(d, op, d.get(e, "attrs", dict, where), where)
         prov = d.get(e, "provenance", list, where)
         if not all(isinstance(p, str) for p in prov):
             raise d.fail(f"{where}.provenance", "expected a list of strings")
-        try:
-            node = Node(op, ins, outs, attrs, name=name, provenance=prov)
-        except FcError as err:
-            raise d.fail(where, str(err)) from None
-        try:
-            graph.append(node)
-        except FcError as err:
-            raise d.fail(where, str(err)) from None
-        if node.name != name:
+        if name in graph._nodes_by_name:
             raise d.fail(where, f"node name {name!r} is used twice")
+        try:
+            graph.append(Node(op, ins, outs, attrs, name=name, provenance=prov))
+        except FcError as err:
+            raise d.fail(where, str(err)) from None
 
     for i, oname in enumerate(d.get(raw, "outputs", list, "top level")):
         if not isinstance(oname, str) or oname not in values:
             raise d.fail(f"outputs[{i}]", f"graph output {_clip(oname)} is not a defined tensor")
         graph.outputs.append(values[oname])
     return graph
+
+
+def _attrs(d: _Doc, op: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Attributes in canonical Python types, checked against the declared and schema types."""
+    schema_attrs = get_schema(op).attrs if has_schema(op) else {}
+    attrs = {}
+    for k, a in raw.items():
+        aw = f"{where}.attrs.{k}"
+        typ = d.get(a, "type", str, aw)
+        if typ not in _PY_TYPES:
+            raise d.fail(aw, f"unknown attribute type {_clip(typ)}")
+        if k in schema_attrs and schema_attrs[k].type != typ:
+            raise d.fail(aw, f"declared type {typ!r}, but {op} expects {schema_attrs[k].type!r}")
+        val = d.get(a, "value", _PY_TYPES[typ], aw)
+        try:
+            attrs[k] = coerce_attr(op, k, Attr(typ), val)
+        except SchemaError as e:
+            raise d.fail(aw, str(e)) from None
+    return attrs

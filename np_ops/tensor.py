@@ -160,7 +160,7 @@ def _source_coords(mode: str, out_len: int, in_len: int, scale: float) -> np.nda
     if mode == "half_pixel":
         return (x + half) / s - half
     if mode == "pytorch_half_pixel":
-        return (x + half) / s - half
+        return (x + half) / s - half if out_len > 1 else np.zeros(out_len, f32)
     if mode == "align_corners":
         if out_len == 1:
             return np.zeros(out_len, f32)

@@ -244,3 +244,79 @@ def absorb_into(graph: Graph, keep: Node, absorbed: Sequence[Node]) -> None:
     for n in reversed(absorbed):
         graph.erase_node(n)
     keep.add_provenance(*(n.provenance for n in absorbed))
+
+
+# -- helpers for generic rewrites (added with the generic passes) ---------------------------
+class RewritePass(Pass):
+    """Apply several ``FusionRule``s in one linear sweep, dispatching on the anchor op.
+
+    Like ``FusionPass`` (refusals logged at debug and kept in ``refusals``), for passes made
+    of a few related rules (e.g. Transpose/Reshape/Squeeze cancellation). At each node the
+    rules anchored on its op are tried in order; the first that accepts rewrites it.
+    """
+
+    def __init__(self, name: str, rules: Sequence[FusionRule]):
+        self.name = name
+        self.rules = list(rules)
+        self.refusals: list[tuple[str, str]] = []
+        self._by_op: dict[str, list[FusionRule]] = {}
+        for r in self.rules:
+            for op in r.anchor_ops:
+                self._by_op.setdefault(op, []).append(r)
+
+    def run(self, graph: Graph) -> int:
+        count = 0
+        self.refusals = []
+        for node in graph.nodes:
+            rules = self._by_op.get(node.op_type)
+            if not rules or node.graph is not graph:
+                continue
+            for rule in rules:
+                reason = rule.check(graph, node)
+                if reason is None:
+                    rule.rewrite(graph, node)
+                    count += 1
+                    break
+                self.refusals.append((node.name, f"{rule.name}: {reason}"))
+                log.debug("%s: %s refused at node %r: %s", self.name, rule.name, node.name, reason)
+        return count
+
+
+def replace_blocker(graph: Graph, old: Value, new: Value) -> str | None:
+    """Why ``old.replace_all_uses_with(new)`` would change the graph's interface, or None.
+
+    A graph output keeps its name only when ``new`` is produced by a node and is not already
+    a graph output (``Value.replace_all_uses_with`` renames ``new`` then); otherwise the
+    output would be renamed to a graph input's/constant's name, or listed twice.
+    """
+    if old not in graph.outputs:
+        return None
+    if new.producer is None:
+        kind = "a constant" if new.const is not None else "a graph input"
+        return f"{old.name!r} is a graph output and its replacement {new.name!r} is {kind}"
+    if new in graph.outputs:
+        return f"{old.name!r} and its replacement {new.name!r} are both graph outputs"
+    return None
+
+
+def retype_node(node: Node, op_type: str, inputs: Sequence[Value | None],
+                attrs: dict | None = None, *, provenance: Sequence[str] = ()) -> Node:
+    """Turn ``node`` in place into ``op_type(inputs, attrs)``, keeping its output values.
+
+    Keeping the output ``Value`` objects keeps their names, users and graph-output status,
+    so a rewrite that ends in this node needs no renaming. Attributes are completed against
+    the new op's schema and the output types re-inferred (raising if they change).
+    """
+    from fc.ir.schema import complete_attrs, infer_types
+
+    where = f"node {node.name!r}"
+    node.op_type = op_type
+    node.attrs = complete_attrs(op_type, attrs or {}, where)
+    node.set_inputs(inputs)
+    node.add_provenance(provenance)
+    for v, t in zip(node.outputs, infer_types(node)):
+        if v.shape is not None and (v.shape, v.dtype) != (t.shape, t.dtype):
+            raise PassError(f"{where} ({op_type}): rewrite changes output {v.name!r} from "
+                            f"{v.dtype}{list(v.shape)} to {t.dtype}{list(t.shape)}")
+        v.shape, v.dtype = t.shape, t.dtype
+    return node

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fc.ir.schema import FLOAT, FLT_MAX, INT, INTS, STRING, Attr, TensorType, register_op
 from fc.ir.schemas._rules import broadcast, check, norm_axis
-from fc.ir.schemas.nn import ACTIVATION_ATTRS
+from fc.ir.schemas.nn import ACTIVATION_ATTRS, FUSED_ACTIVATIONS
 
 __all__ = ["UNARY_OPS", "BINARY_OPS", "VARIADIC_OPS", "REDUCE_OPS", "DTYPES"]
 
@@ -46,8 +46,10 @@ def prelu(x, slope):
     return TensorType(x.shape, x.dtype)
 
 
-def _binary(a, b, **_):
+def _binary(a, b, *, activation="", **_):
     check(a.dtype == b.dtype, f"input dtypes differ: {a.dtype} vs {b.dtype}")
+    check(activation in FUSED_ACTIVATIONS,
+          f"activation {activation!r} not one of {sorted(FUSED_ACTIVATIONS)}")
     return TensorType(broadcast(a.shape, b.shape), a.dtype)
 
 

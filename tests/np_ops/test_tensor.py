@@ -265,6 +265,7 @@ def _resize_attrs(mode: str, ctm: str, scales: tuple[float, ...] = (), sizes: tu
 
 
 NCHW = (2, 3, 5, 7)
+F32_0_7 = float(np.float32(0.7))
 
 
 @pytest.mark.parametrize("shape, attrs", [
@@ -284,6 +285,10 @@ NCHW = (2, 3, 5, 7)
                                      nearest_mode="ceil"), id="nearest_align_corners_ceil"),
     pytest.param(NCHW, _resize_attrs("nearest", "tf_half_pixel_for_nn", (1, 1, 0.6, 1.5)),
                  id="nearest_tf_half_pixel_for_nn"),
+    # An unscaled axis maps to itself even where the transform would shift it ((x + 0.5) / 1).
+    pytest.param(NCHW, _resize_attrs("nearest", "tf_half_pixel_for_nn", (1, 1, 2, 1),
+                                     nearest_mode="round_prefer_ceil"),
+                 id="nearest_tf_half_pixel_for_nn_unscaled_axis"),
     pytest.param(NCHW, _resize_attrs("nearest", "half_pixel", (1, 1, 0.5, 0.5)),
                  id="nearest_downscale_half"),
     pytest.param(NCHW, _resize_attrs("nearest", "asymmetric", sizes=(2, 3, 8, 11), in_shape=NCHW,
@@ -299,7 +304,10 @@ NCHW = (2, 3, 5, 7)
                  id="linear_downscale_half"),
     pytest.param(NCHW, _resize_attrs("linear", "half_pixel", (1, 1, 1.5, 1.5)),
                  id="linear_scale_1_5"),
-    pytest.param((1, 2, 10, 10), _resize_attrs("linear", "half_pixel", (1, 1, 0.7, 0.7)),
+    # The importer reads scales from ONNX's float32 tensor: 10 * 0.7f is 6.99999988 in float64,
+    # but onnxruntime multiplies in float32 and outputs 7 rows.
+    pytest.param((1, 2, 10, 10), _resize_attrs("linear", "half_pixel",
+                                               (1, 1, F32_0_7, F32_0_7)),
                  id="linear_scale_0_7_float32_out_dim"),
     pytest.param(NCHW, _resize_attrs("linear", "half_pixel", sizes=(2, 3, 8, 4), in_shape=NCHW),
                  id="linear_sizes"),

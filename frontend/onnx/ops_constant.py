@@ -1,0 +1,158 @@
+"""Constants and the shape arithmetic that only ever runs at import.
+
+fc's IR has static shapes, so Constant, ConstantOfShape, Shape/Size of a value (whose shape is
+static) and the integer/boolean ops exported models use to compute shapes (Range, Equal,
+Where, Expand, integer Div, ...) are evaluated here with numpy and become constants. These
+ops have no converter: a Range or Expand on a run-time tensor is an unsupported op. Folding
+of ops that fc does have (Gather, Concat, Unsqueeze, float Mul, ...) goes through their
+converter and fc's own kernels instead (see ``importer._fold``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fc.frontend.onnx.context import ConvertContext, onnx_dtype_name
+from fc.frontend.onnx.registry import folder
+
+__all__: list[str] = []
+
+Arrays = list[np.ndarray] | None
+
+
+@folder("Constant")
+def constant(ctx: ConvertContext) -> Arrays:
+    if ctx.has_attr("value"):
+        return [ctx.attr("value")]
+    if ctx.has_attr("value_float"):
+        return [np.array(ctx.attr("value_float"), np.float32)]
+    if ctx.has_attr("value_floats"):
+        return [np.array(ctx.attr("value_floats"), np.float32)]
+    if ctx.has_attr("value_int"):
+        return [np.array(ctx.attr("value_int"), np.int64)]
+    if ctx.has_attr("value_ints"):
+        return [np.array(ctx.attr("value_ints"), np.int64)]
+    kinds = sorted(a.name for a in ctx.node.attribute)
+    raise ctx.error(f"constant kind {kinds} is not supported (fc reads value, value_float(s), "
+                    "value_int(s))")
+
+
+@folder("ConstantOfShape", since=9)
+def constant_of_shape(ctx: ConvertContext) -> Arrays:
+    shape = tuple(int(d) for d in ctx.const(0, "shape").reshape(-1))
+    value = ctx.attr("value")
+    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    return [np.full(shape, fill[0], dtype=fill.dtype)]
+
+
+@folder("Shape")
+def shape(ctx: ConvertContext) -> Arrays:
+    dims = ctx.shape(0)
+    start, end = ctx.attr("start", 0), ctx.attr("end")
+    return [np.array(dims[start:end], np.int64)]
+
+
+@folder("Size")
+def size(ctx: ConvertContext) -> Arrays:
+    return [np.array(int(np.prod(ctx.shape(0))), np.int64)]
+
+
+@folder("Cast", since=6)
+def cast(ctx: ConvertContext) -> Arrays:
+    to = onnx_dtype_name(ctx.attr("to"), f"node {ctx.name!r}")
+    return [ctx.const(0).astype(to)]
+
+
+@folder("Range", since=11)
+def range_(ctx: ConvertContext) -> Arrays:
+    start, limit, delta = (ctx.const(i).reshape(()) for i in range(3))
+    return [np.arange(start, limit, delta).astype(start.dtype)]
+
+
+def _elementwise(fn):  # type: ignore[no-untyped-def]
+    def fold(ctx: ConvertContext) -> Arrays:
+        return [np.asarray(fn(*(ctx.const(i) for i in range(ctx.num_inputs))))]
+
+    return fold
+
+
+for _op, _fn in {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+    "Not": np.logical_not,
+    "Where": np.where,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+    "Round": np.round,  # round half to even, as ONNX
+    "Tile": np.tile,
+}.items():
+    folder(_op, since=7)(_elementwise(_fn))
+folder("LessOrEqual", since=12)(_elementwise(np.less_equal))
+folder("GreaterOrEqual", since=12)(_elementwise(np.greater_equal))
+folder("NonZero", since=9)(_elementwise(lambda x: np.array(np.nonzero(x), np.int64)))
+
+
+@folder("Expand", since=8)
+def expand(ctx: ConvertContext) -> Arrays:
+    x = ctx.const(0)
+    target = tuple(int(d) for d in ctx.const(1, "shape"))
+    return [np.broadcast_to(x, np.broadcast_shapes(x.shape, target)).copy()]
+
+
+def _int_binary(fn):  # type: ignore[no-untyped-def]
+    """Integer arithmetic in numpy; float operands go to fc's kernels (return None)."""
+
+    def fold(ctx: ConvertContext) -> Arrays:
+        a, b = ctx.const(0), ctx.const(1)
+        if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
+            return None
+        return [np.asarray(fn(a, b)).astype(a.dtype)]
+
+    return fold
+
+
+def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # ONNX integer Div truncates toward zero (C semantics); numpy's // floors.
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q)
+
+
+folder("Add", since=7)(_int_binary(np.add))
+folder("Sub", since=7)(_int_binary(np.subtract))
+folder("Mul", since=7)(_int_binary(np.multiply))
+folder("Div", since=7)(_int_binary(_trunc_div))
+
+
+@folder("Mod", since=10)
+def mod(ctx: ConvertContext) -> Arrays:
+    a, b = ctx.const(0), ctx.const(1)
+    return [np.fmod(a, b) if ctx.attr("fmod", 0) else np.mod(a, b)]
+
+
+def _reduce_axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...] | None:
+    """ReduceX axes: an attribute before opset ``input_since``, an optional input from it;
+    ``None`` means all axes (or none, with noop_with_empty_axes)."""
+    if ctx.opset >= input_since:
+        axes = ctx.const_or_none(1, "axes")
+        return None if axes is None or axes.size == 0 else tuple(int(a) for a in axes)
+    return ctx.ints("axes")
+
+
+def _reduce(fn, input_since: int):  # type: ignore[no-untyped-def]
+    def fold(ctx: ConvertContext) -> Arrays:
+        x = ctx.const(0)
+        axes = _reduce_axes(ctx, input_since)
+        if axes is None and ctx.attr("noop_with_empty_axes", 0):
+            return [x]
+        return [np.asarray(fn(x, axis=axes, keepdims=bool(ctx.attr("keepdims", 1))))
+                .astype(x.dtype)]
+
+    return fold
+
+
+folder("ReduceProd", since=7)(_reduce(np.prod, 18))
+folder("ReduceMin", since=7)(_reduce(np.min, 18))

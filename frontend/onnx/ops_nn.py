@@ -1,0 +1,217 @@
+"""Layer ONNX ops: Conv/ConvTranspose, pools, normalizations, Gemm/MatMul, Softmax, Flatten.
+
+fc's layers are 2-D NCHW, so 1-D and 3-D convolutions/pools are refused with a clear error.
+``auto_pad`` is resolved to explicit ``pads`` here (the IR has no auto_pad), using the input's
+static shape:
+
+    out = ceil(in / stride),  total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0)
+    SAME_UPPER: begin = total // 2 (extra at the end);  SAME_LOWER: begin = total - total // 2
+
+ConvTranspose's ``output_shape`` (and SAME auto_pad) is turned into pads and output_padding
+the way onnxruntime does it (which differs from the ONNX spec text on odd totals: onnxruntime
+puts the extra pixel at the head for SAME_UPPER and at the tail otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+
+from fc.frontend.onnx.context import ConvertContext
+from fc.frontend.onnx.registry import converter
+from fc.ir.core import Value
+
+__all__ = ["same_pads"]
+
+
+def same_pads(size: int, k: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
+    """(begin, end) padding of one axis for auto_pad SAME_UPPER/SAME_LOWER."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    begin = total // 2 if upper else total - total // 2
+    return begin, total - begin
+
+
+def _check_2d(ctx: ConvertContext, rank: int) -> None:
+    if rank != 4:
+        raise ctx.error(f"{rank - 2}-D {ctx.op_type} is not supported (fc's layers are 2-D NCHW; "
+                        f"input {ctx.input_name(0)!r} has rank {rank})")
+
+
+def _window_pads(ctx: ConvertContext, kernel: tuple[int, ...], strides: tuple[int, ...],
+                 dilations: tuple[int, ...]) -> tuple[int, ...]:
+    """Explicit (top, left, bottom, right) pads from ``pads``/``auto_pad``."""
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    if auto_pad == "NOTSET":
+        return ctx.ints("pads", (0, 0, 0, 0))
+    if auto_pad == "VALID":
+        return (0, 0, 0, 0)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.error(f"auto_pad={auto_pad!r} is not NOTSET/VALID/SAME_UPPER/SAME_LOWER")
+    h, w = ctx.shape(0)[2:]
+    upper = auto_pad == "SAME_UPPER"
+    (t, b), (left, r) = (same_pads(s, k, st, d, upper)
+                         for s, k, st, d in zip((h, w), kernel, strides, dilations))
+    return (t, left, b, r)
+
+
+@converter("Conv", since=1)
+def conv(ctx: ConvertContext) -> Value:
+    _check_2d(ctx, ctx.rank(0))
+    w_shape = ctx.shape(1)
+    kernel = ctx.ints("kernel_shape", w_shape[2:])
+    if tuple(kernel) != tuple(w_shape[2:]):
+        raise ctx.error(f"kernel_shape {list(kernel)} differs from W's {list(w_shape[2:])}")
+    strides = ctx.ints("strides", (1, 1))
+    dilations = ctx.ints("dilations", (1, 1))
+    attrs = {"strides": strides, "dilations": dilations, "group": ctx.attr("group", 1),
+             "pads": _window_pads(ctx, kernel, strides, dilations)}
+    return ctx.add_node("Conv", [ctx.value(0), ctx.value(1), ctx.value(2)], attrs).output
+
+
+@converter("ConvTranspose", since=1)
+def conv_transpose(ctx: ConvertContext) -> Value:
+    _check_2d(ctx, ctx.rank(0))
+    in_hw = ctx.shape(0)[2:]
+    kernel = ctx.ints("kernel_shape", ctx.shape(1)[2:])
+    strides = ctx.ints("strides", (1, 1))
+    dilations = ctx.ints("dilations", (1, 1))
+    out_pad = list(ctx.ints("output_padding", (0, 0)))
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    output_shape = ctx.ints("output_shape")
+    if output_shape is not None and len(output_shape) == 4:
+        output_shape = output_shape[2:]  # some exporters give N and C too
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and output_shape is None:
+        output_shape = tuple(s * st for s, st in zip(in_hw, strides))
+    if output_shape is None:
+        pads = (0, 0, 0, 0) if auto_pad == "VALID" else ctx.ints("pads", (0, 0, 0, 0))
+    else:
+        begin, end = [0, 0], [0, 0]
+        for i in range(2):
+            full = (in_hw[i] - 1) * strides[i] + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+            total = full - output_shape[i]
+            if total < 0:  # a larger output than the kernel reaches: bias-only rows at the end
+                out_pad[i] -= total
+                total = 0
+            begin[i] = total - total // 2 if auto_pad == "SAME_UPPER" else total // 2
+            end[i] = total - begin[i]
+        pads = (begin[0], begin[1], end[0], end[1])
+    attrs = {"strides": strides, "dilations": dilations, "group": ctx.attr("group", 1),
+             "pads": pads, "output_padding": tuple(out_pad)}
+    return ctx.add_node("ConvTranspose", [ctx.value(0), ctx.value(1), ctx.value(2)], attrs).output
+
+
+@converter("BatchNormalization", since=7)
+def batch_norm(ctx: ConvertContext) -> Value:
+    # Inference only: spatial=0 (opset 7-8, per-activation statistics), training_mode=1
+    # (opset 14+) and the running/saved statistics outputs have no fc equivalent.
+    if ctx.opset < 9 and ctx.attr("spatial", 1) == 0:
+        raise ctx.error("spatial=0 (per-activation statistics) is not supported")
+    if ctx.attr("training_mode", 0):
+        raise ctx.error("training_mode=1 is not supported (inference only)")
+    ctx.require_unused_outputs(1, "fc imports BatchNormalization for inference only")
+    return ctx.add_node("BatchNormalization", [ctx.value(i) for i in range(5)],
+                        {"epsilon": ctx.attr("epsilon", 1e-5)}).output
+
+
+@converter("InstanceNormalization", since=6)
+def instance_norm(ctx: ConvertContext) -> Value:
+    return ctx.add_node("InstanceNormalization", [ctx.value(i) for i in range(3)],
+                        {"epsilon": ctx.attr("epsilon", 1e-5)}).output
+
+
+@converter("LayerNormalization", since=17)
+def layer_norm(ctx: ConvertContext) -> Value:
+    ctx.require_unused_outputs(1, "fc's LayerNormalization has no Mean/InvStdDev outputs")
+    return ctx.add_node("LayerNormalization", [ctx.value(0), ctx.value(1), ctx.value(2)],
+                        {"axis": ctx.attr("axis", -1), "epsilon": ctx.attr("epsilon", 1e-5)}
+                        ).output
+
+
+@converter("LRN", since=1)
+def lrn(ctx: ConvertContext) -> Value:
+    return ctx.add_node("LRN", [ctx.value(0)], {
+        "size": ctx.attr("size"), "alpha": ctx.attr("alpha", 1e-4),
+        "beta": ctx.attr("beta", 0.75), "bias": ctx.attr("bias", 1.0)}).output
+
+
+@converter("Gemm", since=7)
+def gemm(ctx: ConvertContext) -> Value:
+    return ctx.add_node("Gemm", [ctx.value(0), ctx.value(1), ctx.value(2)], {
+        "alpha": ctx.attr("alpha", 1.0), "beta": ctx.attr("beta", 1.0),
+        "transA": ctx.attr("transA", 0), "transB": ctx.attr("transB", 0)}).output
+
+
+@converter("MatMul", since=1)
+def matmul(ctx: ConvertContext) -> Value:
+    return ctx.add_node("MatMul", [ctx.value(0), ctx.value(1)]).output
+
+
+def _pool_attrs(ctx: ConvertContext) -> dict[str, object]:
+    _check_2d(ctx, ctx.rank(0))
+    kernel = ctx.ints("kernel_shape")
+    if kernel is None or len(kernel) != 2:
+        raise ctx.error(f"kernel_shape {kernel} must have 2 values")
+    strides = ctx.ints("strides", (1, 1))
+    dilations = ctx.ints("dilations", (1, 1))
+    return {"kernel_shape": kernel, "strides": strides, "ceil_mode": ctx.attr("ceil_mode", 0),
+            "pads": _window_pads(ctx, kernel, strides, dilations), "dilations": dilations}
+
+
+@converter("MaxPool", since=1)
+def max_pool(ctx: ConvertContext) -> Value:
+    ctx.require_unused_outputs(1, "MaxPool's Indices output is not supported")
+    if ctx.attr("storage_order", 0):
+        raise ctx.error("storage_order=1 is not supported")
+    return ctx.add_node("MaxPool", [ctx.value(0)], _pool_attrs(ctx)).output
+
+
+@converter("AveragePool", since=1)
+def average_pool(ctx: ConvertContext) -> Value:
+    attrs = _pool_attrs(ctx)
+    if tuple(attrs.pop("dilations")) != (1, 1):  # type: ignore[arg-type]
+        raise ctx.error(f"dilations {list(ctx.ints('dilations'))} are not supported")
+    attrs["count_include_pad"] = ctx.attr("count_include_pad", 0)
+    return ctx.add_node("AveragePool", [ctx.value(0)], attrs).output
+
+
+@converter("GlobalAveragePool", since=1)
+def global_average_pool(ctx: ConvertContext) -> Value:
+    return ctx.add_node("GlobalAveragePool", [ctx.value(0)]).output
+
+
+@converter("GlobalMaxPool", since=1)
+def global_max_pool(ctx: ConvertContext) -> Value:
+    return ctx.add_node("GlobalMaxPool", [ctx.value(0)]).output
+
+
+@converter("Flatten", since=1)
+def flatten(ctx: ConvertContext) -> Value:
+    return ctx.add_node("Flatten", [ctx.value(0)], {"axis": ctx.attr("axis", 1)}).output
+
+
+def _softmax(op: str, legacy: bool):  # type: ignore[no-untyped-def]
+    """Softmax/LogSoftmax. Before opset 13 the op flattens the input to 2-D at ``axis``
+    (default 1) and normalizes over the whole second part; that equals fc's one-axis op only
+    when ``axis`` is the last axis, otherwise it becomes Flatten(axis) -> op(-1) -> Reshape."""
+
+    def convert(ctx: ConvertContext) -> Value:
+        x = ctx.value(0)
+        rank = len(x.shape)
+        axis = ctx.attr("axis", 1 if legacy else -1)
+        if not -rank <= axis < rank:
+            raise ctx.error(f"axis={axis} out of range for rank {rank}")
+        axis %= rank
+        if not legacy or axis == rank - 1:
+            return ctx.add_node(op, [x], {"axis": axis if legacy else ctx.attr("axis", -1)}).output
+        flat = ctx.add_node("Flatten", [x], {"axis": axis}, suffix="flatten", final=False).output
+        y = ctx.add_node(op, [flat], {"axis": -1}, suffix=op.lower(), final=False).output
+        # -1 for dim 0 keeps the graph batch-independent whatever ``axis`` merged into it.
+        return ctx.add_node("Reshape", [y], {"shape": (-1, *x.shape[1:])}).output
+
+    return convert
+
+
+converter("Softmax", since=1, until=12)(_softmax("Softmax", legacy=True))
+converter("Softmax", since=13)(_softmax("Softmax", legacy=False))
+converter("LogSoftmax", since=1, until=12)(_softmax("LogSoftmax", legacy=True))
+converter("LogSoftmax", since=13)(_softmax("LogSoftmax", legacy=False))

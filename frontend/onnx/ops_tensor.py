@@ -1,0 +1,251 @@
+"""Data-movement ONNX ops. What ONNX passes as constant tensor inputs (Reshape shape, Slice
+starts/ends/axes/steps, Pad pads/value, Resize scales/sizes, Split sizes, Squeeze/Unsqueeze
+axes) becomes an fc attribute; older opsets had the same values as attributes already.
+
+Batch convention (``fc.ir.schemas.tensor``): a Reshape target whose dim 0 equals the input's
+dim 0 is written as 0 ("copy"), so a graph imported at batch 1 also runs at batch 8; Resize
+never resizes dim 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fc.frontend.onnx.context import ConvertContext
+from fc.frontend.onnx.registry import converter
+from fc.ir.core import Value
+
+__all__: list[str] = []
+
+
+def _ints(arr: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(arr).reshape(-1))
+
+
+@converter("Reshape", since=5)
+def reshape(ctx: ConvertContext) -> Value:
+    x = ctx.value(0)
+    target = list(_ints(ctx.const(1, "shape")))
+    allowzero = ctx.attr("allowzero", 0)
+    if not allowzero and target and x.shape and target[0] == x.shape[0]:
+        target[0] = 0  # the batch dim: copy it, whatever the batch size
+    return ctx.add_node("Reshape", [x], {"shape": tuple(target), "allowzero": allowzero}).output
+
+
+@converter("Transpose", since=1)
+def transpose(ctx: ConvertContext) -> Value:
+    return ctx.add_node("Transpose", [ctx.value(0)], {"perm": ctx.ints("perm", ())}).output
+
+
+@converter("Concat", since=4)
+def concat(ctx: ConvertContext) -> Value:
+    inputs = [ctx.value(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+    return ctx.add_node("Concat", inputs, {"axis": ctx.attr("axis")}).output
+
+
+@converter("Split", since=2)
+def split(ctx: ConvertContext) -> list[Value]:
+    """Sizes from the ``split`` attribute (before opset 13) or input (from 13); absent, an
+    equal split into the number of outputs (opset 18's num_outputs: the last piece smaller)."""
+    shape = ctx.shape(0)
+    axis = ctx.attr("axis", 0)
+    if not -len(shape) <= axis < len(shape):
+        raise ctx.error(f"axis={axis} out of range for rank {len(shape)}")
+    dim = shape[axis]
+    if ctx.opset >= 13:
+        arr = ctx.const_or_none(1, "split")
+        sizes = None if arr is None else _ints(arr)
+    else:
+        sizes = ctx.ints("split")
+    n = ctx.num_outputs
+    if sizes is None:
+        if ctx.has_attr("num_outputs"):
+            n = ctx.attr("num_outputs")
+            chunk = math.ceil(dim / n)
+            sizes = (chunk,) * (n - 1) + (dim - chunk * (n - 1),)
+        elif dim % n:
+            raise ctx.error(f"cannot split dim {dim} of axis {axis} into {n} equal parts")
+        else:
+            sizes = (dim // n,) * n
+    if len(sizes) != n:
+        raise ctx.error(f"split {list(sizes)} has {len(sizes)} sizes for {n} outputs")
+    return ctx.add_node("Split", [ctx.value(0)], {"axis": axis, "split": sizes},
+                        num_outputs=n).outputs
+
+
+def _axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...]:
+    """Squeeze/Unsqueeze axes: attribute before opset 13, (constant) input from it."""
+    if ctx.opset >= input_since:
+        arr = ctx.const_or_none(1, "axes")
+        return () if arr is None else _ints(arr)
+    return ctx.ints("axes", ())
+
+
+@converter("Squeeze", since=1)
+def squeeze(ctx: ConvertContext) -> Value:
+    return ctx.add_node("Squeeze", [ctx.value(0)], {"axes": _axes(ctx, 13)}).output
+
+
+@converter("Unsqueeze", since=1)
+def unsqueeze(ctx: ConvertContext) -> Value:
+    axes = _axes(ctx, 13)
+    if not axes:
+        raise ctx.error("Unsqueeze needs axes")
+    return ctx.add_node("Unsqueeze", [ctx.value(0)], {"axes": axes}).output
+
+
+@converter("Slice", since=1)
+def slice_(ctx: ConvertContext) -> Value:
+    """starts/ends/axes as attributes before opset 10, then (constant) inputs with steps."""
+    if ctx.opset >= 10:
+        starts, ends = _ints(ctx.const(1, "starts")), _ints(ctx.const(2, "ends"))
+        axes_arr, steps_arr = ctx.const_or_none(3, "axes"), ctx.const_or_none(4, "steps")
+        axes = None if axes_arr is None else _ints(axes_arr)
+        steps = None if steps_arr is None else _ints(steps_arr)
+    else:
+        starts, ends, axes, steps = ctx.ints("starts"), ctx.ints("ends"), ctx.ints("axes"), None
+        if starts is None or ends is None:
+            raise ctx.error("Slice needs starts and ends")
+    axes = tuple(range(len(starts))) if axes is None else axes
+    steps = (1,) * len(starts) if steps is None else steps
+    return ctx.add_node("Slice", [ctx.value(0)], {"starts": starts, "ends": ends, "axes": axes,
+                                                  "steps": steps}).output
+
+
+_PAD_MODES = ("constant", "reflect", "edge")
+
+
+@converter("Pad", since=2)
+def pad(ctx: ConvertContext) -> Value:
+    """pads/value: attributes before opset 11, (constant) inputs from 11; axes from 18."""
+    rank = ctx.rank(0)
+    mode = ctx.attr("mode", "constant")
+    if mode not in _PAD_MODES:
+        raise ctx.error(f"mode {mode!r} is not supported (fc pads {list(_PAD_MODES)})")
+    if ctx.opset >= 11:
+        pads = _ints(ctx.const(1, "pads"))
+        value_arr = ctx.const_or_none(2, "constant_value")
+        value = 0.0 if value_arr is None or value_arr.size == 0 else float(value_arr.reshape(-1)[0])
+        axes_arr = ctx.const_or_none(3, "axes") if ctx.opset >= 18 else None
+        if axes_arr is not None:
+            axes = [a % rank for a in _ints(axes_arr)]
+            if len(pads) != 2 * len(axes):
+                raise ctx.error(f"pads {list(pads)} needs {2 * len(axes)} values for axes {axes}")
+            full = [0] * (2 * rank)
+            for j, a in enumerate(axes):
+                full[a], full[a + rank] = pads[j], pads[j + len(axes)]
+            pads = tuple(full)
+    else:
+        pads = ctx.ints("pads")
+        value = ctx.attr("value", 0.0)
+        if pads is None:
+            raise ctx.error("Pad needs pads")
+    return ctx.add_node("Pad", [ctx.value(0)], {"pads": pads, "mode": mode,
+                                                "value": float(value)}).output
+
+
+def _resize(ctx: ConvertContext, scales: tuple[float, ...] | None,
+            sizes: tuple[int, ...] | None, attrs: dict[str, object]) -> Value:
+    """Emit fc Resize with full-rank ``scales`` (from sizes when the model gave sizes)."""
+    shape = ctx.shape(0)
+    rank = len(shape)
+    if sizes:
+        if len(sizes) != rank:
+            raise ctx.error(f"sizes {list(sizes)} needs {rank} values")
+        if sizes[0] != shape[0]:
+            raise ctx.error(f"sizes {list(sizes)} resize the batch dim {shape[0]}")
+        # the scale onnxruntime derives (in float32) drives the coordinate transform
+        scales = tuple(float(np.float32(s) / np.float32(d)) for s, d in zip(sizes, shape))
+    elif scales is None or len(scales) != rank:
+        raise ctx.error(f"scales {None if scales is None else list(scales)} needs {rank} values")
+    if scales[0] != 1.0:
+        raise ctx.error(f"scales {list(scales)} resize the batch dim")
+    mode = attrs.get("mode", "nearest")
+    if mode == "bilinear":
+        mode = "linear"
+    attrs = {**attrs, "mode": mode, "scales": scales, "sizes": tuple(sizes or ())}
+    return ctx.add_node("Resize", [ctx.value(0)], attrs).output
+
+
+def _legacy_nearest_mode(scales: tuple[float, ...]) -> str:
+    """onnxruntime's Upsample/Resize-10 nearest rounding: floor when upsampling, ceil when
+    downsampling (its "simple" mode)."""
+    return "ceil" if any(s < 1 for s in scales) else "floor"
+
+
+@converter("Upsample", since=7, until=9)
+def upsample(ctx: ConvertContext) -> Value:
+    scales = (tuple(float(s) for s in ctx.attr("scales", ())) if ctx.opset < 9
+              else tuple(float(s) for s in ctx.const(1, "scales").reshape(-1)))
+    mode = ctx.attr("mode", "nearest")
+    attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
+    if mode == "nearest":
+        attrs["nearest_mode"] = _legacy_nearest_mode(scales)
+    return _resize(ctx, scales, None, attrs)
+
+
+@converter("Resize", since=10, until=10)
+def resize_10(ctx: ConvertContext) -> Value:
+    scales = tuple(float(s) for s in ctx.const(1, "scales").reshape(-1))
+    mode = ctx.attr("mode", "nearest")
+    attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
+    if mode == "nearest":
+        attrs["nearest_mode"] = _legacy_nearest_mode(scales)
+    return _resize(ctx, scales, None, attrs)
+
+
+@converter("Resize", since=11)
+def resize(ctx: ConvertContext) -> Value:
+    rank = ctx.rank(0)
+    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
+    if ctm == "tf_crop_and_resize":
+        raise ctx.error("coordinate_transformation_mode 'tf_crop_and_resize' is not supported")
+    for name in ("exclude_outside", "antialias"):
+        if ctx.attr(name, 0):
+            raise ctx.error(f"{name}={ctx.attr(name)} is not supported")
+    if ctx.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ctx.error(f"keep_aspect_ratio_policy={ctx.attr('keep_aspect_ratio_policy')!r} is "
+                        "not supported (only 'stretch')")
+    scales_arr, sizes_arr = ctx.const_or_none(2, "scales"), ctx.const_or_none(3, "sizes")
+    scales = None if scales_arr is None or scales_arr.size == 0 else \
+        tuple(float(s) for s in scales_arr.reshape(-1))
+    sizes = None if sizes_arr is None or sizes_arr.size == 0 else _ints(sizes_arr)
+    axes = ctx.ints("axes")
+    if axes is not None:  # opset 18: scales/sizes only for these axes
+        axes = tuple(a % rank for a in axes)
+        shape = ctx.shape(0)
+        if scales is not None:
+            full_s = [1.0] * rank
+            for a, s in zip(axes, scales):
+                full_s[a] = s
+            scales = tuple(full_s)
+        if sizes is not None:
+            full = list(shape)
+            for a, s in zip(axes, sizes):
+                full[a] = s
+            sizes = tuple(full)
+    attrs = {"mode": ctx.attr("mode", "nearest"), "coordinate_transformation_mode": ctm,
+             "nearest_mode": ctx.attr("nearest_mode", "round_prefer_floor"),
+             "cubic_coeff_a": ctx.attr("cubic_coeff_a", -0.75)}
+    return _resize(ctx, scales, sizes, attrs)
+
+
+@converter("DepthToSpace", since=1)
+def depth_to_space(ctx: ConvertContext) -> Value:
+    return ctx.add_node("DepthToSpace", [ctx.value(0)], {
+        "blocksize": ctx.attr("blocksize"), "mode": ctx.attr("mode", "DCR")}).output
+
+
+@converter("SpaceToDepth", since=1)
+def space_to_depth(ctx: ConvertContext) -> Value:
+    return ctx.add_node("SpaceToDepth", [ctx.value(0)], {"blocksize": ctx.attr("blocksize")}
+                        ).output
+
+
+@converter("Gather", since=1)
+def gather(ctx: ConvertContext) -> Value:
+    ctx.const(1, "indices")  # fc's Gather takes constant indices (kept as a tensor input)
+    return ctx.add_node("Gather", [ctx.value(0), ctx.value(1)], {"axis": ctx.attr("axis", 0)}
+                        ).output

@@ -1,0 +1,64 @@
+"""The compile pipeline: IR "for reconstruct" -> IR "fused for CModel".
+
+Order matters and is fixed here:
+
+1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
+2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
+   common-subexpression merge, transpose/reshape cancellation, Gemm input normalization.
+3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
+   per-channel Mul/Add into the preceding layer, then a lone BN into a ``Scale``. BN must
+   fold before activations fuse (a fused activation blocks folding) and before the lone-BN
+   rewrite (which would otherwise take BNs that could fold).
+4. Pad folded into the following Conv/pool, then activations fused into their producers
+   (Conv/ConvTranspose/Gemm/Scale, and the residual Add).
+5. dead-code elimination.
+
+The whole list runs to a fixed point under the ``PassManager``.
+"""
+
+from __future__ import annotations
+
+from fc.ir.clone import clone
+from fc.ir.core import Graph
+from fc.passes.cancel_transposes import CancelTransposes
+from fc.passes.constant_folding import FoldConstants
+from fc.passes.cse import MergeCommonSubexpressions
+from fc.passes.dce import EliminateDeadCode
+from fc.passes.eliminate_noop import EliminateNoOps
+from fc.passes.fold_batchnorm import batchnorm_to_scale_pass, fold_batchnorm_pass
+from fc.passes.fold_channel_affine import fold_channel_affine_pass
+from fc.passes.fold_pad import fold_pad_pass
+from fc.passes.fuse_activation import fuse_activation_pass
+from fc.passes.hardware import HARDWARE_OPS, non_hardware_ops
+from fc.passes.infra import Pass, PassManager, PassReport
+from fc.passes.normalize_gemm import NormalizeGemmInput
+from fc.passes.shape_inference import InferShapes
+
+__all__ = ["default_passes", "compile_graph", "HARDWARE_OPS", "non_hardware_ops"]
+
+
+def default_passes() -> list[Pass]:
+    return [
+        InferShapes(),
+        EliminateNoOps(),
+        FoldConstants(),
+        MergeCommonSubexpressions(),
+        CancelTransposes(),
+        NormalizeGemmInput(),
+        fold_batchnorm_pass(),
+        fold_channel_affine_pass(),
+        batchnorm_to_scale_pass(),
+        fold_pad_pass(),
+        fuse_activation_pass(),
+        EliminateDeadCode(),
+    ]
+
+
+def compile_graph(graph: Graph, *, verify: bool = False, name: str | None = None
+                  ) -> tuple[Graph, PassReport]:
+    """The fused IR of ``graph`` (left untouched) and what each pass rewrote."""
+    fused = clone(graph, name=name or graph.name)
+    _, report = PassManager(default_passes(), verify=verify)(fused)
+    # infer_shapes re-annotates on every iteration; its count is not a rewrite.
+    report.counts.pop(InferShapes.name, None)
+    return fused, report
