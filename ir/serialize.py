@@ -416,6 +416,7 @@ def _build(raw: Any, path: Path, weights: dict[str, np.ndarray], params_file: st
     if extra:
         raise IRError(f"{params_file}: weight(s) {extra[:5]} not declared in {path.name}")
 
+    node_names: set[str] = set()
     for i, e in enumerate(d.get(raw, "nodes", list, "top level")):
         where = f"nodes[{i}]"
         name = d.get(e, "name", str, where)
@@ -444,8 +445,9 @@ def _build(raw: Any, path: Path, weights: dict[str, np.ndarray], params_file: st
         prov = d.get(e, "provenance", list, where)
         if not all(isinstance(p, str) for p in prov):
             raise d.fail(f"{where}.provenance", "expected a list of strings")
-        if name in graph._nodes_by_name:
+        if name in node_names:
             raise d.fail(where, f"node name {name!r} is used twice")
+        node_names.add(name)
         try:
             graph.append(Node(op, ins, outs, attrs, name=name, provenance=prov))
         except FcError as err:

@@ -154,5 +154,6 @@ def _check_types(node: Node, where: str) -> None:
         raise IRError(str(e)) from None
     for v, t in zip(node.outputs, types):
         if v.shape != t.shape or v.dtype != t.dtype:
-            raise IRError(f"{where}: output {v.name!r} is stored as {v.dtype}{list(v.shape or ())}"
+            stored = "unknown" if v.shape is None else list(v.shape)
+            raise IRError(f"{where}: output {v.name!r} is stored as {v.dtype}{stored}"
                           f" but infers to {t.dtype}{list(t.shape)}")

@@ -50,7 +50,13 @@ def _pad2d(x: Array, top: int, left: int, bottom: int, right: int, value: float 
     if not (top or left or bottom or right):
         return x
     n, c, h, w = x.shape
-    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    hp, wp = h + top + bottom, w + left + right
+    out = np.empty((n, c, hp, wp), dtype=x.dtype)
+    # Fill only the border: the interior is overwritten by x.
+    out[:, :, :top] = value
+    out[:, :, top + h:] = value
+    out[:, :, top:top + h, :left] = value
+    out[:, :, top:top + h, left + w:] = value
     out[:, :, top:top + h, left:left + w] = x
     return out
 
@@ -59,6 +65,24 @@ def _tap(xp: Array, i: int, j: int, ho: int, wo: int, strides: tuple[int, ...]) 
     """The (N, C, ho, wo) view of ``xp`` read by kernel tap (i, j) (i, j already dilated)."""
     sh, sw = strides
     return xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
+
+def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
+                   strides: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int
+                   ) -> Array:
+    """``op`` (np.maximum or np.add) over each pooling window, separably: first the kw taps
+    along W on every padded row, then the kh taps along H. Each step reads rows with a
+    contiguous-ish inner axis, which numpy runs about twice as fast as kh*kw 2-D taps."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
+    rows = None
+    for j in range(kw):
+        v = xp[..., j * dw:j * dw + sw * (wo - 1) + 1:sw]
+        rows = v.copy() if rows is None else op(rows, v, out=rows)
+    y = None
+    for i in range(kh):
+        v = rows[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh]
+        y = v.copy() if y is None else op(y, v, out=y)
+    return y
 
 
 def _activate(y: Array, activation: str, alpha: float, beta: float) -> Array:
@@ -174,7 +198,7 @@ def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple
         raise ExecutionError(f"ConvTranspose: pads {list(pads)} leave an empty output")
 
     # (G, kh*kw*M/G, C/G) @ (N, G, C/G, H*W) -> columns (N, G, kh, kw, M/G, H, W).
-    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kh * kw * mg, cg)
+    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 4, 3, 2, 1).reshape(group, kh * kw * mg, cg)
     cols = np.matmul(wt, x.reshape(n, group, cg, h * wd)).reshape(n, group, kh, kw, mg, h, wd)
     full = np.zeros((n, group, mg, hf, wf), dtype=x.dtype)
     for i in range(kh):
@@ -257,13 +281,7 @@ def max_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...
                                     ceil_mode)
     low = (np.finfo if x.dtype.kind == "f" else np.iinfo)(x.dtype).min
     xp = _pad2d(x, pads[0], pads[1], pads[2] + eh, pads[3] + ew, low)
-    kh, kw = kernel_shape
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            v = _tap(xp, i * dilations[0], j * dilations[1], ho, wo, strides)
-            y = v.copy() if y is None else np.maximum(y, v, out=y)
-    return y
+    return _window_reduce(xp, np.maximum, kernel_shape, strides, dilations, ho, wo)
 
 
 @kernel("AveragePool")
@@ -275,11 +293,7 @@ def average_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int,
                                     ceil_mode)
     xp = _pad2d(x, pads[0], pads[1], pads[2] + eh, pads[3] + ew, 0)
     kh, kw = kernel_shape
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            v = _tap(xp, i, j, ho, wo, strides)
-            y = v.copy() if y is None else np.add(y, v, out=y)
+    y = _window_reduce(xp, np.add, kernel_shape, strides, (1, 1), ho, wo)
 
     def counts(out: int, k: int, s: int, p0: int, p1: int, size: int) -> Array:
         start = np.arange(out) * s  # in padded coordinates

@@ -10,9 +10,9 @@ Recognised (each exact, not approximately equal, and valid at every batch size):
 - Concat/Sum/Max/Min/Mean with one input; Split into a single piece;
 - Slice with unit steps selecting everything (on the batch axis only with start 0 and an
   open end, so it also selects everything at other batch sizes);
-- Resize with every scale 1 and unchanged sizes (in every coordinate mode each output pixel
-  then samples exactly its own input pixel; tf_half_pixel_for_nn with a ceil nearest_mode
-  is kept: it maps pixel i to i + 0.5, which rounds up to i + 1);
+- Resize with every scale 1 and unchanged sizes (each output pixel samples its own input
+  pixel; onnxruntime and fc's kernel copy such an axis in every mode, even
+  tf_half_pixel_for_nn with a ceil nearest_mode, whose formula would give i + 0.5);
 - Add/Sub of a constant 0, Mul/Div by a constant 1 (Add without a fused activation), when
   the constant does not broadcast the other operand to a larger shape or another dtype.
 
@@ -103,9 +103,6 @@ def _resize(node: Node) -> Value | None:
     if x.shape is None or any(s != 1.0 for s in a["scales"]):
         return None
     if a["sizes"] and tuple(a["sizes"][1:]) != x.shape[1:]:
-        return None
-    if (a["mode"] == "nearest" and a["coordinate_transformation_mode"] == "tf_half_pixel_for_nn"
-            and a["nearest_mode"] in ("ceil", "round_prefer_ceil")):
         return None
     return x
 

@@ -84,7 +84,7 @@ class FuseActivation(FusionRule):
             if node.op_type == "Sigmoid":
                 for user in node.output.users:
                     if user.op_type == "Mul" and z in user.inputs:
-                        return f"part of z * Sigmoid(z) with Mul {user.name!r}: fused there as silu"
+                        return f"part of z * Sigmoid(z) with Mul {user.name!r}: handled there as silu"
         layer = producer_of(z, FUSABLE_LAYERS)
         if layer is None:
             return f"input {z.name!r} comes from {describe_source(z)}, not one of {list(FUSABLE_LAYERS)}"

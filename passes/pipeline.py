@@ -4,14 +4,17 @@ Order matters and is fixed here:
 
 1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
 2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
-   common-subexpression merge, transpose/reshape cancellation, Gemm input normalization.
+   transpose/reshape cancellation, Gemm input normalization (MatMul + bias Add becomes a
+   Gemm before its per-channel constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
    per-channel Mul/Add into the preceding layer, then a lone BN into a ``Scale``. BN must
    fold before activations fuse (a fused activation blocks folding) and before the lone-BN
    rewrite (which would otherwise take BNs that could fold).
-4. Pad folded into the following Conv/pool, then activations fused into their producers
-   (Conv/ConvTranspose/Gemm/Scale, and the residual Add).
-5. dead-code elimination.
+4. activations fused into their producers (Conv/ConvTranspose/Gemm/Scale and the residual
+   Add), then Pad folded into the following Conv/pool (a zero Pad before MaxPool folds only
+   when its input is known non-negative, e.g. from a fused relu).
+5. common-subexpression merge after the fusions (merging weights earlier would make them
+   shared, and folding would copy them again), then dead-code elimination.
 
 The whole list runs to a fixed point under the ``PassManager``.
 """
@@ -42,14 +45,14 @@ def default_passes() -> list[Pass]:
         InferShapes(),
         EliminateNoOps(),
         FoldConstants(),
-        MergeCommonSubexpressions(),
         CancelTransposes(),
         NormalizeGemmInput(),
         fold_batchnorm_pass(),
         fold_channel_affine_pass(),
         batchnorm_to_scale_pass(),
-        fold_pad_pass(),
         fuse_activation_pass(),
+        fold_pad_pass(),
+        MergeCommonSubexpressions(),
         EliminateDeadCode(),
     ]
 

@@ -7,9 +7,11 @@ static shape:
     out = ceil(in / stride),  total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0)
     SAME_UPPER: begin = total // 2 (extra at the end);  SAME_LOWER: begin = total - total // 2
 
-ConvTranspose's ``output_shape`` (and SAME auto_pad) is turned into pads and output_padding
-the way onnxruntime does it (which differs from the ONNX spec text on odd totals: onnxruntime
-puts the extra pixel at the head for SAME_UPPER and at the tail otherwise).
+ConvTranspose's ``output_shape`` (and SAME auto_pad, whose output is ``in * stride``) becomes
+pads as in the ONNX spec (and onnxruntime): ``total = full - output_shape`` with
+``full = (in - 1) * stride + output_padding + (k - 1) * dilation + 1``; SAME_UPPER puts
+``total // 2`` at the head, NOTSET/SAME_LOWER ``total - total // 2``. A negative total (an
+output larger than the kernels reach) becomes extra ``output_padding`` (bias-only rows).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def conv_transpose(ctx: ConvertContext) -> Value:
             if total < 0:  # a larger output than the kernel reaches: bias-only rows at the end
                 out_pad[i] -= total
                 total = 0
-            begin[i] = total - total // 2 if auto_pad == "SAME_UPPER" else total // 2
+            begin[i] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             end[i] = total - begin[i]
         pads = (begin[0], begin[1], end[0], end[1])
     attrs = {"strides": strides, "dilations": dilations, "group": ctx.attr("group", 1),

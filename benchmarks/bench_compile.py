@@ -1,0 +1,325 @@
+"""Compile-side costs of fc: a real model end to end, scaling with graph size, and the CLI.
+
+(a) ResNet-50 from ONNX (fc's torch zoo model, exported once): ``fc.api.compile_model("onnx",
+    ...)`` with ``draw=True`` and ``draw=False``, each in a fresh spawned process: import /
+    compile / write seconds (medians), the peak RSS added by the first call (VmHWM reset
+    before it), the process's ``ru_maxrss``, and the tracemalloc peak of a separate, untimed
+    call.
+(b) Linear scaling: synthetic graphs of 2k-20k nodes (Conv -> BatchNormalization -> Relu
+    blocks, a residual Add every 3 blocks, 8 channels, 8x8 maps) built with the fc.ir API:
+    ``compile_graph`` and ``fc.ir.save`` time per node, and t(largest)/t(smallest), which is
+    ~ the size ratio when linear (flagged past 1.5x that).
+(c) ``fcc compile mxnet`` on resnet50_v1b, from exported files and from the zoo name: the
+    child's wall time and peak RSS, and where the time goes (``-X importtime``: framework
+    imports vs fc's own imports vs fc's work as fcc reports it).
+
+    python benchmarks/bench_compile.py [--parts a b c] [--sizes 2000 5000 10000 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import (
+    PeakRSS,
+    export_resnet50_onnx,
+    fmt_mib,
+    machine_line,
+    print_table,
+    rss_kib,
+    run_child,
+    run_isolated,
+    tracemalloc_peak,
+)
+
+#: top-level packages whose import time is "framework", not fc's (attributed with all they import)
+FRAMEWORKS = ("numpy", "onnx", "onnxruntime", "mxnet", "torch", "tensorflow", "graphviz",
+              "scipy", "PIL", "google", "requests")
+#: a t(largest)/t(smallest) above this many times the size ratio is flagged as non-linear
+NONLINEAR_FACTOR = 1.5
+
+
+# -- (a) ResNet-50 through compile_model --------------------------------------------------------
+
+
+def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
+    """In a fresh process: fc's modules imported first (their import is not the model's), then
+    one call under PeakRSS, ``repeat`` timed calls, one call under tracemalloc."""
+    import fc.api
+    import fc.frontend.onnx  # noqa: F401  (pre-imported: module import is not model import)
+    import fc.ir.draw  # noqa: F401
+    import fc.passes.pipeline  # noqa: F401
+
+    logging.disable(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="fc_bench_compile_"))
+    try:
+        loaded = rss_kib() / 1024
+        with PeakRSS() as mem:
+            first = fc.api.compile_model("onnx", onnx_path, tmp / "first", draw=draw)
+        runs = []
+        for i in range(repeat):
+            start = time.perf_counter()
+            s = fc.api.compile_model("onnx", onnx_path, tmp / f"run{i}", draw=draw)
+            runs.append((s.import_seconds, s.compile_seconds, s.write_seconds,
+                         time.perf_counter() - start))
+        traced, _ = tracemalloc_peak(
+            lambda: fc.api.compile_model("onnx", onnx_path, tmp / "traced", draw=draw))
+        import resource
+
+        sizes = {p.name: p.stat().st_size for p in (tmp / "first").iterdir()}
+        return {
+            "import": statistics.median(r[0] for r in runs),
+            "compile": statistics.median(r[1] for r in runs),
+            "write": statistics.median(r[2] for r in runs),
+            "total": statistics.median(r[3] for r in runs),
+            "loaded_mib": loaded, "increase_mib": mem.increase_mib, "method": mem.method,
+            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "tracemalloc_mib": traced, "nodes": (first.nodes_before, first.nodes_after),
+            "warnings": first.warnings, "bytes": sum(sizes.values()), "files": len(sizes),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def part_a(args: argparse.Namespace, tmp: Path) -> None:
+    onnx_path = os.fspath(export_resnet50_onnx(tmp / "resnet50.onnx", seed=args.seed))
+    rows, notes = [], []
+    for draw in (True, False):
+        r = run_isolated(compile_resnet_child, onnx_path, draw, args.repeat)
+        rows.append([f"draw={draw}", f"{r['nodes'][0]} -> {r['nodes'][1]}",
+                     f"{r['import']:.3f}", f"{r['compile']:.3f}", f"{r['write']:.3f}",
+                     f"{r['total']:.3f}", f"{r['bytes'] / 2**20:.1f} ({r['files']})",
+                     fmt_mib(r["increase_mib"]), fmt_mib(r["maxrss_mib"]), fmt_mib(r["tracemalloc_mib"])])
+        notes += r["warnings"]
+        method = r["method"]
+    print_table(f"(a) ResNet-50 (torch zoo, ONNX, BN kept): fc.api.compile_model('onnx', ...), "
+                f"seconds = median of {args.repeat}",
+                ["run", "nodes", "import s", "compile s", "write s", "total s", "out MiB (files)",
+                 "peak +MiB", "ru_maxrss MiB", "tracemalloc MiB"], rows)
+    print("each row in a fresh spawned process with fc's modules imported beforehand; "
+          f"'peak +' = RSS added by the first call ({method}); ru_maxrss = the whole process's "
+          "peak (imports, all calls); tracemalloc = Python-heap peak of one more, untimed call. "
+          "draw=True runs Graphviz 'dot' as a subprocess: its time is in 'write', its memory in "
+          "no column.")
+    for w in dict.fromkeys(notes):
+        print(f"warning from fc: {w}")
+
+
+# -- (b) scaling on synthetic graphs ------------------------------------------------------------
+
+
+def synthetic_graph(n_nodes: int, *, channels: int = 8, hw: int = 8, seed: int = 0):
+    """Conv(3x3) -> BatchNormalization -> Relu blocks with a residual Add every 3 blocks, until
+    the graph has at least ``n_nodes`` nodes (10 nodes per 3 blocks)."""
+    from fc.ir import Graph
+
+    rng = np.random.default_rng(seed)
+    c = channels
+    g = Graph(f"synthetic_{n_nodes}")
+    cur = skip = g.add_input("x", (1, c, hw, hw))
+    i = 0
+    while len(g) < n_nodes:
+        w = g.add_const(f"conv{i}_w", (rng.standard_normal((c, c, 3, 3)) * (2 / (9 * c)) ** 0.5)
+                        .astype(np.float32))
+        b = g.add_const(f"conv{i}_b", rng.normal(0, 0.1, c).astype(np.float32))
+        y = g.add_node("Conv", [cur, w, b], {"pads": (1, 1, 1, 1)}, name=f"conv{i}").output
+        bn = [g.add_const(f"bn{i}_{k}", v.astype(np.float32)) for k, v in (
+            ("scale", rng.uniform(0.5, 1.5, c)), ("bias", rng.normal(0, 0.1, c)),
+            ("mean", rng.normal(0, 0.1, c)), ("var", rng.uniform(0.5, 1.5, c)))]
+        y = g.add_node("BatchNormalization", [y, *bn], name=f"bn{i}").output
+        cur = g.add_node("Relu", [y], name=f"relu{i}").output
+        i += 1
+        if i % 3 == 0:
+            cur = skip = g.add_node("Add", [cur, skip], name=f"add{i // 3}").output
+    g.outputs.append(cur)
+    return g
+
+
+def part_b(args: argparse.Namespace, tmp: Path) -> None:
+    import fc.ir as ir
+    from fc.passes.pipeline import compile_graph
+
+    logging.disable(logging.WARNING)
+    rows, res = [], []
+    for n in args.sizes:
+        builds, compiles, saves = [], [], []
+        for _ in range(args.scale_repeat):
+            start = time.perf_counter()
+            g = synthetic_graph(n, seed=args.seed)
+            builds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            fused, report = compile_graph(g)
+            compiles.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            ir.save(fused, tmp / f"synthetic_{n}")
+            saves.append(time.perf_counter() - start)
+        t_build, t_compile, t_save = (statistics.median(t) for t in (builds, compiles, saves))
+        res.append((len(g), t_compile, t_save))
+        rows.append([len(g), len(fused), report.iterations, f"{t_build:.2f}", f"{t_compile:.2f}",
+                     f"{t_compile / len(g) * 1e6:.0f}", f"{t_save:.2f}", f"{t_save / len(g) * 1e6:.0f}"])
+        print(f"  {len(g)} nodes: compile {t_compile:.2f} s, save {t_save:.2f} s", flush=True)
+        del g, fused
+    print_table("(b) synthetic Conv-BN-Relu(+Add) graphs, 8 channels 8x8: build (fc.ir API), "
+                f"compile_graph, fc.ir.save of the fused graph; median of {args.scale_repeat}",
+                ["nodes", "fused", "pass iters", "build s", "compile s", "us/node", "save s",
+                 "us/node"], rows)
+    (n0, c0, s0), (n1, c1, s1) = res[0], res[-1]
+    size_ratio = n1 / n0
+    for what, t0, t1 in (("compile_graph", c0, c1), ("save", s0, s1)):
+        ratio = t1 / t0
+        flag = "ok (about linear)" if ratio <= NONLINEAR_FACTOR * size_ratio else "FLAG: worse than linear"
+        print(f"{what}: t({n1})/t({n0}) = {ratio:.1f} for {size_ratio:.1f}x the nodes -> {flag} "
+              f"(flag above {NONLINEAR_FACTOR * size_ratio:.0f})")
+
+
+# -- (c) the fcc command line on mxnet resnet50_v1b ----------------------------------------------
+
+
+def export_zoo_child(name: str, prefix: str, seed: int) -> tuple[str, str]:
+    from fc.frontend.mxnet.zoo import export_model
+
+    return export_model(name, prefix, seed=seed)
+
+
+def build_zoo_child(name: str, seed: int) -> float:
+    """Seconds mxnet takes to build and initialize the zoo net (mxnet already imported): the
+    part of ``fcc compile mxnet <zoo name>``'s import step that is mxnet's work, not fc's."""
+    from fc.frontend.mxnet._mx import import_mxnet
+    from fc.frontend.mxnet.zoo import get_model
+
+    import_mxnet()
+    start = time.perf_counter()
+    get_model(name, seed=seed)
+    return time.perf_counter() - start
+
+
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
+
+
+def import_breakdown(stderr: str) -> dict[str, float]:
+    """Seconds of import time by owner, from ``-X importtime`` lines: a module belongs to a
+    framework when it or any module importing it is a framework package (so numpy's own
+    imports count as numpy's), else to fc when it or an importer is ``fc``, else to "other"
+    (the standard library, site). Lines come children-first, indented by nesting level."""
+    lines = []
+    for raw in stderr.splitlines():
+        m = _IMPORT_LINE.match(raw)
+        if m:
+            lines.append((int(m.group(1)), (len(m.group(3)) - 1) // 2, m.group(4)))
+    out = {"framework": 0.0, "fc": 0.0, "other": 0.0}
+    by_framework: dict[str, float] = {}
+    stack: list[tuple[int, str]] = []  # ancestors of the current line (reversed walk = preorder)
+    for self_us, level, name in reversed(lines):
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        chain = [n for _, n in stack] + [name]
+        tops = [n.split(".")[0] for n in chain]
+        framework = next((t for t in tops if t in FRAMEWORKS), None)
+        if framework:
+            out["framework"] += self_us / 1e6
+            by_framework[framework] = by_framework.get(framework, 0.0) + self_us / 1e6
+        elif "fc" in tops:
+            out["fc"] += self_us / 1e6
+        else:
+            out["other"] += self_us / 1e6
+        stack.append((level, name))
+    out.update({f"  {k}": v for k, v in sorted(by_framework.items(), key=lambda kv: -kv[1])})
+    return out
+
+
+def fcc_command() -> list[str]:
+    exe = Path(sys.executable).with_name("fcc")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fc"]
+
+
+_TIME_LINE = re.compile(r"time: import ([\d.]+)s, compile ([\d.]+)s, write ([\d.]+)s")
+
+
+def part_c(args: argparse.Namespace, tmp: Path) -> None:
+    name = "resnet50_v1b"
+    sym, _ = run_isolated(export_zoo_child, name, os.fspath(tmp / "mx" / name), args.seed)
+    print(f"  exported zoo {name} (seed {args.seed}) to {Path(sym).name} + .params", flush=True)
+    mx_build = run_isolated(build_zoo_child, name, args.seed)
+    py_start = statistics.median(
+        run_child([sys.executable, "-c", "pass"]).wall for _ in range(3))
+    fc_cli = statistics.median(
+        run_child([sys.executable, "-c", "import fc.cli"]).wall for _ in range(3))
+
+    extra = [] if args.png else ["--no-png"]
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    rows, shares = [], []
+    for label, model in (("files", sym), ("zoo name", "resnet50v1b")):
+        runs = []
+        for i in range(args.cli_repeat):
+            out = tmp / f"out_{label.replace(' ', '_')}_{i}"
+            r = run_child([*fcc_command(), "compile", "mxnet", model, "-o", os.fspath(out), *extra],
+                          env=env)
+            if r.returncode != 0:
+                tail = (r.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+                print(f"  fcc compile mxnet {label}: FAILED (exit {r.returncode}): {tail}")
+                break
+            runs.append(r)
+        if not runs:
+            rows.append([label, "failed", "", "", "", "", "", "", ""])
+            continue
+        r = sorted(runs, key=lambda x: x.wall)[len(runs) // 2]  # the median run
+        m = _TIME_LINE.search(r.stdout)
+        t_import, t_compile, t_write = (float(v) for v in m.groups()) if m else (0.0, 0.0, 0.0)
+        imports = import_breakdown(r.stderr)
+        mxnet_work = mx_build if label == "zoo name" else 0.0
+        fc_work = t_import + t_compile + t_write - mxnet_work
+        fc_share = (imports["fc"] + fc_work) / r.wall
+        rows.append([label, f"{r.wall:.2f}", fmt_mib(r.maxrss_mib), f"{imports['framework']:.2f}",
+                     f"{imports['fc']:.2f}", f"{imports['other']:.2f}",
+                     f"{t_import:.2f}/{t_compile:.2f}/{t_write:.2f}",
+                     f"{mxnet_work:.2f}", f"{fc_share:.0%}"])
+        shares.append((label, {k: v for k, v in imports.items() if k.startswith("  ")}))
+    print_table(f"(c) fcc compile mxnet resnet50_v1b ({'with' if args.png else 'without'} PNGs), "
+                f"median of {args.cli_repeat} runs; seconds",
+                ["model", "wall", "peak RSS MiB", "fw imports", "fc imports", "other imports",
+                 "fc import/compile/write", "mxnet build", "fc share"], rows)
+    for label, by_fw in shares:
+        print(f"framework imports ({label}): " + ", ".join(f"{k.strip()} {v:.2f}s" for k, v in by_fw.items()))
+    print(f"python start-up alone: {py_start:.2f}s; `python -c 'import fc.cli'`: {fc_cli:.2f}s (wall)")
+    print("peak RSS = the fcc child's ru_maxrss (os.wait4); imports from -X importtime, a module "
+          "attributed to the framework that imported it; 'fc import/compile/write' as fcc prints "
+          "it; 'mxnet build' = mxnet building and calibrating the zoo net (measured separately, "
+          "inside fc's import step for the zoo name); fc share = (fc imports + fc work - mxnet "
+          "build) / wall.")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"],
+                   help="which parts to run (default all)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000, 20000],
+                   help="synthetic graph sizes in nodes for (b)")
+    p.add_argument("--repeat", type=int, default=3, help="timed compile_model calls in (a)")
+    p.add_argument("--scale-repeat", type=int, default=3, help="runs per graph size in (b)")
+    p.add_argument("--cli-repeat", type=int, default=1, help="fcc runs per model in (c)")
+    p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
+                   help="let fcc in (c) draw the PNGs, as by default (--no-png: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    print(f"bench_compile: {machine_line()}")
+    with tempfile.TemporaryDirectory(prefix="fc_bench_") as tmp:
+        for part in ("a", "b", "c"):
+            if part in args.parts:
+                {"a": part_a, "b": part_b, "c": part_c}[part](args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
