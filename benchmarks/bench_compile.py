@@ -9,9 +9,10 @@
     blocks, a residual Add every 3 blocks, 8 channels, 8x8 maps) built with the fc.ir API:
     ``compile_graph`` and ``fc.ir.save`` time per node, and t(largest)/t(smallest), which is
     ~ the size ratio when linear (flagged past 1.5x that).
-(c) ``fcc compile mxnet`` on resnet50_v1b, from exported files and from the zoo name: the
-    child's wall time and peak RSS, and where the time goes (``-X importtime``: framework
-    imports vs fc's own imports vs fc's work as fcc reports it).
+(c) ``fcc compile mxnet`` on resnet50_v1b, from exported files and from the zoo name, in a
+    child process: its wall time and peak RSS, and where the time goes: framework imports
+    (``-X importtime``), mxnet building the zoo net (timed inside the same run), the rest is
+    fc's.
 
     python benchmarks/bench_compile.py [--parts a b c] [--sizes 2000 5000 10000 20000]
 """
@@ -185,22 +186,30 @@ def part_b(args: argparse.Namespace, tmp: Path) -> None:
 # -- (c) the fcc command line on mxnet resnet50_v1b ----------------------------------------------
 
 
-def export_zoo_child(name: str, prefix: str, seed: int) -> tuple[str, str]:
+def export_zoo_child(name: str, prefix: str, seed: int) -> str:
     from fc.frontend.mxnet.zoo import export_model
 
-    return export_model(name, prefix, seed=seed)
+    return export_model(name, prefix, seed=seed)[0]
 
 
-def build_zoo_child(name: str, seed: int) -> float:
-    """Seconds mxnet takes to build and initialize the zoo net (mxnet already imported): the
-    part of ``fcc compile mxnet <zoo name>``'s import step that is mxnet's work, not fc's."""
-    from fc.frontend.mxnet._mx import import_mxnet
-    from fc.frontend.mxnet.zoo import get_model
-
-    import_mxnet()
+#: what the ``fcc`` console script runs (``sys.exit(fc.cli.main())``), plus a timer around
+#: ``zoo.export_model``: for a zoo name, fc's import phase first has mxnet build, calibrate
+#: and export the net, and that is mxnet's work, not fc's.
+FCC_DRIVER = """
+import sys, time
+import fc.frontend.mxnet.zoo as zoo
+_export = zoo.export_model
+def _timed(*args, **kwargs):
     start = time.perf_counter()
-    get_model(name, seed=seed)
-    return time.perf_counter() - start
+    try:
+        return _export(*args, **kwargs)
+    finally:
+        print(f"BENCH mxnet_export {time.perf_counter() - start:.6f}", file=sys.stderr)
+zoo.export_model = _timed
+from fc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+_EXPORT_LINE = re.compile(r"^BENCH mxnet_export ([\d.]+)$", re.MULTILINE)
 
 
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
@@ -237,65 +246,60 @@ def import_breakdown(stderr: str) -> dict[str, float]:
     return out
 
 
-def fcc_command() -> list[str]:
-    exe = Path(sys.executable).with_name("fcc")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fc"]
-
-
 _TIME_LINE = re.compile(r"time: import ([\d.]+)s, compile ([\d.]+)s, write ([\d.]+)s")
 
 
 def part_c(args: argparse.Namespace, tmp: Path) -> None:
     name = "resnet50_v1b"
-    sym, _ = run_isolated(export_zoo_child, name, os.fspath(tmp / "mx" / name), args.seed)
+    sym = run_isolated(export_zoo_child, name, os.fspath(tmp / "mx" / name), args.seed)
     print(f"  exported zoo {name} (seed {args.seed}) to {Path(sym).name} + .params", flush=True)
-    mx_build = run_isolated(build_zoo_child, name, args.seed)
-    py_start = statistics.median(
-        run_child([sys.executable, "-c", "pass"]).wall for _ in range(3))
+    py_start = statistics.median(run_child([sys.executable, "-c", "pass"]).wall for _ in range(3))
     fc_cli = statistics.median(
         run_child([sys.executable, "-c", "import fc.cli"]).wall for _ in range(3))
 
     extra = [] if args.png else ["--no-png"]
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    rows, shares = [], []
+    rows, by_framework = [], []
     for label, model in (("files", sym), ("zoo name", "resnet50v1b")):
         runs = []
         for i in range(args.cli_repeat):
             out = tmp / f"out_{label.replace(' ', '_')}_{i}"
-            r = run_child([*fcc_command(), "compile", "mxnet", model, "-o", os.fspath(out), *extra],
-                          env=env)
+            r = run_child([sys.executable, "-c", FCC_DRIVER, "compile", "mxnet", model,
+                           "-o", os.fspath(out), *extra], env=env)
             if r.returncode != 0:
                 tail = (r.stderr.strip().splitlines() or ["(no stderr)"])[-1]
                 print(f"  fcc compile mxnet {label}: FAILED (exit {r.returncode}): {tail}")
                 break
             runs.append(r)
-        if not runs:
-            rows.append([label, "failed", "", "", "", "", "", "", ""])
+        if len(runs) < args.cli_repeat:
+            rows.append([label, "failed"] + [""] * 8)
             continue
         r = sorted(runs, key=lambda x: x.wall)[len(runs) // 2]  # the median run
         m = _TIME_LINE.search(r.stdout)
-        t_import, t_compile, t_write = (float(v) for v in m.groups()) if m else (0.0, 0.0, 0.0)
+        phases = "/".join(m.groups()) if m else "?"
         imports = import_breakdown(r.stderr)
-        mxnet_work = mx_build if label == "zoo name" else 0.0
-        fc_work = t_import + t_compile + t_write - mxnet_work
-        fc_share = (imports["fc"] + fc_work) / r.wall
+        mx = _EXPORT_LINE.search(r.stderr)
+        mxnet_work = float(mx.group(1)) if mx else 0.0
+        not_fc = imports["framework"] + mxnet_work
         rows.append([label, f"{r.wall:.2f}", fmt_mib(r.maxrss_mib), f"{imports['framework']:.2f}",
-                     f"{imports['fc']:.2f}", f"{imports['other']:.2f}",
-                     f"{t_import:.2f}/{t_compile:.2f}/{t_write:.2f}",
-                     f"{mxnet_work:.2f}", f"{fc_share:.0%}"])
-        shares.append((label, {k: v for k, v in imports.items() if k.startswith("  ")}))
+                     f"{mxnet_work:.2f}", f"{imports['fc']:.2f}", f"{imports['other']:.2f}", phases,
+                     f"{r.wall - not_fc:.2f}", f"{(r.wall - not_fc) / r.wall:.0%}"])
+        by_framework.append((label, {k.strip(): v for k, v in imports.items() if k.startswith("  ")}))
     print_table(f"(c) fcc compile mxnet resnet50_v1b ({'with' if args.png else 'without'} PNGs), "
-                f"median of {args.cli_repeat} runs; seconds",
-                ["model", "wall", "peak RSS MiB", "fw imports", "fc imports", "other imports",
-                 "fc import/compile/write", "mxnet build", "fc share"], rows)
-    for label, by_fw in shares:
-        print(f"framework imports ({label}): " + ", ".join(f"{k.strip()} {v:.2f}s" for k, v in by_fw.items()))
+                f"median of {args.cli_repeat} run(s); seconds",
+                ["model", "wall", "peak RSS MiB", "fw imports", "mxnet work", "fc imports",
+                 "other imports", "fcc: import/compile/write", "fc", "fc share"], rows)
+    for label, fw in by_framework:
+        print(f"framework imports ({label}): " + ", ".join(f"{k} {v:.2f}s" for k, v in fw.items()))
     print(f"python start-up alone: {py_start:.2f}s; `python -c 'import fc.cli'`: {fc_cli:.2f}s (wall)")
-    print("peak RSS = the fcc child's ru_maxrss (os.wait4); imports from -X importtime, a module "
-          "attributed to the framework that imported it; 'fc import/compile/write' as fcc prints "
-          "it; 'mxnet build' = mxnet building and calibrating the zoo net (measured separately, "
-          "inside fc's import step for the zoo name); fc share = (fc imports + fc work - mxnet "
-          "build) / wall.")
+    print("each run: `python -c DRIVER compile mxnet MODEL -o OUT`, DRIVER = what the fcc script "
+          "runs (fc.cli.main) plus a timer around zoo.export_model. peak RSS = the child's "
+          "ru_maxrss (os.wait4; Graphviz's dot not included). Imports from -X importtime, each "
+          "module attributed to the framework that imported it. 'mxnet work' = zoo.export_model "
+          "(mxnet builds, calibrates and exports the net; inside fcc's import phase for the zoo "
+          "name). 'fcc: import/compile/write' as fcc prints it (its import phase includes lazy "
+          "imports). fc = wall - fw imports - mxnet work (fc's own imports and work, plus python "
+          "start-up); fc share = fc / wall.")
 
 
 def main() -> None:
@@ -307,7 +311,7 @@ def main() -> None:
                    help="synthetic graph sizes in nodes for (b)")
     p.add_argument("--repeat", type=int, default=3, help="timed compile_model calls in (a)")
     p.add_argument("--scale-repeat", type=int, default=3, help="runs per graph size in (b)")
-    p.add_argument("--cli-repeat", type=int, default=1, help="fcc runs per model in (c)")
+    p.add_argument("--cli-repeat", type=int, default=3, help="fcc runs per model in (c)")
     p.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                    help="let fcc in (c) draw the PNGs, as by default (--no-png: skip)")
     p.add_argument("--seed", type=int, default=0)

@@ -198,7 +198,7 @@ def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple
         raise ExecutionError(f"ConvTranspose: pads {list(pads)} leave an empty output")
 
     # (G, kh*kw*M/G, C/G) @ (N, G, C/G, H*W) -> columns (N, G, kh, kw, M/G, H, W).
-    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 4, 3, 2, 1).reshape(group, kh * kw * mg, cg)
+    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kh * kw * mg, cg)
     cols = np.matmul(wt, x.reshape(n, group, cg, h * wd)).reshape(n, group, kh, kw, mg, h, wd)
     full = np.zeros((n, group, mg, hf, wf), dtype=x.dtype)
     for i in range(kh):

@@ -213,6 +213,5 @@ class ConvertContext:
                                        provenance=[self.name])
         except ImportError_:
             raise
-        except FcError as e:
-            raise ImportError_(f"{self._source}: ONNX node {self.name!r} ({self.op_type}): "
-                               f"{e}") from None
+        except FcError as e:  # the schema's message already names the node
+            raise ImportError_(f"{self._source}: {e}") from None

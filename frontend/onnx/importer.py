@@ -254,8 +254,8 @@ class _Importer:
         except FcError as e:
             if isinstance(e, ImportError_) and str(e).startswith(self.source):
                 raise
-            raise ImportError_(f"{self.source}: ONNX node {ctx.name!r} ({ctx.op_type}): {e}") \
-                from None
+            where = "" if str(e).startswith("node ") else f"node {ctx.name!r} ({ctx.op_type}): "
+            raise ImportError_(f"{self.source}: {where}{e}") from None
         return [result] if isinstance(result, Value) else list(result)
 
     def _fold(self, node: onnx.NodeProto, name: str) -> list[np.ndarray]:

@@ -442,3 +442,38 @@ def test_kernel_leaves_inputs_unchanged(op, shapes, attrs):
     for i, (x, b) in enumerate(zip(inputs, before)):
         np.testing.assert_array_equal(x, b, err_msg=f"{op} modified input {i}")
     assert not any(np.shares_memory(y, x) for x in inputs), f"{op} returned a view of an input"
+
+
+# -- layouts and dtypes ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ws", "attrs"), [
+    pytest.param((6, 4, 3, 3), {"pads": (1, 1, 1, 1)}, id="im2col"),
+    pytest.param((6, 4, 1, 1), {}, id="1x1"),
+    pytest.param((4, 1, 3, 3), {"group": 4, "strides": (2, 2)}, id="depthwise"),
+])
+def test_conv_strided_view_input(ws, attrs):
+    """Inputs may be views (Transpose/Slice kernels return them): a flipped, transposed x."""
+    x = rand(50, 1, 7, 6, 4).transpose(0, 3, 1, 2)[:, :, ::-1]
+    w = rand(51, *ws)
+    y = fc.np_ops.call("Conv", x, w, **attrs)
+    check_close(y, torch_conv(np.ascontiguousarray(x), w, None, **attrs).numpy(), op="Conv")
+
+
+@pytest.mark.parametrize(("op", "attrs"), [
+    pytest.param("Conv", {"pads": (1, 1, 1, 1)}, id="Conv"),
+    pytest.param("MaxPool", {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}, id="MaxPool"),
+    pytest.param("AveragePool", {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}, id="AveragePool"),
+    pytest.param("Softmax", {"axis": 1}, id="Softmax"),
+])
+def test_float64_stays_float64(op, attrs):
+    x = rand(52, 1, 3, 5, 5).astype(np.float64)
+    if op == "Conv":
+        w = rand(53, 2, 3, 3, 3).astype(np.float64)
+        y, ref = fc.np_ops.call(op, x, w, **attrs), torch_conv(x, w, None, **attrs)
+    elif op == "MaxPool":
+        y, ref = fc.np_ops.call(op, x, **attrs), F.max_pool2d(T(x), 3, 1, 1)
+    elif op == "AveragePool":
+        y, ref = fc.np_ops.call(op, x, **attrs), F.avg_pool2d(T(x), 3, 1, 1, count_include_pad=False)
+    else:
+        y, ref = fc.np_ops.call(op, x, **attrs), F.softmax(T(x), dim=1)
+    check_close(y, ref.numpy(), op=op)
