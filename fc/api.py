@@ -10,6 +10,7 @@ failure never leaves a half-written output directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -153,7 +154,7 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
 
 def parse_shape(text: str) -> tuple[int, ...]:
     try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        dims = tuple(int(d) for d in re.split(r"[,x]", text.strip()))
     except ValueError:
         raise FcError(f"bad shape {text!r}: expected integers like 1,3,224,224") from None
     if not dims or any(d <= 0 for d in dims):

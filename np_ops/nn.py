@@ -146,16 +146,17 @@ def conv(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...]
     if ho <= 0 or wo <= 0:
         raise ExecutionError(f"Conv: kernel {kh}x{kw} larger than padded input {h}x{wd}")
 
-    if group == 1 and kh == kw == 1 and not any(pads):
+    if group == c and group > 1:
+        y = _conv_depthwise(_pad2d(x, *pads), w, ho, wo, strides, dilations)
+        return _finish(y, b, activation, act_alpha, act_beta)
+
+    if kh == kw == 1 and not any(pads):
         # 1x1: the input already is the GEMM operand (strided: subsample first).
         xs = x if sh == sw == 1 else x[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
-        y = np.matmul(w.reshape(m, c), xs.reshape(n, c, ho * wo))
+        y = np.matmul(w.reshape(group, m // group, cg), xs.reshape(n, group, cg, ho * wo))
         return _finish(y.reshape(n, m, ho, wo), b, activation, act_alpha, act_beta)
 
     xp = _pad2d(x, *pads)
-    if group == c and group > 1:
-        y = _conv_depthwise(xp, w, ho, wo, strides, dilations)
-        return _finish(y, b, activation, act_alpha, act_beta)
 
     # im2col: a (N, C, kh, kw, Ho, Wo) view of the padded input, copied to (N, G, K, Ho*Wo)
     # by the reshape; then (G, M/G, K) @ (N, G, K, Ho*Wo) -> (N, G, M/G, Ho*Wo) = NCHW.

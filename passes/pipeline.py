@@ -4,7 +4,7 @@ Order matters and is fixed here:
 
 1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
 2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
-   transpose/reshape cancellation, Gemm input normalization (MatMul + bias Add becomes a
+   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), transpose/reshape cancellation, Gemm input normalization (MatMul + bias Add becomes a
    Gemm before its per-channel constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
    per-channel Mul/Add into the preceding layer, then a lone BN into a ``Scale``. BN must
@@ -24,6 +24,7 @@ from __future__ import annotations
 from fc.ir.clone import clone
 from fc.ir.core import Graph
 from fc.passes.cancel_transposes import CancelTransposes
+from fc.passes.canonicalize import CanonicalizeOps
 from fc.passes.constant_folding import FoldConstants
 from fc.passes.cse import MergeCommonSubexpressions
 from fc.passes.dce import EliminateDeadCode
@@ -44,6 +45,7 @@ def default_passes() -> list[Pass]:
     return [
         InferShapes(),
         EliminateNoOps(),
+        CanonicalizeOps(),
         FoldConstants(),
         CancelTransposes(),
         NormalizeGemmInput(),

@@ -119,7 +119,7 @@ def test_info(compiled, capsys):
         pytest.param(["compile", "onnx", "/nonexistent/m.onnx"], "/nonexistent/m.onnx", id="missing_model"),
         pytest.param(["compile", "caffe", "m"], "unknown framework 'caffe'", id="unknown_framework"),
         pytest.param(["run", "--graph", "/nonexistent/g_graph.json", "--input_npy", "x.npy"],
-                     "/nonexistent/g_params.npz", id="missing_ir"),
+                     "/nonexistent/g_graph.json", id="missing_ir"),
         pytest.param(["compile", "onnx", "m.onnx", "--input-shape", "1,x,3"], "bad shape '1,x,3'",
                      id="bad_shape"),
         pytest.param(["compile", "mxnet", "resnet51_v1"], "resnet51_v1", id="unknown_zoo_model"),

@@ -81,6 +81,9 @@ CONV_CASES = [
     pytest.param((2, 8, 5, 6), (4, 8, 1, 1), True, {}, id="1x1"),
     pytest.param((2, 8, 7, 6), (4, 8, 1, 1), True, {"strides": (2, 2)}, id="1x1_stride2"),
     pytest.param((1, 8, 5, 5), (4, 8, 1, 1), True, {"pads": (1, 0, 0, 1)}, id="1x1_padded"),
+    pytest.param((2, 8, 5, 6), (6, 4, 1, 1), True, {"group": 2}, id="1x1_group2"),
+    pytest.param((1, 4, 5, 5), (4, 1, 1, 1), True, {"group": 4, "strides": (2, 2)},
+                 id="1x1_depthwise"),
     pytest.param((1, 4, 6, 6), (5, 4, 3, 3), False, {}, id="no_bias"),
     pytest.param((3, 4, 6, 5), (5, 4, 3, 3), True, {"pads": (1, 1, 1, 1)}, id="batch3"),
     pytest.param((1, 3, 11, 7), (4, 3, 5, 2), True, {"strides": (3, 1), "pads": (2, 1, 1, 0)},
@@ -459,21 +462,18 @@ def test_conv_strided_view_input(ws, attrs):
     check_close(y, torch_conv(np.ascontiguousarray(x), w, None, **attrs).numpy(), op="Conv")
 
 
-@pytest.mark.parametrize(("op", "attrs"), [
-    pytest.param("Conv", {"pads": (1, 1, 1, 1)}, id="Conv"),
-    pytest.param("MaxPool", {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}, id="MaxPool"),
-    pytest.param("AveragePool", {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)}, id="AveragePool"),
-    pytest.param("Softmax", {"axis": 1}, id="Softmax"),
+W64 = rand(53, 2, 3, 3, 3).astype(np.float64)
+
+
+@pytest.mark.parametrize(("op", "weights", "attrs", "torch_fn"), [
+    pytest.param("Conv", [W64], {"pads": (1, 1, 1, 1)},
+                 lambda x: F.conv2d(x, T(W64), padding=1), id="Conv"),
+    pytest.param("MaxPool", [], {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)},
+                 lambda x: F.max_pool2d(x, 3, 1, 1), id="MaxPool"),
+    pytest.param("AveragePool", [], {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)},
+                 lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), id="AveragePool"),
+    pytest.param("Softmax", [], {"axis": 1}, lambda x: F.softmax(x, dim=1), id="Softmax"),
 ])
-def test_float64_stays_float64(op, attrs):
+def test_float64_stays_float64(op, weights, attrs, torch_fn):
     x = rand(52, 1, 3, 5, 5).astype(np.float64)
-    if op == "Conv":
-        w = rand(53, 2, 3, 3, 3).astype(np.float64)
-        y, ref = fc.np_ops.call(op, x, w, **attrs), torch_conv(x, w, None, **attrs)
-    elif op == "MaxPool":
-        y, ref = fc.np_ops.call(op, x, **attrs), F.max_pool2d(T(x), 3, 1, 1)
-    elif op == "AveragePool":
-        y, ref = fc.np_ops.call(op, x, **attrs), F.avg_pool2d(T(x), 3, 1, 1, count_include_pad=False)
-    else:
-        y, ref = fc.np_ops.call(op, x, **attrs), F.softmax(T(x), dim=1)
-    check_close(y, ref.numpy(), op=op)
+    check_close(fc.np_ops.call(op, x, *weights, **attrs), torch_fn(T(x)).numpy(), op=op)

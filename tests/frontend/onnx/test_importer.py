@@ -352,6 +352,20 @@ def test_opset_6_is_refused_naming_the_file(make_model, tmp_path: Path) -> None:
         import_onnx(path)
 
 
+def test_external_data_is_loaded_from_beside_the_file(make_model, seeded_input, ort_run,
+                                                      tmp_path: Path) -> None:
+    w = np.random.default_rng(0).standard_normal((8, 16)).astype(F32)
+    model = make_model([N("MatMul", ["x", "w"], ["y"])], {"x": (2, 8)}, ["y"], {"w": w})
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="ext.weights",
+                    size_threshold=0)
+    assert (tmp_path / "ext.weights").stat().st_size == w.nbytes
+    graph = import_onnx(path)
+    np.testing.assert_array_equal(graph.initializers["w"].const, w)
+    x = seeded_input((2, 8))
+    check_close(fc.np_ops.run(graph, {"x": x})["y"], ort_run(path, {"x": x})["y"], op="MatMul")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ImportError_, match=rf"^{tmp_path / 'nope.onnx'}: no such ONNX file$"):
         import_onnx(tmp_path / "nope.onnx")

@@ -183,6 +183,8 @@ CASES = {
     "upsample_opset9_linear": Case("Upsample", 9, (1, 2, 3, 4), (np.array([1, 1, 2, 1.5], F32),),
                                    {"mode": "linear"}, fc_op="Resize"),
     "resize_opset10_nearest": Case("Resize", 10, (1, 2, 3, 4), (np.array([1, 1, 2, 2], F32),)),
+    "resize_opset10_nearest_down": Case("Resize", 10, (1, 2, 8, 9),
+                                        (np.array([1, 1, .5, .75], F32),)),
     "resize_opset10_linear_down": Case("Resize", 10, (1, 2, 8, 8), (np.array([1, 1, .5, .75], F32),),
                                        {"mode": "linear"}),
     "resize_opset11_linear_half_pixel": Case("Resize", 11, (1, 2, 5, 4),
