@@ -42,7 +42,6 @@ __all__ = [
     "MiB",
     "PeakRSS",
     "Timing",
-    "time_runs",
     "time_interleaved",
     "rss_kib",
     "tracemalloc_peak",
@@ -52,7 +51,6 @@ __all__ = [
     "rel_l2",
     "format_table",
     "print_table",
-    "fmt_ms",
     "fmt_mib",
     "machine_line",
     "numpy_blas_threads",
@@ -85,27 +83,13 @@ class Timing:
         return f"{min(self.times) * 1e3:.0f}-{max(self.times) * 1e3:.0f}"
 
 
-def time_runs(fn: Callable[[], Any], *, repeat: int, warmup: int = 1) -> tuple[Timing, Any]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeat`` times timed; return the timing and
-    the last result. A ``gc.collect()`` before each run keeps collector pauses of earlier
-    garbage out of the measured run."""
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return Timing(times), result
-
-
 def time_interleaved(fns: dict[str, Callable[[], Any]], *, repeat: int, warmup: int = 1
                      ) -> dict[str, tuple[Timing, Any]]:
-    """Like ``time_runs`` for several engines, but in rounds (each round runs every engine
-    once), so a slow phase of the machine (another process, thermal state) hits every engine
-    alike instead of whichever happened to run then. Warm-up runs come first, per engine."""
+    """Time several engines: ``warmup`` untimed runs of each, then ``repeat`` rounds in which
+    every engine runs once, so a slow phase of the machine (another process, thermal state)
+    hits every engine alike instead of whichever happened to run then. A ``gc.collect()``
+    before each run keeps collector pauses of earlier garbage out of the measured run.
+    Returns each engine's timing and last result."""
     last: dict[str, Any] = {}
     for name, fn in fns.items():
         for _ in range(warmup):
@@ -252,10 +236,6 @@ def rel_l2(actual: np.ndarray, reference: np.ndarray) -> float:
     if a.shape != r.shape:
         raise ValueError(f"rel_l2: shapes differ, {a.shape} vs {r.shape}")
     return float(np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-300))
-
-
-def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f}"
 
 
 def fmt_mib(mib: float) -> str:

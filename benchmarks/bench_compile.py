@@ -37,7 +37,6 @@ from _common import (
     fmt_mib,
     machine_line,
     print_table,
-    rss_kib,
     run_child,
     run_isolated,
     tracemalloc_peak,
@@ -64,7 +63,6 @@ def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
     logging.disable(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="fc_bench_compile_"))
     try:
-        loaded = rss_kib() / 1024
         with PeakRSS() as mem:
             first = fc.api.compile_model("onnx", onnx_path, tmp / "first", draw=draw)
         runs = []
@@ -83,7 +81,7 @@ def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
             "compile": statistics.median(r[1] for r in runs),
             "write": statistics.median(r[2] for r in runs),
             "total": statistics.median(r[3] for r in runs),
-            "loaded_mib": loaded, "increase_mib": mem.increase_mib, "method": mem.method,
+            "base_mib": mem.base_mib, "increase_mib": mem.increase_mib, "method": mem.method,
             "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "tracemalloc_mib": traced, "nodes": (first.nodes_before, first.nodes_after),
             "warnings": first.warnings, "bytes": sum(sizes.values()), "files": len(sizes),
@@ -100,18 +98,19 @@ def part_a(args: argparse.Namespace, tmp: Path) -> None:
         rows.append([f"draw={draw}", f"{r['nodes'][0]} -> {r['nodes'][1]}",
                      f"{r['import']:.3f}", f"{r['compile']:.3f}", f"{r['write']:.3f}",
                      f"{r['total']:.3f}", f"{r['bytes'] / 2**20:.1f} ({r['files']})",
-                     fmt_mib(r["increase_mib"]), fmt_mib(r["maxrss_mib"]), fmt_mib(r["tracemalloc_mib"])])
+                     *(fmt_mib(r[k]) for k in ("base_mib", "increase_mib", "maxrss_mib",
+                                               "tracemalloc_mib"))])
         notes += r["warnings"]
         method = r["method"]
     print_table(f"(a) ResNet-50 (torch zoo, ONNX, BN kept): fc.api.compile_model('onnx', ...), "
                 f"seconds = median of {args.repeat}",
                 ["run", "nodes", "import s", "compile s", "write s", "total s", "out MiB (files)",
-                 "peak +MiB", "ru_maxrss MiB", "tracemalloc MiB"], rows)
-    print("each row in a fresh spawned process with fc's modules imported beforehand; "
-          f"'peak +' = RSS added by the first call ({method}); ru_maxrss = the whole process's "
-          "peak (imports, all calls); tracemalloc = Python-heap peak of one more, untimed call. "
-          "draw=True runs Graphviz 'dot' as a subprocess: its time is in 'write', its memory in "
-          "no column.")
+                 "RSS before MiB", "peak +MiB", "ru_maxrss MiB", "tracemalloc MiB"], rows)
+    print(f"each row in a fresh spawned process with fc's modules imported beforehand ('RSS "
+          f"before'); 'peak +' = RSS added by the first call ({method}); ru_maxrss = the whole "
+          f"process's peak (imports, all calls); tracemalloc = Python-heap peak of one more, "
+          f"untimed call. draw=True runs Graphviz 'dot' as a subprocess: its time is in 'write', "
+          f"its memory in no column.")
     for w in dict.fromkeys(notes):
         print(f"warning from fc: {w}")
 

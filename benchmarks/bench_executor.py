@@ -141,15 +141,18 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool) -> None:
                 r["repeat"], f"{rel_l2(r['out'], ref):.2e}",
                 fmt_mib(mem["loaded_mib"]) if mem else "-",
                 fmt_mib(mem["increase_mib"]) if mem else "-",
+                fmt_mib(mem["loaded_mib"] + mem["increase_mib"]) if mem else "-",
             ])
     print_table("ResNet-50, float32, 224x224 (times in ms; rel-L2 of the logits vs torch eager)",
                 ["batch", "engine", "threads", "median", "min-max", "runs", "rel-L2",
-                 "RSS loaded MiB", "peak +MiB"], rows)
+                 "RSS loaded MiB", "peak +MiB", "peak MiB"], rows)
     if memory:
         method = next(iter(next(iter(all_results.values())).values()))["mem"]["method"]
         print(f"memory: each engine in a fresh spawned process; 'RSS loaded' = resident set after "
               f"imports and model load, 'peak +' = peak RSS added by its first two inferences "
-              f"({method}).")
+              f"({method}), 'peak' = their sum, the process's peak. Memory an engine freed "
+              f"while loading but kept (malloc, ORT's arena) counts in 'loaded' and can be "
+              f"reused by inference without adding to 'peak +'.")
 
     rows = []
     for batch, res in all_results.items():

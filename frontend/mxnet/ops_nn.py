@@ -18,7 +18,9 @@ MXNet semantics that need care (each checked against mxnet in tests/frontend/mxn
   ``flatten=False`` it applies to the last axis of an N-d input (``MatMul`` by ``W.T``).
 * ``SoftmaxOutput`` at inference is a softmax (over axis 1 of the input flattened to 2-D, or
   over axis 1 with ``multi_output``, or the last axis with ``preserve_shape``); its label
-  input is a training input and is dropped.
+  input is a training input and is dropped. (mxnet 1.9.1's oneDNN kernel takes the last axis
+  for a 4-D input without ``preserve_shape``, against its documentation and its native
+  kernel; fc follows the documentation and the native kernel.)
 * ``Deconvolution`` with ``target_shape`` derives pad and adj from it exactly as mxnet does.
 """
 
@@ -295,13 +297,13 @@ def _softmax_flat(ctx: ConvertContext, x: Value) -> Value:
 
 @converter("SoftmaxActivation")
 def softmax_activation(ctx: ConvertContext) -> Value:
-    x = ctx.value(0)
+    # mode 'instance' flattens to 2-D keeping the last axis (mshadow FlatTo2D), so it is a
+    # softmax over the last axis; 'channel' is over axis 1
     mode = ctx.attrs.str("mode", "instance")
-    if mode == "channel":
-        return ctx.add_node("Softmax", [x], {"axis": 1}).output
-    if mode != "instance":
+    if mode not in ("instance", "channel"):
         raise ctx.error(f"attribute 'mode'={mode!r} is not instance/channel")
-    return _softmax_flat(ctx, x)
+    axis = 1 if mode == "channel" else -1
+    return ctx.add_node("Softmax", [ctx.value(0)], {"axis": axis}).output
 
 
 @converter("SoftmaxOutput", "Softmax", label_inputs=(1,))
