@@ -11,8 +11,9 @@ Peak memory, and why it is measured this way:
   the run needed at its peak, whatever allocated it (numpy, BLAS scratch, onnxruntime's
   arena, torch's allocator). It is measured in a fresh spawned process per engine, so one
   engine's freed-but-cached memory cannot hide another's. Where the reset is refused, the
-  fallback is ``ru_maxrss`` minus the RSS before the run, which under-reports when an earlier
-  phase of the process peaked higher; ``method`` says which one was used.
+  fallback is ``ru_maxrss`` minus the RSS before the run, which is wrong when an earlier phase
+  of the process peaked higher (and in a child, whose ``ru_maxrss`` starts at its parent's
+  RSS: see ``ChildRun``); ``method`` says which one was used.
 * **tracemalloc peak**: the peak of Python-heap allocations (numpy registers its buffers with
   tracemalloc, so arrays count); it misses memory allocated by C++ libraries (onnxruntime,
   torch, BLAS scratch) and slows pure-Python code down, so it is never used while timing.
@@ -25,10 +26,10 @@ import gc
 import multiprocessing
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "run_isolated",
     "ChildRun",
     "run_child",
+    "REPORT_PEAK_RSS",
     "rel_l2",
     "format_table",
     "print_table",
@@ -142,6 +144,8 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         gc.collect()
+        #: the process's peak so far (imports, loading), before the reset forgets it
+        self.hwm_before_kib = _status_kib("VmHWM") or 0
         self.method = ("VmHWM after clear_refs reset" if _reset_peak()
                        else "ru_maxrss (peak reset unavailable)")
         self.base_kib = rss_kib()
@@ -162,6 +166,13 @@ class PeakRSS:
     @property
     def base_mib(self) -> float:
         return self.base_kib / 1024
+
+    @staticmethod
+    def process_peak_mib(*earlier: PeakRSS) -> float:
+        """The process's whole-life peak RSS now: the high-water marks the ``PeakRSS`` blocks
+        reset, and the current one. (Not ``ru_maxrss``: see ``ChildRun``.)"""
+        now = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return max([now, *(m.hwm_before_kib for m in earlier)]) / 1024
 
 
 def tracemalloc_peak(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -189,41 +200,47 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
         return pool.apply(fn, args)
 
 
+#: Python code a child runs first so that it reports its own peak RSS on exit (see ChildRun)
+REPORT_PEAK_RSS = """
+import atexit, sys
+def _report_peak_rss():
+    with open("/proc/self/status") as f:
+        hwm = [line.split()[1] for line in f if line.startswith("VmHWM:")]
+    print(f"BENCH vmhwm_kib {hwm[0] if hwm else -1}", file=sys.stderr, flush=True)
+atexit.register(_report_peak_rss)
+"""
+_HWM_LINE = re.compile(r"^BENCH vmhwm_kib (-?\d+)$", re.MULTILINE)
+
+
 @dataclass
 class ChildRun:
-    """One command run as a child process: wall time, the child's own peak RSS, its output."""
+    """One command run as a child process: wall time, its output, and its peak RSS if it ran
+    ``REPORT_PEAK_RSS`` (``None`` otherwise).
+
+    Why not ``getrusage(RUSAGE_CHILDREN)`` or ``os.wait4``: on Linux a child's ``ru_maxrss``
+    starts from the *parent's* resident set at the time of the fork (the kernel records the
+    pre-exec memory map's high-water mark), so a child started by a 700 MiB benchmark process
+    "peaks" at 700 MiB however little it uses. ``VmHWM`` belongs to the memory map the child
+    gets at exec, so it is the child's own peak. Grandchildren (e.g. Graphviz's ``dot``) are
+    not included.
+    """
 
     wall: float
-    maxrss_mib: float
     returncode: int
     stdout: str
     stderr: str
 
+    @property
+    def peak_rss_mib(self) -> float | None:
+        m = _HWM_LINE.search(self.stderr)
+        return int(m.group(1)) / 1024 if m and int(m.group(1)) >= 0 else None
+
 
 def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> ChildRun:
-    """Run ``cmd`` and measure it. The peak RSS is the child's ``ru_maxrss`` from
-    ``os.wait4`` on its pid: the figure ``getrusage(RUSAGE_CHILDREN)`` would give, but for this
-    child alone (RUSAGE_CHILDREN is the maximum over every child ever waited for).
-    Grandchildren (e.g. Graphviz's ``dot``) are not included."""
+    """Run ``cmd`` to completion, capturing its output; the wall time includes start-up."""
     start = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    # Drain the pipes on threads so a chatty child cannot block, then reap it with wait4.
-    chunks: dict[str, str] = {}
-
-    def drain(name: str, stream: Any) -> None:
-        chunks[name] = stream.read()
-
-    threads = [threading.Thread(target=drain, args=(n, s))
-               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in threads:
-        t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    for t in threads:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildRun(wall, usage.ru_maxrss / 1024, proc.returncode, chunks["out"], chunks["err"])
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env, check=False)
+    return ChildRun(time.perf_counter() - start, proc.returncode, proc.stdout, proc.stderr)
 
 
 # -- numerics and printing --------------------------------------------------------------------

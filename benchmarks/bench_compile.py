@@ -3,8 +3,8 @@
 (a) ResNet-50 from ONNX (fc's torch zoo model, exported once): ``fc.api.compile_model("onnx",
     ...)`` with ``draw=True`` and ``draw=False``, each in a fresh spawned process: import /
     compile / write seconds (medians), the peak RSS added by the first call (VmHWM reset
-    before it), the process's ``ru_maxrss``, and the tracemalloc peak of a separate, untimed
-    call.
+    before it), the process's whole-life peak RSS, and the tracemalloc peak of a separate,
+    untimed call.
 (b) Linear scaling: synthetic graphs of 2k-20k nodes (Conv -> BatchNormalization -> Relu
     blocks, a residual Add every 3 blocks, 8 channels, 8x8 maps) built with the fc.ir API:
     ``compile_graph`` and ``fc.ir.save`` time per node, and t(largest)/t(smallest), which is
@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import re
@@ -32,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 from _common import (
+    REPORT_PEAK_RSS,
     PeakRSS,
     export_resnet50_onnx,
     fmt_mib,
     machine_line,
     print_table,
+    rss_kib,
     run_child,
     run_isolated,
     tracemalloc_peak,
@@ -54,7 +57,8 @@ NONLINEAR_FACTOR = 1.5
 
 def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
     """In a fresh process: fc's modules imported first (their import is not the model's), then
-    one call under PeakRSS, ``repeat`` timed calls, one call under tracemalloc."""
+    one call under PeakRSS, the RSS it leaves behind before and after ``gc.collect()``,
+    ``repeat`` timed calls (each after a ``gc.collect()``), one call under tracemalloc."""
     import fc.api
     import fc.frontend.onnx  # noqa: F401  (pre-imported: module import is not model import)
     import fc.ir.draw  # noqa: F401
@@ -65,16 +69,18 @@ def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
     try:
         with PeakRSS() as mem:
             first = fc.api.compile_model("onnx", onnx_path, tmp / "first", draw=draw)
+        kept = rss_kib() / 1024 - mem.base_mib
+        gc.collect()
+        kept_after_gc = rss_kib() / 1024 - mem.base_mib
         runs = []
         for i in range(repeat):
+            gc.collect()
             start = time.perf_counter()
             s = fc.api.compile_model("onnx", onnx_path, tmp / f"run{i}", draw=draw)
             runs.append((s.import_seconds, s.compile_seconds, s.write_seconds,
                          time.perf_counter() - start))
         traced, _ = tracemalloc_peak(
             lambda: fc.api.compile_model("onnx", onnx_path, tmp / "traced", draw=draw))
-        import resource
-
         sizes = {p.name: p.stat().st_size for p in (tmp / "first").iterdir()}
         return {
             "import": statistics.median(r[0] for r in runs),
@@ -82,7 +88,8 @@ def compile_resnet_child(onnx_path: str, draw: bool, repeat: int) -> dict:
             "write": statistics.median(r[2] for r in runs),
             "total": statistics.median(r[3] for r in runs),
             "base_mib": mem.base_mib, "increase_mib": mem.increase_mib, "method": mem.method,
-            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "process_peak_mib": PeakRSS.process_peak_mib(mem), "kept_mib": kept,
+            "kept_after_gc_mib": kept_after_gc,
             "tracemalloc_mib": traced, "nodes": (first.nodes_before, first.nodes_after),
             "warnings": first.warnings, "bytes": sum(sizes.values()), "files": len(sizes),
         }
@@ -98,17 +105,21 @@ def part_a(args: argparse.Namespace, tmp: Path) -> None:
         rows.append([f"draw={draw}", f"{r['nodes'][0]} -> {r['nodes'][1]}",
                      f"{r['import']:.3f}", f"{r['compile']:.3f}", f"{r['write']:.3f}",
                      f"{r['total']:.3f}", f"{r['bytes'] / 2**20:.1f} ({r['files']})",
-                     *(fmt_mib(r[k]) for k in ("base_mib", "increase_mib", "maxrss_mib",
+                     *(fmt_mib(r[k]) for k in ("base_mib", "increase_mib", "kept_mib",
+                                               "kept_after_gc_mib", "process_peak_mib",
                                                "tracemalloc_mib"))])
         notes += r["warnings"]
         method = r["method"]
     print_table(f"(a) ResNet-50 (torch zoo, ONNX, BN kept): fc.api.compile_model('onnx', ...), "
                 f"seconds = median of {args.repeat}",
                 ["run", "nodes", "import s", "compile s", "write s", "total s", "out MiB (files)",
-                 "RSS before MiB", "peak +MiB", "ru_maxrss MiB", "tracemalloc MiB"], rows)
+                 "RSS before MiB", "peak +MiB", "kept +MiB", "after gc +MiB", "process peak MiB",
+                 "tracemalloc MiB"], rows)
     print(f"each row in a fresh spawned process with fc's modules imported beforehand ('RSS "
-          f"before'); 'peak +' = RSS added by the first call ({method}); ru_maxrss = the whole "
-          f"process's peak (imports, all calls); tracemalloc = Python-heap peak of one more, "
+          f"before'); 'peak +' = RSS added by the first call ({method}); 'kept +' = RSS still added "
+          f"after it returned, 'after gc +' = the same after gc.collect(); process peak = the "
+          f"process's VmHWM over its life (imports, all calls; not ru_maxrss, which a spawned "
+          f"child inherits from its parent); tracemalloc = Python-heap peak of one more, "
           f"untimed call. draw=True runs Graphviz 'dot' as a subprocess: its time is in 'write', "
           f"its memory in no column.")
     for w in dict.fromkeys(notes):
@@ -153,33 +164,42 @@ def part_b(args: argparse.Namespace, tmp: Path) -> None:
     rows, res = [], []
     for n in args.sizes:
         builds, compiles, saves = [], [], []
-        for _ in range(args.scale_repeat):
+        # at least --scale-repeat runs, more for small graphs (until ~2 s spent): a 0.1 s
+        # figure is the denominator of the scaling ratio and must not be one noisy sample
+        while len(compiles) < args.scale_repeat or (sum(compiles) + sum(saves) < 2.0
+                                                    and len(compiles) < 25):
+            g = fused = None
+            gc.collect()  # the previous graphs (reference cycles) are not this run's garbage
             start = time.perf_counter()
             g = synthetic_graph(n, seed=args.seed)
             builds.append(time.perf_counter() - start)
+            gc.collect()
             start = time.perf_counter()
             fused, report = compile_graph(g)
             compiles.append(time.perf_counter() - start)
+            gc.collect()
             start = time.perf_counter()
             ir.save(fused, tmp / f"synthetic_{n}")
             saves.append(time.perf_counter() - start)
         t_build, t_compile, t_save = (statistics.median(t) for t in (builds, compiles, saves))
-        res.append((len(g), t_compile, t_save))
-        rows.append([len(g), len(fused), report.iterations, f"{t_build:.2f}", f"{t_compile:.2f}",
-                     f"{t_compile / len(g) * 1e6:.0f}", f"{t_save:.2f}", f"{t_save / len(g) * 1e6:.0f}"])
+        res.append((len(g), t_compile, t_save, min(compiles), min(saves)))
+        rows.append([len(g), len(fused), report.iterations, len(compiles), f"{t_build:.3f}",
+                     f"{t_compile:.3f}", f"{min(compiles):.3f}", f"{t_compile / len(g) * 1e6:.0f}",
+                     f"{t_save:.3f}", f"{min(saves):.3f}", f"{t_save / len(g) * 1e6:.0f}"])
         print(f"  {len(g)} nodes: compile {t_compile:.2f} s, save {t_save:.2f} s", flush=True)
         del g, fused
     print_table("(b) synthetic Conv-BN-Relu(+Add) graphs, 8 channels 8x8: build (fc.ir API), "
-                f"compile_graph, fc.ir.save of the fused graph; median of {args.scale_repeat}",
-                ["nodes", "fused", "pass iters", "build s", "compile s", "us/node", "save s",
-                 "us/node"], rows)
-    (n0, c0, s0), (n1, c1, s1) = res[0], res[-1]
+                "compile_graph, fc.ir.save of the fused graph; medians (and minimums) of 'runs'",
+                ["nodes", "fused", "pass iters", "runs", "build s", "compile s", "min", "us/node",
+                 "save s", "min", "us/node"], rows)
+    (n0, c0, s0, cm0, sm0), (n1, c1, s1, cm1, sm1) = res[0], res[-1]
     size_ratio = n1 / n0
-    for what, t0, t1 in (("compile_graph", c0, c1), ("save", s0, s1)):
+    limit = NONLINEAR_FACTOR * size_ratio
+    for what, t0, t1, m0, m1 in (("compile_graph", c0, c1, cm0, cm1), ("save", s0, s1, sm0, sm1)):
         ratio = t1 / t0
-        flag = "ok (about linear)" if ratio <= NONLINEAR_FACTOR * size_ratio else "FLAG: worse than linear"
-        print(f"{what}: t({n1})/t({n0}) = {ratio:.1f} for {size_ratio:.1f}x the nodes -> {flag} "
-              f"(flag above {NONLINEAR_FACTOR * size_ratio:.0f})")
+        flag = "ok (about linear)" if ratio <= limit else "FLAG: worse than linear"
+        print(f"{what}: t({n1})/t({n0}) = {ratio:.1f} on medians ({m1 / m0:.1f} on minimums) "
+              f"for {size_ratio:.1f}x the nodes -> {flag} (flag above {limit:.0f})")
 
 
 # -- (c) the fcc command line on mxnet resnet50_v1b ----------------------------------------------
@@ -194,7 +214,7 @@ def export_zoo_child(name: str, prefix: str, seed: int) -> str:
 #: what the ``fcc`` console script runs (``sys.exit(fc.cli.main())``), plus a timer around
 #: ``zoo.export_model``: for a zoo name, fc's import phase first has mxnet build, calibrate
 #: and export the net, and that is mxnet's work, not fc's.
-FCC_DRIVER = """
+FCC_DRIVER = REPORT_PEAK_RSS + """
 import sys, time
 import fc.frontend.mxnet.zoo as zoo
 _export = zoo.export_model
@@ -285,7 +305,8 @@ def part_c(args: argparse.Namespace, tmp: Path) -> None:
         mx = _EXPORT_LINE.search(r.stderr)
         mxnet_work = float(mx.group(1)) if mx else 0.0
         not_fc = imports["framework"] + mxnet_work
-        rows.append([label, nodes, f"{r.wall:.2f}", fmt_mib(r.maxrss_mib), f"{imports['framework']:.2f}",
+        peak = fmt_mib(r.peak_rss_mib) if r.peak_rss_mib is not None else "?"
+        rows.append([label, nodes, f"{r.wall:.2f}", peak, f"{imports['framework']:.2f}",
                      f"{mxnet_work:.2f}", f"{imports['fc']:.2f}", f"{imports['other']:.2f}", phases,
                      f"{r.wall - not_fc:.2f}", f"{(r.wall - not_fc) / r.wall:.0%}"])
         by_framework.append((label, {k.strip(): v for k, v in imports.items() if k.startswith("  ")}))
@@ -297,8 +318,9 @@ def part_c(args: argparse.Namespace, tmp: Path) -> None:
         print(f"framework imports ({label}): " + ", ".join(f"{k} {v:.2f}s" for k, v in fw.items()))
     print(f"python start-up alone: {py_start:.2f}s; `python -c 'import fc.cli'`: {fc_cli:.2f}s (wall)")
     print("each run: `python -c DRIVER compile mxnet MODEL -o OUT`, DRIVER = what the fcc script "
-          "runs (fc.cli.main) plus a timer around zoo.export_model. peak RSS = the child's "
-          "ru_maxrss (os.wait4; Graphviz's dot not included). Imports from -X importtime, each "
+          "runs (fc.cli.main) plus a timer around zoo.export_model and a report of the child's "
+          "VmHWM at exit = 'peak RSS' (Graphviz's dot not included; not ru_maxrss/"
+          "RUSAGE_CHILDREN, which start at the parent's RSS). Imports from -X importtime, each "
           "module attributed to the framework that imported it. 'mxnet work' = zoo.export_model "
           "(mxnet builds, calibrates and exports the net; inside fcc's import phase for the zoo "
           "name). 'fcc: import/compile/write' as fcc prints it (its import phase includes lazy "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TOLERANCES", "tolerance", "check_close", "rel_l2", "max_abs", "cosine", "sqnr_db",
-           "MODEL_REL_L2"]
+           "MODEL_REL_L2", "onnx_with_seeded_weights"]
 
 # fp32 per-op default; every override is listed here with its reason.
 DEFAULT_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -82,3 +82,49 @@ def check_close(actual: Any, expected: Any, *, op: str | None = None, rtol: floa
     tol = tolerance(op)
     tol.update({k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None})
     np.testing.assert_allclose(a, e, err_msg=label, equal_nan=True, **tol)
+
+
+def onnx_with_seeded_weights(proto: Any, seed: int = 0) -> Any:
+    """The model with seeded random weights, and its logits (the Softmax input) as an extra
+    output: each ConstantOfShape weight becomes an initializer (listed as an input too, as
+    IR v3 does), and every BatchNormalization gets statistics that match unit-scale
+    activations (the files' real ones belong to the trained weights and would blow the random
+    activations up to ~1e5, saturating the Softmax into a one-hot that compares trivially)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    g = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    rng = np.random.default_rng(seed)
+    new: dict[str, np.ndarray] = {}
+    keep = []
+    for node in g.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            shape = tuple(int(d) for d in inits[node.input[0]])
+            if len(shape) >= 2:
+                scale = np.float32(np.sqrt(2 / np.prod(shape[1:])))
+                new[node.output[0]] = rng.standard_normal(shape, np.float32) * scale
+            else:
+                new[node.output[0]] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+            continue
+        keep.append(node)
+    for node in keep:
+        if node.op_type == "BatchNormalization":
+            c = (inits.get(node.input[1]) if node.input[1] in inits else new[node.input[1]]).shape
+            for name, arr in zip(node.input[1:], (rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                                                  rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c))):
+                new[name] = arr.astype(np.float32)
+    for name, arr in new.items():
+        if name in inits:
+            g.initializer.remove(next(t for t in g.initializer if t.name == name))
+        else:
+            g.input.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                         list(arr.shape)))
+        g.initializer.append(numpy_helper.from_array(arr, name))
+    del g.node[:]
+    g.node.extend(keep)
+    if keep[-1].op_type == "Softmax":
+        g.output.append(onnx.ValueInfoProto(name=keep[-1].input[0]))
+    return model

@@ -137,7 +137,7 @@ def import_gluon(block: Any, input_shapes: Sequence[int] | Sequence[Sequence[int
         block.hybridize()
         block(*[mx.nd.zeros(s) for s in shapes])
         mx.nd.waitall()
-    except mx.base.MXNetError as e:
+    except (mx.base.MXNetError, RuntimeError, ValueError) as e:  # e.g. uninitialized parameters
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ImportError_(f"{label}: mxnet could not run it on zeros of {shapes}: {first}") \
             from None
@@ -156,7 +156,7 @@ def import_gluon(block: Any, input_shapes: Sequence[int] | Sequence[Sequence[int
 # -- files ------------------------------------------------------------------------------------
 
 def _looks_like_file(model: str) -> bool:
-    return (os.path.exists(model) or model.endswith(".json") or "/" in model
+    return (os.path.isfile(model) or model.endswith(".json") or "/" in model
             or os.sep in model)
 
 
@@ -273,18 +273,13 @@ def _export_with_params(canonical: str, prefix: str, params: str | os.PathLike, 
     path = os.fspath(params)
     stored = load_params(path)
     shapes = {k: tuple(v.shape) for k, v in stored.items()}
-    net = zoo.get_model(canonical, seed=seed)
-    structural = {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
-    sym_path, params_path = f"{prefix}-symbol.json", f"{prefix}-0000.params"
-    net.export(prefix, epoch=0)
-    exported = load_params(params_path)
-    arg, aux = split_arg_aux(exported)
-    by_symbol = {k: tuple(v.shape) for k, v in {**arg, **aux}.items()}
     g_arg, g_aux = split_arg_aux(shapes)
     given_symbol = {**g_arg, **g_aux}
-    symbol_hits = len(set(given_symbol) & set(by_symbol))
-    structural_hits = len(set(shapes) & set(structural))
-    if structural_hits > symbol_hits:
+    net = zoo.get_model(canonical, seed=seed)
+    structural = {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
+    symbol_names = {p.name for p in net.collect_params().values()}
+    sym_path, params_path = f"{prefix}-symbol.json", f"{prefix}-0000.params"
+    if len(set(shapes) & set(structural)) > len(set(given_symbol) & symbol_names):
         problem = _compare(f"{path}: parameters do not fit model {canonical!r} "
                            "(gluon save_parameters names)", shapes, structural)
         if problem:
@@ -300,8 +295,11 @@ def _export_with_params(canonical: str, prefix: str, params: str | os.PathLike, 
                 from None
         net.export(prefix, epoch=0)
         return sym_path, params_path
+    net.export(prefix, epoch=0)
+    arg, aux = split_arg_aux(load_params(params_path))
+    expected = {k: tuple(v.shape) for k, v in {**arg, **aux}.items()}
     problem = _compare(f"{path}: parameters do not fit model {canonical!r} (exported symbol "
-                       "names)", given_symbol, by_symbol)
+                       "names)", given_symbol, expected)
     if problem:
         raise ImportError_(problem)
     return sym_path, path

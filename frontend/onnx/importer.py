@@ -193,8 +193,8 @@ class _Importer:
             raise ImportError_(f"{where} has unknown dim(s) {shown} in {dims}; pass "
                                f"input_shapes={{{name!r}: (...)}}")
         if unknown:
-            log.warning("%s: batch dim %r set to 1 (pass input_shapes to choose another)",
-                        where, dims[0])
+            log.warning("%s: batch dim %s set to 1 (pass input_shapes to choose another)",
+                        where, "?" if dims[0] is None else repr(dims[0]))
         return tuple(d if isinstance(d, int) else 1 for d in dims)
 
     # -- support check --------------------------------------------------------------------

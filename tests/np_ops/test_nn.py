@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from onnx import helper
 
 import fc.np_ops
+import fc.np_ops.nn
 from fc.ir.schemas.nn import FUSED_ACTIVATIONS
 from fc.testing import check_close
 
@@ -103,6 +104,25 @@ def test_conv(xs, ws, bias, attrs):
     b = rand(2, ws[0]) if bias else None
     y = fc.np_ops.call("Conv", *([x, w] if b is None else [x, w, b]), **attrs)
     check_close(y, torch_conv(x, w, b, **attrs).numpy(), op="Conv")
+
+
+@pytest.mark.parametrize(("fold_hw", "cols_bytes"), [
+    pytest.param(1, 64 << 20, id="per_image_gemm"),
+    pytest.param(1 << 20, 64 << 20, id="batch_folded_gemm"),
+    pytest.param(1, 1, id="per_image_chunks"),
+    pytest.param(1 << 20, 30_000, id="folded_chunks_of_2"),
+])
+@pytest.mark.parametrize(("ws", "attrs"), [
+    pytest.param((6, 2, 3, 3), {"pads": (1, 1, 1, 1), "group": 2}, id="im2col"),
+    pytest.param((6, 4, 1, 1), {"strides": (2, 1)}, id="1x1"),
+])
+def test_conv_batch_paths(monkeypatch, fold_hw, cols_bytes, ws, attrs):
+    """A batch runs as per-image GEMMs or one folded GEMM, in memory-bounded chunks."""
+    monkeypatch.setattr(fc.np_ops.nn, "_FOLD_HW", fold_hw)
+    monkeypatch.setattr(fc.np_ops.nn, "_COLS_BYTES", cols_bytes)
+    x, w, b = rand(0, 5, 4, 11, 9), rand(1, *ws), rand(2, ws[0])
+    check_close(fc.np_ops.call("Conv", x, w, b, **attrs), torch_conv(x, w, b, **attrs).numpy(),
+                op="Conv")
 
 
 # activation -> (act_alpha, act_beta, torch oracle)
@@ -211,6 +231,8 @@ GEMM_CASES = [
     pytest.param((4, 6), (6, 5), (1,), {"beta": -1.0}, id="c_one_element"),
     pytest.param((4, 6), (6, 5), None, {"alpha": 3.0}, id="no_c"),
     pytest.param((4, 6), (6, 5), (5,), {"beta": 0.0}, id="beta0"),
+    pytest.param((3, 16), (40, 16), (40,), {"transB": 1, "alpha": 2.0}, id="few_rows_wide"),
+    pytest.param((16, 2), (16, 40), (2, 40), {"transA": 1}, id="few_rows_wide_transA"),
 ]
 
 
@@ -237,6 +259,7 @@ def test_gemm_fused_activation(name):
 
 @pytest.mark.parametrize(("sa", "sb"), [
     pytest.param((4, 6), (6, 5), id="2d"),
+    pytest.param((2, 6), (6, 30), id="2d_few_rows_wide"),
     pytest.param((3, 4, 6), (3, 6, 5), id="batched"),
     pytest.param((2, 1, 4, 6), (3, 6, 5), id="broadcast_batch"),
     pytest.param((6,), (3, 6, 5), id="1d_left"),

@@ -314,7 +314,10 @@ def test_zoo_params_mismatch_listed(zoo_net: Any, tmp_path: Path, kind: str) -> 
     with pytest.raises(ImportError_) as info:
         load_mxnet(ZOO_SMALL, params=str(path))
     msg = str(info.value)
-    strip = (lambda k: k.split(":", 1)[-1])
+
+    def strip(key: str) -> str:
+        return key.split(":", 1)[-1]
+
     assert f"1 missing ({strip(first)})" in msg
     assert "1 unexpected (extra_weight)" in msg
     assert f"1 mismatched ({strip(second)} [1, 2]" in msg
@@ -332,7 +335,7 @@ class _TwoInputs(mx.gluon.HybridBlock):
             self.dense = mx.gluon.nn.Dense(6, in_units=4 * 5 * 5)
 
     def hybrid_forward(self, F: Any, a: Any, b: Any) -> Any:  # noqa: N803 - gluon's API
-        y = F.relu(self.bn(self.conv(a))) + b
+        y = F.broadcast_add(F.relu(self.bn(self.conv(a))), b)
         return self.dense(y)
 
 
@@ -369,3 +372,18 @@ def test_import_symbol_numpy_params_and_notes(caplog: pytest.LogCaptureFixture) 
     assert "unused_weight" in caplog.text
     x = np.random.default_rng(5).standard_normal((1, 3, 8, 8)).astype(np.float32)
     check_close(run(graph, x)["softmax"], _mx_forward(s, x, arg, aux))
+
+
+def test_heads_that_are_inputs_weights_or_repeated() -> None:
+    """A head that is a graph input, a parameter or a repeat gets an Identity node, so every
+    graph output is a node output with its own name."""
+    x = sym.Variable("data")
+    w = sym.Variable("w")
+    r = sym.relu(x, name="r")
+    graph = import_symbol(sym.Group([r, x, w, r]), {"w": np.full((2,), 3.0, np.float32)}, {},
+                          input_shapes=(2,))
+    verify(graph)
+    assert [v.name for v in graph.outputs] == ["r", "data_output", "w_output", "r_output"]
+    out = run(graph, np.array([-1.0, 2.0], np.float32))
+    check_close(out["r_output"], np.array([0.0, 2.0], np.float32))
+    check_close(out["w_output"], np.full((2,), 3.0, np.float32))

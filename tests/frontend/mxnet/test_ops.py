@@ -182,22 +182,24 @@ def test_deconvolution_target_shape(case: str, native_mxnet: dict[str, np.ndarra
 
 # -- normalization ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("build", "shape"), [
+@pytest.mark.parametrize(("build", "shape", "op"), [
     # the symbol API's default is fix_gamma=True: the stored (random) gamma must be ignored
-    pytest.param(lambda: sym.BatchNorm(V(), name="bn"), (2, 3, 4, 4), id="fix_gamma_default"),
-    pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, name="bn"), (2, 3, 4, 4),
+    pytest.param(lambda: sym.BatchNorm(V(), name="bn"), (2, 3, 4, 4), None,
+                 id="fix_gamma_default"),
+    pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, name="bn"), (2, 3, 4, 4), None,
                  id="fix_gamma_false"),
     pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, eps=1e-2, use_global_stats=True,
-                                       name="bn"), (1, 5, 3, 3), id="eps_global_stats"),
-    pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, name="bn"), (4, 6), id="2d"),
+                                       name="bn"), (1, 5, 3, 3), None, id="eps_global_stats"),
+    pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, name="bn"), (4, 6), None, id="2d"),
     pytest.param(lambda: sym.InstanceNorm(V(), eps=1e-3, name="in"), (2, 3, 5, 5),
-                 id="instance_norm"),
-    pytest.param(lambda: sym.LayerNorm(V(), axis=-1, name="ln"), (2, 3, 8), id="layer_norm"),
+                 "InstanceNormalization", id="instance_norm"),
+    pytest.param(lambda: sym.LayerNorm(V(), axis=-1, name="ln"), (2, 3, 8), "LayerNormalization",
+                 id="layer_norm"),
     pytest.param(lambda: sym.LRN(V(), nsize=5, alpha=1e-3, beta=0.75, knorm=2, name="lrn"),
-                 (1, 8, 4, 4), id="lrn5"),
+                 (1, 8, 4, 4), "LRN", id="lrn5"),
 ])
-def test_normalization(build: Builder, shape: tuple[int, ...]) -> None:
-    check_symbol(build(), {"data": shape}, op="LayerNormalization")
+def test_normalization(build: Builder, shape: tuple[int, ...], op: str | None) -> None:
+    check_symbol(build(), {"data": shape}, op=op)
 
 
 def test_batchnorm_fix_gamma_ignores_stored_gamma() -> None:
@@ -305,7 +307,7 @@ def _pool(**kw: Any) -> Builder:
                  id="global_sum"),
 ])
 def test_pooling(build: Builder, shape: tuple[int, ...]) -> None:
-    check_symbol(build(), {"data": shape}, op="ReduceSum")
+    check_symbol(build(), {"data": shape})
 
 
 def test_pooling_full_disagreement_emulated_with_pad() -> None:

@@ -17,15 +17,13 @@ import collections
 import os
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
 
 import fc.ir
 import fc.np_ops
 from fc.frontend.onnx import import_onnx
-from fc.testing import MODEL_REL_L2, check_close
+from fc.testing import MODEL_REL_L2, check_close, onnx_with_seeded_weights
 
 LIGHT_DIR = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
@@ -40,49 +38,6 @@ NUMERIC_MODELS = [pytest.param(name, id=name, marks=[pytest.mark.slow] if name i
 
 def _path(name: str) -> Path:
     return LIGHT_DIR / f"light_{name}.onnx"
-
-
-def _seeded_weights(proto: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
-    """The model with seeded random weights, and its logits (the Softmax input) as an extra
-    output: each ConstantOfShape weight becomes an initializer (listed as an input too, as
-    IR v3 does), and every BatchNormalization gets statistics that match unit-scale
-    activations (the files' real ones belong to the trained weights and would blow the random
-    activations up to ~1e5, saturating the Softmax into a one-hot that compares trivially)."""
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    g = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    rng = np.random.default_rng(seed)
-    new: dict[str, np.ndarray] = {}
-    keep = []
-    for node in g.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            shape = tuple(int(d) for d in inits[node.input[0]])
-            if len(shape) >= 2:
-                scale = np.float32(np.sqrt(2 / np.prod(shape[1:])))
-                new[node.output[0]] = rng.standard_normal(shape, np.float32) * scale
-            else:
-                new[node.output[0]] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-            continue
-        keep.append(node)
-    for node in keep:
-        if node.op_type == "BatchNormalization":
-            c = (inits.get(node.input[1]) if node.input[1] in inits else new[node.input[1]]).shape
-            for name, arr in zip(node.input[1:], (rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
-                                                  rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c))):
-                new[name] = arr.astype(np.float32)
-    for name, arr in new.items():
-        if name in inits:
-            g.initializer.remove(next(t for t in g.initializer if t.name == name))
-        else:
-            g.input.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
-                                                         list(arr.shape)))
-        g.initializer.append(numpy_helper.from_array(arr, name))
-    del g.node[:]
-    g.node.extend(keep)
-    if keep[-1].op_type == "Softmax":
-        g.output.append(onnx.ValueInfoProto(name=keep[-1].input[0]))
-    return model
 
 
 def test_all_nine_light_models_are_there() -> None:
@@ -120,7 +75,7 @@ def test_light_model_imports_with_folded_weights(name: str, seeded_input, roundt
 
 @pytest.mark.parametrize("name", NUMERIC_MODELS)
 def test_light_model_matches_onnxruntime(name: str, ort_run, seeded_input, roundtrip) -> None:
-    model = _seeded_weights(onnx.load(_path(name)))
+    model = onnx_with_seeded_weights(onnx.load(_path(name)))
     graph = import_onnx(model)
     fc.ir.verify(graph)
     feeds = {graph.inputs[0].name: seeded_input(graph.inputs[0].shape)}
