@@ -129,3 +129,18 @@ def test_batch3_runs_the_batch1_graph(key: str, exported, imported, ort_run) -> 
     check_close(got, ort_run(path, {"image": x})["logits"], rel_l2_max=MODEL_REL_L2,
                 what="fc vs onnxruntime, batch 3")
     check_close(got, _torch(model, x), rel_l2_max=MODEL_REL_L2, what="fc vs torch, batch 3")
+
+
+@pytest.mark.parametrize("key", IDS)
+def test_fused_ir_matches_torch(key: str, exported, imported) -> None:
+    """The compiled (fused) IR of each export: BN folded, activations fused, same numbers."""
+    from fc.passes.pipeline import compile_graph
+
+    model, _ = exported[key]
+    fused, report = compile_graph(imported[key], verify=True)
+    ops = fused.op_histogram()
+    assert "BatchNormalization" not in ops and "Relu" not in ops, ops
+    assert set(ops) <= {"Conv", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}, ops
+    x = _image(2, seed=5)
+    got = fc.np_ops.run(fused, {"image": x})["logits"]
+    check_close(got, _torch(model, x), rel_l2_max=MODEL_REL_L2)
