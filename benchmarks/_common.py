@@ -43,7 +43,7 @@ __all__ = [
     "MiB",
     "PeakRSS",
     "Timing",
-    "time_interleaved",
+    "time_runs",
     "rss_kib",
     "tracemalloc_peak",
     "run_isolated",
@@ -85,25 +85,29 @@ class Timing:
         return f"{min(self.times) * 1e3:.0f}-{max(self.times) * 1e3:.0f}"
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], *, repeat: int, warmup: int = 1
-                     ) -> dict[str, tuple[Timing, Any]]:
-    """Time several engines: ``warmup`` untimed runs of each, then ``repeat`` rounds in which
-    every engine runs once, so a slow phase of the machine (another process, thermal state)
-    hits every engine alike instead of whichever happened to run then. A ``gc.collect()``
-    before each run keeps collector pauses of earlier garbage out of the measured run.
-    Returns each engine's timing and last result."""
-    last: dict[str, Any] = {}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            last[name] = fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+def time_runs(fn: Callable[[], Any], *, repeat: int, warmup: int = 1, settle: float = 0.0
+              ) -> tuple[Timing, Any]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeat`` times timed; return the timing and
+    the last result.
+
+    ``settle`` seconds of sleep come first. Engines' thread pools keep spinning for a while
+    after a call (OpenBLAS busy-waits ~0.1 s, onnxruntime spins, OpenMP has a block time);
+    measured here, a torch run right after an fc (OpenBLAS) run took 0.8-2.4 s instead of
+    35 ms. So engines are timed one after the other, never interleaved, with a pause between.
+    A ``gc.collect()`` before each run keeps collector pauses of earlier garbage out of it.
+    """
+    if settle:
+        time.sleep(settle)
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
     for _ in range(repeat):
-        for name, fn in fns.items():
-            gc.collect()
-            start = time.perf_counter()
-            last[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (Timing(times[name]), last.get(name)) for name in fns}
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return Timing(times), result
 
 
 # -- memory ---------------------------------------------------------------------------------

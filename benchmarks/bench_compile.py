@@ -7,8 +7,8 @@
     untimed call.
 (b) Linear scaling: synthetic graphs of 2k-20k nodes (Conv -> BatchNormalization -> Relu
     blocks, a residual Add every 3 blocks, 8 channels, 8x8 maps) built with the fc.ir API:
-    ``compile_graph`` and ``fc.ir.save`` time per node, and t(largest)/t(smallest), which is
-    ~ the size ratio when linear (flagged past 1.5x that).
+    ``compile_graph`` (also with Python's cyclic GC off) and ``fc.ir.save`` time per node, and
+    t(largest)/t(smallest), which is ~ the size ratio when linear (flagged past 1.5x that).
 (c) ``fcc compile mxnet`` on resnet50_v1b, from exported files and from the zoo name, in a
     child process: its wall time and peak RSS, and where the time goes: framework imports
     (``-X importtime``), mxnet building the zoo net (timed inside the same run), the rest is
@@ -29,7 +29,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _common import (
@@ -156,6 +158,22 @@ def synthetic_graph(n_nodes: int, *, channels: int = 8, hw: int = 8, seed: int =
     return g
 
 
+def _timed(fn: Callable[..., Any], *args: Any, gc_enabled: bool = True, **kwargs: Any
+           ) -> tuple[float, Any]:
+    """Seconds of one call ``fn(*args, **kwargs)`` and its result, after collecting earlier
+    garbage (fc's graphs are reference cycles, so the previous run's graphs would otherwise
+    still be on the heap)."""
+    gc.collect()
+    if not gc_enabled:
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        return time.perf_counter() - start, result
+    finally:
+        gc.enable()
+
+
 def part_b(args: argparse.Namespace, tmp: Path) -> None:
     import fc.ir as ir
     from fc.passes.pipeline import compile_graph
@@ -163,43 +181,43 @@ def part_b(args: argparse.Namespace, tmp: Path) -> None:
     logging.disable(logging.WARNING)
     rows, res = [], []
     for n in args.sizes:
-        builds, compiles, saves = [], [], []
+        t: dict[str, list[float]] = {"build": [], "compile": [], "compile_nogc": [], "save": []}
         # at least --scale-repeat runs, more for small graphs (until ~2 s spent): a 0.1 s
         # figure is the denominator of the scaling ratio and must not be one noisy sample
-        while len(compiles) < args.scale_repeat or (sum(compiles) + sum(saves) < 2.0
-                                                    and len(compiles) < 25):
+        while len(t["compile"]) < args.scale_repeat or (
+                sum(map(sum, t.values())) < 2.0 and len(t["compile"]) < 25):
             g = fused = None
-            gc.collect()  # the previous graphs (reference cycles) are not this run's garbage
-            start = time.perf_counter()
-            g = synthetic_graph(n, seed=args.seed)
-            builds.append(time.perf_counter() - start)
-            gc.collect()
-            start = time.perf_counter()
-            fused, report = compile_graph(g)
-            compiles.append(time.perf_counter() - start)
-            gc.collect()
-            start = time.perf_counter()
-            ir.save(fused, tmp / f"synthetic_{n}")
-            saves.append(time.perf_counter() - start)
-        t_build, t_compile, t_save = (statistics.median(t) for t in (builds, compiles, saves))
-        res.append((len(g), t_compile, t_save, min(compiles), min(saves)))
-        rows.append([len(g), len(fused), report.iterations, len(compiles), f"{t_build:.3f}",
-                     f"{t_compile:.3f}", f"{min(compiles):.3f}", f"{t_compile / len(g) * 1e6:.0f}",
-                     f"{t_save:.3f}", f"{min(saves):.3f}", f"{t_save / len(g) * 1e6:.0f}"])
-        print(f"  {len(g)} nodes: compile {t_compile:.2f} s, save {t_save:.2f} s", flush=True)
-        del g, fused
-    print_table("(b) synthetic Conv-BN-Relu(+Add) graphs, 8 channels 8x8: build (fc.ir API), "
-                "compile_graph, fc.ir.save of the fused graph; medians (and minimums) of 'runs'",
-                ["nodes", "fused", "pass iters", "runs", "build s", "compile s", "min", "us/node",
-                 "save s", "min", "us/node"], rows)
-    (n0, c0, s0, cm0, sm0), (n1, c1, s1, cm1, sm1) = res[0], res[-1]
+            dt, g = _timed(synthetic_graph, n, seed=args.seed)
+            t["build"].append(dt)
+            dt, (fused, report) = _timed(compile_graph, g)
+            t["compile"].append(dt)
+            fused = None
+            dt, (fused, report) = _timed(compile_graph, g, gc_enabled=False)
+            t["compile_nogc"].append(dt)
+            dt, _ = _timed(ir.save, fused, tmp / f"synthetic_{n}")
+            t["save"].append(dt)
+        med = {k: statistics.median(v) for k, v in t.items()}
+        res.append((len(g), t))
+        rows.append([len(g), len(fused), report.iterations, len(t["compile"]), f"{med['build']:.3f}",
+                     *(f"{med[k]:.3f} ({med[k] / len(g) * 1e6:.0f})"
+                       for k in ("compile", "compile_nogc", "save"))])
+        print(f"  {len(g)} nodes: compile {med['compile']:.2f} s, save {med['save']:.2f} s", flush=True)
+        g = fused = None
+    print_table("(b) synthetic Conv-BN-Relu(+Add) graphs, 8 channels 8x8, built with the fc.ir API: "
+                "median seconds (us per node) of compile_graph, of compile_graph with Python's "
+                "cyclic GC off, of fc.ir.save (fused graph)",
+                ["nodes", "fused", "pass iters", "runs", "build s", "compile s (us/node)",
+                 "gc off s (us/node)", "save s (us/node)"], rows)
+    (n0, t0), (n1, t1) = res[0], res[-1]
     size_ratio = n1 / n0
     limit = NONLINEAR_FACTOR * size_ratio
-    for what, t0, t1, m0, m1 in (("compile_graph", c0, c1, cm0, cm1), ("save", s0, s1, sm0, sm1)):
-        ratio = t1 / t0
+    for key, what in (("compile", "compile_graph"), ("compile_nogc", "compile_graph, gc off"),
+                      ("save", "save")):
+        ratio = statistics.median(t1[key]) / statistics.median(t0[key])
         flag = "ok (about linear)" if ratio <= limit else "FLAG: worse than linear"
-        print(f"{what}: t({n1})/t({n0}) = {ratio:.1f} on medians ({m1 / m0:.1f} on minimums) "
-              f"for {size_ratio:.1f}x the nodes -> {flag} (flag above {limit:.0f})")
+        print(f"{what}: t({n1})/t({n0}) = {ratio:.1f} on medians "
+              f"({min(t1[key]) / min(t0[key]):.1f} on minimums) for {size_ratio:.1f}x the nodes "
+              f"-> {flag} (flag above {limit:.0f})")
 
 
 # -- (c) the fcc command line on mxnet resnet50_v1b ----------------------------------------------

@@ -8,8 +8,9 @@ directory, imported with ``fc.frontend.onnx.import_onnx`` and run through:
 * ``onnxruntime``:    the same .onnx file, CPUExecutionProvider, default session options,
 * ``torch eager``:    the torch module itself, under ``torch.no_grad()``.
 
-Timing: every engine in this one process, one warm-up run each, then N rounds in which
-every engine runs once (so a busy phase of the machine hits all engines alike); the median.
+Timing: every engine in this one process, one after the other (never interleaved: an engine's
+spinning thread pool slows the next one down, see ``_common.time_runs``), each after a short
+pause, one warm-up run then the median of N runs.
 Peak memory: each engine again in a fresh spawned process (see ``_common.PeakRSS``). The
 outputs are compared (relative L2 against torch eager, the source framework). Targets
 (from the issue): the executor within 2x onnxruntime and faster than torch eager; a MISS is
@@ -37,7 +38,7 @@ from _common import (
     print_table,
     rel_l2,
     run_isolated,
-    time_interleaved,
+    time_runs,
     verdict,
 )
 
@@ -113,16 +114,16 @@ def measure_memory(name: str, onnx_path: str, batch: int, seed: int) -> dict[str
 def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace) -> dict[str, dict]:
     repeat = args.repeat or (5 if batch == 1 else 3)
     x = make_input(batch, args.seed)
-    engines = {name: build_engine(name, onnx_path, batch, args.seed) for name in ENGINES}
-    timed = time_interleaved({name: (lambda e=e: e(x)) for name, e in engines.items()},
-                             repeat=repeat, warmup=args.warmup)
     results: dict[str, dict] = {}
-    for name, (timing, out) in timed.items():
+    for name in ENGINES:
+        engine = build_engine(name, onnx_path, batch, args.seed)
+        timing, out = time_runs(lambda e=engine: e(x), repeat=repeat, warmup=args.warmup,
+                                settle=args.settle)
         results[name] = {"timing": timing, "out": np.asarray(out), "threads": thread_note(name),
                          "repeat": repeat}
         print(f"  batch {batch}: {name:<15} median {timing.median_ms:8.1f} ms over {repeat} runs",
               flush=True)
-    del engines, timed
+        del engine
     if not args.no_memory:
         for name in ENGINES:
             results[name]["mem"] = run_isolated(measure_memory, name, onnx_path, batch, args.seed)
@@ -183,6 +184,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=0,
                    help="timed runs per engine (default 5 at batch 1, 3 otherwise)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    p.add_argument("--settle", type=float, default=1.0,
+                   help="seconds of pause before each engine, so the previous engine's threads "
+                        "stop spinning (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
     p.add_argument("--fold-bn-in-export", action="store_true",
                    help="let torch's exporter fold BN into Conv (default: keep BN in the ONNX)")

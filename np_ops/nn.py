@@ -6,11 +6,11 @@ or channels in Python:
 
 - Conv is one BLAS GEMM per image (batched by ``np.matmul``) on an im2col matrix built from
   a strided *view* of the padded input (one copy); a 1x1 stride-1 unpadded conv is a plain
-  GEMM on the input itself; groups are a batched matmul over the group axis; depthwise conv
-  (group = C) is a multiply-add of kh*kw shifted views by per-channel weights. The GEMM
-  writes (M, Ho*Wo) rows per image, so the result is already NCHW. Small images (late
-  layers) of a batch share one GEMM instead.
-- ConvTranspose is the adjoint: W^T @ x per image gives (kh, kw, M, H, W) columns, which
+  GEMM on the input itself; groups are a batched matmul over the group axis, depthwise conv
+  included (G = C products of (M/C, kh*kw) @ (kh*kw, Ho*Wo): measured 1.5-2.3x faster than
+  multiply-adding kh*kw shifted views). The GEMM writes (M, Ho*Wo) rows per image, so the
+  result is already NCHW. Small images (late layers) of a batch share one GEMM instead.
+- ConvTranspose is the adjoint: W^T @ x per image gives (M, kh, kw, H, W) columns, which
   kh*kw strided adds scatter into the output (col2im), then pads are cropped.
 - Pooling reduces shifted strided views separably (kw taps along W, then kh along H);
   AveragePool divides by a divisor map, the outer product of per-axis window counts.
@@ -69,12 +69,6 @@ def _pad2d(x: Array, top: int, left: int, bottom: int, right: int, value: float 
     return out
 
 
-def _tap(xp: Array, i: int, j: int, ho: int, wo: int, strides: tuple[int, ...]) -> Array:
-    """The (N, C, ho, wo) view of ``xp`` read by kernel tap (i, j) (i, j already dilated)."""
-    sh, sw = strides
-    return xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-
-
 def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
                    strides: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int
                    ) -> Array:
@@ -117,24 +111,6 @@ def _check4(op: str, x: Array, w: Array) -> None:
 
 # -- convolution ----------------------------------------------------------------------------
 
-def _conv_depthwise(xp: Array, w: Array, ho: int, wo: int, strides: tuple[int, ...],
-                    dilations: tuple[int, ...]) -> Array:
-    """group == C: each output channel m reads input channel m // (M/C) only."""
-    n, c = xp.shape[:2]
-    m, _, kh, kw = w.shape
-    mult = m // c
-    wr = w.reshape(c, mult, kh, kw)
-    out = np.empty((n, c, mult, ho, wo), dtype=xp.dtype)
-    tmp = np.empty_like(out) if kh * kw > 1 else out
-    for t in range(kh * kw):
-        i, j = divmod(t, kw)
-        v = _tap(xp, i * dilations[0], j * dilations[1], ho, wo, strides)
-        np.multiply(v[:, :, None], wr[:, :, i, j, None, None], out=out if t == 0 else tmp)
-        if t:
-            out += tmp
-    return out.reshape(n, m, ho, wo)
-
-
 def _conv_gemm(view: Array, wg: Array, out: Array) -> None:
     """``out`` (N, G, M/G, Ho*Wo) = ``wg`` (G, M/G, K) @ im2col(``view``), ``view`` being
     (N, G, C/G, kh, kw, Ho, Wo); the reshape to (N, G, K, Ho*Wo) is the one im2col copy (none
@@ -171,10 +147,6 @@ def conv(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...]
     wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
     if ho <= 0 or wo <= 0:
         raise ExecutionError(f"Conv: kernel {kh}x{kw} larger than padded input {h}x{wd}")
-
-    if group == c and group > 1:
-        y = _conv_depthwise(_pad2d(x, *pads), w, ho, wo, strides, dilations)
-        return _finish(y, b, activation, act_alpha, act_beta)
 
     # The GEMM operand as a (N, G, C/G, kh, kw, Ho, Wo) view: for an unpadded 1x1 conv the
     # input itself (strided: subsampled), otherwise a strided view of the padded input.
@@ -219,14 +191,15 @@ def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple
     if ho <= 0 or wo <= 0:
         raise ExecutionError(f"ConvTranspose: pads {list(pads)} leave an empty output")
 
-    # (G, kh*kw*M/G, C/G) @ (N, G, C/G, H*W) -> columns (N, G, kh, kw, M/G, H, W).
-    wt = w.reshape(group, cg, mg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kh * kw * mg, cg)
-    cols = np.matmul(wt, x.reshape(n, group, cg, h * wd)).reshape(n, group, kh, kw, mg, h, wd)
+    # W^T (G, M/G*kh*kw, C/G), a transposed view BLAS takes as is, @ (N, G, C/G, H*W)
+    # -> columns (N, G, M/G, kh, kw, H, W).
+    wt = w.reshape(group, cg, mg * kh * kw).transpose(0, 2, 1)
+    cols = np.matmul(wt, x.reshape(n, group, cg, h * wd)).reshape(n, group, mg, kh, kw, h, wd)
     full = np.zeros((n, group, mg, hf, wf), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
             full[:, :, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                 j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, i, j]
+                 j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, :, i, j]
     y = full.reshape(n, m, hf, wf)
     if any(pads):
         y = np.ascontiguousarray(y[:, :, pads[0]:pads[0] + ho, pads[1]:pads[1] + wo])

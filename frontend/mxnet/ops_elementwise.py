@@ -170,7 +170,7 @@ for _fc_op, _mx_ops in _BINARY.items():
     converter(*_mx_ops)(_binary(_fc_op))
 
 
-@converter("add_n", "ElementWiseSum", "_sum")
+@converter("add_n", "ElementWiseSum")
 def add_n(ctx: ConvertContext) -> Value:
     inputs = [ctx.value(i) for i in range(ctx.num_inputs)]
     if len(inputs) == 1:

@@ -182,7 +182,7 @@ def _pool_sizes(size: int, k: int, s: int, p: int) -> tuple[int, int]:
     return 1 + span // s, 1 + math.ceil(span / s)
 
 
-@converter("Pooling", "Pooling_v1", unsupported=_pool_unsupported)
+@converter("Pooling", unsupported=_pool_unsupported)
 def pooling(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     pool_type = a.str("pool_type", "max")

@@ -191,6 +191,7 @@ def test_deconvolution_target_shape(case: str, native_mxnet: dict[str, np.ndarra
     pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, eps=1e-2, use_global_stats=True,
                                        name="bn"), (1, 5, 3, 3), None, id="eps_global_stats"),
     pytest.param(lambda: sym.BatchNorm(V(), fix_gamma=False, name="bn"), (4, 6), None, id="2d"),
+    pytest.param(lambda: sym.BatchNorm_v1(V(), name="bn"), (2, 3, 4, 4), None, id="v1"),
     pytest.param(lambda: sym.InstanceNorm(V(), eps=1e-3, name="in"), (2, 3, 5, 5),
                  "InstanceNormalization", id="instance_norm"),
     pytest.param(lambda: sym.LayerNorm(V(), axis=-1, name="ln"), (2, 3, 8), "LayerNormalization",
@@ -253,6 +254,8 @@ def test_prelu_2d_input() -> None:
     pytest.param("_copy", False, None, id="copy"),
     pytest.param("identity", False, None, id="identity"),
     pytest.param("BlockGrad", False, None, id="blockgrad"),
+    pytest.param("make_loss", False, None, id="make_loss"),
+    pytest.param("MakeLoss", False, None, id="MakeLoss"),
 ])
 def test_unary(name: str, positive: bool, op: str | None) -> None:
     fn = getattr(sym, name, None) or getattr(sym._internal, name)
@@ -299,6 +302,7 @@ def _pool(**kw: Any) -> Builder:
                        pooling_convention="full"), (1, 2, 5, 5), id="avg_full_stride_gt_kernel"),
     pytest.param(_pool(kernel=(2, 2), stride=(2, 2), pool_type="sum"), (1, 2, 6, 6),
                  id="sum_valid"),
+
     pytest.param(_pool(kernel=(1, 1), global_pool=True, pool_type="max"), (2, 3, 5, 4),
                  id="global_max"),
     pytest.param(_pool(kernel=(1, 1), global_pool=True, pool_type="avg"), (2, 3, 5, 4),
@@ -448,6 +452,8 @@ def test_tensor(build: Builder, shapes: dict[str, tuple[int, ...]]) -> None:
                                    name="t"), (2, 5), id="negative_step"),
     pytest.param(lambda: sym.slice(V(), begin=(None, -3), end=(None, -1), name="t"), (2, 5),
                  id="negative_indices"),
+    pytest.param(lambda: sym.crop(V(), begin=(1, 1), end=(2, 4), name="t"), (2, 5),
+                 id="crop_alias"),
     pytest.param(lambda: sym.slice_axis(V(), axis=2, begin=1, end=None, name="t"), (2, 3, 5),
                  id="slice_axis_none_end"),
     pytest.param(lambda: sym.slice_axis(V(), axis=-1, begin=-3, end=-1, name="t"), (2, 3, 5),
