@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fcc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `fcc complexity ... | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
