@@ -3,8 +3,9 @@
 (a) ResNet-50 from ONNX (fc's torch zoo model, exported once): ``fc.api.compile_model("onnx",
     ...)`` with ``draw=True`` and ``draw=False``, each in a fresh spawned process: import /
     compile / write seconds (medians), the peak RSS added by the first call (VmHWM reset
-    before it), the process's whole-life peak RSS, and the tracemalloc peak of a separate,
-    untimed call.
+    before it) and how much of it stays resident after the call (before and after
+    ``gc.collect()``), the process's whole-life peak RSS, and the tracemalloc peak of a
+    separate, untimed call.
 (b) Linear scaling: synthetic graphs of 2k-20k nodes (Conv -> BatchNormalization -> Relu
     blocks, a residual Add every 3 blocks, 8 channels, 8x8 maps) built with the fc.ir API:
     ``compile_graph`` (also with Python's cyclic GC off) and ``fc.ir.save`` time per node, and

@@ -9,6 +9,7 @@ failure never leaves a half-written output directory.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -114,7 +115,7 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
     from fc.ir.draw import dot_available, render
     from fc.passes.pipeline import compile_graph, non_hardware_ops
 
-    graph = imported.graph
+    graph, notes, import_seconds = imported.graph, imported.notes, imported.seconds
     start = time.perf_counter()
     fused, report = compile_graph(graph)
     compile_seconds = time.perf_counter() - start
@@ -139,16 +140,19 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
         warnings.append("graphviz 'dot' not found: wrote .dot sources instead of PNGs "
                         "(install graphviz and rerun for the pictures)")
     outside = non_hardware_ops(fused)
+    nodes_before, nodes_after = len(graph), len(fused)
+    hist_before, hist_after = graph.op_histogram(), fused.op_histogram()
+    del graph, fused, imported
+    gc.collect()  # the IR's reference cycles would keep both models resident until then
     if outside:
         listed = ", ".join(f"{op} x{len(names)} ({', '.join(names[:3])})"
                            for op, names in sorted(outside.items()))
         warnings.append(f"ops outside the hardware op set remain in {FUSED_PREFIX}: {listed}")
     return CompileSummary(
-        out_dir=out_dir, files=files, nodes_before=len(graph), nodes_after=len(fused),
-        pass_counts=report.counts, import_seconds=imported.seconds,
-        compile_seconds=compile_seconds, write_seconds=write_seconds, notes=imported.notes,
-        warnings=warnings, op_histogram_before=graph.op_histogram(),
-        op_histogram_after=fused.op_histogram(),
+        out_dir=out_dir, files=files, nodes_before=nodes_before, nodes_after=nodes_after,
+        pass_counts=report.counts, import_seconds=import_seconds,
+        compile_seconds=compile_seconds, write_seconds=write_seconds, notes=notes,
+        warnings=warnings, op_histogram_before=hist_before, op_histogram_after=hist_after,
     )
 
 

@@ -212,7 +212,8 @@ def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple
 def batch_norm(x: Array, scale: Array, b: Array, mean: Array, var: Array, *, epsilon: float
                ) -> Array:
     """Inference BN as one multiply-add per element: x * a + (B - mean * a), a = scale /
-    sqrt(var + eps), the coefficients folded in float64 (torch folds them the same way)."""
+    sqrt(var + eps); the coefficients are folded in float64 (torch's CPU kernel folds them
+    too, in float32)."""
     x = np.asarray(x)
     a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + epsilon)
     shift = np.asarray(b, np.float64) - np.asarray(mean, np.float64) * a
@@ -279,9 +280,9 @@ def _pool_geometry(op: str, x: Array, kernel_shape: tuple[int, ...], strides: tu
 @kernel("MaxPool")
 def max_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
              pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: int) -> Array:
-    """Running maximum over the kh*kw taps. Padding is the dtype's lowest finite value, so
-    it never beats an input and a window that (with dilations) reads only padding gives
-    -FLT_MAX, as onnxruntime does."""
+    """Maximum over each window. Padding is the dtype's lowest finite value, so it never
+    beats an input, and a window that (with dilations) reads only padding gives -FLT_MAX, as
+    onnxruntime does."""
     x = np.asarray(x)
     ho, wo, eh, ew = _pool_geometry("MaxPool", x, kernel_shape, strides, pads, dilations,
                                     ceil_mode)
@@ -339,9 +340,8 @@ def lrn(x: Array, *, size: int, alpha: float, beta: float, bias: float) -> Array
     x = np.asarray(x)
     c = x.shape[1]
     before = (size - 1) // 2
-    sq = x * x
     padded = np.zeros((x.shape[0], c + size - 1) + x.shape[2:], dtype=x.dtype)
-    padded[:, before:before + c] = sq
+    np.square(x, out=padded[:, before:before + c])
     ssum = padded[:, 0:c].copy()
     for k in range(1, size):
         ssum += padded[:, k:k + c]

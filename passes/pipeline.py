@@ -21,6 +21,8 @@ The whole list runs to a fixed point under the ``PassManager``.
 
 from __future__ import annotations
 
+import gc
+
 from fc.ir.clone import clone
 from fc.ir.core import Graph
 from fc.passes.cancel_transposes import CancelTransposes
@@ -62,8 +64,17 @@ def default_passes() -> list[Pass]:
 def compile_graph(graph: Graph, *, verify: bool = False, name: str | None = None
                   ) -> tuple[Graph, PassReport]:
     """The fused IR of ``graph`` (left untouched) and what each pass rewrote."""
-    fused = clone(graph, name=name or graph.name)
-    _, report = PassManager(default_passes(), verify=verify)(fused)
+    # The linked IR is full of reference cycles (value <-> producer), so the cyclic garbage
+    # collector would rescan the growing graph again and again while it is built; it has
+    # nothing to free here, so it is paused (20,000 nodes: 1.44 s -> 0.94 s).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        fused = clone(graph, name=name or graph.name)
+        _, report = PassManager(default_passes(), verify=verify)(fused)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     # infer_shapes re-annotates on every iteration; its count is not a rewrite.
     report.counts.pop(InferShapes.name, None)
     return fused, report
