@@ -4,8 +4,9 @@ Order matters and is fixed here:
 
 1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
 2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
-   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), transpose/reshape cancellation, Gemm input normalization (MatMul + bias Add becomes a
-   Gemm before its per-channel constants are folded).
+   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), transpose/reshape cancellation,
+   Gemm input normalization (MatMul + bias Add becomes a Gemm before its per-channel
+   constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
    per-channel Mul/Add into the preceding layer, then a lone BN into a ``Scale``. BN must
    fold before activations fuse (a fused activation blocks folding) and before the lone-BN
