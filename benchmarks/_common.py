@@ -50,7 +50,6 @@ __all__ = [
     "ChildRun",
     "run_child",
     "REPORT_PEAK_RSS",
-    "rel_l2",
     "format_table",
     "print_table",
     "fmt_mib",
@@ -250,15 +249,6 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> Child
 # -- numerics and printing --------------------------------------------------------------------
 
 
-def rel_l2(actual: np.ndarray, reference: np.ndarray) -> float:
-    """``||a - r||_2 / ||r||_2`` in float64 (the "distance" of DESIGN.md)."""
-    a = np.asarray(actual, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    if a.shape != r.shape:
-        raise ValueError(f"rel_l2: shapes differ, {a.shape} vs {r.shape}")
-    return float(np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-300))
-
-
 def fmt_mib(mib: float) -> str:
     return f"{mib:.1f}"
 
@@ -308,7 +298,10 @@ def machine_line() -> str:
     """Date, cores and library versions: the context every printed figure depends on."""
     parts = [datetime.date.today().isoformat(), f"{os.cpu_count()} cores",
              platform.processor() or platform.machine(), f"python {platform.python_version()}",
-             f"numpy {np.__version__}"]
+             f"numpy {np.__version__}",
+             # numpy's OpenBLAS kernels: this workplace pins Haswell (AVX2) even on AVX-512
+             # CPUs, which bounds fc's GEMMs (SkylakeX kernels are ~1.7x faster here).
+             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}"]
     try:
         load = os.getloadavg()
         parts.append(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")

@@ -36,11 +36,12 @@ from _common import (
     machine_line,
     numpy_blas_threads,
     print_table,
-    rel_l2,
     run_isolated,
     time_runs,
     verdict,
 )
+
+from fc.testing import rel_l2
 
 ENGINES = ("fc reconstruct", "fc fused", "onnxruntime", "torch eager")
 FC_ENGINES = ENGINES[:2]
