@@ -128,3 +128,15 @@ def onnx_with_seeded_weights(proto: Any, seed: int = 0) -> Any:
     if keep[-1].op_type == "Softmax":
         g.output.append(onnx.ValueInfoProto(name=keep[-1].input[0]))
     return model
+
+
+def assert_same_outputs(before: Any, after: Any, feeds: dict[str, np.ndarray], *,
+                        op: str | None = None) -> None:
+    """A rewritten graph computes what the original did: same output names, same values
+    through the golden executor (for pass tests: the rewrite must keep the semantics)."""
+    from fc.np_ops import run
+
+    ref, got = run(before, feeds), run(after, feeds)
+    assert list(got) == list(ref), f"outputs {list(got)} != {list(ref)}"
+    for name in ref:
+        check_close(got[name], ref[name], op=op, what=name)

@@ -12,7 +12,7 @@ import torch
 import fc.np_ops as npo
 from fc.ir import Graph, verify
 from fc.passes.cancel_transposes import CancelTransposes
-from fc.testing import check_close
+from fc.testing import assert_same_outputs, check_close
 
 RNG = np.random.default_rng(0)
 Builder = Callable[[], Graph]
@@ -90,10 +90,7 @@ def test_cancel_transposes(build: Builder, count: int, remaining: list[str], att
         assert after.nodes[0].attrs == attrs
     verify(after)
     feeds = _feeds(before)
-    ref, got = npo.run(before, feeds), npo.run(after, feeds)
-    assert list(got) == list(ref)
-    for name in ref:
-        check_close(got[name], ref[name], what=name)
+    assert_same_outputs(before, after, feeds)
 
 
 @pytest.mark.parametrize("perms", [

@@ -12,7 +12,7 @@ import torch
 import fc.np_ops as npo
 from fc.ir import Graph, verify
 from fc.passes.cse import MergeCommonSubexpressions
-from fc.testing import check_close
+from fc.testing import assert_same_outputs, check_close
 
 RNG = np.random.default_rng(0)
 Builder = Callable[[], Graph]
@@ -107,10 +107,7 @@ def test_merge_common_subexpressions(build: Builder, count: int, remaining: list
     verify(after)
     assert [v.name for v in after.outputs] == [v.name for v in before.outputs]
     feeds = _feeds(before)
-    ref, got = npo.run(before, feeds), npo.run(after, feeds)
-    assert list(got) == list(ref)
-    for name in ref:
-        check_close(got[name], ref[name], what=name)
+    assert_same_outputs(before, after, feeds)
 
 
 def test_provenance_united_and_numerics_match_torch():

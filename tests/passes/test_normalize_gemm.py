@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: N812
 import fc.np_ops as npo
 from fc.ir import Graph, verify
 from fc.passes.normalize_gemm import NormalizeGemmInput
-from fc.testing import check_close
+from fc.testing import assert_same_outputs, check_close
 
 RNG = np.random.default_rng(0)
 Builder = Callable[[], Graph]
@@ -94,9 +94,7 @@ def test_normalize_gemm_input(build: Builder, count: int, remaining: list[str]):
     verify(after)
     assert [v.name for v in after.outputs] == [v.name for v in before.outputs]
     feeds = _feeds(before)
-    ref, got = npo.run(before, feeds), npo.run(after, feeds)
-    for name in ref:
-        check_close(got[name], ref[name], op="Gemm", what=name)
+    assert_same_outputs(before, after, feeds, op="Gemm")
 
 
 @pytest.mark.parametrize("bias_shape, bias_first, activation", [
