@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from fc.errors import FcError, ImportError_
-from fc.ir.core import Graph, Node, Value
+from fc.errors import ImportError_
+from fc.frontend._context import ConvertContextBase
+from fc.ir.core import Graph, Value
 
 __all__ = ["Attrs", "ConvertContext", "MxNode", "Env", "parse_bool", "parse_tuple"]
 
@@ -143,29 +143,23 @@ class MxNode:
         return self.op == "null"
 
 
-class ConvertContext:
+class ConvertContext(ConvertContextBase):
     """One MXNet node being converted into ``graph``."""
+
+    CONST_KIND = "a parameter from the params file"
 
     def __init__(self, node: MxNode, *, nodes: Sequence[MxNode], graph: Graph, env: Env,
                  consts: dict[int, Value], source: str):
+        super().__init__(name=node.name, graph=graph, consts=consts, source=source)
         self.node = node
         self.op = node.op
-        #: the MXNet node name: the provenance and (made unique) the fc node name
-        self.name = node.name
-        self.graph = graph
         self._nodes = nodes
         self._env = env
-        self._consts = consts
-        self._source = source
         self.attrs = Attrs(node.attrs, self.where)
 
     @property
     def where(self) -> str:
         return f"{self._source}: node {self.name!r} ({self.op})"
-
-    def error(self, msg: str) -> ImportError_:
-        """An ``ImportError_`` whose one line names the file and this node."""
-        return ImportError_(f"{self.where}: {msg}")
 
     # -- inputs ---------------------------------------------------------------------------
     @property
@@ -178,9 +172,7 @@ class ConvertContext:
         producer = self._nodes[nid]
         return producer.name if idx == 0 else f"{producer.name}_output{idx}"
 
-    def _entry(self, i: int) -> Value | np.ndarray:
-        if i >= len(self.node.inputs):
-            raise self.error(f"input {i} is missing (the node has {len(self.node.inputs)} inputs)")
+    def _lookup(self, i: int) -> Value | np.ndarray:
         nid, idx = self.node.inputs[i]
         try:
             return self._env[(nid, idx)]
@@ -189,86 +181,28 @@ class ConvertContext:
             raise self.error(f"input {i} is output {idx} of node {producer.name!r} "
                              f"({producer.op}), which fc does not produce") from None
 
-    def is_const(self, i: int) -> bool:
-        entry = self._entry(i)
-        return isinstance(entry, np.ndarray) or entry.is_const
-
-    def const(self, i: int, what: str = "") -> np.ndarray:
-        """The array of parameter input ``i``; a computed tensor there is an error."""
-        entry = self._entry(i)
-        if isinstance(entry, np.ndarray):
-            return entry
-        if entry.is_const:
-            return entry.const
-        label = f" ({what})" if what else ""
-        raise self.error(f"input {i}{label} {self.input_name(i)!r} must be a parameter from the "
-                         "params file, but it is computed at run time")
+    def _weight_key(self, i: int) -> tuple[int, str]:
+        """Parameters are cached per variable node and named after it."""
+        nid, _ = self.node.inputs[i]
+        return nid, self._nodes[nid].name
 
     def value(self, i: int) -> Value:
-        """Input ``i`` as an fc ``Value``; a parameter becomes a weight on first use."""
-        entry = self._entry(i)
-        if isinstance(entry, Value):
-            return entry
-        nid, _ = self.node.inputs[i]
-        v = self._consts.get(nid)
+        """Input ``i`` as an fc ``Value`` (MXNet inputs are never optional)."""
+        v = super().value(i)
         if v is None:
-            v = self.graph.add_const(self._nodes[nid].name, entry)
-            self._consts[nid] = v
+            raise self.error(f"input {i} is missing (the node has {self.num_inputs} inputs)")
         return v
 
-    def shape(self, i: int) -> tuple[int, ...]:
-        entry = self._entry(i)
-        if entry.shape is None:
-            raise self.error(f"input {i} {self.input_name(i)!r} has no known shape")
-        return tuple(entry.shape)
-
-    def rank(self, i: int) -> int:
-        return len(self.shape(i))
-
-    def dtype(self, i: int) -> str:
-        entry = self._entry(i)
-        return entry.dtype.name if isinstance(entry, np.ndarray) else str(entry.dtype)
-
     # -- new constants --------------------------------------------------------------------
-    def const_value(self, array: Any, name: str) -> Value:
-        """A new weight made by a converter (a reshaped slope, a transposed matrix)."""
-        return self.graph.add_const(name, np.asarray(array))
-
     def scalar(self, value: float, dtype: str, suffix: str = "scalar") -> Value:
         """A 0-d constant of ``dtype`` (MXNet casts scalar operands to the tensor's dtype)."""
         return self.const_value(np.asarray(value, dtype=dtype), f"{self.name}_{suffix}")
 
     # -- outputs --------------------------------------------------------------------------
-    def add_node(
-        self,
-        op_type: str,
-        inputs: Sequence[Value | None],
-        attrs: dict[str, Any] | None = None,
-        *,
-        suffix: str = "",
-        final: bool = True,
-        num_outputs: int = 1,
-        output_names: Sequence[str] | None = None,
-    ) -> Node:
-        """Emit an fc node for this MXNet node.
+    def _helper_name(self, suffix: str) -> str:
+        return f"{self.name}_{suffix or 'pre'}"
 
-        ``final`` nodes produce the MXNet outputs: their values take the MXNet node name
-        (``<name>_output<i>`` for several outputs, or ``output_names``). Helper nodes of a
-        multi-node translation (``final=False``) are named ``<name>_<suffix>``. Schema errors
-        come back as one line naming the file and the MXNet node.
-        """
-        node_name = self.name if final and not suffix else f"{self.name}_{suffix or 'pre'}"
-        outputs = None
-        if final:
-            names = list(output_names) if output_names is not None else (
-                [self.name] if num_outputs == 1 else [f"{self.name}_output{i}"
-                                                      for i in range(num_outputs)])
-            outputs = [Value(self.graph.reserve(n)) for n in names]
-        try:
-            return self.graph.add_node(op_type, inputs, attrs, name=node_name,
-                                       num_outputs=num_outputs, outputs=outputs,
-                                       provenance=[self.name])
-        except ImportError_:
-            raise
-        except FcError as e:
-            raise self.error(str(e)) from None
+    def _final_names(self, num_outputs: int, node_name: str) -> list[str]:
+        """The MXNet node name for one output, ``<name>_output<i>`` for several."""
+        return [self.name] if num_outputs == 1 else [f"{self.name}_output{i}"
+                                                     for i in range(num_outputs)]

@@ -17,8 +17,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from fc.errors import FcError, ImportError_
-from fc.ir.core import Graph, Node, Value
+from fc.errors import ImportError_
+from fc.frontend._context import ConvertContextBase
+from fc.ir.core import Graph, Value
 
 __all__ = ["ConvertContext", "onnx_dtype_name", "Env"]
 
@@ -48,8 +49,10 @@ def _attr_value(attr: onnx.AttributeProto) -> Any:
     return value
 
 
-class ConvertContext:
+class ConvertContext(ConvertContextBase):
     """One ONNX node being converted (or folded) into ``graph``."""
+
+    CONST_KIND = "a constant (initializer or foldable subgraph)"
 
     def __init__(
         self,
@@ -63,24 +66,18 @@ class ConvertContext:
         used: set[str],
         source: str,
     ):
+        # ``name``: the ONNX node name, generated as ``<OpType>_<index>`` for unnamed nodes
+        super().__init__(name=name, graph=graph, consts=consts, source=source)
         self.node = node
         self.op_type = node.op_type
-        #: the ONNX node name (generated as ``<OpType>_<index>`` for unnamed nodes): the
-        #: provenance and (made unique) the fc name of the nodes emitted for it
-        self.name = name
         self.opset = opset
-        self.graph = graph
         self._env = env
-        self._consts = consts
         self._used = used
-        self._source = source
         self._attrs = {a.name: _attr_value(a) for a in node.attribute}
 
-    # -- errors ---------------------------------------------------------------------------
-    def error(self, msg: str) -> ImportError_:
-        """An ``ImportError_`` whose one line names the file and this node."""
-        return ImportError_(f"{self._source}: node {self.name!r} ({self.op_type}, opset "
-                            f"{self.opset}): {msg}")
+    @property
+    def where(self) -> str:
+        return f"{self._source}: node {self.name!r} ({self.op_type}, opset {self.opset})"
 
     # -- attributes -----------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
@@ -107,9 +104,7 @@ class ConvertContext:
     def input_name(self, i: int) -> str:
         return self.node.input[i]
 
-    def _entry(self, i: int) -> Value | np.ndarray:
-        if not self.has_input(i):
-            raise self.error(f"input {i} is missing")
+    def _lookup(self, i: int) -> Value | np.ndarray:
         name = self.node.input[i]
         try:
             return self._env[name]
@@ -117,57 +112,8 @@ class ConvertContext:
             raise self.error(f"input {i} {name!r} is not produced by any earlier node, graph "
                              "input or initializer") from None
 
-    def is_const(self, i: int) -> bool:
-        return self.has_input(i) and (isinstance(self._entry(i), np.ndarray)
-                                      or self._entry(i).is_const)
-
-    def const(self, i: int, what: str = "") -> np.ndarray:
-        """The array of constant input ``i``; a computed tensor there is an error, because fc
-        needs the value at import (it becomes an attribute or a static shape)."""
-        entry = self._entry(i)
-        if isinstance(entry, np.ndarray):
-            return entry
-        if entry.is_const:
-            return entry.const
-        label = f" ({what})" if what else ""
-        raise self.error(f"input {i}{label} {self.node.input[i]!r} must be a constant "
-                         "(initializer or foldable subgraph), but it is computed at run time")
-
-    def const_or_none(self, i: int, what: str = "") -> np.ndarray | None:
-        """``const(i)``, or ``None`` when the optional input is absent."""
-        return self.const(i, what) if self.has_input(i) else None
-
-    def value(self, i: int) -> Value | None:
-        """Input ``i`` as an fc ``Value`` (``None`` if absent); a constant becomes a weight."""
-        if not self.has_input(i):
-            return None
-        entry = self._entry(i)
-        if isinstance(entry, Value):
-            return entry
-        name = self.node.input[i]
-        v = self._consts.get(name)
-        if v is None:
-            v = self.graph.add_const(name, entry)
-            self._consts[name] = v
-        return v
-
-    def const_value(self, array: np.ndarray, name: str) -> Value:
-        """A new weight made by a converter (e.g. a reshaped slope), named ``name``."""
-        return self.graph.add_const(name, np.asarray(array))
-
-    def shape(self, i: int) -> tuple[int, ...]:
-        entry = self._entry(i)
-        shape = entry.shape
-        if shape is None:
-            raise self.error(f"input {i} {self.node.input[i]!r} has no known shape")
-        return tuple(shape)
-
-    def dtype(self, i: int) -> str:
-        entry = self._entry(i)
-        return entry.dtype.name if isinstance(entry, np.ndarray) else str(entry.dtype)
-
-    def rank(self, i: int) -> int:
-        return len(self.shape(i))
+    def _weight_key(self, i: int) -> tuple[str, str]:
+        return self.node.input[i], self.node.input[i]
 
     # -- outputs --------------------------------------------------------------------------
     @property
@@ -185,33 +131,10 @@ class ConvertContext:
             if self.output_used(i):
                 raise self.error(f"output {i} {self.node.output[i]!r} is used, but {why}")
 
-    def add_node(
-        self,
-        op_type: str,
-        inputs: Sequence[Value | None],
-        attrs: dict[str, Any] | None = None,
-        *,
-        suffix: str = "",
-        final: bool = True,
-        num_outputs: int = 1,
-    ) -> Node:
-        """Emit an fc node for this ONNX node.
+    def _helper_name(self, suffix: str) -> str:
+        return f"{self.name}_{suffix}" if suffix else self.name
 
-        ``final`` nodes produce the ONNX outputs, so their values take the ONNX tensor names;
-        helper nodes of a multi-node translation (``final=False``) get ``<name>_<suffix>``.
-        Schema errors come back as one line naming the file and the ONNX node.
-        """
-        node_name = f"{self.name}_{suffix}" if suffix else self.name
-        outputs = None
-        if final:
-            names = [self.node.output[i] if i < len(self.node.output) and self.node.output[i]
-                     else f"{node_name}_out{i}" for i in range(num_outputs)]
-            outputs = [Value(self.graph.reserve(n)) for n in names]
-        try:
-            return self.graph.add_node(op_type, inputs, attrs, name=node_name,
-                                       num_outputs=num_outputs, outputs=outputs,
-                                       provenance=[self.name])
-        except ImportError_:
-            raise
-        except FcError as e:  # the schema's message already names the node
-            raise ImportError_(f"{self._source}: {e}") from None
+    def _final_names(self, num_outputs: int, node_name: str) -> list[str]:
+        """The ONNX output tensor names (a generated one where ONNX leaves it empty)."""
+        return [self.node.output[i] if i < len(self.node.output) and self.node.output[i]
+                else f"{node_name}_out{i}" for i in range(num_outputs)]

@@ -1,0 +1,165 @@
+"""What every importer's converters share: one source-framework node being translated.
+
+A converter reads its inputs as fc ``Value``s or, where fc needs the numbers at import, as
+constant arrays; it emits fc nodes carrying the source node's name as provenance; and it
+reports problems as one-line ``ImportError_``s naming the file and the node. Each framework's
+context subclasses this with how its nodes name their inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fc.errors import FcError, ImportError_
+from fc.ir.core import Graph, Node, Value
+
+__all__ = ["ConvertContextBase"]
+
+
+class ConvertContextBase:
+    """Inputs, constants and node emission for one source node (``name``) into ``graph``.
+
+    Subclasses provide ``where`` (file and node, for errors), ``num_inputs``,
+    ``input_name(i)``, ``_lookup(i)`` (the environment entry of a present input),
+    ``_weight_key(i)`` (a cache key and a weight name for constant input ``i``),
+    ``_final_names(num_outputs, node_name)`` and ``_helper_name(suffix)``.
+    """
+
+    #: what a constant input must be, in the error for a computed one
+    CONST_KIND = "a constant"
+
+    def __init__(self, *, name: str, graph: Graph, consts: dict[Hashable, Value], source: str):
+        #: the source node's name: the provenance and (made unique) the fc node name
+        self.name = name
+        self.graph = graph
+        self._consts = consts
+        self._source = source
+
+    # -- to be provided by the framework -------------------------------------------------
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def num_inputs(self) -> int:
+        raise NotImplementedError
+
+    def input_name(self, i: int) -> str:
+        raise NotImplementedError
+
+    def _lookup(self, i: int) -> Value | np.ndarray:
+        raise NotImplementedError
+
+    def _weight_key(self, i: int) -> tuple[Hashable, str]:
+        raise NotImplementedError
+
+    def _final_names(self, num_outputs: int, node_name: str) -> list[str]:
+        raise NotImplementedError
+
+    def _helper_name(self, suffix: str) -> str:
+        return f"{self.name}_{suffix}"
+
+    # -- errors ---------------------------------------------------------------------------
+    def error(self, msg: str) -> ImportError_:
+        """An ``ImportError_`` whose one line names the file and this node."""
+        return ImportError_(f"{self.where}: {msg}")
+
+    # -- inputs ---------------------------------------------------------------------------
+    def has_input(self, i: int) -> bool:
+        return i < self.num_inputs
+
+    def _entry(self, i: int) -> Value | np.ndarray:
+        if not self.has_input(i):
+            raise self.error(f"input {i} is missing (the node has {self.num_inputs} inputs)")
+        return self._lookup(i)
+
+    def is_const(self, i: int) -> bool:
+        if not self.has_input(i):
+            return False
+        entry = self._entry(i)
+        return isinstance(entry, np.ndarray) or entry.is_const
+
+    def const(self, i: int, what: str = "") -> np.ndarray:
+        """The array of constant input ``i``; a computed tensor there is an error, because fc
+        needs the value at import (it becomes an attribute or a static shape)."""
+        entry = self._entry(i)
+        if isinstance(entry, np.ndarray):
+            return entry
+        if entry.is_const:
+            return entry.const
+        label = f" ({what})" if what else ""
+        raise self.error(f"input {i}{label} {self.input_name(i)!r} must be {self.CONST_KIND}, "
+                         "but it is computed at run time")
+
+    def const_or_none(self, i: int, what: str = "") -> np.ndarray | None:
+        """``const(i)``, or ``None`` when the optional input is absent."""
+        return self.const(i, what) if self.has_input(i) else None
+
+    def value(self, i: int) -> Value | None:
+        """Input ``i`` as an fc ``Value`` (``None`` if absent); a constant becomes a graph
+        weight on first use, named after its source tensor."""
+        if not self.has_input(i):
+            return None
+        entry = self._entry(i)
+        if isinstance(entry, Value):
+            return entry
+        key, name = self._weight_key(i)
+        v = self._consts.get(key)
+        if v is None:
+            v = self.graph.add_const(name, entry)
+            self._consts[key] = v
+        return v
+
+    def const_value(self, array: Any, name: str) -> Value:
+        """A new weight made by a converter (e.g. a reshaped slope), named ``name``."""
+        return self.graph.add_const(name, np.asarray(array))
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        entry = self._entry(i)
+        if entry.shape is None:
+            raise self.error(f"input {i} {self.input_name(i)!r} has no known shape")
+        return tuple(entry.shape)
+
+    def rank(self, i: int) -> int:
+        return len(self.shape(i))
+
+    def dtype(self, i: int) -> str:
+        entry = self._entry(i)
+        return entry.dtype.name if isinstance(entry, np.ndarray) else str(entry.dtype)
+
+    # -- outputs --------------------------------------------------------------------------
+    def add_node(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None],
+        attrs: dict[str, Any] | None = None,
+        *,
+        suffix: str = "",
+        final: bool = True,
+        num_outputs: int = 1,
+        output_names: Sequence[str] | None = None,
+    ) -> Node:
+        """Emit an fc node for this source node.
+
+        ``final`` nodes produce the source node's outputs, so their values take its output
+        names (or ``output_names``); helper nodes of a multi-node translation
+        (``final=False``) are named ``<name>_<suffix>``. Schema errors come back as one line
+        naming the file and the node.
+        """
+        node_name = self.name if final and not suffix else self._helper_name(suffix)
+        outputs = None
+        if final:
+            names = (list(output_names) if output_names is not None
+                     else self._final_names(num_outputs, node_name))
+            outputs = [Value(self.graph.reserve(n)) for n in names]
+        try:
+            return self.graph.add_node(op_type, inputs, attrs, name=node_name,
+                                       num_outputs=num_outputs, outputs=outputs,
+                                       provenance=[self.name])
+        except ImportError_:
+            raise
+        except FcError as e:  # the schema's message already names the fc node
+            raise ImportError_(f"{self._source}: {e}") from None
