@@ -19,7 +19,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 
-__all__ = ["apply_activation", "sigmoid", "gelu", "erf", "erfc", "ACTIVATIONS"]
+__all__ = ["activate_inplace", "apply_activation", "sigmoid", "gelu", "erf", "erfc", "ACTIVATIONS"]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -158,3 +158,14 @@ def apply_activation(x: np.ndarray, activation: str, alpha: float = 0.0, beta: f
     x = np.asarray(x)
     with np.errstate(all="ignore"):
         return np.asarray(fn(x, alpha, beta), dtype=x.dtype)
+
+
+def activate_inplace(y: np.ndarray, activation: str, alpha: float = 0.0, beta: float = 0.0
+                     ) -> np.ndarray:
+    """``apply_activation`` for a fresh array the caller owns: relu and clip overwrite ``y``
+    instead of allocating a second output (the same maths)."""
+    if activation == "relu":
+        return np.maximum(y, y.dtype.type(0), out=y)
+    if activation == "clip":
+        return np.clip(y, y.dtype.type(alpha), y.dtype.type(beta), out=y)
+    return apply_activation(y, activation, alpha, beta)

@@ -21,7 +21,7 @@ from functools import reduce
 import numpy as np
 
 from fc.errors import ExecutionError
-from fc.np_ops.activation import ACTIVATIONS, apply_activation, erf, gelu, sigmoid
+from fc.np_ops.activation import ACTIVATIONS, activate_inplace, apply_activation, erf, gelu, sigmoid
 from fc.np_ops.registry import kernel
 
 __all__: list[str] = []
@@ -169,7 +169,7 @@ def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: floa
     a, b = np.asarray(a), np.asarray(b)
     with np.errstate(all="ignore"):
         y = _out(np.add(a, b), a.dtype)
-    return apply_activation(y, activation, act_alpha, act_beta)
+    return activate_inplace(y, activation, act_alpha, act_beta)
 
 
 # -- variadic ---------------------------------------------------------------------------
