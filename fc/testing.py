@@ -140,3 +140,16 @@ def assert_same_outputs(before: Any, after: Any, feeds: dict[str, np.ndarray], *
     assert list(got) == list(ref), f"outputs {list(got)} != {list(ref)}"
     for name in ref:
         check_close(got[name], ref[name], op=op, what=name)
+
+
+def apply_pass(pass_: Any, build: Any, *, count: int, remaining: list[str]) -> tuple[Any, Any]:
+    """Pass tests' common start: build the graph twice, run ``pass_`` on the second copy,
+    check its rewrite count and the op types left, verify it; return (before, after)."""
+    from fc.ir.verify import verify
+
+    before, after = build(), build()
+    result = pass_(after)
+    assert (result.count, result.modified) == (count, count > 0), result
+    assert [n.op_type for n in after] == remaining
+    verify(after)
+    return before, after

@@ -12,7 +12,7 @@ import torch
 import fc.np_ops as npo
 from fc.ir import Graph, verify
 from fc.passes.cse import MergeCommonSubexpressions
-from fc.testing import assert_same_outputs, check_close
+from fc.testing import apply_pass, assert_same_outputs, check_close
 
 RNG = np.random.default_rng(0)
 Builder = Callable[[], Graph]
@@ -100,12 +100,7 @@ CASES = [
 
 @pytest.mark.parametrize("build, count, remaining", CASES)
 def test_merge_common_subexpressions(build: Builder, count: int, remaining: list[str]):
-    before, after = build(), build()
-    result = MergeCommonSubexpressions()(after)
-    assert (result.count, result.modified) == (count, count > 0)
-    assert [n.op_type for n in after] == remaining
-    verify(after)
-    assert [v.name for v in after.outputs] == [v.name for v in before.outputs]
+    before, after = apply_pass(MergeCommonSubexpressions(), build, count=count, remaining=remaining)
     feeds = _feeds(before)
     assert_same_outputs(before, after, feeds)
 

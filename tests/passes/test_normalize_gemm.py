@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: N812
 import fc.np_ops as npo
 from fc.ir import Graph, verify
 from fc.passes.normalize_gemm import NormalizeGemmInput
-from fc.testing import assert_same_outputs, check_close
+from fc.testing import apply_pass, assert_same_outputs, check_close
 
 RNG = np.random.default_rng(0)
 Builder = Callable[[], Graph]
@@ -85,14 +85,9 @@ CASES = [
 
 @pytest.mark.parametrize("build, count, remaining", CASES)
 def test_normalize_gemm_input(build: Builder, count: int, remaining: list[str]):
-    before, after = build(), build()
-    result = NormalizeGemmInput()(after)
-    assert (result.count, result.modified) == (count, count > 0)
-    assert [n.op_type for n in after] == remaining
+    before, after = apply_pass(NormalizeGemmInput(), build, count=count, remaining=remaining)
     if count and remaining[0] == "Flatten":
         assert after.nodes[0].attrs == {"axis": 1}
-    verify(after)
-    assert [v.name for v in after.outputs] == [v.name for v in before.outputs]
     feeds = _feeds(before)
     assert_same_outputs(before, after, feeds, op="Gemm")
 
