@@ -153,3 +153,22 @@ def apply_pass(pass_: Any, build: Any, *, count: int, remaining: list[str]) -> t
     assert [n.op_type for n in after] == remaining
     verify(after)
     return before, after
+
+
+def assert_refused(rule: Any, graph: Any, reason: str, *, at: str | None = None,
+                   single: bool = True) -> None:
+    """A fusion ``rule`` leaves ``graph`` exactly as it was and gives ``reason`` (at node
+    ``at``, when named; as its only refusal, when ``single``)."""
+    from fc.ir.verify import verify
+    from fc.passes.infra import FusionPass
+
+    before = [(n.op_type, dict(n.attrs)) for n in graph]
+    p = FusionPass(rule)
+    assert p(graph).count == 0
+    assert [(n.op_type, dict(n.attrs)) for n in graph] == before
+    if single:
+        assert len(p.refusals) == 1, p.refusals
+    refusals = dict(p.refusals)
+    found = refusals[at] if at is not None else p.refusals[0][1]
+    assert reason in found, p.refusals
+    verify(graph)
