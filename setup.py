@@ -5,22 +5,29 @@ Every top-level directory is one subpackage of the single ``fc`` namespace
 ``package_dir`` so that ``pip install .`` and ``pip install -e .`` agree.
 """
 
+from pathlib import Path
+
 from setuptools import setup
 
-_SUBPACKAGES = {
-    "fc": "fc",
-    "fc.ir": "ir",
-    "fc.ir.schemas": "ir/schemas",
-    "fc.frontend": "frontend",
-    "fc.frontend.onnx": "frontend/onnx",
-    "fc.frontend.mxnet": "frontend/mxnet",
-    "fc.frontend.mxnet.zoo": "frontend/mxnet/zoo",
-    "fc.frontend.torch": "frontend/torch",
-    "fc.passes": "passes",
-    "fc.np_ops": "np_ops",
-    "fc.reconstruct": "reconstruct",
-    "fc.quant": "quant",
-}
+# Every directory with an __init__.py under these roots is a package: ``ir/schemas`` ->
+# ``fc.ir.schemas``. Listing them by walking the tree keeps new subpackages from being
+# forgotten here (a missing entry installs fine in editable mode and breaks a wheel).
+_ROOTS = ("fc", "ir", "frontend", "passes", "np_ops", "reconstruct", "quant", "zoo")
+_HERE = Path(__file__).parent
+
+
+def _subpackages() -> dict[str, str]:
+    out = {}
+    for root in _ROOTS:
+        for init in sorted((_HERE / root).rglob("__init__.py")):
+            rel = init.parent.relative_to(_HERE).as_posix()
+            parts = rel.split("/")
+            name = ".".join(["fc", *(parts[1:] if parts[0] == "fc" else parts)])
+            out[name] = rel
+    return out
+
+
+_SUBPACKAGES = _subpackages()
 
 # numpy is pinned to 1.26.x: tensorflow-cpu 2.21 needs >= 1.26 and mxnet 1.9.1 needs < 2
 # (DEVELOPERS.md explains the np.bool alias fc restores before importing mxnet).

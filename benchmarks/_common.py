@@ -328,7 +328,7 @@ def export_resnet50_onnx(path: str | os.PathLike, *, seed: int = 0, keep_bn: boo
 
     import torch
 
-    from fc.frontend.torch.zoo import resnet50
+    from fc.zoo.torch import resnet50
 
     model = resnet50(seed)
     path = Path(path)

@@ -225,7 +225,7 @@ def part_b(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def export_zoo_child(name: str, prefix: str, seed: int) -> str:
-    from fc.frontend.mxnet.zoo import export_model
+    from fc.zoo.mxnet import export_model
 
     return export_model(name, prefix, seed=seed)[0]
 
@@ -235,7 +235,7 @@ def export_zoo_child(name: str, prefix: str, seed: int) -> str:
 #: and export the net, and that is mxnet's work, not fc's.
 FCC_DRIVER = REPORT_PEAK_RSS + """
 import sys, time
-import fc.frontend.mxnet.zoo as zoo
+import fc.zoo.mxnet as zoo
 _export = zoo.export_model
 def _timed(*args, **kwargs):
     from fc.frontend.mxnet._mx import import_mxnet

@@ -78,7 +78,7 @@ def build_engine(name: str, onnx_path: str, batch: int, seed: int) -> Engine:
     if name == "torch eager":
         import torch
 
-        from fc.frontend.torch.zoo import resnet50
+        from fc.zoo.torch import resnet50
 
         model = resnet50(seed)
 

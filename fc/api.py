@@ -26,7 +26,6 @@ from fc.ir.core import Graph
 __all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model",
            "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
 
-FRAMEWORKS = ("onnx", "mxnet")
 RECONSTRUCT_PREFIX = "IR_for_reconstruct"
 FUSED_PREFIX = "IR_fused_for_CModel"
 
@@ -42,24 +41,39 @@ class Imported:
     seconds: float = 0.0
 
 
+def _import_onnx(model: str | os.PathLike, *, input_shapes: InputShapes,
+                 params: str | os.PathLike | None, seed: int) -> Imported:
+    from fc.frontend.onnx import import_onnx
+
+    if params is not None:
+        raise FcError("--params is not used with onnx models (weights are inside the .onnx)")
+    return Imported(import_onnx(model, input_shapes=input_shapes))
+
+
+def _import_mxnet(model: str | os.PathLike, *, input_shapes: InputShapes,
+                  params: str | os.PathLike | None, seed: int) -> Imported:
+    from fc.frontend.mxnet import load_mxnet
+
+    graph, notes = load_mxnet(str(model), params=params, seed=seed, input_shapes=input_shapes)
+    return Imported(graph, list(notes))
+
+
+#: framework name -> importer (a file or zoo name -> ``Imported``); one line per frontend.
+_IMPORTERS = {
+    "onnx": _import_onnx,
+    "mxnet": _import_mxnet,
+}
+FRAMEWORKS = tuple(_IMPORTERS)
+
+
 def import_model(framework: str, model: str | os.PathLike, *, input_shapes: InputShapes = None,
                  params: str | os.PathLike | None = None, seed: int = 0) -> Imported:
-    """The IR "for reconstruct" of ``model`` (a file, or a zoo name for mxnet)."""
+    """The IR "for reconstruct" of ``model`` (a file, or a zoo name)."""
     start = time.perf_counter()
-    framework = framework.lower()
-    if framework == "onnx":
-        from fc.frontend.onnx import import_onnx
-
-        if params is not None:
-            raise FcError("--params is not used with onnx models (weights are inside the .onnx)")
-        imported = Imported(import_onnx(model, input_shapes=input_shapes))
-    elif framework == "mxnet":
-        from fc.frontend.mxnet import load_mxnet
-
-        graph, notes = load_mxnet(str(model), params=params, seed=seed, input_shapes=input_shapes)
-        imported = Imported(graph, list(notes))
-    else:
+    importer = _IMPORTERS.get(framework.lower())
+    if importer is None:
         raise FcError(f"unknown framework {framework!r}; fc imports {', '.join(FRAMEWORKS)}")
+    imported = importer(model, input_shapes=input_shapes, params=params, seed=seed)
     imported.seconds = time.perf_counter() - start
     return imported
 

@@ -5,7 +5,7 @@ Every way in ends in the same JSON-to-IR code (:func:`convert_symbol`):
 * ``load_mxnet("PREFIX-symbol.json")``: the files (params default to the highest-numbered
   ``PREFIX-NNNN.params`` beside the symbol), read with ``json`` and fc's own ``.params``
   reader; mxnet is *not* imported;
-* ``load_mxnet("resnet50v1b")``: a zoo model (``fc.frontend.mxnet.zoo``) is built with
+* ``load_mxnet("resnet50v1b")``: a zoo model (``fc.zoo.mxnet``) is built with
   seeded random weights, or real ones from ``params``, exported into a temporary directory,
   and *those files* are imported as above;
 * ``import_gluon(block, shapes)`` / ``import_symbol(sym, arg, aux, shapes)``: live mxnet
@@ -221,7 +221,7 @@ def _gluon_shapes(input_shapes: Any) -> list[tuple[int, ...]]:
 
 def _load_zoo(model: str, *, params: str | os.PathLike | None, seed: int,
               input_shapes: InputShapes) -> tuple[Graph, list[str]]:
-    from fc.frontend.mxnet import zoo
+    import fc.zoo.mxnet as zoo
 
     canonical = zoo.canonical_name(model)
     shapes = input_shapes if input_shapes is not None else zoo.input_shape(canonical)
@@ -268,7 +268,7 @@ def _export_with_params(canonical: str, prefix: str, params: str | os.PathLike, 
     as ``layer1.0.conv1.weight``), which gluon's ``load_parameters`` maps onto the block.
     Every name and shape is checked against the architecture first.
     """
-    from fc.frontend.mxnet import zoo
+    import fc.zoo.mxnet as zoo
 
     path = os.fspath(params)
     stored = load_params(path)

@@ -1,1 +1,1 @@
-"""PyTorch frontend: architectures fc defines itself (no torchvision)."""
+"""PyTorch frontend (torch.export -> fc IR)."""

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import fc.zoo.mxnet as zoo
 from fc.errors import ImportError_, UnsupportedOpsError
-from fc.frontend.mxnet import import_gluon, import_symbol, load_mxnet, supported_ops, zoo
+from fc.frontend.mxnet import import_gluon, import_symbol, load_mxnet, supported_ops
 from fc.frontend.mxnet._mx import import_mxnet
 from fc.frontend.mxnet.params import save_params
 from fc.frontend.mxnet.registry import converter

@@ -1,4 +1,4 @@
-"""Tests of fc.frontend.mxnet.zoo: names, seeded random models, GluonCV names, export."""
+"""Tests of fc.zoo.mxnet: names, seeded random models, GluonCV names, export."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+import fc.zoo.mxnet as zoo
 from fc.errors import ImportError_
-from fc.frontend.mxnet import zoo
 from fc.frontend.mxnet._mx import import_mxnet
 
 mx = import_mxnet()
@@ -94,7 +94,7 @@ def test_input_shape(name: str, shape: tuple[int, ...]) -> None:
 
 
 def test_import_does_not_import_mxnet() -> None:
-    code = "import sys, fc.frontend.mxnet.zoo; assert 'mxnet' not in sys.modules"
+    code = "import sys, fc.zoo.mxnet; assert 'mxnet' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

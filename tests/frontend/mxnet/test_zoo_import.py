@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 import fc.ir as ir
-from fc.frontend.mxnet import load_mxnet, zoo
+import fc.zoo.mxnet as zoo
+from fc.frontend.mxnet import load_mxnet
 from fc.frontend.mxnet._mx import import_mxnet
 from fc.ir.clone import clone
 from fc.ir.serialize import paths_for

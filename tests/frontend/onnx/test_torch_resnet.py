@@ -1,4 +1,4 @@
-"""ResNets of ``fc.frontend.torch.zoo`` exported with torch.onnx (the TorchScript exporter,
+"""ResNets of ``fc.zoo.torch`` exported with torch.onnx (the TorchScript exporter,
 ``dynamo=False``: the dynamo one needs onnxscript) with a dynamic batch axis, imported by fc
 and compared with onnxruntime and with the torch module itself, at the imported batch (1)
 and at another batch (3) to check that the IR is batch-independent."""
@@ -16,8 +16,8 @@ import torch
 
 import fc.ir
 import fc.np_ops
+import fc.zoo.torch as zoo
 from fc.frontend.onnx import import_onnx
-from fc.frontend.torch import zoo
 from fc.testing import MODEL_REL_L2, check_close
 
 # id -> (constructor, opset, training mode): PRESERVE on an eval-mode model keeps the

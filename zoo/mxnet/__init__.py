@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 
 from fc.errors import ImportError_
-
-from .._mx import import_mxnet
+from fc.frontend.mxnet._mx import import_mxnet
 
 __all__ = [
     "MODEL_NAMES",
