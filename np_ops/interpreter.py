@@ -4,20 +4,38 @@
 (unless ``intermediate=True``, which returns every tensor, for per-layer reports). A kernel
 failure is re-raised as ``ExecutionError`` naming the node and op. The graph's stored shapes
 are not used, so a graph compiled at batch 1 runs at any batch size.
+
+Two hooks, in the shape of torch.fx's ``Interpreter`` and the ONNX reference evaluator's
+``new_ops``, let quantization and per-layer tools reuse the executor without forking it:
+
+- ``overrides={"Conv": fake_quant_conv}`` replaces kernels by op type for one run (same
+  calling convention as kernels: tensors positional, complete attributes keyword-only);
+  the global table (``fc.np_ops.registry.KERNELS``) is untouched.
+- ``observer(node, outputs)`` is called after each node with that node's outputs, as they
+  are produced. Dead tensors are still freed, so calibration over many images streams: an
+  observer that keeps statistics, not arrays, holds one layer's tensors at a time. Arrays
+  passed to the observer are shared with the run and must not be mutated.
+
+Subclass ``Interpreter`` and override ``run_node`` for anything else (torch.fx style).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from fc.errors import ExecutionError, FcError
-from fc.ir.core import Graph
-from fc.np_ops.registry import get_kernel
+from fc.ir.core import Graph, Node
+from fc.ir.registry import check_signature
+from fc.ir.schema import has_schema
+from fc.np_ops.registry import Kernel, get_kernel
 
-__all__ = ["run"]
+__all__ = ["Interpreter", "Observer", "run"]
+
+Observer = Callable[[Node, tuple[np.ndarray, ...]], None]
 
 
 def _check_inputs(graph: Graph, inputs: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
@@ -43,46 +61,114 @@ def _check_inputs(graph: Graph, inputs: Mapping[str, Any] | np.ndarray) -> dict[
     return env
 
 
-def run(graph: Graph, inputs: Mapping[str, Any] | np.ndarray, *, intermediate: bool = False
-        ) -> dict[str, np.ndarray]:
-    """Execute ``graph``; return its outputs by name (every tensor with ``intermediate``)."""
-    env: dict[str, np.ndarray] = _check_inputs(graph, inputs)
-    for name, v in graph.initializers.items():
-        env[name] = v.const
-    # Remaining-use counts, so a tensor is dropped right after its last consumer ran.
-    keep = {v.name for v in graph.outputs}
-    remaining: dict[str, int] = {}
-    if not intermediate:
-        for node in graph:
-            for v in node.inputs:
-                if v is not None:
-                    remaining[v.name] = remaining.get(v.name, 0) + 1
-
-    for node in graph:
-        args = [None if v is None else env[v.name] for v in node.inputs]
-        while args and args[-1] is None:
-            args.pop()
+def _check_overrides(overrides: Mapping[str, Kernel] | None) -> dict[str, Kernel]:
+    """Overrides follow the kernels' convention; checked up front so that a typo in an op
+    name or a keyword fails before a long calibration run, not silently or at its end.
+    Callables without an inspectable signature (numpy ufuncs) are checked for the op only."""
+    table = dict(overrides or {})
+    for op, fn in table.items():
+        if not callable(fn):
+            raise ExecutionError(f"override for {op!r} is not callable: {fn!r}")
+        if not has_schema(op):
+            raise ExecutionError(f"override for {op!r}, which has no schema (fc.ir.schemas)")
         try:
-            result = get_kernel(node.op_type)(*args, **node.attrs)
-        except FcError as e:
-            raise ExecutionError(f"node {node.name!r} ({node.op_type}): {e}") from e
-        except Exception as e:  # a numpy error inside a kernel: name the node
-            shapes = [None if a is None else list(np.shape(a)) for a in args]
-            raise ExecutionError(f"node {node.name!r} ({node.op_type}) failed on inputs {shapes}: "
-                                 f"{type(e).__name__}: {e}") from e
-        results = result if isinstance(result, list | tuple) else (result,)
-        if len(results) != len(node.outputs):
-            raise ExecutionError(f"node {node.name!r} ({node.op_type}): kernel returned "
-                                 f"{len(results)} outputs, node has {len(node.outputs)}")
-        for v, r in zip(node.outputs, results):
-            env[v.name] = r
+            inspect.signature(fn)
+        except (TypeError, ValueError):
+            continue
+        try:
+            check_signature("kernel override", op, fn)
+        except ValueError as e:
+            raise ExecutionError(str(e)) from None
+    return table
+
+
+class Interpreter:
+    """Runs a graph with numpy kernels; ``run_node`` is the one place a node is executed.
+
+    ``overrides`` and ``observer`` are those of ``fc.np_ops.run``. The graph is read at each
+    ``run``, so one interpreter can run many batches (of any batch size).
+    """
+
+    def __init__(self, graph: Graph, *, overrides: Mapping[str, Kernel] | None = None,
+                 observer: Observer | None = None):
+        self.graph = graph
+        self.overrides = _check_overrides(overrides)
+        self.observer = observer
+
+    def kernel_for(self, node: Node) -> Kernel:
+        """The function that runs ``node``: its override for this interpreter, else the
+        registered kernel."""
+        fn = self.overrides.get(node.op_type)
+        return fn if fn is not None else get_kernel(node.op_type)
+
+    def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
+        """Execute one node on its input arrays (trailing absent optionals dropped, inner ones
+        None); return its outputs as a tuple. Errors are wrapped by ``run`` to name the node."""
+        result = self.kernel_for(node)(*args, **node.attrs)
+        return tuple(result) if isinstance(result, list | tuple) else (result,)
+
+    def run(self, inputs: Mapping[str, Any] | np.ndarray, intermediate: bool = False
+            ) -> dict[str, np.ndarray]:
+        """Execute the graph; return its outputs by name (every tensor, weights included, with
+        ``intermediate``)."""
+        graph = self.graph
+        env: dict[str, np.ndarray] = _check_inputs(graph, inputs)
+        for name, v in graph.initializers.items():
+            env[name] = v.const
+        # Remaining-use counts, so a tensor is dropped right after its last consumer ran
+        # (and an output nobody reads right after its producer and the observer).
+        keep = {v.name for v in graph.outputs}
+        remaining: dict[str, int] = {}
         if not intermediate:
-            for v in node.inputs:
-                if v is None or v.const is not None:
-                    continue
-                remaining[v.name] -= 1
-                if remaining[v.name] == 0 and v.name not in keep:
-                    del env[v.name]
-    if intermediate:
-        return env
-    return {v.name: env[v.name] for v in graph.outputs}
+            for node in graph:
+                for v in node.inputs:
+                    if v is not None:
+                        remaining[v.name] = remaining.get(v.name, 0) + 1
+
+        for node in graph:
+            args = [None if v is None else env[v.name] for v in node.inputs]
+            while args and args[-1] is None:
+                args.pop()
+            try:
+                results = self.run_node(node, args)
+            except FcError as e:
+                raise ExecutionError(f"node {node.name!r} ({node.op_type}): {e}") from e
+            except Exception as e:  # a numpy error inside a kernel: name the node
+                shapes = [None if a is None else list(np.shape(a)) for a in args]
+                raise ExecutionError(f"node {node.name!r} ({node.op_type}) failed on inputs "
+                                     f"{shapes}: {type(e).__name__}: {e}") from e
+            del args  # the loop variable would keep the inputs alive past their last use
+            if len(results) != len(node.outputs):
+                raise ExecutionError(f"node {node.name!r} ({node.op_type}): kernel returned "
+                                     f"{len(results)} outputs, node has {len(node.outputs)}")
+            for v, r in zip(node.outputs, results):
+                env[v.name] = r
+            if not intermediate:
+                for v in node.inputs:
+                    if v is None or v.const is not None:
+                        continue
+                    remaining[v.name] -= 1
+                    if remaining[v.name] == 0 and v.name not in keep:
+                        del env[v.name]
+            if self.observer is not None:
+                self.observer(node, results)
+            if not intermediate:
+                for v in node.outputs:
+                    if v.name not in remaining and v.name not in keep:
+                        env.pop(v.name, None)
+            del results
+        if intermediate:
+            return env
+        return {v.name: env[v.name] for v in graph.outputs}
+
+
+def run(graph: Graph, inputs: Mapping[str, Any] | np.ndarray, *, intermediate: bool = False,
+        overrides: Mapping[str, Kernel] | None = None, observer: Observer | None = None
+        ) -> dict[str, np.ndarray]:
+    """Execute ``graph``; return its outputs by name (every tensor with ``intermediate``).
+
+    ``overrides`` maps op types to kernels used instead of the registered ones in this run
+    only; ``observer(node, outputs)`` is called after each node, while dead tensors are
+    still freed (see the module docstring)."""
+    return Interpreter(graph, overrides=overrides, observer=observer).run(
+        inputs, intermediate=intermediate)

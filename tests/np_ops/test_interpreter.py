@@ -1,0 +1,240 @@
+"""The executor's hooks: per-run kernel overrides, observers that stream (dead tensors freed
+while observing), ``Interpreter.run_node``, errors naming the node, batch sizes other than
+the compiled one. Model outputs are compared with torch."""
+
+from __future__ import annotations
+
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fc.np_ops
+from fc.errors import ExecutionError
+from fc.ir import Graph
+from fc.np_ops import Interpreter, get_kernel
+from fc.testing import check_close
+
+T = torch.from_numpy
+
+
+def small_graph(batch: int = 1) -> Graph:
+    """Conv(pad 1) -> Relu -> MaxPool 2x2 -> Flatten -> Gemm, (batch, 3, 8, 8) input."""
+    rng = np.random.default_rng(0)
+    g = Graph("small")
+    x = g.add_input("x", (batch, 3, 8, 8))
+    w = g.add_const("conv_w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    b = g.add_const("conv_b", rng.standard_normal(4).astype(np.float32))
+    fw = g.add_const("fc_w", rng.standard_normal((10, 64)).astype(np.float32))
+    fb = g.add_const("fc_b", rng.standard_normal(10).astype(np.float32))
+    y = g.add_node("Conv", [x, w, b], {"pads": (1, 1, 1, 1)}, name="conv").output
+    y = g.add_node("Relu", [y], name="relu").output
+    y = g.add_node("MaxPool", [y], {"kernel_shape": (2, 2), "strides": (2, 2)}, name="pool").output
+    y = g.add_node("Flatten", [y], name="flatten").output
+    y = g.add_node("Gemm", [y, fw, fb], {"transB": 1}, name="fc").output
+    g.outputs.append(y)
+    return g
+
+
+def torch_small(g: Graph, x: np.ndarray, act=F.relu) -> np.ndarray:
+    c = {k: T(v.const) for k, v in g.initializers.items()}
+    y = act(F.conv2d(T(x), c["conv_w"], c["conv_b"], padding=1))
+    y = F.max_pool2d(y, 2).flatten(1)
+    return F.linear(y, c["fc_w"], c["fc_b"]).numpy()
+
+
+def chain_graph(n: int, shape: tuple[int, ...]) -> Graph:
+    """n elementwise nodes in a row (Neg, Relu alternating): each output is dead once the
+    next node ran, so a streaming run holds O(1) tensors and intermediate=True holds n."""
+    g = Graph("chain")
+    y = g.add_input("x", shape)
+    for i in range(n):
+        y = g.add_node("Neg" if i % 2 == 0 else "Relu", [y], name=f"n{i}").output
+    g.outputs.append(y)
+    return g
+
+
+def _x(batch: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 3, 8, 8)).astype(np.float32)
+
+
+# -- overrides ------------------------------------------------------------------------------
+
+def test_override_applies_to_one_run_only():
+    g, x = small_graph(), _x(1)
+    builtin = get_kernel("Relu")
+
+    def leaky(x):  # a Relu replaced by a leaky one, for this run
+        return np.where(x > 0, x, np.float32(0.1) * x)
+
+    out = fc.np_ops.run(g, x, overrides={"Relu": leaky})
+    check_close(out[g.outputs[0].name], torch_small(g, x, lambda y: F.leaky_relu(y, 0.1)),
+                op="Gemm")
+    assert get_kernel("Relu") is builtin
+    out = fc.np_ops.run(g, x)  # the next run uses the registered kernel again
+    check_close(out[g.outputs[0].name], torch_small(g, x), op="Gemm")
+
+
+def test_override_receives_complete_attributes():
+    g, x = small_graph(), _x(1)
+    seen = {}
+
+    def conv(x, w, b=None, **attrs):
+        seen.update(attrs)
+        return get_kernel("Conv")(x, w, b, **attrs)
+
+    out = fc.np_ops.run(g, x, overrides={"Conv": conv})
+    check_close(out[g.outputs[0].name], torch_small(g, x), op="Gemm")
+    assert seen["pads"] == (1, 1, 1, 1) and seen["group"] == 1 and seen["activation"] == ""
+
+
+@pytest.mark.parametrize("overrides, match", [
+    pytest.param({"NoSuchOp": lambda x: x}, "override for 'NoSuchOp', which has no schema", id="unknown_op"),
+    pytest.param({"LeakyRelu": lambda x, *, slope: x}, r"unknown \['slope'\]", id="bad_keyword"),
+    pytest.param({"Relu": 3}, "not callable", id="not_callable"),
+])
+def test_bad_override_raises_before_running(overrides, match):
+    with pytest.raises(ExecutionError, match=match):
+        fc.np_ops.run(small_graph(), _x(1), overrides=overrides)
+
+
+def test_run_node_subclass():
+    """torch.fx style: run() goes through run_node, which a subclass can wrap."""
+    g, x = small_graph(), _x(2)
+
+    class ZeroConv(Interpreter):
+        def __init__(self, graph):
+            super().__init__(graph)
+            self.ran: list[str] = []
+
+        def run_node(self, node, args):
+            self.ran.append(node.name)
+            outs = super().run_node(node, args)
+            return tuple(np.zeros_like(o) for o in outs) if node.op_type == "Conv" else outs
+
+    interp = ZeroConv(g)
+    out = interp.run(x)[g.outputs[0].name]
+    assert interp.ran == [n.name for n in g]
+    zero = np.zeros((2, 64), np.float32)
+    fb = g.initializers["fc_b"].const
+    check_close(out, F.linear(T(zero), T(g.initializers["fc_w"].const), T(fb)).numpy())
+
+
+# -- observers ------------------------------------------------------------------------------
+
+def test_observer_sees_every_node_in_order_with_its_outputs():
+    g, x = small_graph(), _x(2)
+    seen: list[tuple[str, tuple[np.ndarray, ...]]] = []
+    out = fc.np_ops.run(g, x, observer=lambda node, outs: seen.append((node.name, outs)))
+    assert [name for name, _ in seen] == [n.name for n in g]
+    everything = fc.np_ops.run(g, x, intermediate=True)
+    for node, (_, outs) in zip(g, seen):
+        assert isinstance(outs, tuple) and len(outs) == len(node.outputs)
+        for v, arr in zip(node.outputs, outs):
+            np.testing.assert_array_equal(arr, everything[v.name], err_msg=node.name)
+    check_close(out[g.outputs[0].name], torch_small(g, x), op="Gemm")
+    assert seen[-1][1][0] is out[g.outputs[0].name]
+
+
+def test_observer_with_overrides_sees_overridden_outputs():
+    g, x = small_graph(), _x(1)
+    seen = {}
+    fc.np_ops.run(g, x, overrides={"Relu": np.abs},
+                  observer=lambda node, outs: seen.setdefault(node.name, outs[0]))
+    np.testing.assert_array_equal(seen["relu"], np.abs(seen["conv"]))
+
+
+N_CHAIN, CHAIN_SHAPE = 16, (1, 4, 128, 128)  # 256 KiB per tensor
+TENSOR_BYTES = int(np.prod(CHAIN_SHAPE)) * 4
+
+
+def _held_while_observing(intermediate: bool) -> tuple[int, int]:
+    """(peak number of chain tensors alive at an observer call, peak traced bytes)."""
+    g = chain_graph(N_CHAIN, CHAIN_SHAPE)
+    x = np.random.default_rng(0).standard_normal(CHAIN_SHAPE).astype(np.float32)
+    refs: list[weakref.ref] = []
+    peak_alive = 0
+
+    def observer(node, outs):
+        nonlocal peak_alive
+        refs.append(weakref.ref(outs[0]))
+        peak_alive = max(peak_alive, sum(r() is not None for r in refs))
+        float(outs[0].max())  # a statistic, as a calibration observer keeps
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = fc.np_ops.run(g, x, observer=observer, intermediate=intermediate)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert len(refs) == N_CHAIN
+    del result
+    return peak_alive, peak
+
+
+def test_observer_streams_dead_tensors_freed():
+    alive, peak = _held_while_observing(intermediate=False)
+    # At each call only the node's output: its input, dead now, was freed before the call.
+    assert alive == 1, alive
+    assert peak < 4 * TENSOR_BYTES, peak / TENSOR_BYTES
+    # The measurement can see hoarding: intermediate=True holds the whole chain.
+    alive_all, peak_all = _held_while_observing(intermediate=True)
+    assert alive_all == N_CHAIN
+    assert peak_all > (N_CHAIN - 1) * TENSOR_BYTES
+
+
+def test_unused_output_freed_after_observer():
+    """An output no node reads (Split's second half here) is dropped after the observer."""
+    g = Graph("split")
+    x = g.add_input("x", (1, 4, 8, 8))
+    a, b = g.add_node("Split", [x], {"axis": 1, "split": (2, 2)}, name="split",
+                      num_outputs=2).outputs
+    y = g.add_node("Relu", [a], name="relu").output
+    g.outputs.append(y)
+    refs = {}
+    fc.np_ops.run(g, np.ones((1, 4, 8, 8), np.float32),
+                  observer=lambda node, outs: refs.setdefault(node.name, [weakref.ref(o)
+                                                                          for o in outs]))
+    assert refs["split"][1]() is None
+
+
+# -- errors and batch -----------------------------------------------------------------------
+
+def test_kernel_error_names_the_node():
+    g = Graph("bad")
+    x = g.add_input("x", (1, 3, 4, 4))
+    y = g.add_node("Reshape", [x], {"shape": (1, 48)}, name="fixed_reshape").output
+    g.outputs.append(y)
+    with pytest.raises(ExecutionError, match=r"node 'fixed_reshape' \(Reshape\)"):
+        fc.np_ops.run(g, np.ones((2, 3, 4, 4), np.float32))
+
+
+def test_override_error_names_the_node():
+    def broken(x):
+        raise ValueError("boom")
+
+    with pytest.raises(ExecutionError, match=r"node 'relu' \(Relu\) failed on inputs "
+                                             r"\[\[1, 4, 8, 8\]\]: ValueError: boom"):
+        fc.np_ops.run(small_graph(), _x(1), overrides={"Relu": broken})
+
+
+def test_wrong_number_of_outputs_names_the_node():
+    with pytest.raises(ExecutionError, match=r"node 'relu' \(Relu\): kernel returned 2 outputs"):
+        fc.np_ops.run(small_graph(), _x(1), overrides={"Relu": lambda x: (x, x)})
+
+
+@pytest.mark.parametrize("batch", [pytest.param(3, id="batch3"), pytest.param(8, id="batch8")])
+def test_batch_other_than_compiled(batch):
+    g, x = small_graph(batch=1), _x(batch)
+    shapes = {}
+    interp = Interpreter(g, observer=lambda node, outs: shapes.setdefault(node.name,
+                                                                          outs[0].shape))
+    out = interp.run(x)[g.outputs[0].name]
+    check_close(out, torch_small(g, x), op="Gemm")
+    assert shapes["conv"] == (batch, 4, 8, 8) and shapes["flatten"] == (batch, 64)
+    # The same interpreter runs the compiled batch afterwards.
+    check_close(interp.run(x[:1])[g.outputs[0].name], torch_small(g, x[:1]), op="Gemm")
