@@ -14,6 +14,7 @@ __all__ = [
     "UnsupportedOpsError",
     "ExecutionError",
     "PassError",
+    "ReconstructError",
 ]
 
 
@@ -54,3 +55,7 @@ class ExecutionError(FcError):
 
 class PassError(FcError):
     """A compiler pass produced or met an invalid graph."""
+
+
+class ReconstructError(FcError):
+    """An IR that a reconstructor (torch, TF) cannot rebuild, or a failed rebuild."""

@@ -6,8 +6,7 @@ import argparse
 
 import numpy as np
 
-from fc.commands._io import load_npy, summary
-from fc.errors import FcError
+from fc.commands._io import load_inputs, summary
 
 __all__ = ["add_parser", "run_command"]
 
@@ -28,18 +27,7 @@ def run_command(args: argparse.Namespace) -> int:
     from fc.np_ops import run
 
     graph = ir.load(args.graph, args.params)
-    inputs: dict[str, np.ndarray] = {}
-    if args.input_npy:
-        if len(graph.inputs) != 1:
-            raise FcError(f"{args.graph}: graph has {len(graph.inputs)} inputs; use --input NAME=FILE.npy")
-        inputs[graph.inputs[0].name] = load_npy(args.input_npy, "input")
-    for spec in args.input or []:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise FcError(f"--input {spec!r}: expected NAME=FILE.npy")
-        inputs[name] = load_npy(path, f"input {name!r}")
-    if not inputs:
-        raise FcError("no input given: use --input_npy FILE.npy or --input NAME=FILE.npy")
+    inputs = load_inputs(graph, args.graph, args.input_npy, args.input)
     outputs = run(graph, inputs)
     for name, arr in outputs.items():
         print(summary(name, arr))
