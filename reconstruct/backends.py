@@ -22,7 +22,7 @@ import numpy as np
 
 from fc.errors import FcError
 from fc.ir.core import Graph
-from fc.reconstruct.compare import DEFAULT_TOL, Report, compare_layers, compare_outputs
+from fc.reconstruct.compare import DEFAULT_TOL, LayerObserver, Report, compare_outputs
 
 __all__ = ["Reconstruction", "BACKENDS", "get_backend", "check"]
 
@@ -88,20 +88,17 @@ def check(backend: str, graph: Graph, inputs: Mapping[str, np.ndarray], *,
     t = time.perf_counter()
     got = rec.run(inputs)
     seconds["run"] = time.perf_counter() - t
-    golden = None
+    layers = None
+    observer = LayerObserver(rec.intermediates(inputs)) if per_layer else None
     if reference is None or per_layer:
         t = time.perf_counter()
-        golden = run(graph, inputs, intermediate=per_layer)
+        golden = run(graph, inputs, observer=observer)
         seconds["golden"] = time.perf_counter() - t
-    if reference is None:
-        assert golden is not None
-        reference = {v.name: golden[v.name] for v in graph.outputs}
-        reference_name = "golden executor"
+        if reference is None:
+            reference, reference_name = golden, "golden executor"
     outputs = compare_outputs(got, reference)
-    layers = None
-    if per_layer:
-        assert golden is not None
-        layers = compare_layers(graph, rec.intermediates(inputs), golden)
+    if observer is not None:
+        layers = observer.layers
     report = Report(backend, graph.name, tol, outputs, reference=reference_name or "reference",
                     layers=layers, seconds=seconds)
     written: list[Path] = []

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from fc.errors import FcError
-from fc.ir.core import Graph
+from fc.ir.core import Graph, Node
 from fc.testing import cosine, max_abs, rel_l2
 
 __all__ = ["DEFAULT_TOL", "Distance", "LayerDistance", "Report", "distance", "compare_outputs",
-           "compare_layers"]
+           "compare_layers", "LayerObserver"]
 
 #: the seed's threshold: "if distance > 1e-3, report it"
 DEFAULT_TOL = 1e-3
@@ -92,6 +92,23 @@ def compare_layers(graph: Graph, got: Mapping[str, Any], golden: Mapping[str, An
                 out.append(LayerDistance(**asdict(d), node=node.name, op_type=node.op_type,
                                          provenance=tuple(node.provenance)))
     return out
+
+
+class LayerObserver:
+    """A golden-executor observer (``fc.np_ops.run(..., observer=...)``) that compares each
+    node's outputs with ``got`` as the executor produces them, so the golden intermediates
+    are never all held at once. The distances collect in ``layers``, in graph order."""
+
+    def __init__(self, got: Mapping[str, Any]):
+        self.got = got
+        self.layers: list[LayerDistance] = []
+
+    def __call__(self, node: Node, outputs: tuple[np.ndarray, ...]) -> None:
+        for v, arr in zip(node.outputs, outputs):
+            if v.name in self.got:
+                d = distance(v.name, self.got[v.name], arr)
+                self.layers.append(LayerDistance(**asdict(d), node=node.name, op_type=node.op_type,
+                                                 provenance=tuple(node.provenance)))
 
 
 @dataclass
