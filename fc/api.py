@@ -22,6 +22,7 @@ from pathlib import Path
 from fc.errors import FcError
 from fc.ir import save
 from fc.ir.core import Graph
+from fc.spelling import option
 
 __all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model",
            "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
@@ -46,7 +47,8 @@ def _import_onnx(model: str | os.PathLike, *, input_shapes: InputShapes,
     from fc.frontend.onnx import import_onnx
 
     if params is not None:
-        raise FcError("--params is not used with onnx models (weights are inside the .onnx)")
+        raise FcError(f"{option('params')} is not used with onnx models (weights are inside "
+                      "the .onnx)")
     return Imported(import_onnx(model, input_shapes=input_shapes))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from fc import __version__
 from fc.commands import COMMANDS
 from fc.errors import FcError
+from fc.spelling import cli_spelling
 
 __all__ = ["main", "build_parser"]
 
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(name)s: %(message)s")
     try:
-        return args.func(args)
+        with cli_spelling():  # errors name --input-shape, not input_shapes=
+            return args.func(args)
     except FcError as e:
         if args.debug:
             raise

@@ -1,42 +1,58 @@
 """What every importer's converters share: one source-framework node being translated.
 
-A converter reads its inputs as fc ``Value``s or, where fc needs the numbers at import, as
-constant arrays; it emits fc nodes carrying the source node's name as provenance; and it
-reports problems as one-line ``ImportError_``s naming the file and the node. Each framework's
+A converter reads its tensor inputs as fc ``Value``s or, where fc needs the numbers at
+import, as constant arrays (``ctx.value(i)``, ``ctx.const(i)``); its attributes and literal
+arguments through the typed reader ``ctx.attrs`` (``fc.frontend.attrs``); it emits fc nodes
+carrying the source node's name as provenance (``ctx.add_node``); and it reports problems as
+one-line ``ImportError_``s naming the file and the node (``ctx.error``). Each framework's
 context subclasses this with how its nodes name their inputs and outputs.
+
+A context made with ``checking=True`` serves the up-front run of the converters' checks
+(``fc.frontend.registry``): inputs not produced yet are unknown (``known_shape(i)`` and
+``known_const(i)`` return ``None``) and nothing can be emitted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
 from fc.errors import FcError, ImportError_
+from fc.frontend.attrs import AttrReader
 from fc.ir.core import Graph, Node, Value
 
 __all__ = ["ConvertContextBase"]
 
 
 class ConvertContextBase:
-    """Inputs, constants and node emission for one source node (``name``) into ``graph``.
+    """Inputs, attributes, constants and node emission for one source node (``name``, of
+    source op ``op``) into ``graph``.
 
-    Subclasses provide ``where`` (file and node, for errors), ``num_inputs``,
-    ``input_name(i)``, ``_lookup(i)`` (the environment entry of a present input),
-    ``_weight_key(i)`` (a cache key and a weight name for constant input ``i``),
+    Subclasses set ``self.attrs`` (an ``AttrReader``) and provide ``where`` (file and node,
+    for errors), ``num_inputs``, ``input_name(i)``, ``_lookup(i)`` (the environment entry of
+    a present input, ``None`` if no earlier node produced it), ``_missing(i)`` (the error for
+    that), ``_weight_key(i)`` (a cache key and a weight name for constant input ``i``),
     ``_final_names(num_outputs, node_name)`` and ``_helper_name(suffix)``.
     """
 
     #: what a constant input must be, in the error for a computed one
     CONST_KIND = "a constant"
+    #: the node's attributes / literal arguments, set by the subclass
+    attrs: AttrReader
 
-    def __init__(self, *, name: str, graph: Graph, consts: dict[Hashable, Value], source: str):
+    def __init__(self, *, name: str, op: str, graph: Graph | None,
+                 consts: dict[Hashable, Value], source: str, checking: bool = False):
         #: the source node's name: the provenance and (made unique) the fc node name
         self.name = name
-        self.graph = graph
+        #: the source op (``"Conv"``, ``"Convolution"``, ``"aten.convolution.default"``)
+        self.op = op
+        self.graph = graph  # type: ignore[assignment]
         self._consts = consts
         self._source = source
+        #: an up-front check: unknown inputs are allowed, emitting is not
+        self.checking = checking
 
     # -- to be provided by the framework -------------------------------------------------
     @property
@@ -50,8 +66,11 @@ class ConvertContextBase:
     def input_name(self, i: int) -> str:
         raise NotImplementedError
 
-    def _lookup(self, i: int) -> Value | np.ndarray:
+    def _lookup(self, i: int) -> Value | np.ndarray | None:
         raise NotImplementedError
+
+    def _missing(self, i: int) -> ImportError_:
+        return self.error(f"input {i} {self.input_name(i)!r} is not produced by any earlier node")
 
     def _weight_key(self, i: int) -> tuple[Hashable, str]:
         raise NotImplementedError
@@ -74,7 +93,35 @@ class ConvertContextBase:
     def _entry(self, i: int) -> Value | np.ndarray:
         if not self.has_input(i):
             raise self.error(f"input {i} is missing (the node has {self.num_inputs} inputs)")
-        return self._lookup(i)
+        entry = self._lookup(i)
+        if entry is None:
+            raise self._missing(i)
+        return entry
+
+    # -- what an up-front check may ask -----------------------------------------------------
+    def _known(self, i: int) -> Value | np.ndarray | None:
+        return self._lookup(i) if self.has_input(i) else None
+
+    def known_shape(self, i: int) -> tuple[int, ...] | None:
+        """Input ``i``'s shape if it is known now (always, outside an up-front check)."""
+        entry = self._known(i)
+        return None if entry is None or entry.shape is None else tuple(entry.shape)
+
+    def known_rank(self, i: int) -> int | None:
+        shape = self.known_shape(i)
+        return None if shape is None else len(shape)
+
+    def known_const(self, i: int) -> np.ndarray | None:
+        """Input ``i``'s array if it is a constant known now, else ``None``."""
+        entry = self._known(i)
+        if isinstance(entry, np.ndarray):
+            return entry
+        return entry.const if entry is not None and entry.is_const else None
+
+    def _emitting(self) -> None:
+        if self.checking:
+            raise RuntimeError(f"{self.where}: a converter check must not emit nodes or "
+                               "weights (it returns a reason or None)")
 
     def is_const(self, i: int) -> bool:
         if not self.has_input(i):
@@ -106,6 +153,7 @@ class ConvertContextBase:
         entry = self._entry(i)
         if isinstance(entry, Value):
             return entry
+        self._emitting()
         key, name = self._weight_key(i)
         v = self._consts.get(key)
         if v is None:
@@ -115,6 +163,7 @@ class ConvertContextBase:
 
     def const_value(self, array: Any, name: str) -> Value:
         """A new weight made by a converter (e.g. a reshaped slope), named ``name``."""
+        self._emitting()
         return self.graph.add_const(name, np.asarray(array))
 
     def shape(self, i: int) -> tuple[int, ...]:
@@ -149,6 +198,7 @@ class ConvertContextBase:
         (``final=False``) are named ``<name>_<suffix>``. Schema errors come back as one line
         naming the file and the node.
         """
+        self._emitting()
         node_name = self.name if final and not suffix else self._helper_name(suffix)
         outputs = None
         if final:
@@ -163,3 +213,20 @@ class ConvertContextBase:
             raise
         except FcError as e:  # the schema's message already names the fc node
             raise ImportError_(f"{self._source}: {e}") from None
+
+    # -- running a converter ------------------------------------------------------------------
+    def run(self, fn: Callable[[Any], Any]) -> list[Value | None]:
+        """Call converter ``fn`` on this node: one fc value (or ``None``) per source output.
+
+        An ``FcError`` that does not yet name the file is re-raised naming the file and this
+        node, so every conversion failure is one line saying where.
+        """
+        try:
+            result = fn(self)
+        except FcError as e:
+            text = str(e)
+            if isinstance(e, ImportError_) and text.startswith(self._source):
+                raise
+            where = self._source if text.startswith("node ") else self.where
+            raise ImportError_(f"{where}: {text}") from None
+        return [result] if isinstance(result, Value) else list(result)

@@ -2,7 +2,7 @@
 (fc ``Value``s or parameter arrays) and a way to emit fc nodes.
 
 MXNet stores every operator attribute as a string (``"(3, 3)"``, ``"True"``, ``"None"``,
-``"1e-05"``); :class:`Attrs` parses them on request, with the default the converter states
+``"1e-05"``); :class:`MxAttrs` parses them on request, with the default the converter states
 (MXNet's documented default for that operator), and reports a malformed value as one line
 naming the file, the node and the attribute.
 
@@ -21,9 +21,10 @@ import numpy as np
 
 from fc.errors import ImportError_
 from fc.frontend._context import ConvertContextBase
+from fc.frontend.attrs import AttrReader, WrongType, show
 from fc.ir.core import Graph, Value
 
-__all__ = ["Attrs", "ConvertContext", "MxNode", "Env", "parse_bool", "parse_tuple"]
+__all__ = ["MxAttrs", "ConvertContext", "MxNode", "Env", "parse_bool", "parse_tuple"]
 
 Env = dict[tuple[int, int], "Value | np.ndarray"]
 
@@ -70,62 +71,71 @@ def _as_int(v: int | float | None, text: str) -> int:
     raise ValueError(f"not an integer: {text!r}")
 
 
-class Attrs:
-    """Typed, defaulted access to one node's string attributes."""
+class MxAttrs(AttrReader):
+    """Typed, defaulted access to one MXNet node's string attributes (``fc.frontend.attrs``):
+    each getter parses the string on request."""
 
     def __init__(self, raw: Mapping[str, str], where: str):
+        super().__init__(where)
         self.raw = {str(k): str(v) for k, v in raw.items()}
-        self.where = where
 
-    def _bad(self, name: str, kind: str) -> ImportError_:
-        return ImportError_(f"{self.where}: attribute {name!r}={self.raw[name]!r} is not {kind}")
-
-    def has(self, name: str) -> bool:
+    def _present(self, name: str) -> bool:
         """Present and not ``"None"`` (MXNet writes unset optional fields as ``None``)."""
         return name in self.raw and self.raw[name].strip() != "None"
 
-    def str(self, name: str, default: str | None = None) -> str | None:
-        return self.raw[name].strip() if self.has(name) else default
+    def names(self) -> list[str]:
+        return [k for k in self.raw if self._present(k)]
 
-    def int(self, name: str, default: int | None = None) -> int | None:
-        if not self.has(name):
-            return default
+    def _wrong(self, name: str) -> WrongType:
+        return WrongType(show(self.raw[name]))
+
+    def _as_str(self, name: str) -> str:
+        return self.raw[name].strip()
+
+    def _as_int(self, name: str) -> int:
         try:
             return _as_int(_number(self.raw[name]), self.raw[name])
         except ValueError:
-            raise self._bad(name, "an integer") from None
+            raise self._wrong(name) from None
 
-    def float(self, name: str, default: float | None = None) -> float | None:
-        if not self.has(name):
-            return default
+    def _as_float(self, name: str) -> float:
         try:
             return float(self.raw[name].strip())
         except ValueError:
-            raise self._bad(name, "a number") from None
+            raise self._wrong(name) from None
 
-    def bool(self, name: str, default: bool | None = None) -> bool | None:
-        if not self.has(name):
-            return default
+    def _as_bool(self, name: str) -> bool:
         try:
             return parse_bool(self.raw[name])
         except ValueError:
-            raise self._bad(name, "a bool (True/False)") from None
+            raise self._wrong(name) from None
 
-    def opt_ints(self, name: str, default: Sequence[int | None] = ()) -> tuple[int | None, ...]:
+    def _as_opt_ints(self, name: str) -> tuple[int | None, ...]:
         """A tuple whose items may be ``None`` (``slice``'s ``begin=(None, 2)``)."""
-        if not self.has(name):
-            return tuple(default)
         text = self.raw[name]
         try:
             return tuple(None if v is None else _as_int(v, text) for v in parse_tuple(text))
         except ValueError:
-            raise self._bad(name, "a tuple of integers") from None
+            raise self._wrong(name) from None
 
-    def ints(self, name: str, default: Sequence[int] = ()) -> tuple[int, ...]:
-        values = self.opt_ints(name, default)
+    def _as_floats(self, name: str) -> tuple[float, ...]:
+        text = self.raw[name]
+        try:
+            values = parse_tuple(text)
+        except ValueError:
+            raise self._wrong(name) from None
         if any(v is None for v in values):
-            raise self._bad(name, "a tuple of integers (without None)")
-        return tuple(int(v) for v in values)  # type: ignore[arg-type]
+            raise self._wrong(name)
+        return tuple(float(v) for v in values)  # type: ignore[arg-type]
+
+    def _as_strs(self, name: str) -> tuple[str, ...]:
+        t = self.raw[name].strip()
+        if t[:1] in "([" and t[-1:] in ")]":
+            t = t[1:-1]
+        return tuple(s.strip().strip("'\"") for s in t.split(",") if s.strip())
+
+    def _as_tensor(self, name: str) -> np.ndarray:
+        raise WrongType(f"text {show(self.raw[name])} (MXNet attributes hold no tensors)")
 
 
 @dataclass
@@ -148,14 +158,14 @@ class ConvertContext(ConvertContextBase):
 
     CONST_KIND = "a parameter from the params file"
 
-    def __init__(self, node: MxNode, *, nodes: Sequence[MxNode], graph: Graph, env: Env,
-                 consts: dict[int, Value], source: str):
-        super().__init__(name=node.name, graph=graph, consts=consts, source=source)
+    def __init__(self, node: MxNode, *, nodes: Sequence[MxNode], graph: Graph | None, env: Env,
+                 consts: dict[int, Value], source: str, checking: bool = False):
+        super().__init__(name=node.name, op=node.op, graph=graph, consts=consts, source=source,
+                         checking=checking)
         self.node = node
-        self.op = node.op
         self._nodes = nodes
         self._env = env
-        self.attrs = Attrs(node.attrs, self.where)
+        self.attrs = MxAttrs(node.attrs, self.where)
 
     @property
     def where(self) -> str:
@@ -172,14 +182,14 @@ class ConvertContext(ConvertContextBase):
         producer = self._nodes[nid]
         return producer.name if idx == 0 else f"{producer.name}_output{idx}"
 
-    def _lookup(self, i: int) -> Value | np.ndarray:
+    def _lookup(self, i: int) -> Value | np.ndarray | None:
+        return self._env.get(self.node.inputs[i])
+
+    def _missing(self, i: int) -> ImportError_:
         nid, idx = self.node.inputs[i]
-        try:
-            return self._env[(nid, idx)]
-        except KeyError:
-            producer = self._nodes[nid]
-            raise self.error(f"input {i} is output {idx} of node {producer.name!r} "
-                             f"({producer.op}), which fc does not produce") from None
+        producer = self._nodes[nid]
+        return self.error(f"input {i} is output {idx} of node {producer.name!r} "
+                          f"({producer.op}), which fc does not produce")
 
     def _weight_key(self, i: int) -> tuple[int, str]:
         """Parameters are cached per variable node and named after it."""

@@ -15,8 +15,10 @@ Steps of the conversion, in order:
 
 1. parse and check the JSON structure (``nodes``, ``heads``; attributes under ``attrs``, or
    the legacy ``param``/``attr``), inputs referring only to earlier nodes;
-2. check every operator (and attribute variant) has a converter *before* converting, so an
-   unsupported symbol reports all of them at once (``UnsupportedOpsError``);
+2. check every operator has a converter and run the converters' checks (attribute variants)
+   *before* converting, and again with the real shapes while converting (a refused node and
+   the nodes depending on it are not converted), so an unsupported symbol reports all of its
+   refusals at once (``UnsupportedOpsError``);
 3. variables: found in the params -> weights; feeding only a training label
    (``SoftmaxOutput``'s second input) -> dropped; otherwise graph inputs, with shapes from
    ``input_shapes``, else the variable's ``__shape__``, else ``(1, 3, 224, 224)`` for an input
@@ -39,12 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from fc.errors import FcError, ImportError_, UnsupportedOpsError
-from fc.frontend.mxnet.context import Attrs, ConvertContext, Env, MxNode
+from fc.errors import FcError, ImportError_
+from fc.frontend.mxnet.context import ConvertContext, Env, MxAttrs, MxNode
 from fc.frontend.mxnet.params import load_params, split_arg_aux
 from fc.frontend.mxnet.registry import find_converter
+from fc.frontend.registry import Refusals
 from fc.ir.core import Graph, Value
 from fc.ir.verify import verify
+from fc.spelling import input_shape_hint, named_shapes_hint, option
 
 __all__ = [
     "DEFAULT_INPUT_SHAPE",
@@ -183,7 +187,7 @@ def default_params_path(symbol_path: str | os.PathLike) -> Path:
                 found.append((int(m.group(1)), f))
     if not found:
         raise ImportError_(f"{path}: no {prefix.name}-NNNN.params file in directory "
-                           f"'{directory}'; pass the weights with params=FILE (--params)")
+                           f"'{directory}'; pass the weights with {option('params', 'FILE')}")
     return max(found)[1]
 
 
@@ -231,7 +235,7 @@ def _load_zoo(model: str, *, params: str | os.PathLike | None, seed: int,
         if params is None:
             sym_path, params_path = zoo.export_model(canonical, prefix, seed=seed)
             note = (f"weights: seeded random (seed {seed}) — no pretrained weights; "
-                    "pass --params FILE for real ones")
+                    f"pass {option('params', 'FILE')} for real ones")
         else:
             sym_path, params_path = _export_with_params(canonical, prefix, params, seed)
             note = f"weights: {os.fspath(params)}"
@@ -375,13 +379,22 @@ class _Importer:
         self.env: Env = {}
         self.consts: dict[int, Value] = {}
         self.notes: list[str] = []
+        self.refusals = Refusals("mxnet", source)
+        # indices of refused nodes and of the nodes depending on them: never converted
+        self.poisoned: set[int] = set()
 
     def run(self) -> tuple[Graph, list[str]]:
         self._check_supported()
-        self._add_variables()
-        for node in self.nodes:
-            if not node.is_variable:
-                self._convert(node)
+        try:
+            self._add_variables()
+            for node in self.nodes:
+                if not node.is_variable:
+                    self._convert(node)
+        except FcError as e:
+            if self.refusals:  # what fc refuses is the first thing to fix
+                raise self.refusals.error() from e
+            raise
+        self.refusals.raise_if_any()
         self._add_outputs()
         try:
             verify(self.graph)
@@ -391,19 +404,19 @@ class _Importer:
 
     # -- support check --------------------------------------------------------------------
     def _check_supported(self) -> None:
-        unsupported: dict[str, list[str]] = {}
+        """Record every node without a converter or refused by its converter's check, with
+        the parameters as the only known inputs."""
+        known: Env = {(n.index, 0): self.params[n.name] for n in self.nodes
+                      if n.is_variable and n.name in self.params}
         for node in self.nodes:
-            if node.is_variable:
-                continue
-            conv = find_converter(node.op)
-            if conv is None:
-                unsupported.setdefault(node.op, []).append(node.name)
-            elif conv.unsupported is not None:
-                reason = conv.unsupported(Attrs(node.attrs, self._where(node)))
-                if reason:
-                    unsupported.setdefault(f"{node.op}({reason})", []).append(node.name)
-        if unsupported:
-            raise UnsupportedOpsError("mxnet", self.source, unsupported)
+            if not node.is_variable:
+                self.refusals.judge(node.name, node.op, find_converter(node.op),
+                                    self._ctx(node, known, checking=True), key=node.index)
+
+    def _ctx(self, node: MxNode, env: Env, checking: bool = False) -> ConvertContext:
+        return ConvertContext(node, nodes=self.nodes, graph=None if checking else self.graph,
+                              env=env, consts=self.consts, source=self.source,
+                              checking=checking)
 
     def _where(self, node: MxNode) -> str:
         return f"{self.source}: node {node.name!r} ({node.op})"
@@ -415,7 +428,8 @@ class _Importer:
         for node in self.nodes:
             if node.is_variable:
                 continue
-            labels = find_converter(node.op).label_inputs
+            conv = find_converter(node.op)
+            labels = conv.meta["label_inputs"] if conv is not None else ()
             for pos, (nid, _) in enumerate(node.inputs):
                 (label_uses if pos in labels else data_uses).add(nid)
         inputs: list[MxNode] = []
@@ -442,7 +456,7 @@ class _Importer:
 
     def _param(self, node: MxNode) -> np.ndarray:
         array = self.params[node.name]
-        declared = Attrs(node.attrs, self._where(node)).ints("__shape__") \
+        declared = MxAttrs(node.attrs, self._where(node)).ints("__shape__") \
             if "__shape__" in node.attrs else ()
         known = declared and all(d > 0 for d in declared)
         if known and tuple(declared) != array.shape:
@@ -452,7 +466,7 @@ class _Importer:
         return array
 
     def _var_dtype(self, node: MxNode) -> str:
-        flag = Attrs(node.attrs, self._where(node)).int("__dtype__", 0)
+        flag = MxAttrs(node.attrs, self._where(node)).int("__dtype__", 0)
         if flag not in _MSHADOW_DTYPES:
             raise ImportError_(f"{self._where(node)}: unsupported __dtype__ {flag}")
         return _MSHADOW_DTYPES[flag]
@@ -464,12 +478,13 @@ class _Importer:
         if given is not None and not isinstance(given, Mapping):
             if len(names) != 1:
                 raise ImportError_(f"{self.source}: a bare input shape needs a one-input symbol; "
-                                   f"its inputs are {names}: pass a dict name -> shape")
+                                   f"its inputs are {names}: {named_shapes_hint()}")
             overrides = {names[0]: given}
         elif given is not None:
             unknown = sorted(set(given) - set(names))
             if unknown:
-                raise ImportError_(f"{self.source}: input_shapes names {unknown}, which are not "
+                raise ImportError_(f"{self.source}: {option('input_shapes')} names {unknown}, which "
+                                   "are not "
                                    f"inputs of the symbol {names}")
             overrides = dict(given)
         shapes: dict[str, tuple[int, ...]] = {}
@@ -479,44 +494,43 @@ class _Importer:
                 try:
                     shape = tuple(int(d) for d in overrides[node.name])
                 except (TypeError, ValueError):
-                    raise ImportError_(f"{self.source}: input_shapes[{node.name!r}]="
+                    raise ImportError_(f"{self.source}: {option('input_shapes')}[{node.name!r}]="
                                        f"{overrides[node.name]!r} is not a shape") from None
                 if not shape or any(d <= 0 for d in shape):
-                    raise ImportError_(f"{self.source}: input {node.name!r}: input_shapes "
+                    raise ImportError_(f"{self.source}: input {node.name!r}: {option('input_shapes')} "
                                        f"{list(shape)} must be positive")
                 shapes[node.name] = shape
                 continue
-            declared = Attrs(node.attrs, self._where(node)).ints("__shape__") \
+            declared = MxAttrs(node.attrs, self._where(node)).ints("__shape__") \
                 if "__shape__" in node.attrs else ()
             if declared and all(d > 0 for d in declared):
                 shapes[node.name] = tuple(declared)
             elif node.name == _DEFAULT_INPUT:
                 shapes[node.name] = DEFAULT_INPUT_SHAPE
                 self.notes.append(f"input {node.name!r}: no shape given, assuming "
-                                  f"{DEFAULT_INPUT_SHAPE} (pass input_shapes / --input-shape)")
+                                  f"{DEFAULT_INPUT_SHAPE} (pass {input_shape_hint(node.name)} for another)")
             else:
                 missing.append(node.name)
         if missing:
             raise ImportError_(f"{self.source}: no shape for input(s) {missing}: they are not in "
-                               "the params file; pass input_shapes (--input-shape NAME=...)")
+                               f"the params file; pass {input_shape_hint(missing[0])}")
         return shapes
 
     # -- operators ------------------------------------------------------------------------
     def _convert(self, node: MxNode) -> None:
+        if node.index in self.refusals or any(nid in self.poisoned for nid, _ in node.inputs):
+            # refused up front, or after a refused node: judged with what is known only
+            self.refusals.judge(node.name, node.op, find_converter(node.op),
+                                self._ctx(node, self.env, checking=True), key=node.index)
+            self.poisoned.add(node.index)
+            return
         conv = find_converter(node.op)
-        assert conv is not None  # _check_supported ran
-        ctx = ConvertContext(node, nodes=self.nodes, graph=self.graph, env=self.env,
-                             consts=self.consts, source=self.source)
-        try:
-            result = conv.fn(ctx)
-        except ImportError_ as e:
-            if str(e).startswith(self.source):
-                raise
-            raise ctx.error(str(e)) from None
-        except FcError as e:
-            raise ctx.error(str(e)) from None
-        results = [result] if isinstance(result, Value) else list(result)
-        for k, r in enumerate(results):
+        ctx = self._ctx(node, self.env)
+        if self.refusals.judge(node.name, node.op, conv, ctx, key=node.index):
+            self.poisoned.add(node.index)
+            return
+        assert conv is not None  # judged
+        for k, r in enumerate(ctx.run(conv)):
             if r is not None:
                 self.env[(node.index, k)] = r
 

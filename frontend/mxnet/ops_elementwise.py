@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fc.frontend.mxnet.context import Attrs, ConvertContext
+from fc.frontend.mxnet.context import ConvertContext
 from fc.frontend.mxnet.registry import converter
 from fc.ir.core import Value
 from fc.ir.schema import FLT_MAX
@@ -29,12 +29,13 @@ _SELU_LAMBDA = 1.0507009873554804934193349852946
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
 
-def _activation_unsupported(a: Attrs) -> str | None:
+def _activation_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     act = a.str("act_type", "")
     return None if act in _ACTIVATIONS else f"act_type={act}"
 
 
-@converter("Activation", unsupported=_activation_unsupported)
+@converter("Activation", check=_activation_check)
 def activation(ctx: ConvertContext) -> Value:
     # softrelu (log(1 + exp(x)), with mxnet's x > 20 shortcut), softsign, log_sigmoid and mish
     # have no fc op: they are reported as unsupported before conversion starts
@@ -44,12 +45,13 @@ def activation(ctx: ConvertContext) -> Value:
 _LEAKY_TYPES = ("leaky", "prelu", "elu", "selu", "gelu", "rrelu")
 
 
-def _leaky_unsupported(a: Attrs) -> str | None:
+def _leaky_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     act = a.str("act_type", "leaky")
     return None if act in _LEAKY_TYPES else f"act_type={act}"
 
 
-@converter("LeakyReLU", unsupported=_leaky_unsupported)
+@converter("LeakyReLU", check=_leaky_check)
 def leaky_relu(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     act = a.str("act_type", "leaky")
@@ -112,12 +114,13 @@ def hard_sigmoid(ctx: ConvertContext) -> Value:
         "alpha": a.float("alpha", 0.2), "beta": a.float("beta", 0.5)}).output
 
 
-def _dropout_unsupported(a: Attrs) -> str | None:
+def _dropout_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     mode = a.str("mode", "training")
     return None if mode == "training" else f"mode={mode}"
 
 
-@converter("Dropout", unsupported=_dropout_unsupported)
+@converter("Dropout", check=_dropout_check)
 def dropout(ctx: ConvertContext) -> list[Value | None]:
     # mode='training' (the default) is the identity at inference; 'always' drops at
     # inference too (random), which fc cannot reproduce
@@ -129,8 +132,6 @@ def dropout(ctx: ConvertContext) -> list[Value | None]:
 def clip(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     lo, hi = a.float("a_min"), a.float("a_max")
-    if lo is None or hi is None:
-        raise ctx.error("attributes 'a_min' and 'a_max' are required")
     lo, hi = max(lo, -FLT_MAX), min(hi, FLT_MAX)
     return ctx.add_node("Clip", [ctx.value(0)], {"min": lo, "max": hi}).output
 
@@ -200,8 +201,6 @@ _RSCALAR = {
 def _scalar_op(op: str, reverse: bool) -> Callable[[ConvertContext], Value]:
     def convert(ctx: ConvertContext) -> Value:
         scalar = ctx.attrs.float("scalar")
-        if scalar is None:
-            raise ctx.error("attribute 'scalar' is required")
         x = ctx.value(0)
         s = ctx.scalar(scalar, x.dtype)
         return ctx.add_node(op, [s, x] if reverse else [x, s]).output

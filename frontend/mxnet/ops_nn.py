@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from fc.frontend.mxnet.context import Attrs, ConvertContext
+from fc.frontend.mxnet.context import ConvertContext, MxAttrs
 from fc.frontend.mxnet.registry import converter
 from fc.ir.core import Value
 from fc.ir.schema import FLT_MAX
@@ -38,7 +38,7 @@ from fc.ir.schemas._rules import pool_out
 
 __all__: list[str] = []
 
-def _spatial_unsupported(kind: str, attrs: Attrs, default_layout: str = "NCHW") -> str | None:
+def _spatial_unsupported(kind: str, attrs: MxAttrs, default_layout: str = "NCHW") -> str | None:
     kernel = attrs.ints("kernel")
     if len(kernel) != 2:
         return f"{len(kernel)}-D {kind}"
@@ -49,7 +49,7 @@ def _spatial_unsupported(kind: str, attrs: Attrs, default_layout: str = "NCHW") 
 
 
 def _pairs(ctx: ConvertContext, name: str, default: int) -> tuple[int, int]:
-    values = ctx.attrs.ints(name) or (default, default)
+    values = ctx.attrs.ints(name, ()) or (default, default)
     if len(values) != 2:
         raise ctx.error(f"attribute {name!r}={list(values)} needs 2 values (NCHW)")
     return values[0], values[1]
@@ -57,7 +57,7 @@ def _pairs(ctx: ConvertContext, name: str, default: int) -> tuple[int, int]:
 
 # -- convolution ------------------------------------------------------------------------------
 
-@converter("Convolution", unsupported=lambda a: _spatial_unsupported("convolution", a))
+@converter("Convolution", check=lambda ctx: _spatial_unsupported("convolution", ctx.attrs))
 def convolution(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     kernel = a.ints("kernel")
@@ -73,13 +73,13 @@ def convolution(ctx: ConvertContext) -> Value:
         "group": a.int("num_group", 1)}).output
 
 
-@converter("Deconvolution", unsupported=lambda a: _spatial_unsupported("deconvolution", a))
+@converter("Deconvolution", check=lambda ctx: _spatial_unsupported("deconvolution", ctx.attrs))
 def deconvolution(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     kernel = a.ints("kernel")
     stride, dilate = _pairs(ctx, "stride", 1), _pairs(ctx, "dilate", 1)
     pad, adj = _pairs(ctx, "pad", 0), _pairs(ctx, "adj", 0)
-    target = a.ints("target_shape")
+    target = a.ints("target_shape", ())
     if any(target):
         # mxnet's DeconvolutionParam::InferPad: the full output minus the target is split
         # into a symmetric pad, the odd remainder going to adj (extra at the end).
@@ -110,12 +110,13 @@ def deconvolution(ctx: ConvertContext) -> Value:
 
 # -- normalization ----------------------------------------------------------------------------
 
-def _bn_unsupported(a: Attrs) -> str | None:
+def _bn_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     axis = a.int("axis", 1)
     return None if axis in (1, -3) else f"axis={axis}"
 
 
-@converter("BatchNorm", "BatchNorm_v1", unsupported=_bn_unsupported)
+@converter("BatchNorm", "BatchNorm_v1", check=_bn_check)
 def batch_norm(ctx: ConvertContext) -> list[Value | None]:
     a = ctx.attrs
     x = ctx.value(0)
@@ -163,7 +164,8 @@ def lrn(ctx: ConvertContext) -> list[Value | None]:
 
 # -- pooling ----------------------------------------------------------------------------------
 
-def _pool_unsupported(a: Attrs) -> str | None:
+def _pool_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     pool_type = a.str("pool_type", "max")
     if pool_type not in ("max", "avg", "sum"):
         return f"pool_type={pool_type}"
@@ -182,7 +184,7 @@ def _pool_sizes(size: int, k: int, s: int, p: int) -> tuple[int, int]:
     return 1 + span // s, 1 + math.ceil(span / s)
 
 
-@converter("Pooling", unsupported=_pool_unsupported)
+@converter("Pooling", check=_pool_check)
 def pooling(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     pool_type = a.str("pool_type", "max")
@@ -329,12 +331,13 @@ def logistic_regression_output(ctx: ConvertContext) -> Value:
 
 # -- upsampling -------------------------------------------------------------------------------
 
-def _upsampling_unsupported(a: Attrs) -> str | None:
+def _upsampling_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
     sample_type = a.str("sample_type", "nearest")
     return None if sample_type in ("nearest", "bilinear") else f"sample_type={sample_type}"
 
 
-@converter("UpSampling", unsupported=_upsampling_unsupported)
+@converter("UpSampling", check=_upsampling_check)
 def upsampling(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     scale = a.int("scale")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from fc.frontend.mxnet.context import Attrs, ConvertContext
+from fc.frontend.mxnet.context import ConvertContext
 from fc.frontend.mxnet.registry import converter
 from fc.ir.core import Value
 
@@ -102,11 +102,12 @@ def mx_reshape(in_shape: Sequence[int], codes: Sequence[int], reverse: bool = Fa
     return tuple(out), tuple(origin)
 
 
-def _reshape_unsupported(a: Attrs) -> str | None:
-    return "target_shape (deprecated)" if any(a.ints("target_shape")) else None
+def _reshape_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
+    return "target_shape (deprecated)" if any(a.ints("target_shape", ())) else None
 
 
-@converter("Reshape", "reshape", unsupported=_reshape_unsupported)
+@converter("Reshape", "reshape", check=_reshape_check)
 def reshape(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     in_shape = ctx.shape(0)
@@ -127,7 +128,7 @@ def reshape(ctx: ConvertContext) -> Value:
 
 @converter("transpose")
 def transpose(ctx: ConvertContext) -> Value:
-    return ctx.add_node("Transpose", [ctx.value(0)], {"perm": ctx.attrs.ints("axes")}).output
+    return ctx.add_node("Transpose", [ctx.value(0)], {"perm": ctx.attrs.ints("axes", ())}).output
 
 
 @converter("SwapAxis", "swapaxes")
@@ -149,7 +150,7 @@ def expand_dims(ctx: ConvertContext) -> Value:
 
 @converter("squeeze")
 def squeeze(ctx: ConvertContext) -> Value:
-    return ctx.add_node("Squeeze", [ctx.value(0)], {"axes": ctx.attrs.ints("axis")}).output
+    return ctx.add_node("Squeeze", [ctx.value(0)], {"axes": ctx.attrs.ints("axis", ())}).output
 
 
 @converter("Concat", "concat")
@@ -199,7 +200,7 @@ def slice_(ctx: ConvertContext) -> Value:
     a = ctx.attrs
     shape = ctx.shape(0)
     begin, end = a.opt_ints("begin"), a.opt_ints("end")
-    step = a.opt_ints("step") or (None,) * len(begin)
+    step = a.opt_ints("step", ()) or (None,) * len(begin)
     if not (len(begin) == len(end) == len(step)) or len(begin) > len(shape):
         raise ctx.error(f"begin {list(begin)}, end {list(end)}, step {list(step)} do not fit "
                         f"input {list(shape)}")
@@ -218,7 +219,7 @@ def slice_axis(ctx: ConvertContext) -> Value:
         raise ctx.error(f"axis {axis} out of range for rank {len(shape)}")
     axis %= len(shape)
     b = a.int("begin", 0)
-    return _slice_node(ctx, [_mx_slice_bounds(ctx, shape[axis], b, a.int("end"), 1, axis)])
+    return _slice_node(ctx, [_mx_slice_bounds(ctx, shape[axis], b, a.int("end", None), 1, axis)])
 
 
 @converter("SliceChannel", "split")
@@ -264,7 +265,7 @@ def _reduce(op: str) -> Callable[[ConvertContext], Value]:
     def convert(ctx: ConvertContext) -> Value:
         a = ctx.attrs
         rank = ctx.rank(0)
-        axes = a.ints("axis")
+        axes = a.ints("axis", ())
         if any(not -rank <= ax < rank for ax in axes):
             raise ctx.error(f"axis {list(axes)} out of range for rank {rank}")
         axes_n = sorted({ax % rank for ax in axes})

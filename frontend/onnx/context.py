@@ -1,5 +1,6 @@
 """What a converter sees of the import: one ONNX node, its opset, its inputs (fc ``Value``s or
-constant arrays) and a way to emit fc nodes.
+constant arrays), its attributes typed by their ONNX type (``ctx.attrs``) and a way to emit fc
+nodes.
 
 The importer keeps one environment, ONNX tensor name -> ``Value`` (a graph input or an fc node
 output) or ``np.ndarray`` (an initializer or a folded constant). A constant becomes a graph
@@ -10,7 +11,6 @@ graph. Every node a converter emits carries the ONNX node name as its provenance
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,10 @@ from onnx import helper, numpy_helper
 
 from fc.errors import ImportError_
 from fc.frontend._context import ConvertContextBase
+from fc.frontend.attrs import LiteralAttrs
 from fc.ir.core import Graph, Value
 
-__all__ = ["ConvertContext", "onnx_dtype_name", "Env"]
+__all__ = ["ConvertContext", "OnnxAttrs", "onnx_dtype_name", "tensor_to_array", "Env"]
 
 Env = dict[str, "Value | np.ndarray"]
 
@@ -36,17 +37,54 @@ def onnx_dtype_name(elem_type: int, where: str = "") -> str:
         raise ImportError_(f"{where}: ONNX element type {name} has no numpy dtype") from None
 
 
-def _attr_value(attr: onnx.AttributeProto) -> Any:
-    value = helper.get_attribute_value(attr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
-    if isinstance(value, list) and value and isinstance(value[0], bytes):
-        return [v.decode("utf-8") for v in value]
-    if isinstance(value, list) and value and isinstance(value[0], onnx.TensorProto):
-        return [numpy_helper.to_array(v) for v in value]
-    return value
+class OnnxAttrs(LiteralAttrs):
+    """An ONNX node's attributes, typed by their ``AttributeProto`` type: ``ints`` wants
+    INTS, ``int`` INT, ``float`` FLOAT (or INT), ``str`` STRING (UTF-8), ``tensor`` TENSOR
+    (decoded on request, its data checked against its dims)."""
+
+    def __init__(self, node: onnx.NodeProto, where: str):
+        values: dict[str, Any] = {}
+        kinds: dict[str, str] = {}
+        for a in node.attribute:
+            kinds[a.name] = _type_name(a.type)
+            try:  # the proto's field of its declared type (STRING stays bytes until read)
+                values[a.name] = helper.get_attribute_value(a)
+            except Exception:  # an UNDEFINED or unknown type: present, but of no kind
+                values[a.name] = _Undecodable()
+        super().__init__(values, where, kinds=kinds)
+
+    def _as_tensor(self, name: str) -> np.ndarray:
+        value = self.values[name]
+        if not isinstance(value, onnx.TensorProto):
+            raise self._wrong(name)
+        return tensor_to_array(value, f"{self.where}: attribute {name!r}")
+
+    def proto(self, name: str) -> Any:
+        """The decoded proto field as it is (a ``TensorProto`` stays one), ``None`` if
+        absent: for ops that dispatch on which attribute is present (Constant)."""
+        return self.values.get(name)
+
+
+class _Undecodable:
+    def __repr__(self) -> str:
+        return "<undecodable>"
+
+
+def _type_name(t: int) -> str:
+    try:
+        return onnx.AttributeProto.AttributeType.Name(t)
+    except ValueError:
+        return f"type {t}"
+
+
+def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
+    """``numpy_helper.to_array`` with the failures of a malformed tensor as one line."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # too little raw data, an unknown data type, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ImportError_(f"{where}: tensor {t.name!r} cannot be decoded "
+                           f"({type(e).__name__}: {first})") from None
 
 
 class ConvertContext(ConvertContextBase):
@@ -60,37 +98,29 @@ class ConvertContext(ConvertContextBase):
         *,
         name: str,
         opset: int,
-        graph: Graph,
+        graph: Graph | None,
         env: Env,
         consts: dict[str, Value],
         used: set[str],
         source: str,
+        checking: bool = False,
     ):
         # ``name``: the ONNX node name, generated as ``<OpType>_<index>`` for unnamed nodes
-        super().__init__(name=name, graph=graph, consts=consts, source=source)
+        super().__init__(name=name, op=node.op_type, graph=graph, consts=consts, source=source,
+                         checking=checking)
         self.node = node
-        self.op_type = node.op_type
         self.opset = opset
         self._env = env
         self._used = used
-        self._attrs = {a.name: _attr_value(a) for a in node.attribute}
+        self.attrs = OnnxAttrs(node, self.where)
+
+    @property
+    def op_type(self) -> str:
+        return self.op
 
     @property
     def where(self) -> str:
         return f"{self._source}: node {self.name!r} ({self.op_type}, opset {self.opset})"
-
-    # -- attributes -----------------------------------------------------------------------
-    def attr(self, name: str, default: Any = None) -> Any:
-        return self._attrs.get(name, default)
-
-    def has_attr(self, name: str) -> bool:
-        return name in self._attrs
-
-    def ints(self, name: str, default: Sequence[int] | None = None) -> tuple[int, ...] | None:
-        value = self._attrs.get(name)
-        if value is None:
-            return None if default is None else tuple(default)
-        return tuple(int(v) for v in value)
 
     # -- inputs ---------------------------------------------------------------------------
     @property
@@ -104,13 +134,12 @@ class ConvertContext(ConvertContextBase):
     def input_name(self, i: int) -> str:
         return self.node.input[i]
 
-    def _lookup(self, i: int) -> Value | np.ndarray:
-        name = self.node.input[i]
-        try:
-            return self._env[name]
-        except KeyError:
-            raise self.error(f"input {i} {name!r} is not produced by any earlier node, graph "
-                             "input or initializer") from None
+    def _lookup(self, i: int) -> Value | np.ndarray | None:
+        return self._env.get(self.node.input[i])
+
+    def _missing(self, i: int) -> ImportError_:
+        return self.error(f"input {i} {self.node.input[i]!r} is not produced by any earlier "
+                          "node, graph input or initializer")
 
     def _weight_key(self, i: int) -> tuple[str, str]:
         return self.node.input[i], self.node.input[i]
@@ -125,11 +154,12 @@ class ConvertContext(ConvertContextBase):
         return i < len(self.node.output) and self.node.output[i] != "" \
             and self.node.output[i] in self._used
 
-    def require_unused_outputs(self, first: int, why: str) -> None:
-        """Raise if any output from ``first`` on is used (fc has no equivalent for them)."""
-        for i in range(first, len(self.node.output)):
-            if self.output_used(i):
-                raise self.error(f"output {i} {self.node.output[i]!r} is used, but {why}")
+    def outputs_used_reason(self, first: int, what: str) -> str | None:
+        """A check's refusal when an output from ``first`` on is used (fc produces only the
+        ones before it): ``"<what> used"``, else ``None``."""
+        if any(self.output_used(i) for i in range(first, len(self.node.output))):
+            return f"{what} used"
+        return None
 
     def _helper_name(self, suffix: str) -> str:
         return f"{self.name}_{suffix}" if suffix else self.name

@@ -9,11 +9,14 @@ Steps, in order:
    weight as an input too); their shapes are resolved to static ones: ``input_shapes``
    overrides win, an unknown dim 0 (``'N'``, ``0`` or unset) defaults to batch 1 (logged),
    any other unknown dim needs an override;
-3. every node is checked for a converter (or, for nodes that will fold, a folder) *before*
-   anything is converted, so an unsupported model reports all its unsupported ops at once;
+3. every node is checked for a converter (or, for nodes that will fold, a folder) and its
+   converter's check is run *before* anything is converted (``fc.frontend.registry``);
 4. nodes are converted in order: a node whose inputs are all constant (and Shape/Size, whose
    input shape is static) is evaluated at import and becomes a constant, everything else goes
-   through its converter (``registry.py``), which emits fc nodes;
+   through its converter (``registry.py``), which emits fc nodes. Each check runs again with
+   the node's real input shapes; a refused node is not converted, and the nodes after it that
+   depend on it are only checked. So an unsupported model reports every unsupported op and
+   every refused attribute variant at once, in one ``UnsupportedOpsError``;
 5. the graph outputs are the ONNX outputs (a constant output gets an Identity node), and the
    result is verified.
 """
@@ -30,11 +33,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from fc.errors import FcError, ImportError_, UnsupportedOpsError
+from fc.errors import FcError, ImportError_
 from fc.frontend.onnx.context import ConvertContext, Env, onnx_dtype_name
 from fc.frontend.onnx.registry import find_converter, find_folder
+from fc.frontend.registry import Refusals
 from fc.ir.core import Graph, Value
 from fc.ir.verify import verify
+from fc.spelling import input_shape_hint, named_shapes_hint, option
 
 __all__ = ["import_onnx", "MIN_OPSET", "ALWAYS_FOLD"]
 
@@ -128,6 +133,10 @@ class _Importer:
         # names of nodes: the ONNX name, or a deterministic <OpType>_<index>
         self.names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(g.node)]
         self.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
+        self.refusals = Refusals(f"ONNX (opset {self.opset})", source)
+        # outputs of refused nodes (and of the nodes depending on them): never produced
+        self.poisoned: set[str] = set()
+        self._index = 0  # of the node being converted
 
     # -- driver ---------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -139,8 +148,15 @@ class _Importer:
             self.env[t.name] = numpy_helper.to_array(t)
         self._add_inputs([vi for vi in g.input if vi.name not in self.env])
         self._check_supported()
-        for node, name in zip(g.node, self.names):
-            self._convert(node, name)
+        try:
+            for index, (node, name) in enumerate(zip(g.node, self.names)):
+                self._index = index
+                self._convert(node, name)
+        except FcError as e:
+            if self.refusals:  # what fc refuses is the first thing to fix
+                raise self.refusals.error() from e
+            raise
+        self.refusals.raise_if_any()
         self._add_outputs()
         try:
             verify(self.graph)
@@ -159,10 +175,11 @@ class _Importer:
             if vi.name in overrides:
                 shape = tuple(int(d) for d in overrides[vi.name])
                 if dims is not None and len(dims) != len(shape):
-                    raise ImportError_(f"{where}: input_shapes gives rank {len(shape)} "
+                    raise ImportError_(f"{where}: {option('input_shapes')} gives rank {len(shape)} "
                                        f"{list(shape)}, the model declares rank {len(dims)} {dims}")
                 if any(d <= 0 for d in shape):
-                    raise ImportError_(f"{where}: input_shapes {list(shape)} must be positive")
+                    raise ImportError_(f"{where}: {option('input_shapes')} {list(shape)} must be "
+                                       "positive")
             else:
                 shape = self._default_shape(vi.name, dims, where)
             self.env[vi.name] = self.graph.add_input(vi.name, shape, dtype)
@@ -175,46 +192,53 @@ class _Importer:
         if not isinstance(given, Mapping):
             if len(names) != 1:
                 raise ImportError_(f"{self.source}: a bare input shape needs a one-input model; "
-                                   f"inputs are {names}: pass a dict")
+                                   f"inputs are {names}: {named_shapes_hint()}")
             return {names[0]: tuple(given)}
         unknown = sorted(set(given) - set(names))
         if unknown:
-            raise ImportError_(f"{self.source}: input_shapes names {unknown}, which are not "
-                               f"model inputs {names}")
+            raise ImportError_(f"{self.source}: {option('input_shapes')} names {unknown}, which "
+                               f"are not model inputs {names}")
         return dict(given)
 
     def _default_shape(self, name: str, dims: list[Any] | None, where: str) -> tuple[int, ...]:
         if dims is None:
-            raise ImportError_(f"{where} declares no shape; pass input_shapes={{{name!r}: (...)}}")
+            raise ImportError_(f"{where} declares no shape; pass {input_shape_hint(name)}")
         unknown = [(i, d) for i, d in enumerate(dims) if not isinstance(d, int)]
+        batch = dims[0] if dims and isinstance(dims[0], int) else 1  # an unknown one defaults to 1
         late = [(i, d) for i, d in unknown if i != 0]
         if late:
             shown = ", ".join(f"axis {i}={d if d is not None else '?'}" for i, d in late)
             raise ImportError_(f"{where} has unknown dim(s) {shown} in {dims}; pass "
-                               f"input_shapes={{{name!r}: (...)}}")
+                               f"{input_shape_hint(name, [batch, *dims[1:]])}")
         if unknown:
-            log.warning("%s: batch dim %s set to 1 (pass input_shapes to choose another)",
-                        where, "?" if dims[0] is None else repr(dims[0]))
+            log.warning("%s: batch dim %s set to 1 (pass %s to choose another)",
+                        where, "?" if dims[0] is None else repr(dims[0]),
+                        input_shape_hint(name, [batch, *dims[1:]]))
         return tuple(d if isinstance(d, int) else 1 for d in dims)
 
     # -- support check --------------------------------------------------------------------
     def _check_supported(self) -> None:
-        """Find every op fc cannot translate, predicting which nodes fold, before converting."""
+        """Record every node fc refuses, predicting which nodes fold, before converting: no
+        converter (and no folder for a node that folds), or a converter check refusing what
+        the attributes, constants and declared shapes already tell."""
         const = {k for k, v in self.env.items() if isinstance(v, np.ndarray)}
-        unsupported: dict[str, list[str]] = {}
-        for node, name in zip(self.proto.graph.node, self.names):
+        for index, (node, name) in enumerate(zip(self.proto.graph.node, self.names)):
             if node.domain not in _DEFAULT_DOMAINS:
-                unsupported.setdefault(f"{node.domain}.{node.op_type}", []).append(name)
+                self.refusals.add(name, f"{node.domain}.{node.op_type}", key=index)
                 continue
             conv = find_converter(node.op_type, self.opset)
             fold = find_folder(node.op_type, self.opset)
             inputs_const = all(i == "" or i in const for i in node.input)
             if (node.op_type in ALWAYS_FOLD and fold) or (inputs_const and (fold or conv)):
                 const.update(o for o in node.output if o)
-            elif conv is None:
-                unsupported.setdefault(node.op_type, []).append(name)
-        if unsupported:
-            raise UnsupportedOpsError(f"ONNX (opset {self.opset})", self.source, unsupported)
+                if fold:
+                    continue
+            self.refusals.judge(name, node.op_type, conv, self._check_ctx(node, name), key=index)
+
+    def _check_ctx(self, node: onnx.NodeProto, name: str) -> ConvertContext:
+        return ConvertContext(node, name=name, opset=self.opset, graph=None, env=self.env,
+                              consts=self.consts, used=self.used, source=self.source,
+                              checking=True)
 
     # -- nodes ----------------------------------------------------------------------------
     def _ctx(self, node: onnx.NodeProto, name: str, graph: Graph, consts: dict[str, Value]
@@ -227,13 +251,19 @@ class _Importer:
         return isinstance(entry, np.ndarray) or (isinstance(entry, Value) and entry.is_const)
 
     def _convert(self, node: onnx.NodeProto, name: str) -> None:
+        if self._index in self.refusals or any(i in self.poisoned for i in node.input if i):
+            self._skip(node, name)
+            return
         fold = find_folder(node.op_type, self.opset)
         inputs_const = all(i == "" or self._is_const(i) for i in node.input)
+        results: list[Any] | None
         if (node.op_type in ALWAYS_FOLD and fold) or inputs_const:
-            results: list[Any] = self._fold(node, name)
+            results = self._fold(node, name)
         else:
-            ctx = self._ctx(node, name, self.graph, self.consts)
-            results = self._call_converter(ctx)
+            results = self._call_converter(self._ctx(node, name, self.graph, self.consts))
+        if results is None:  # refused by its converter's check
+            self.poisoned.update(o for o in node.output if o)
+            return
         for i, out in enumerate(node.output):
             if not out:
                 continue
@@ -245,20 +275,25 @@ class _Importer:
                 continue
             self.env[out] = r
 
-    def _call_converter(self, ctx: ConvertContext) -> list[Value | None]:
+    def _skip(self, node: onnx.NodeProto, name: str) -> None:
+        """A node after a refused one: judged with what is known, never converted."""
+        if self._index not in self.refusals:
+            conv = find_converter(node.op_type, self.opset)
+            if conv is not None or find_folder(node.op_type, self.opset) is None:
+                self.refusals.judge(name, node.op_type, conv, self._check_ctx(node, name),
+                                    key=self._index)
+        self.poisoned.update(o for o in node.output if o)
+
+    def _call_converter(self, ctx: ConvertContext) -> list[Value | None] | None:
+        """The converter's values for the node, or ``None`` when its check refuses it."""
         conv = find_converter(ctx.op_type, ctx.opset)
         if conv is None:  # only reachable when a folder declined a node it had to fold
             raise ctx.error("no converter, and the node could not be folded")
-        try:
-            result = conv(ctx)
-        except FcError as e:
-            if isinstance(e, ImportError_) and str(e).startswith(self.source):
-                raise
-            where = "" if str(e).startswith("node ") else f"node {ctx.name!r} ({ctx.op_type}): "
-            raise ImportError_(f"{self.source}: {where}{e}") from None
-        return [result] if isinstance(result, Value) else list(result)
+        if self.refusals.judge(ctx.name, ctx.op_type, conv, ctx, key=self._index):
+            return None
+        return ctx.run(conv)
 
-    def _fold(self, node: onnx.NodeProto, name: str) -> list[np.ndarray]:
+    def _fold(self, node: onnx.NodeProto, name: str) -> list[np.ndarray] | None:
         """Evaluate an all-constant node with numpy: its folder, else its converter run on a
         scratch graph through fc's own kernels (so folding has exactly fc's semantics)."""
         fold = find_folder(node.op_type, self.opset)
@@ -276,6 +311,8 @@ class _Importer:
 
         scratch = Graph(f"fold_{name}")
         values = self._call_converter(self._ctx(node, name, scratch, {}))
+        if values is None:
+            return None
         scratch.outputs = list(dict.fromkeys(v for v in values if v is not None and not v.is_const))
         try:
             env = run(scratch, {}) if scratch.outputs else {}

@@ -22,17 +22,18 @@ Arrays = list[np.ndarray] | None
 
 @folder("Constant")
 def constant(ctx: ConvertContext) -> Arrays:
-    if ctx.has_attr("value"):
-        return [ctx.attr("value")]
-    if ctx.has_attr("value_float"):
-        return [np.array(ctx.attr("value_float"), np.float32)]
-    if ctx.has_attr("value_floats"):
-        return [np.array(ctx.attr("value_floats"), np.float32)]
-    if ctx.has_attr("value_int"):
-        return [np.array(ctx.attr("value_int"), np.int64)]
-    if ctx.has_attr("value_ints"):
-        return [np.array(ctx.attr("value_ints"), np.int64)]
-    kinds = sorted(a.name for a in ctx.node.attribute)
+    a = ctx.attrs
+    if a.has("value"):
+        return [a.tensor("value")]
+    if a.has("value_float"):
+        return [np.array(a.float("value_float"), np.float32)]
+    if a.has("value_floats"):
+        return [np.array(a.floats("value_floats"), np.float32)]
+    if a.has("value_int"):
+        return [np.array(a.int("value_int"), np.int64)]
+    if a.has("value_ints"):
+        return [np.array(a.ints("value_ints"), np.int64)]
+    kinds = sorted(a.names())
     raise ctx.error(f"constant kind {kinds} is not supported (fc reads value, value_float(s), "
                     "value_int(s))")
 
@@ -40,15 +41,17 @@ def constant(ctx: ConvertContext) -> Arrays:
 @folder("ConstantOfShape", since=9)
 def constant_of_shape(ctx: ConvertContext) -> Arrays:
     shape = tuple(int(d) for d in ctx.const(0, "shape").reshape(-1))
-    value = ctx.attr("value")
-    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    value = ctx.attrs.tensor("value", None)
+    fill = np.zeros(1, np.float32) if value is None else value.reshape(-1)
+    if fill.size != 1:
+        raise ctx.error(f"attribute 'value' must hold one element, got {fill.size}")
     return [np.full(shape, fill[0], dtype=fill.dtype)]
 
 
 @folder("Shape")
 def shape(ctx: ConvertContext) -> Arrays:
     dims = ctx.shape(0)
-    start, end = ctx.attr("start", 0), ctx.attr("end")
+    start, end = ctx.attrs.int("start", 0), ctx.attrs.int("end", None)
     return [np.array(dims[start:end], np.int64)]
 
 
@@ -59,7 +62,7 @@ def size(ctx: ConvertContext) -> Arrays:
 
 @folder("Cast", since=6)
 def cast(ctx: ConvertContext) -> Arrays:
-    to = onnx_dtype_name(ctx.attr("to"), f"node {ctx.name!r}")
+    to = onnx_dtype_name(ctx.attrs.int("to"), ctx.where)
     return [ctx.const(0).astype(to)]
 
 
@@ -130,7 +133,7 @@ folder("Div", since=7)(_int_binary(_trunc_div))
 @folder("Mod", since=10)
 def mod(ctx: ConvertContext) -> Arrays:
     a, b = ctx.const(0), ctx.const(1)
-    return [np.fmod(a, b) if ctx.attr("fmod", 0) else np.mod(a, b)]
+    return [np.fmod(a, b) if ctx.attrs.int("fmod", 0) else np.mod(a, b)]
 
 
 def _reduce_axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...] | None:
@@ -139,16 +142,16 @@ def _reduce_axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...] | Non
     if ctx.opset >= input_since:
         axes = ctx.const_or_none(1, "axes")
         return None if axes is None or axes.size == 0 else tuple(int(a) for a in axes)
-    return ctx.ints("axes")
+    return ctx.attrs.ints("axes", None)
 
 
 def _reduce(fn, input_since: int):  # type: ignore[no-untyped-def]
     def fold(ctx: ConvertContext) -> Arrays:
         x = ctx.const(0)
         axes = _reduce_axes(ctx, input_since)
-        if axes is None and ctx.attr("noop_with_empty_axes", 0):
+        if axes is None and ctx.attrs.int("noop_with_empty_axes", 0):
             return [x]
-        return [np.asarray(fn(x, axis=axes, keepdims=bool(ctx.attr("keepdims", 1))))
+        return [np.asarray(fn(x, axis=axes, keepdims=bool(ctx.attrs.int("keepdims", 1))))
                 .astype(x.dtype)]
 
     return fold

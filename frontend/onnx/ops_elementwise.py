@@ -34,24 +34,24 @@ for _op, _since in {
 
 @converter("LeakyRelu", since=6)
 def leaky_relu(ctx: ConvertContext) -> Value:
-    return ctx.add_node("LeakyRelu", [ctx.value(0)], {"alpha": ctx.attr("alpha", 0.01)}).output
+    return ctx.add_node("LeakyRelu", [ctx.value(0)], {"alpha": ctx.attrs.float("alpha", 0.01)}).output
 
 
 @converter("Elu", since=6)
 def elu(ctx: ConvertContext) -> Value:
-    return ctx.add_node("Elu", [ctx.value(0)], {"alpha": ctx.attr("alpha", 1.0)}).output
+    return ctx.add_node("Elu", [ctx.value(0)], {"alpha": ctx.attrs.float("alpha", 1.0)}).output
 
 
 @converter("HardSigmoid", since=6)
 def hard_sigmoid(ctx: ConvertContext) -> Value:
-    return ctx.add_node("HardSigmoid", [ctx.value(0)], {"alpha": ctx.attr("alpha", 0.2),
-                                                        "beta": ctx.attr("beta", 0.5)}).output
+    return ctx.add_node("HardSigmoid", [ctx.value(0)], {"alpha": ctx.attrs.float("alpha", 0.2),
+                                                        "beta": ctx.attrs.float("beta", 0.5)}).output
 
 
 @converter("Gelu", since=20)
 def gelu(ctx: ConvertContext) -> Value:
     return ctx.add_node("Gelu", [ctx.value(0)],
-                        {"approximate": ctx.attr("approximate", "none")}).output
+                        {"approximate": ctx.attrs.str("approximate", "none")}).output
 
 
 @converter("PRelu", since=7)
@@ -95,8 +95,8 @@ for _op in ("Sum", "Mean", "Max", "Min"):
 
 @converter("Clip", since=6, until=10)
 def clip_6(ctx: ConvertContext) -> Value:
-    return ctx.add_node("Clip", [ctx.value(0)], {"min": ctx.attr("min", -FLT_MAX),
-                                                 "max": ctx.attr("max", FLT_MAX)}).output
+    return ctx.add_node("Clip", [ctx.value(0)], {"min": ctx.attrs.float("min", -FLT_MAX),
+                                                 "max": ctx.attrs.float("max", FLT_MAX)}).output
 
 
 @converter("Clip", since=11)
@@ -111,25 +111,39 @@ def clip_11(ctx: ConvertContext) -> Value:
     return ctx.add_node("Clip", [ctx.value(0)], bounds).output
 
 
-@converter("Cast", since=6)
+def _cast_to(ctx: ConvertContext) -> str:
+    return onnx_dtype_name(ctx.attrs.int("to"), ctx.where)
+
+
+def _cast_check(ctx: ConvertContext) -> str | None:
+    to = _cast_to(ctx)
+    return None if to in DTYPES else f"to={to}"
+
+
+@converter("Cast", since=6, check=_cast_check)
 def cast(ctx: ConvertContext) -> Value:
-    to = onnx_dtype_name(ctx.attr("to"), f"node {ctx.name!r}")
-    if to not in DTYPES:
-        raise ctx.error(f"cast to {to} is not supported (fc dtypes: {list(DTYPES)})")
+    to = _cast_to(ctx)
     return ctx.add_node("Cast", [ctx.value(0)], {"to": to}).output
 
 
-@converter("Dropout", since=7)
-def dropout(ctx: ConvertContext) -> Value:
-    # Inference only: the mask is never produced; the ratio (an input from opset 12) is kept
-    # as an attribute when it is a constant and dropped otherwise (it has no effect).
-    ctx.require_unused_outputs(1, "fc's Dropout has no mask output (inference only)")
+def _dropout_check(ctx: ConvertContext) -> str | None:
+    # Inference only: the mask is never produced, training mode is refused.
     if ctx.opset >= 12:
-        if ctx.has_input(2) and ctx.is_const(2) and bool(ctx.const(2).reshape(())):
-            raise ctx.error("training_mode=True is not supported (inference only)")
-        ratio = ctx.const(1).reshape(()) if ctx.has_input(1) and ctx.is_const(1) else 0.5
+        training = ctx.known_const(2)
+        if training is not None and training.size == 1 and bool(training.reshape(())):
+            return "training_mode=True"
+    return ctx.outputs_used_reason(1, "mask output")
+
+
+@converter("Dropout", since=7, check=_dropout_check)
+def dropout(ctx: ConvertContext) -> Value:
+    # The ratio (an input from opset 12) is kept as an attribute when it is a constant and
+    # dropped otherwise (it has no effect at inference).
+    if ctx.opset >= 12:
+        ratio_arr = ctx.known_const(1)
+        ratio = 0.5 if ratio_arr is None or ratio_arr.size != 1 else ratio_arr.reshape(())
     else:
-        ratio = ctx.attr("ratio", 0.5)
+        ratio = ctx.attrs.float("ratio", 0.5)
     return ctx.add_node("Dropout", [ctx.value(0)], {"ratio": float(ratio)}).output
 
 
@@ -141,12 +155,12 @@ def _reduce(op: str, input_since: int):  # type: ignore[no-untyped-def]
         if ctx.opset >= input_since:
             arr = ctx.const_or_none(1, "axes")
             axes = () if arr is None else tuple(int(a) for a in arr.reshape(-1))
-            if not axes and ctx.attr("noop_with_empty_axes", 0):
+            if not axes and ctx.attrs.int("noop_with_empty_axes", 0):
                 return ctx.add_node("Identity", [ctx.value(0)]).output
         else:
-            axes = ctx.ints("axes", ())
+            axes = ctx.attrs.ints("axes", ())
         return ctx.add_node(op, [ctx.value(0)], {"axes": axes,
-                                                 "keepdims": ctx.attr("keepdims", 1)}).output
+                                                 "keepdims": ctx.attrs.int("keepdims", 1)}).output
 
     return convert
 

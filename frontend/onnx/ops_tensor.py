@@ -28,7 +28,7 @@ def _ints(arr: np.ndarray) -> tuple[int, ...]:
 def reshape(ctx: ConvertContext) -> Value:
     x = ctx.value(0)
     target = list(_ints(ctx.const(1, "shape")))
-    allowzero = ctx.attr("allowzero", 0)
+    allowzero = ctx.attrs.int("allowzero", 0)
     if not allowzero and target and x.shape and target[0] == x.shape[0]:
         target[0] = 0  # the batch dim: copy it, whatever the batch size
     return ctx.add_node("Reshape", [x], {"shape": tuple(target), "allowzero": allowzero}).output
@@ -36,13 +36,13 @@ def reshape(ctx: ConvertContext) -> Value:
 
 @converter("Transpose", since=1)
 def transpose(ctx: ConvertContext) -> Value:
-    return ctx.add_node("Transpose", [ctx.value(0)], {"perm": ctx.ints("perm", ())}).output
+    return ctx.add_node("Transpose", [ctx.value(0)], {"perm": ctx.attrs.ints("perm", ())}).output
 
 
 @converter("Concat", since=4)
 def concat(ctx: ConvertContext) -> Value:
     inputs = [ctx.value(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
-    return ctx.add_node("Concat", inputs, {"axis": ctx.attr("axis")}).output
+    return ctx.add_node("Concat", inputs, {"axis": ctx.attrs.int("axis")}).output
 
 
 @converter("Split", since=2)
@@ -50,7 +50,7 @@ def split(ctx: ConvertContext) -> list[Value]:
     """Sizes from the ``split`` attribute (before opset 13) or input (from 13); absent, an
     equal split into the number of outputs (opset 18's num_outputs: the last piece smaller)."""
     shape = ctx.shape(0)
-    axis = ctx.attr("axis", 0)
+    axis = ctx.attrs.int("axis", 0)
     if not -len(shape) <= axis < len(shape):
         raise ctx.error(f"axis={axis} out of range for rank {len(shape)}")
     dim = shape[axis]
@@ -58,11 +58,13 @@ def split(ctx: ConvertContext) -> list[Value]:
         arr = ctx.const_or_none(1, "split")
         sizes = None if arr is None else _ints(arr)
     else:
-        sizes = ctx.ints("split")
+        sizes = ctx.attrs.ints("split", None)
     n = ctx.num_outputs
     if sizes is None:
-        if ctx.has_attr("num_outputs"):
-            n = ctx.attr("num_outputs")
+        if ctx.attrs.has("num_outputs"):
+            n = ctx.attrs.int("num_outputs")
+            if n < 1:
+                raise ctx.error(f"num_outputs={n} must be positive")
             chunk = math.ceil(dim / n)
             sizes = (chunk,) * (n - 1) + (dim - chunk * (n - 1),)
         elif dim % n:
@@ -80,7 +82,7 @@ def _axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...]:
     if ctx.opset >= input_since:
         arr = ctx.const_or_none(1, "axes")
         return () if arr is None else _ints(arr)
-    return ctx.ints("axes", ())
+    return ctx.attrs.ints("axes", ())
 
 
 @converter("Squeeze", since=1)
@@ -105,9 +107,8 @@ def slice_(ctx: ConvertContext) -> Value:
         axes = None if axes_arr is None else _ints(axes_arr)
         steps = None if steps_arr is None else _ints(steps_arr)
     else:
-        starts, ends, axes, steps = ctx.ints("starts"), ctx.ints("ends"), ctx.ints("axes"), None
-        if starts is None or ends is None:
-            raise ctx.error("Slice needs starts and ends")
+        a = ctx.attrs
+        starts, ends, axes, steps = a.ints("starts"), a.ints("ends"), a.ints("axes", None), None
     axes = tuple(range(len(starts))) if axes is None else axes
     steps = (1,) * len(starts) if steps is None else steps
     return ctx.add_node("Slice", [ctx.value(0)], {"starts": starts, "ends": ends, "axes": axes,
@@ -117,13 +118,16 @@ def slice_(ctx: ConvertContext) -> Value:
 _PAD_MODES = ("constant", "reflect", "edge")
 
 
-@converter("Pad", since=2)
+def _pad_check(ctx: ConvertContext) -> str | None:
+    mode = ctx.attrs.str("mode", "constant")
+    return None if mode in _PAD_MODES else f"mode={mode}"
+
+
+@converter("Pad", since=2, check=_pad_check)
 def pad(ctx: ConvertContext) -> Value:
     """pads/value: attributes before opset 11, (constant) inputs from 11; axes from 18."""
     rank = ctx.rank(0)
-    mode = ctx.attr("mode", "constant")
-    if mode not in _PAD_MODES:
-        raise ctx.error(f"mode {mode!r} is not supported (fc pads {list(_PAD_MODES)})")
+    mode = ctx.attrs.str("mode", "constant")
     if ctx.opset >= 11:
         pads = _ints(ctx.const(1, "pads"))
         value_arr = ctx.const_or_none(2, "constant_value")
@@ -138,10 +142,8 @@ def pad(ctx: ConvertContext) -> Value:
                 full[a], full[a + rank] = pads[j], pads[j + len(axes)]
             pads = tuple(full)
     else:
-        pads = ctx.ints("pads")
-        value = ctx.attr("value", 0.0)
-        if pads is None:
-            raise ctx.error("Pad needs pads")
+        pads = ctx.attrs.ints("pads")
+        value = ctx.attrs.float("value", 0.0)
     return ctx.add_node("Pad", [ctx.value(0)], {"pads": pads, "mode": mode,
                                                 "value": float(value)}).output
 
@@ -177,9 +179,9 @@ def _legacy_nearest_mode(scales: tuple[float, ...]) -> str:
 
 @converter("Upsample", since=7, until=9)
 def upsample(ctx: ConvertContext) -> Value:
-    scales = (tuple(float(s) for s in ctx.attr("scales", ())) if ctx.opset < 9
+    scales = (ctx.attrs.floats("scales") if ctx.opset < 9
               else tuple(float(s) for s in ctx.const(1, "scales").reshape(-1)))
-    mode = ctx.attr("mode", "nearest")
+    mode = ctx.attrs.str("mode", "nearest")
     attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
     if mode == "nearest":
         attrs["nearest_mode"] = _legacy_nearest_mode(scales)
@@ -189,30 +191,34 @@ def upsample(ctx: ConvertContext) -> Value:
 @converter("Resize", since=10, until=10)
 def resize_10(ctx: ConvertContext) -> Value:
     scales = tuple(float(s) for s in ctx.const(1, "scales").reshape(-1))
-    mode = ctx.attr("mode", "nearest")
+    mode = ctx.attrs.str("mode", "nearest")
     attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
     if mode == "nearest":
         attrs["nearest_mode"] = _legacy_nearest_mode(scales)
     return _resize(ctx, scales, None, attrs)
 
 
-@converter("Resize", since=11)
+def _resize_check(ctx: ConvertContext) -> str | None:
+    a = ctx.attrs
+    ctm = a.str("coordinate_transformation_mode", "half_pixel")
+    if ctm == "tf_crop_and_resize":
+        return f"coordinate_transformation_mode={ctm}"
+    for name in ("exclude_outside", "antialias"):
+        if a.int(name, 0):
+            return f"{name}={a.int(name)}"
+    policy = a.str("keep_aspect_ratio_policy", "stretch")
+    return None if policy == "stretch" else f"keep_aspect_ratio_policy={policy}"
+
+
+@converter("Resize", since=11, check=_resize_check)
 def resize(ctx: ConvertContext) -> Value:
     rank = ctx.rank(0)
-    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
-    if ctm == "tf_crop_and_resize":
-        raise ctx.error("coordinate_transformation_mode 'tf_crop_and_resize' is not supported")
-    for name in ("exclude_outside", "antialias"):
-        if ctx.attr(name, 0):
-            raise ctx.error(f"{name}={ctx.attr(name)} is not supported")
-    if ctx.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise ctx.error(f"keep_aspect_ratio_policy={ctx.attr('keep_aspect_ratio_policy')!r} is "
-                        "not supported (only 'stretch')")
+    ctm = ctx.attrs.str("coordinate_transformation_mode", "half_pixel")
     scales_arr, sizes_arr = ctx.const_or_none(2, "scales"), ctx.const_or_none(3, "sizes")
     scales = None if scales_arr is None or scales_arr.size == 0 else \
         tuple(float(s) for s in scales_arr.reshape(-1))
     sizes = None if sizes_arr is None or sizes_arr.size == 0 else _ints(sizes_arr)
-    axes = ctx.ints("axes")
+    axes = ctx.attrs.ints("axes", None)
     if axes is not None:  # opset 18: scales/sizes only for these axes
         axes = tuple(a % rank for a in axes)
         shape = ctx.shape(0)
@@ -226,26 +232,26 @@ def resize(ctx: ConvertContext) -> Value:
             for a, s in zip(axes, sizes):
                 full[a] = s
             sizes = tuple(full)
-    attrs = {"mode": ctx.attr("mode", "nearest"), "coordinate_transformation_mode": ctm,
-             "nearest_mode": ctx.attr("nearest_mode", "round_prefer_floor"),
-             "cubic_coeff_a": ctx.attr("cubic_coeff_a", -0.75)}
+    attrs = {"mode": ctx.attrs.str("mode", "nearest"), "coordinate_transformation_mode": ctm,
+             "nearest_mode": ctx.attrs.str("nearest_mode", "round_prefer_floor"),
+             "cubic_coeff_a": ctx.attrs.float("cubic_coeff_a", -0.75)}
     return _resize(ctx, scales, sizes, attrs)
 
 
 @converter("DepthToSpace", since=1)
 def depth_to_space(ctx: ConvertContext) -> Value:
     return ctx.add_node("DepthToSpace", [ctx.value(0)], {
-        "blocksize": ctx.attr("blocksize"), "mode": ctx.attr("mode", "DCR")}).output
+        "blocksize": ctx.attrs.int("blocksize"), "mode": ctx.attrs.str("mode", "DCR")}).output
 
 
 @converter("SpaceToDepth", since=1)
 def space_to_depth(ctx: ConvertContext) -> Value:
-    return ctx.add_node("SpaceToDepth", [ctx.value(0)], {"blocksize": ctx.attr("blocksize")}
+    return ctx.add_node("SpaceToDepth", [ctx.value(0)], {"blocksize": ctx.attrs.int("blocksize")}
                         ).output
 
 
 @converter("Gather", since=1)
 def gather(ctx: ConvertContext) -> Value:
     ctx.const(1, "indices")  # fc's Gather takes constant indices (kept as a tensor input)
-    return ctx.add_node("Gather", [ctx.value(0), ctx.value(1)], {"axis": ctx.attr("axis", 0)}
+    return ctx.add_node("Gather", [ctx.value(0), ctx.value(1)], {"axis": ctx.attrs.int("axis", 0)}
                         ).output

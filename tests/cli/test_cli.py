@@ -186,3 +186,36 @@ def test_python_dash_m(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("fcc: error:") and "Traceback" not in proc.stderr
+
+
+def _dynamic_model(path: Path) -> Path:
+    """Relu on x of shape (N, 3, H, W): the spatial dims need a shape from the user."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_errors_from_fcc_name_fccs_flags(tmp_path, capsys):
+    path = _dynamic_model(tmp_path / "dyn.onnx")
+    assert main(["compile", "onnx", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "pass --input-shape x=1,3,H,W" in err and "input_shapes" not in err, err
+    assert main(["compile", "onnx", str(path), "--params", "w.params"]) == 2
+    assert "fcc: error: --params is not used with onnx models" in capsys.readouterr().err
+    # and the shape it asks for works
+    assert main(["compile", "onnx", str(path), "-o", str(tmp_path / "out"), "--no-png",
+                 "--input-shape", "x=1,3,4,5"]) == 0
+
+
+def test_errors_from_the_api_name_its_keywords(tmp_path):
+    from fc.api import import_model
+    from fc.errors import FcError
+
+    path = _dynamic_model(tmp_path / "dyn.onnx")
+    with pytest.raises(FcError, match=r"pass input_shapes=\{'x': \(1, 3, H, W\)\}$"):
+        import_model("onnx", path)
+    with pytest.raises(FcError, match=r"^params is not used with onnx models"):
+        import_model("onnx", path, params="w.params")

@@ -197,7 +197,8 @@ def _set_attr(doc: dict, node: str, key: str, value: str) -> None:
                  id="dangling_entry"),
     pytest.param(_edit(lambda d: d["nodes"].__setitem__(1, "x")), "string 'op'", id="bad_node"),
     pytest.param(_edit(lambda d: _set_attr(d, "conv0", "kernel", "(a, b)")),
-                 r"node 'conv0' \(Convolution\): attribute 'kernel'='\(a, b\)'", id="bad_attr"),
+                 r"node 'conv0' \(Convolution\): attribute 'kernel' must be a list of integers, "
+                 r"got '\(a, b\)'", id="bad_attr"),
     pytest.param(_edit(lambda d: _set_attr(d, "fc0", "num_hidden", "7")),
                  r"node 'fc0' \(FullyConnected\): .*num_hidden=7", id="shape_mismatch"),
 ])

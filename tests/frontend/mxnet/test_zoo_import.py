@@ -92,7 +92,7 @@ def test_imported_graph(model: Model) -> None:
     assert [v.name for v in model.graph.inputs] == ["data"]
     assert model.graph.inputs[0].shape == zoo.input_shape(model.name)
     assert model.notes[0] == ("weights: seeded random (seed 0) — no pretrained weights; "
-                              "pass --params FILE for real ones")
+                              "pass params=FILE for real ones")  # the API speaks keywords
     # the output value is named after the mxnet node that computes it
     assert model.graph.outputs[0].name == model.graph.outputs[0].producer.provenance[0]
 
