@@ -15,16 +15,17 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fc.errors import FcError
 from fc.ir import save
 from fc.ir.core import Graph
 from fc.spelling import option
 
-__all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model",
+__all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model", "run",
            "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
 
 RECONSTRUCT_PREFIX = "IR_for_reconstruct"
@@ -170,6 +171,23 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
         compile_seconds=compile_seconds, write_seconds=write_seconds, notes=notes,
         warnings=warnings, op_histogram_before=hist_before, op_histogram_after=hist_after,
     )
+
+
+def run(graph: Graph, inputs: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """Run ``graph`` with the golden executor the way its source model runs: inputs are given
+    and outputs returned in the source framework's layout (``graph.layouts``: NHWC for a Keras
+    model), while the IR itself computes channels-first. A bare array feeds the only input."""
+    import numpy as np
+
+    from fc.ir.layout import feeds_to_ir, outputs_to_source
+    from fc.np_ops import run as run_ir
+
+    if isinstance(inputs, np.ndarray):
+        if len(graph.inputs) != 1:
+            raise FcError(f"graph has {len(graph.inputs)} inputs "
+                          f"{[v.name for v in graph.inputs]}; pass a dict")
+        inputs = {graph.inputs[0].name: inputs}
+    return outputs_to_source(graph, run_ir(graph, feeds_to_ir(graph, inputs)))
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

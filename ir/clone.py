@@ -27,4 +27,5 @@ def clone(graph: Graph, name: str | None = None) -> Graph:
         outs = [copy_value(v) for v in n.outputs]
         g.append(Node(n.op_type, ins, outs, dict(n.attrs), name=n.name, provenance=n.provenance))
     g.outputs = [vmap[id(v)] for v in graph.outputs]
+    g.layouts = dict(graph.layouts)
     return g

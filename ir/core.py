@@ -215,6 +215,9 @@ class Graph:
         self.outputs: list[Value] = []
         # Constants (weights) by name; insertion order is the serialization order.
         self.initializers: dict[str, Value] = {}
+        #: source-framework layout of graph inputs/outputs by name (``fc.ir.layout``);
+        #: a name not listed is in the IR's channels-first layout
+        self.layouts: dict[str, str] = {}
         self._head: Node | None = None
         self._tail: Node | None = None
         self._len = 0

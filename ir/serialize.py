@@ -132,6 +132,8 @@ def graph_to_json(graph: Graph) -> str:
         "name": graph.name,
         "inputs": [_tensor_entry(v) for v in graph.inputs],
         "outputs": [v.name for v in graph.outputs],
+        # only when some boundary tensor is not channels-first, so other IRs stay as they were
+        **({"layouts": dict(sorted(graph.layouts.items()))} if graph.layouts else {}),
         "params": [_tensor_entry(v) for v in graph.initializers.values()],
         "nodes": [
             {
@@ -457,6 +459,11 @@ def _build(raw: Any, path: Path, weights: dict[str, np.ndarray], params_file: st
         if not isinstance(oname, str) or oname not in values:
             raise d.fail(f"outputs[{i}]", f"graph output {_clip(oname)} is not a defined tensor")
         graph.outputs.append(values[oname])
+    layouts = raw.get("layouts", {})
+    if not isinstance(layouts, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in layouts.items()):
+        raise d.fail("layouts", f"expected an object of tensor name -> layout, got {_clip(layouts)}")
+    graph.layouts = dict(layouts)
     return graph
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fc.errors import FcError, IRError
 from fc.ir.core import Graph, Node, Value
+from fc.ir.layout import check_layout
 from fc.ir.schema import get_schema, has_schema, infer_types
 
 __all__ = ["verify"]
@@ -103,6 +104,21 @@ def verify(graph: Graph, *, check_shapes: bool = True) -> None:
     for v in graph.outputs:
         if defined.get(v.name) is not v:
             raise IRError(f"graph output {v.name!r} is not produced by the graph")
+    _check_layouts(graph)
+
+
+def _check_layouts(graph: Graph) -> None:
+    """Each recorded source layout names a graph input/output of as many axes."""
+    boundary = {v.name: v for v in (*graph.inputs, *graph.outputs)}
+    for name, layout in graph.layouts.items():
+        where = f"layout of {name!r}"
+        check_layout(layout, where)
+        v = boundary.get(name)
+        if v is None:
+            raise IRError(f"{where}: {name!r} is not a graph input or output")
+        if v.shape is not None and len(v.shape) != len(layout):
+            raise IRError(f"{where}: {layout} has {len(layout)} axes, the tensor is "
+                          f"{len(v.shape)}-D {list(v.shape)}")
 
 
 def _canonical_equal(a: Any, b: Any) -> bool:

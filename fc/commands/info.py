@@ -19,10 +19,11 @@ def run_command(args: argparse.Namespace) -> int:
 
     graph = ir.load(args.graph, args.params)
     print(f"graph: {graph.name} ({len(graph)} nodes)")
-    for v in graph.inputs:
-        print(f"input  {v.name}: {v.dtype}{list(v.shape or ())}")
-    for v in graph.outputs:
-        print(f"output {v.name}: {v.dtype}{list(v.shape or ())}")
+    for kind, values in (("input ", graph.inputs), ("output", graph.outputs)):
+        for v in values:
+            layout = graph.layouts.get(v.name)
+            fed = f" (fed and returned as {layout})" if layout else ""
+            print(f"{kind} {v.name}: {v.dtype}{list(v.shape or ())}{fed}")
     print("ops: " + ", ".join(f"{op} {n}" for op, n in graph.op_histogram().items()))
     print(f"parameters: {graph.num_params()} in {len(graph.initializers)} tensors")
     return 0

@@ -12,7 +12,10 @@ __all__ = ["add_parser", "run_command"]
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    r = sub.add_parser("run", parents=[common], help="run an IR with the numpy golden executor")
+    r = sub.add_parser("run", parents=[common], help="run an IR with the numpy golden executor",
+                       description="Run an IR with the numpy golden executor. Inputs and outputs "
+                                   "are in the source model's layout (NHWC for a Keras model; "
+                                   "`fcc info` shows it).")
     r.add_argument("--graph", required=True, help="*_graph.json")
     r.add_argument("--params", help="*_params.npz (default: beside the graph)")
     r.add_argument("--input_npy", "--input-npy", dest="input_npy", help="input array (.npy)")
@@ -24,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run_command(args: argparse.Namespace) -> int:
     import fc.ir as ir
-    from fc.np_ops import run
+    from fc.api import run
 
     graph = ir.load(args.graph, args.params)
     inputs = load_inputs(graph, args.graph, args.input_npy, args.input)
