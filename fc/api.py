@@ -179,7 +179,7 @@ def run(graph: Graph, inputs: Mapping[str, Any] | Any) -> dict[str, Any]:
     model), while the IR itself computes channels-first. A bare array feeds the only input."""
     import numpy as np
 
-    from fc.ir.layout import feeds_to_ir, outputs_to_source
+    from fc.ir.layout import to_ir_layout, to_source_layout
     from fc.np_ops import run as run_ir
 
     if isinstance(inputs, np.ndarray):
@@ -187,7 +187,7 @@ def run(graph: Graph, inputs: Mapping[str, Any] | Any) -> dict[str, Any]:
             raise FcError(f"graph has {len(graph.inputs)} inputs "
                           f"{[v.name for v in graph.inputs]}; pass a dict")
         inputs = {graph.inputs[0].name: inputs}
-    return outputs_to_source(graph, run_ir(graph, feeds_to_ir(graph, inputs)))
+    return to_source_layout(graph, run_ir(graph, to_ir_layout(graph, inputs)))
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -23,8 +23,8 @@ import numpy as np
 
 from fc.errors import IRError
 
-__all__ = ["ir_layout", "to_source_perm", "to_ir_perm", "check_layout", "feeds_to_ir",
-           "outputs_to_source", "NHWC"]
+__all__ = ["ir_layout", "to_source_perm", "to_ir_perm", "check_layout", "to_ir_layout",
+           "to_source_layout", "NHWC"]
 
 #: the channels-last image layout of TensorFlow/Keras
 NHWC = "NHWC"
@@ -56,28 +56,28 @@ def to_ir_perm(source: str) -> tuple[int, ...]:
     return tuple(source.index(ch) for ch in ir_layout(source))
 
 
-def _convert(arrays: Mapping[str, Any], layouts: Mapping[str, str], to_ir: bool, what: str
-             ) -> dict[str, Any]:
+def _convert(graph: Any, arrays: Mapping[str, Any], to_ir: bool) -> dict[str, Any]:
     out = {}
     for name, arr in arrays.items():
-        layout = layouts.get(name)
+        layout = graph.layouts.get(name)
         if layout is None:
             out[name] = arr
             continue
         arr = np.asarray(arr)
         if arr.ndim != len(layout):
-            raise IRError(f"{what} {name!r}: a {arr.ndim}-D array, but its layout {layout} "
-                          f"has {len(layout)} axes")
+            raise IRError(f"tensor {name!r}: a {arr.ndim}-D array, but its layout {layout} has "
+                          f"{len(layout)} axes")
         perm = to_ir_perm(layout) if to_ir else to_source_perm(layout)
         out[name] = np.ascontiguousarray(np.transpose(arr, perm))
     return out
 
 
-def feeds_to_ir(graph: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
-    """Input arrays given in the source layout, rearranged into the IR's layout."""
-    return _convert(feeds, graph.layouts, True, "input")
+def to_ir_layout(graph: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Boundary arrays (graph inputs or outputs, by name) given in the source layout,
+    rearranged into the IR's layout; names without a recorded layout pass unchanged."""
+    return _convert(graph, arrays, True)
 
 
-def outputs_to_source(graph: Any, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Output arrays of the IR, rearranged into the layout the source model returns."""
-    return _convert(outputs, graph.layouts, False, "output")
+def to_source_layout(graph: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Boundary arrays of the IR, rearranged into the layout the source model uses."""
+    return _convert(graph, arrays, False)

@@ -1,10 +1,13 @@
 """The reconstructors fc has, one line each, and the check every one of them gets.
 
 A backend turns an fc graph into a :class:`Reconstruction`: a model of another framework
-that runs numpy inputs (by IR input name) to numpy outputs (by IR output name), can report
+that runs numpy inputs (by IR input name, in the IR's channels-first layout) to numpy outputs
+(by IR output name, IR layout), can report
 the IR values it computes on the way (for per-layer distances), and saves itself in that
 framework's format. :func:`check` is what ``fcc reconstruct <backend>`` does: rebuild, run,
-compare with a reference (a given output, else the golden executor) and save.
+compare with a reference (a given output, else the golden executor) and save. ``check``
+takes inputs and a reference in the source model's layout (``graph.layouts``, NHWC for a
+Keras model) and converts them once.
 
 Adding a reconstructor is one module implementing the protocol and one line in
 ``BACKENDS``.
@@ -53,10 +56,20 @@ def _torch() -> Constructor:
     return TorchReconstruction
 
 
+def _tf() -> Constructor:
+    from fc._tf import import_tf
+
+    import_tf()
+    from fc.reconstruct.tf.backend import TFReconstruction
+
+    return TFReconstruction
+
+
 #: backend name -> loader of its constructor (the framework is imported only when used, and
 #: outside the timed reconstruction)
 BACKENDS: dict[str, Callable[[], Constructor]] = {
     "torch": _torch,
+    "tf": _tf,
 }
 
 
@@ -78,8 +91,14 @@ def check(backend: str, graph: Graph, inputs: Mapping[str, np.ndarray], *,
     """Rebuild ``graph`` with ``backend``, compare it, save what was asked; return the report
     and the files written. Every comparison happens before anything is written, and the
     saves are all or nothing, so a failure writes nothing."""
+    from fc.ir.layout import to_ir_layout
     from fc.np_ops import run
 
+    # users feed and compare in the source model's layout (NHWC for Keras); reconstructions
+    # and the golden executor speak the IR's (distances do not depend on the axis order)
+    inputs = to_ir_layout(graph, inputs)
+    if reference is not None:
+        reference = to_ir_layout(graph, reference)
     seconds: dict[str, float] = {}
     build = get_backend(backend)
     t = time.perf_counter()
@@ -100,7 +119,7 @@ def check(backend: str, graph: Graph, inputs: Mapping[str, np.ndarray], *,
     if observer is not None:
         layers = observer.layers
     report = Report(backend, graph.name, tol, outputs, reference=reference_name or "reference",
-                    layers=layers, seconds=seconds)
+                    layers=layers, seconds=seconds, notes=list(getattr(rec, "notes", ())))
     written: list[Path] = []
     try:  # all or nothing: a failed second save removes the first one's files
         if save_path is not None:

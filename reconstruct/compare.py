@@ -122,6 +122,8 @@ class Report:
     reference: str = "golden executor"
     layers: list[LayerDistance] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: what the backend says about the rebuilt model (e.g. the .pb's tensor names)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def worst(self) -> Distance:
@@ -143,6 +145,7 @@ class Report:
         if len(self.outputs) > 1:
             out += [f"  output {d.line()}" for d in self.outputs]
             out.append(f"  worst: {w.name}")
+        out += self.notes
         if self.layers is not None:
             out.append(f"per layer ({len(self.layers)} values vs the golden executor):")
             width = max((len(d.name) for d in self.layers), default=4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from fc.errors import FcError
@@ -46,6 +48,8 @@ def load_outputs(graph: Graph, path: str) -> dict[str, np.ndarray]:
     ``fcc run --output_npy`` writes for several outputs)."""
     names = [v.name for v in graph.outputs]
     if path.endswith(".npz"):
+        if not os.path.exists(path):
+            raise FcError(f"{path}: result file not found")
         from fc.ir.serialize import read_npz
 
         arrays = read_npz(path)

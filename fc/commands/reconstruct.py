@@ -1,10 +1,11 @@
 """fcc reconstruct: rebuild an IR in another framework and print its distance.
 
-``fcc reconstruct torch --graph G --params P --input_npy IN.npy [--result_npy OUT.npy]``
+``fcc reconstruct torch|tf --graph G --params P --input_npy IN.npy [--result_npy OUT.npy]``
 prints ``distance: <rel-L2>`` on its own line (then max-abs and cosine) between the rebuilt
 model's output and OUT.npy, or the golden executor's output without ``--result_npy``, and
 exits 1 when the distance is above ``--tol`` (the seed's 1e-3). The backends are
-``fc.reconstruct.backends.BACKENDS``.
+``fc.reconstruct.backends.BACKENDS``. Inputs and results are in the source model's layout
+(NHWC for a Keras model, as ``fcc run`` takes and writes them).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     r.add_argument("--tol", type=float, default=DEFAULT_TOL,
                    help=f"largest acceptable distance (default {DEFAULT_TOL:g}); exit 1 above")
     r.add_argument("--save_path", "--save-path", dest="save_path",
-                   help="write the rebuilt model in the framework's format (torch: .pt2)")
+                   help="write the rebuilt model in the framework's format (torch: .pt2, "
+                        "tf: frozen GraphDef .pb)")
     r.add_argument("--save_py", "--save-py", dest="save_py",
                    help="write standalone source of the model (.py, weights beside it)")
     r.add_argument("--per-layer", "--per_layer", dest="per_layer", action="store_true",

@@ -6,7 +6,8 @@ per IR weight and ``write_back()``. Lowerings live in ``LOWERINGS``, one per IR 
 op name; ``overrides={"Conv": fn}`` replaces one for a single reconstruction.
 """
 
-from fc.reconstruct.tf.context import LowerContext, Lt, ReconstructError, tf_name
+from fc.errors import ReconstructError
+from fc.reconstruct.tf.context import LowerContext, Lt, tf_name
 from fc.reconstruct.tf.frozen import FrozenGraph, freeze, run_graph_def
 from fc.reconstruct.tf.lower import check_lowerable, lower_graph
 from fc.reconstruct.tf.registry import LOWERINGS

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fc.errors import FcError
+from fc.errors import ReconstructError
 from fc.ir.core import Node
 
 __all__ = ["Lt", "LowerContext", "WeightSource", "ReconstructError", "NHWC", "identity",
@@ -26,11 +26,6 @@ __all__ = ["Lt", "LowerContext", "WeightSource", "ReconstructError", "NHWC", "id
 
 #: tensor axis j holds IR axis NHWC[j]: an NCHW value stored channels-last
 NHWC = (0, 2, 3, 1)
-
-
-class ReconstructError(FcError):
-    """An IR that a reconstructor cannot rebuild (an op without lowering, an attribute it
-    cannot express), or a reconstructed model that cannot be run or written."""
 
 
 def identity(rank: int) -> tuple[int, ...]:

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from fc._tf import import_tf
+from fc.errors import ReconstructError
 from fc.ir.core import Graph
-from fc.reconstruct.tf.context import ReconstructError, tf_name
+from fc.reconstruct.tf.context import tf_name
 from fc.reconstruct.tf.lower import Overrides, boundary_perm, check_lowerable, lower_graph
 
 __all__ = ["FrozenGraph", "ConstWeights", "freeze", "freeze_concrete", "input_specs",

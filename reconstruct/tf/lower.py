@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fc.errors import FcError
+from fc.errors import FcError, ReconstructError
 from fc.ir.core import Graph
 from fc.ir.layout import to_source_perm
-from fc.reconstruct.tf.context import LowerContext, Lt, ReconstructError, WeightSource, identity, tf_name
+from fc.reconstruct.tf.context import LowerContext, Lt, WeightSource, identity, tf_name
 from fc.reconstruct.tf.registry import LOWERINGS
 
 __all__ = ["lower_graph", "check_lowerable", "boundary_perm", "Overrides"]

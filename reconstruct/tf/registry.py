@@ -17,8 +17,8 @@ quantizer's fake-quant ops), or replace one for a single reconstruction with
 
 from __future__ import annotations
 
+from fc.errors import ReconstructError
 from fc.ir.registry import OpTable
-from fc.reconstruct.tf.context import ReconstructError
 
 __all__ = ["LOWERINGS"]
 

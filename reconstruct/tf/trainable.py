@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from fc._tf import import_tf
+from fc.errors import ReconstructError
 from fc.ir.clone import clone
 from fc.ir.core import Graph
-from fc.reconstruct.tf.context import ReconstructError, inverse, tf_name
+from fc.reconstruct.tf.context import inverse, tf_name
 from fc.reconstruct.tf.frozen import FrozenGraph, freeze_concrete, input_specs
 from fc.reconstruct.tf.lower import Overrides, check_lowerable, lower_graph
 

@@ -10,7 +10,7 @@ import fc.api
 from fc.errors import IRError
 from fc.ir import Graph, load, save, verify
 from fc.ir.clone import clone
-from fc.ir.layout import feeds_to_ir, ir_layout, outputs_to_source, to_ir_perm, to_source_perm
+from fc.ir.layout import ir_layout, to_ir_layout, to_ir_perm, to_source_layout, to_source_perm
 from fc.np_ops import run
 
 P = pytest.param
@@ -50,9 +50,9 @@ def test_run_takes_and_returns_the_source_layout() -> None:
     np.testing.assert_array_equal(got["scale_out"], x * scale)  # NHWC in, NHWC out
     np.testing.assert_allclose(got["flat_out"], (x * scale).mean(axis=(1, 2)), rtol=1e-5, atol=1e-7)
     # the IR itself is channels-first
-    ir = run(g, feeds_to_ir(g, {"image": x}))
+    ir = run(g, to_ir_layout(g, {"image": x}))
     assert ir["scale_out"].shape == (2, 3, 4, 5)
-    assert np.array_equal(outputs_to_source(g, ir)["scale_out"], got["scale_out"])
+    assert np.array_equal(to_source_layout(g, ir)["scale_out"], got["scale_out"])
 
 
 def test_layouts_round_trip_and_clone(tmp_path) -> None:
