@@ -9,6 +9,7 @@ failure never leaves a half-written output directory.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
@@ -139,9 +140,12 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    # Staged inside out_dir, not beside it: out_dir may be a mount point (`docker run -v
+    # "$PWD/out:/out" fc compile ... -o /out`), from whose parent no file can be moved in.
+    tmp = Path(tempfile.mkdtemp(prefix=".fc-", suffix=".tmp", dir=out_dir))
     try:
         for prefix, g in ((RECONSTRUCT_PREFIX, graph), (FUSED_PREFIX, fused)):
             save(g, tmp / prefix)
@@ -150,6 +154,9 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
         files = _move_into(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: a move failed half-way
+                out_dir.rmdir()
         raise
     write_seconds = time.perf_counter() - start
 
