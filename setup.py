@@ -36,6 +36,8 @@ _ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
 _TORCH = ["torch==2.13.0"]
 _MXNET = ["mxnet==1.9.1"]
 _TF = ["tensorflow-cpu==2.21.*"]
+# benchmarks/ only: which BLAS kernel numpy runs (bench_executor prints it)
+_BENCH = ["threadpoolctl>=3"]
 
 setup(
     name="fc",
@@ -51,7 +53,8 @@ setup(
         "mxnet": _MXNET,
         "tf": _TF,
         "test": ["pytest>=7", "ruff"],
-        "all": _ONNX + _TORCH + _MXNET + _TF + ["pytest>=7", "ruff"],
+        "bench": _BENCH,
+        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + ["pytest>=7", "ruff"],
     },
     entry_points={"console_scripts": ["fc = fc.cli:main", "fcc = fc.cli:main"]},
 )

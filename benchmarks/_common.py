@@ -55,6 +55,7 @@ __all__ = [
     "fmt_mib",
     "machine_line",
     "numpy_blas_threads",
+    "blas_info",
     "export_resnet50_onnx",
     "verdict",
 ]
@@ -292,6 +293,24 @@ def numpy_blas_threads() -> str:
             if getter is not None:
                 return str(getter())
     return "?"
+
+
+def blas_info() -> str:
+    """numpy's BLAS as threadpoolctl sees it: library, version, kernel (core type), threads.
+
+    ``architecture`` is the kernel set OpenBLAS chose (``OPENBLAS_CORETYPE`` or its own CPU
+    detection): it bounds every GEMM the golden executor runs."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS: (threadpoolctl not installed: pip install -e '.[bench]')"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return "BLAS: (no BLAS library loaded)"
+    return "; ".join(
+        f"BLAS: {p.get('internal_api')} {p.get('version')}, kernel {p.get('architecture', '?')}, "
+        f"{p.get('num_threads')} threads ({p.get('threading_layer', '?')}), "
+        f"{Path(p.get('filepath', '?')).name}" for p in pools)
 
 
 def machine_line() -> str:

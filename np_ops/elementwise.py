@@ -21,6 +21,7 @@ from functools import reduce
 import numpy as np
 
 from fc.errors import ExecutionError
+from fc.np_ops._parallel import MIN_PARALLEL_BYTES, parallel_blocks
 from fc.np_ops.activation import ACTIVATIONS, activate_inplace, apply_activation, erf, gelu, sigmoid
 from fc.np_ops.registry import kernel
 
@@ -167,6 +168,19 @@ for _op, _fn2 in _BINARY.items():
 def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: float) -> Array:
     """Broadcasting A + B, then the fused activation (a residual Add + Relu is one op)."""
     a, b = np.asarray(a), np.asarray(b)
+    if a.shape == b.shape and a.dtype == b.dtype and a.nbytes >= MIN_PARALLEL_BYTES:
+        # A residual add (+ Relu) of two feature maps: memory-bound, split over the pool.
+        y = np.empty_like(a)  # a's memory layout (channels-last after a Conv)
+
+        def block(ix: tuple[slice, ...]) -> None:
+            with np.errstate(all="ignore"):
+                yb = np.add(a[ix], b[ix], out=y[ix])
+                r = activate_inplace(yb, activation, act_alpha, act_beta)
+                if r is not yb:
+                    yb[...] = r
+
+        parallel_blocks(block, y)
+        return y
     with np.errstate(all="ignore"):
         y = _out(np.add(a, b), a.dtype)
     return activate_inplace(y, activation, act_alpha, act_beta)

@@ -3,7 +3,9 @@
 ``run(graph, inputs)`` evaluates nodes in order; each value is freed after its last use
 (unless ``intermediate=True``, which returns every tensor, for per-layer reports). A kernel
 failure is re-raised as ``ExecutionError`` naming the node and op. The graph's stored shapes
-are not used, so a graph compiled at batch 1 runs at any batch size.
+are not used, so a graph compiled at batch 1 runs at any batch size. Tensors may be stored
+channels-last inside a run (``fc.np_ops.conv``): they are NCHW arrays all the same, views with
+other strides, and the outputs ``run`` returns are C-contiguous.
 
 Two hooks, in the shape of torch.fx's ``Interpreter`` and the ONNX reference evaluator's
 ``new_ops``, let quantization and per-layer tools reuse the executor without forking it:
@@ -80,6 +82,10 @@ def _check_overrides(overrides: Mapping[str, Kernel] | None) -> dict[str, Kernel
         except ValueError as e:
             raise ExecutionError(str(e)) from None
     return table
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    return a if not isinstance(a, np.ndarray) or a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 class Interpreter:
@@ -159,7 +165,9 @@ class Interpreter:
             del results
         if intermediate:
             return env
-        return {v.name: env[v.name] for v in graph.outputs}
+        # Kernels may return strided views (a Conv's channels-last output): hand the caller
+        # plain C-ordered arrays (a no-op for the usual small outputs).
+        return {v.name: _contiguous(env[v.name]) for v in graph.outputs}
 
 
 def run(graph: Graph, inputs: Mapping[str, Any] | np.ndarray, *, intermediate: bool = False,

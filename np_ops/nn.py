@@ -1,15 +1,12 @@
-"""Kernels: layer ops (Conv, ConvTranspose, BatchNormalization, Gemm, MatMul, pooling, LRN,
-the normalizations, Softmax, LogSoftmax), NCHW.
+"""Kernels: layer ops (ConvTranspose, BatchNormalization, Gemm, MatMul, pooling, LRN, the
+normalizations, Softmax, LogSoftmax), logically NCHW (Conv is ``fc.np_ops.conv``).
 
-Speed matters here (whole models run through these kernels), so nothing loops over pixels
-or channels in Python:
+Inputs may be stored channels-last (Conv's outputs are, see ``fc.np_ops.conv``): the kernels
+are numpy code, correct for any strides; pooling keeps that layout (its padded copy is
+allocated in the input's memory order) so a Conv -> MaxPool -> Conv chain stays
+channels-last. Speed matters here (whole models run through these kernels), so nothing
+loops over pixels or channels in Python:
 
-- Conv is one BLAS GEMM per image (batched by ``np.matmul``) on an im2col matrix built from
-  a strided *view* of the padded input (one copy); a 1x1 stride-1 unpadded conv is a plain
-  GEMM on the input itself; groups are a batched matmul over the group axis, depthwise conv
-  included (G = C products of (M/C, kh*kw) @ (kh*kw, Ho*Wo): measured 1.5-2.3x faster than
-  multiply-adding kh*kw shifted views). The GEMM writes (M, Ho*Wo) rows per image, so the
-  result is already NCHW. Small images (late layers) of a batch share one GEMM instead.
 - ConvTranspose is the adjoint: W^T @ x per image gives (M, kh, kw, H, W) columns, which
   kh*kw strided adds scatter into the output (col2im), then pads are cropped.
 - Pooling reduces shifted strided views separably (kw taps along W, then kh along H);
@@ -37,34 +34,30 @@ some, and applies some asymmetric pads to the wrong axes.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from fc.errors import ExecutionError
 from fc.ir.schemas._rules import pool_out
 from fc.np_ops.activation import activate_inplace
+from fc.np_ops.conv import is_channels_last
 from fc.np_ops.registry import kernel
 
 __all__: list[str] = []
 
 Array = np.ndarray
 
-# im2col matrices of a batch are built in chunks of at most this many bytes (about one image
-# of ResNet-50's stem): larger chunks run slower, the copy and the GEMM leaving the cache
-# (batch 8, measured: stem 7x7 conv 20.5 -> 15.8 ms, a 64-channel 3x3 15.6 -> 12.1 ms).
-_COLS_BYTES = 8 << 20
-# Images with fewer output pixels than this share one GEMM across the batch.
-_FOLD_HW = 128
-
-
 # -- helpers --------------------------------------------------------------------------------
 
 def _pad2d(x: Array, top: int, left: int, bottom: int, right: int, value: float = 0) -> Array:
-    """``x`` padded on H/W with ``value``; ``x`` itself (no copy) when nothing is padded."""
+    """``x`` padded on H/W with ``value``, in ``x``'s memory layout (NCHW or channels-last);
+    ``x`` itself (no copy) when nothing is padded."""
     if not (top or left or bottom or right):
         return x
     n, c, h, w = x.shape
     hp, wp = h + top + bottom, w + left + right
-    out = np.empty((n, c, hp, wp), dtype=x.dtype)
+    if is_channels_last(x):
+        out = np.empty((n, hp, wp, c), dtype=x.dtype).transpose(0, 3, 1, 2)
+    else:
+        out = np.empty((n, c, hp, wp), dtype=x.dtype)
     # Fill only the border: the interior is overwritten by x.
     out[:, :, :top] = value
     out[:, :, top + h:] = value
@@ -84,11 +77,11 @@ def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
     rows = None
     for j in range(kw):
         v = xp[..., j * dw:j * dw + sw * (wo - 1) + 1:sw]
-        rows = v.copy() if rows is None else op(rows, v, out=rows)
+        rows = v.copy(order="K") if rows is None else op(rows, v, out=rows)
     y = None
     for i in range(kh):
         v = rows[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh]
-        y = v.copy() if y is None else op(y, v, out=y)
+        y = v.copy(order="K") if y is None else op(y, v, out=y)
     return y
 
 
@@ -104,63 +97,7 @@ def _check4(op: str, x: Array, w: Array) -> None:
         raise ExecutionError(f"{op}: X {list(x.shape)} and W {list(w.shape)} must be 4-D (NCHW)")
 
 
-# -- convolution ----------------------------------------------------------------------------
-
-def _conv_gemm(view: Array, wg: Array, out: Array) -> None:
-    """``out`` (N, G, M/G, Ho*Wo) = ``wg`` (G, M/G, K) @ im2col(``view``), ``view`` being
-    (N, G, C/G, kh, kw, Ho, Wo); the reshape to (N, G, K, Ho*Wo) is the one im2col copy (none
-    for a contiguous 1x1 input), and the GEMM rows land in NCHW order.
-
-    Small images of a batch are folded into one GEMM with N*Ho*Wo columns instead (the copy
-    goes to (G, K, N*Ho*Wo) order, the product is transposed back): N GEMMs with 49 columns
-    each run ~25% slower than one with N*49."""
-    n, g = view.shape[:2]
-    hw = view.shape[5] * view.shape[6]
-    if n > 1 and hw < _FOLD_HW:
-        cols = view.transpose(1, 2, 3, 4, 0, 5, 6).reshape(g, wg.shape[2], n * hw)
-        out[...] = np.matmul(wg, cols).reshape(g, wg.shape[1], n, hw).transpose(2, 0, 1, 3)
-    else:
-        np.matmul(wg, view.reshape(n, g, wg.shape[2], hw), out=out)
-
-
-@kernel("Conv")
-def conv(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...],
-         pads: tuple[int, ...], dilations: tuple[int, ...], group: int, activation: str,
-         act_alpha: float, act_beta: float) -> Array:
-    """2-D cross-correlation, W (M, C/group, kH, kW), pads (top, left, bottom, right)."""
-    x = np.asarray(x)
-    _check4("Conv", x, w)
-    w = np.asarray(w, dtype=x.dtype)
-    n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
-    if cg * group != c or m % group:
-        raise ExecutionError(f"Conv: W {list(w.shape)} with group={group} does not fit X "
-                             f"{list(x.shape)}")
-    sh, sw = strides
-    dh, dw = dilations
-    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise ExecutionError(f"Conv: kernel {kh}x{kw} larger than padded input {h}x{wd}")
-
-    # The GEMM operand as a (N, G, C/G, kh, kw, Ho, Wo) view: for an unpadded 1x1 conv the
-    # input itself (strided: subsampled), otherwise a strided view of the padded input.
-    if kh == kw == 1 and not any(pads):
-        xs = x if sh == sw == 1 else x[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
-        view = xs.reshape(n, group, cg, 1, 1, ho, wo)
-    else:
-        xp = _pad2d(x, *pads)
-        sn, sc, s_h, s_w = xp.strides
-        view = as_strided(xp, (n, group, cg, kh, kw, ho, wo),
-                          (sn, sc * cg, sc, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
-                          writeable=False)
-    wg = w.reshape(group, m // group, cg * kh * kw)
-    y = np.empty((n, group, m // group, ho * wo), dtype=x.dtype)
-    chunk = max(1, _COLS_BYTES // max(1, c * kh * kw * ho * wo * x.itemsize))
-    for n0 in range(0, n, chunk):
-        _conv_gemm(view[n0:n0 + chunk], wg, y[n0:n0 + chunk])
-    return _finish(y.reshape(n, m, ho, wo), b, activation, act_alpha, act_beta)
-
+# -- convolution (Conv itself: fc.np_ops.conv) ------------------------------------------
 
 @kernel("ConvTranspose")
 def conv_transpose(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...],

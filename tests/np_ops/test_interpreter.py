@@ -40,7 +40,7 @@ def small_graph(batch: int = 1) -> Graph:
 
 
 def torch_small(g: Graph, x: np.ndarray, act=F.relu) -> np.ndarray:
-    c = {k: T(v.const) for k, v in g.initializers.items()}
+    c = {k: T(v.const.copy()) for k, v in g.initializers.items()}
     y = act(F.conv2d(T(x), c["conv_w"], c["conv_b"], padding=1))
     y = F.max_pool2d(y, 2).flatten(1)
     return F.linear(y, c["fc_w"], c["fc_b"]).numpy()

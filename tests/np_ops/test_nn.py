@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from onnx import helper
 
 import fc.np_ops
+import fc.np_ops.conv
 import fc.np_ops.nn
 from fc.ir.schemas.nn import FUSED_ACTIVATIONS
 from fc.testing import check_close
@@ -62,7 +63,7 @@ def torch_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides=(1, 1
                pads=(0, 0, 0, 0), dilations=(1, 1), group=1) -> torch.Tensor:
     """Asymmetric pads as an explicit zero F.pad (left, right, top, bottom) first."""
     xt = F.pad(T(x), (pads[1], pads[3], pads[0], pads[2]))
-    return F.conv2d(xt, T(w), None if b is None else T(b), strides, 0, dilations, group)
+    return F.conv2d(xt, torch.tensor(w), None if b is None else T(b), strides, 0, dilations, group)
 
 
 # (x shape, w shape, bias, attrs)
@@ -114,12 +115,13 @@ def test_conv(xs, ws, bias, attrs):
 ])
 @pytest.mark.parametrize(("ws", "attrs"), [
     pytest.param((6, 2, 3, 3), {"pads": (1, 1, 1, 1), "group": 2}, id="im2col"),
-    pytest.param((6, 4, 1, 1), {"strides": (2, 1)}, id="1x1"),
+    pytest.param((6, 2, 1, 1), {"strides": (2, 1), "group": 2}, id="1x1"),
 ])
-def test_conv_batch_paths(monkeypatch, fold_hw, cols_bytes, ws, attrs):
-    """A batch runs as per-image GEMMs or one folded GEMM, in memory-bounded chunks."""
-    monkeypatch.setattr(fc.np_ops.nn, "_FOLD_HW", fold_hw)
-    monkeypatch.setattr(fc.np_ops.nn, "_COLS_BYTES", cols_bytes)
+def test_grouped_conv_batch_paths(monkeypatch, fold_hw, cols_bytes, ws, attrs):
+    """A grouped conv's batch runs as per-image GEMMs or one folded GEMM, in memory-bounded
+    chunks."""
+    monkeypatch.setattr(fc.np_ops.conv, "_FOLD_HW", fold_hw)
+    monkeypatch.setattr(fc.np_ops.conv, "_COLS_BYTES", cols_bytes)
     x, w, b = rand(0, 5, 4, 11, 9), rand(1, *ws), rand(2, ws[0])
     check_close(fc.np_ops.call("Conv", x, w, b, **attrs), torch_conv(x, w, b, **attrs).numpy(),
                 op="Conv")
@@ -490,7 +492,7 @@ W64 = rand(53, 2, 3, 3, 3).astype(np.float64)
 
 @pytest.mark.parametrize(("op", "weights", "attrs", "torch_fn"), [
     pytest.param("Conv", [W64], {"pads": (1, 1, 1, 1)},
-                 lambda x: F.conv2d(x, T(W64), padding=1), id="Conv"),
+                 lambda x: F.conv2d(x, torch.tensor(W64), padding=1), id="Conv"),
     pytest.param("MaxPool", [], {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)},
                  lambda x: F.max_pool2d(x, 3, 1, 1), id="MaxPool"),
     pytest.param("AveragePool", [], {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1)},

@@ -1,0 +1,102 @@
+"""A small thread pool for the memory-bound work around the GEMMs (im2col copies, padding,
+bias + activation, residual adds), which numpy runs on one core while OpenBLAS runs its
+GEMMs on all of them.
+
+numpy releases the GIL in its copy and ufunc loops, so threads that each copy or add one
+contiguous block of rows run in parallel. The pool has as many workers as the CPUs this
+process may run on (``os.sched_getaffinity``), at most ``MAX_WORKERS``; fc reads no
+environment setting to change it and sets none. Work smaller than ``MIN_PARALLEL_BYTES``
+stays on the calling thread: handing a block to a worker costs ~20 us.
+
+The caller always runs the first part itself and waits for the others, and workers never
+wait on the pool, so nested or concurrent callers (two interpreters in two threads) cannot
+deadlock: their parts simply queue.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["MIN_PARALLEL_BYTES", "num_workers", "parallel_for", "parallel_blocks", "split"]
+
+MAX_WORKERS = 8
+#: below this many bytes touched, splitting costs more than it saves
+MIN_PARALLEL_BYTES = 256 << 10
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def num_workers() -> int:
+    """Threads used for one parallel loop (the caller included)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, n))
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max(1, num_workers() - 1),
+                                           thread_name_prefix="fc-np_ops")
+    return _pool
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` as at most ``parts`` contiguous, nearly equal, non-empty ``(start, stop)``."""
+    parts = max(1, min(parts, n))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+def parallel_for(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
+    """``fn(start, stop)`` over contiguous parts of ``range(n)``, on the pool when the work
+    (``nbytes`` touched in all) is large enough; exceptions propagate to the caller."""
+    parts = num_workers() if nbytes >= MIN_PARALLEL_BYTES else 1
+    ranges = split(n, parts)
+    if len(ranges) <= 1:
+        if n > 0:
+            fn(0, n)
+        return
+    pool = _get_pool()
+    futures: list[Future] = [pool.submit(fn, a, b) for a, b in ranges[1:]]
+    try:
+        fn(*ranges[0])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def outer_axis(a: np.ndarray) -> int:
+    """The axis of ``a`` with the largest stride among those longer than 1 (0 if none): slabs
+    along it are the largest contiguous-ish pieces, whatever the layout."""
+    best, best_stride = 0, -1
+    for ax, (n, st) in enumerate(zip(a.shape, a.strides)):
+        if n > 1 and abs(st) > best_stride:
+            best, best_stride = ax, abs(st)
+    return best
+
+
+def parallel_blocks(fn: Callable[[tuple[slice, ...]], None], out: np.ndarray,
+                    nbytes: int | None = None) -> None:
+    """``fn(index)`` for slabs ``out[index]`` along ``out``'s outermost memory axis, over the
+    pool (``nbytes``: bytes touched in all, default 3x ``out``'s, two inputs and the output)."""
+    if out.ndim == 0:
+        fn(())
+        return
+    ax = outer_axis(out)
+    lead = (slice(None),) * ax
+
+    def part(a: int, b: int) -> None:
+        fn(lead + (slice(a, b),))
+
+    parallel_for(part, out.shape[ax], 3 * out.nbytes if nbytes is None else nbytes)

@@ -1,0 +1,210 @@
+"""The channels-last Conv path (np_ops/conv.py) per shape class and input layout, its row
+blocks and thread-pool splits, the packed-weight cache, and the kernels downstream of a
+channels-last output (pooling, Add, ...), against torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fc.np_ops
+import fc.np_ops._parallel
+import fc.np_ops.conv
+from fc.np_ops.conv import is_channels_last
+from fc.testing import check_close
+
+T = torch.from_numpy
+
+
+def rand(seed: int, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return np.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, np.float32)
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``x`` (NCHW values) stored as an (N, H, W, C) buffer: what a Conv returns."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+LAYOUTS = {
+    "nchw": lambda x: x,
+    "channels_last": channels_last,
+    "strided_view": lambda x: np.pad(x, ((0, 0), (0, 1), (0, 0), (2, 0)))[:, :-1, :, 2:],
+}
+
+
+def torch_conv(x, w, b, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
+               **_act) -> torch.Tensor:
+    xt = F.pad(T(np.ascontiguousarray(x)), (pads[1], pads[3], pads[0], pads[2]))
+    return F.conv2d(xt, T(w.copy()), None if b is None else T(b), strides, 0, dilations, group)
+
+
+# one case per shape class of the channels-last path (and the grouped path it hands over to)
+SHAPE_CLASSES = [
+    pytest.param((2, 8, 5, 6), (4, 8, 1, 1), {}, id="1x1"),
+    pytest.param((2, 8, 7, 6), (4, 8, 1, 1), {"strides": (2, 2)}, id="1x1_stride2"),
+    pytest.param((1, 8, 7, 7), (5, 8, 1, 1), {"strides": (2, 1)}, id="1x1_stride2x1"),
+    pytest.param((1, 8, 5, 5), (4, 8, 1, 1), {"pads": (1, 0, 0, 1)}, id="1x1_padded"),
+    pytest.param((2, 6, 8, 9), (7, 6, 3, 3), {"pads": (1, 1, 1, 1)}, id="3x3_pad1"),
+    pytest.param((2, 6, 9, 9), (7, 6, 3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)},
+                 id="3x3_stride2"),
+    pytest.param((1, 3, 30, 30), (8, 3, 7, 7), {"strides": (2, 2), "pads": (3, 3, 3, 3)},
+                 id="stem_7x7_stride2"),
+    pytest.param((1, 4, 10, 10), (5, 4, 3, 3), {"dilations": (2, 2), "pads": (2, 2, 2, 2)},
+                 id="dilation2"),
+    pytest.param((1, 3, 7, 8), (4, 3, 3, 3), {"pads": (1, 0, 2, 1)}, id="asymmetric_pads"),
+    pytest.param((1, 3, 11, 7), (4, 3, 5, 2), {"strides": (3, 1), "pads": (2, 1, 1, 0)},
+                 id="nonsquare"),
+    pytest.param((2, 6, 7, 7), (8, 3, 3, 3), {"group": 2, "pads": (1, 1, 1, 1)}, id="group2"),
+    pytest.param((2, 6, 9, 9), (6, 1, 3, 3), {"group": 6, "pads": (1, 1, 1, 1)},
+                 id="depthwise"),
+]
+
+
+@pytest.mark.parametrize("layout", [pytest.param(k, id=k) for k in LAYOUTS])
+@pytest.mark.parametrize(("xs", "ws", "attrs"), SHAPE_CLASSES)
+def test_conv_shape_class_and_input_layout(xs, ws, attrs, layout):
+    x = LAYOUTS[layout](rand(0, *xs))
+    w = rand(1, *ws, scale=float(np.prod(ws[1:])) ** -0.5)
+    b = rand(2, ws[0])
+    y = fc.np_ops.call("Conv", x, w, b, activation="relu", **attrs)
+    check_close(y, F.relu(torch_conv(x, w, b, **attrs)).numpy(), op="Conv")
+    # Ordinary convolutions store their output channels-last; grouped ones NCHW.
+    assert is_channels_last(y) == (attrs.get("group", 1) == 1)
+
+
+@pytest.mark.parametrize(("block_bytes", "min_rows"), [
+    pytest.param(1, 1, id="one_output_row_per_block"),
+    pytest.param(3 * 6 * 54 * 4, 1, id="blocks_across_images"),  # 3 rows of 6 px, K = 54
+    pytest.param(1 << 30, 1, id="one_block"),
+])
+@pytest.mark.parametrize(("ws", "attrs", "layout"), [
+    pytest.param((5, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((5, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((5, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
+])
+def test_conv_row_blocks(monkeypatch, block_bytes, min_rows, ws, attrs, layout):
+    """The rows of a batch (3 images of 5 output rows) go through the GEMM in blocks, which
+    may end inside an image; bias and the activation are applied per block."""
+    monkeypatch.setattr(fc.np_ops.conv, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_BLOCK_ROWS", min_rows)
+    x, w, b = LAYOUTS[layout](rand(3, 3, 6, 5, 6)), rand(4, *ws), rand(5, ws[0])
+    y = fc.np_ops.call("Conv", x, w, b, activation="leaky_relu", act_alpha=0.1, **attrs)
+    check_close(y, F.leaky_relu(torch_conv(x, w, b, **attrs), 0.1).numpy(), op="Conv")
+
+
+@pytest.fixture
+def force_threads(monkeypatch):
+    """Split every parallel loop, however small, over 3 threads (more than the CI cores)."""
+    monkeypatch.setattr(fc.np_ops._parallel, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(fc.np_ops._parallel, "num_workers", lambda: 3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu", ""])
+@pytest.mark.parametrize(("xs", "ws", "attrs"), [
+    pytest.param((1, 6, 8, 9), (7, 6, 3, 3), {"pads": (1, 1, 1, 1)}, id="batch1_padded"),
+    pytest.param((4, 6, 8, 9), (7, 6, 3, 3), {"strides": (2, 2)}, id="batch4"),
+    pytest.param((2, 6, 5, 5), (7, 6, 1, 1), {}, id="1x1"),
+])
+def test_conv_threaded(force_threads, xs, ws, attrs, activation):
+    x, w, b = rand(6, *xs), rand(7, *ws, scale=0.3), rand(8, ws[0])
+    act = {"relu": F.relu, "silu": F.silu, "": lambda y: y}[activation]
+    y = fc.np_ops.call("Conv", x, w, b, activation=activation, **attrs)
+    check_close(y, act(torch_conv(x, w, b, **attrs)).numpy(), op="Conv")
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_add_threaded(force_threads, layout, activation):
+    a, b = LAYOUTS[layout](rand(9, 2, 5, 6, 7)), LAYOUTS[layout](rand(10, 2, 5, 6, 7))
+    y = fc.np_ops.call("Add", a, b, activation=activation)
+    act = {"relu": F.relu, "silu": F.silu}[activation]
+    check_close(y, act(T(np.ascontiguousarray(a)) + T(np.ascontiguousarray(b))).numpy(),
+                op="Add")
+    assert is_channels_last(y) == (layout == "channels_last")
+
+
+def test_parallel_for_covers_range_once_and_raises(force_threads):
+    seen: list[int] = []
+    fc.np_ops._parallel.parallel_for(lambda a, b: seen.extend(range(a, b)), 10, 0)
+    assert sorted(seen) == list(range(10))
+
+    def fail(a: int, b: int) -> None:
+        if a > 0:
+            raise ValueError("in a worker")
+
+    with pytest.raises(ValueError, match="in a worker"):
+        fc.np_ops._parallel.parallel_for(fail, 10, 0)
+
+
+# -- the packed-weight cache ----------------------------------------------------------------
+
+def test_packed_weight_cache_is_keyed_by_array_and_freezes_it():
+    x = rand(11, 1, 4, 6, 6)
+    w1 = rand(12, 5, 4, 3, 3)
+    y1 = fc.np_ops.call("Conv", x, w1, pads=(1, 1, 1, 1))
+    check_close(y1, torch_conv(x, w1, None, pads=(1, 1, 1, 1)).numpy(), op="Conv")
+    with pytest.raises(ValueError, match="read-only"):
+        w1[0] = 0  # would make the cached reordering stale: refused
+    # New arrays (also ones that may reuse a dead array's id) are packed afresh.
+    for seed in range(13, 18):
+        w = rand(seed, 5, 4, 3, 3)
+        y = fc.np_ops.call("Conv", x, w, pads=(1, 1, 1, 1))
+        check_close(y, torch_conv(x, w, None, pads=(1, 1, 1, 1)).numpy(), op="Conv")
+        del w, y
+    # A write through another alias of the memory is seen too (sampled elements).
+    base = rand(18, 5 * 4 * 3 * 3)
+    w3 = base.reshape(5, 4, 3, 3)
+    fc.np_ops.call("Conv", x, w3, pads=(1, 1, 1, 1))
+    base *= 2
+    check_close(fc.np_ops.call("Conv", x, w3, pads=(1, 1, 1, 1)),
+                torch_conv(x, w3, None, pads=(1, 1, 1, 1)).numpy(), op="Conv")
+    w2 = w1.copy()  # writable again
+    w2[0] = 0
+    check_close(fc.np_ops.call("Conv", x, w2, pads=(1, 1, 1, 1)),
+                torch_conv(x, w2, None, pads=(1, 1, 1, 1)).numpy(), op="Conv")
+
+
+# -- kernels downstream of a channels-last Conv ---------------------------------------------
+
+@pytest.mark.parametrize(("op", "attrs", "torch_fn"), [
+    pytest.param("MaxPool", {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)},
+                 lambda x: F.max_pool2d(x, 3, 2, 1), id="MaxPool"),
+    pytest.param("AveragePool", {"kernel_shape": (2, 2), "strides": (2, 2)},
+                 lambda x: F.avg_pool2d(x, 2, 2), id="AveragePool"),
+    pytest.param("GlobalAveragePool", {}, lambda x: x.mean((2, 3), keepdim=True),
+                 id="GlobalAveragePool"),
+    pytest.param("Relu", {}, F.relu, id="Relu"),
+    pytest.param("Flatten", {}, lambda x: x.flatten(1), id="Flatten"),
+    pytest.param("Softmax", {"axis": 1}, lambda x: F.softmax(x, 1), id="Softmax"),
+    pytest.param("BatchNormalization", {"epsilon": 1e-5}, None, id="BatchNormalization"),
+])
+def test_kernels_on_channels_last_input(op, attrs, torch_fn):
+    x = channels_last(rand(20, 2, 6, 7, 7))
+    xt = T(np.ascontiguousarray(x))
+    if op == "BatchNormalization":
+        s, b, m, v = rand(21, 6), rand(22, 6), rand(23, 6), np.abs(rand(24, 6)) + 0.5
+        y = fc.np_ops.call(op, x, s, b, m, v, **attrs)
+        ref = F.batch_norm(xt, T(m), T(v), T(s), T(b), eps=1e-5).numpy()
+    else:
+        y = fc.np_ops.call(op, x, **attrs)
+        ref = torch_fn(xt).numpy()
+    check_close(y, ref, op=op)
+    if op in ("MaxPool", "AveragePool", "Relu", "BatchNormalization"):
+        assert is_channels_last(y), f"{op} dropped the channels-last layout"
+
+
+def test_run_returns_contiguous_outputs():
+    """Graph outputs are plain C-ordered arrays, whatever layout the last kernel used."""
+    from fc.ir import Graph
+
+    g = Graph("conv_out")
+    x = g.add_input("x", (1, 3, 6, 6))
+    w = g.add_const("w", rand(30, 4, 3, 3, 3))
+    g.outputs.append(g.add_node("Conv", [x, w], {"pads": (1, 1, 1, 1)}, name="conv").output)
+    xv = rand(31, 2, 3, 6, 6)
+    y = fc.np_ops.run(g, xv)[g.outputs[0].name]
+    assert y.flags.c_contiguous
+    check_close(y, torch_conv(xv, g.initializers["w"].const, None, pads=(1, 1, 1, 1)).numpy(),
+                op="Conv")
