@@ -38,6 +38,8 @@ _MXNET = ["mxnet==1.9.1"]
 _TF = ["tensorflow-cpu==2.21.*"]
 # benchmarks/ only: which BLAS kernel numpy runs (bench_executor prints it)
 _BENCH = ["threadpoolctl>=3"]
+# hypothesis drives the loaders' fuzz suite (tests/test_fuzz.py, benchmarks/fuzz_loaders.py)
+_TEST = ["pytest>=7", "ruff", "hypothesis>=6.100"]
 
 setup(
     name="fc",
@@ -52,9 +54,9 @@ setup(
         "torch": _TORCH,
         "mxnet": _MXNET,
         "tf": _TF,
-        "test": ["pytest>=7", "ruff"],
+        "test": _TEST,
         "bench": _BENCH,
-        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + ["pytest>=7", "ruff"],
+        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + _TEST,
     },
-    entry_points={"console_scripts": ["fc = fc.cli:main", "fcc = fc.cli:main"]},
+    entry_points={"console_scripts": ["fc = fc.cli:entry", "fcc = fc.cli:entry"]},
 )

@@ -9,21 +9,20 @@ failure never leaves a half-written output directory.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fc.errors import FcError
 from fc.ir import save
 from fc.ir.core import Graph
+from fc.ir.serialize import write_directory
 from fc.spelling import option
 
 __all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model", "run",
@@ -113,16 +112,13 @@ class CompileSummary:
         return out
 
 
-def _move_into(tmp: Path, out_dir: Path) -> list[Path]:
-    """Move every file of ``tmp`` into ``out_dir`` (each move atomic), then remove ``tmp``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    moved = []
-    for f in sorted(tmp.iterdir()):
-        target = out_dir / f.name
-        os.replace(f, target)
-        moved.append(target)
-    tmp.rmdir()
-    return moved
+def _write_products(tmp: Path, products: list[tuple[str, Graph]], draw: bool) -> None:
+    from fc.ir.draw import render
+
+    for prefix, g in products:
+        save(g, tmp / prefix)
+        if draw:
+            render(g, tmp / f"{prefix}_graph.png", title=f"{prefix} ({g.name})")
 
 
 def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.PathLike = "fc_ir", *,
@@ -130,7 +126,7 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
                   seed: int = 0, draw: bool = True) -> CompileSummary:
     """Import, compile and write both IRs (and their pictures) into ``out_dir``."""
     imported = import_model(framework, model, input_shapes=input_shapes, params=params, seed=seed)
-    from fc.ir.draw import dot_available, render
+    from fc.ir.draw import dot_available
     from fc.passes.pipeline import compile_graph, non_hardware_ops
 
     graph, notes, import_seconds = imported.graph, imported.notes, imported.seconds
@@ -140,24 +136,10 @@ def compile_model(framework: str, model: str | os.PathLike, out_dir: str | os.Pa
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
-    # Staged inside out_dir, not beside it: out_dir may be a mount point (`docker run -v
-    # "$PWD/out:/out" fc compile ... -o /out`), from whose parent no file can be moved in.
-    tmp = Path(tempfile.mkdtemp(prefix=".fc-", suffix=".tmp", dir=out_dir))
-    try:
-        for prefix, g in ((RECONSTRUCT_PREFIX, graph), (FUSED_PREFIX, fused)):
-            save(g, tmp / prefix)
-            if draw:
-                render(g, tmp / f"{prefix}_graph.png", title=f"{prefix} ({g.name})")
-        files = _move_into(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: a move failed half-way
-                out_dir.rmdir()
-        raise
+
+    files = write_directory(out_dir, partial(
+        _write_products, products=[(RECONSTRUCT_PREFIX, graph), (FUSED_PREFIX, fused)], draw=draw))
     write_seconds = time.perf_counter() - start
 
     if draw and not dot_available():

@@ -15,6 +15,7 @@ __all__ = [
     "ExecutionError",
     "PassError",
     "ReconstructError",
+    "LimitError",
 ]
 
 
@@ -59,3 +60,7 @@ class PassError(FcError):
 
 class ReconstructError(FcError):
     """An IR that a reconstructor (torch, TF) cannot rebuild, or a failed rebuild."""
+
+
+class LimitError(FcError):
+    """An input asking fc for more memory than its limits allow (``fc.limits``)."""

@@ -22,6 +22,8 @@ _OPTIONS = {
     "input_shapes": ("--input-shape", "input_shapes"),
     "params": ("--params", "params"),
     "seed": ("--seed", "seed"),
+    "max_tensor_size": ("--max-tensor-size", "fc.limits.limits(max_tensor_bytes=...)"),
+    "max_total_size": ("--max-total-size", "fc.limits.limits(max_total_bytes=...)"),
 }
 
 

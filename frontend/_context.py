@@ -145,6 +145,26 @@ class ConvertContextBase:
         """``const(i)``, or ``None`` when the optional input is absent."""
         return self.const(i, what) if self.has_input(i) else None
 
+    def _const_of(self, i: int, what: str, kinds: str, words: str) -> np.ndarray:
+        arr = self.const(i, what)
+        if arr.dtype.kind not in kinds:
+            label = f" ({what})" if what else ""
+            raise self.error(f"input {i}{label} {self.input_name(i)!r} must be {words}, got "
+                             f"a {arr.dtype.name} tensor")
+        return arr.reshape(-1)
+
+    def const_ints(self, i: int, what: str = "") -> tuple[int, ...]:
+        """Constant input ``i`` as a flat tuple of ints (a shape, axes, pads); a tensor of
+        another type (floats, strings) is an error, never silently converted."""
+        return tuple(int(v) for v in self._const_of(i, what, "iu", "an integer tensor"))
+
+    def const_ints_or_none(self, i: int, what: str = "") -> tuple[int, ...] | None:
+        return self.const_ints(i, what) if self.has_input(i) else None
+
+    def const_floats(self, i: int, what: str = "") -> tuple[float, ...]:
+        """Constant input ``i`` as a flat tuple of floats (scales); integers are accepted."""
+        return tuple(float(v) for v in self._const_of(i, what, "iuf", "a numeric tensor"))
+
     def value(self, i: int) -> Value | None:
         """Input ``i`` as an fc ``Value`` (``None`` if absent); a constant becomes a graph
         weight on first use, named after its source tensor."""
@@ -229,4 +249,13 @@ class ConvertContextBase:
                 raise
             where = self._source if text.startswith("node ") else self.where
             raise ImportError_(f"{where}: {text}") from None
+        except (ArithmeticError, LookupError, TypeError, ValueError) as e:
+            # a converter meeting a node it does not expect (a bug or a malformed model):
+            # still one line naming the node; --debug shows the traceback
+            raise self.error(f"cannot convert ({type(e).__name__}: {_first_line(e)})") from e
         return [result] if isinstance(result, Value) else list(result)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""

@@ -27,9 +27,15 @@ _COLOURS = {
 _DEFAULT_COLOUR = "#ffffff"
 
 
-def _quote(s: str) -> str:
-    """A dot string; labels use dot's own ``\\n`` escape for line breaks."""
-    return '"' + s.replace('"', '\\"') + '"'
+def _quote(*lines: str) -> str:
+    """A dot string of ``lines`` (joined by dot's own ``\\n`` escape). Any text — a node
+    name ending in a backslash, quotes, line breaks — is escaped, so it cannot end the
+    string early or break the DOT source."""
+    def esc(s: str) -> str:
+        s = s.replace("\\", "\\\\").replace('"', '\\"')
+        return s.replace("\r", "").replace("\n", "\\n")
+
+    return '"' + "\\n".join(esc(line) for line in lines) + '"'
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -63,11 +69,11 @@ def _label(node: Node) -> str:
     if act:
         head += f" +{act}"
     shapes = ", ".join(_shape(v.shape) for v in node.outputs)
-    return f"{head}\\n{shapes}"
+    return _quote(head, shapes)
 
 
 def _io_label(v) -> str:
-    return v.name + "\\n" + _shape(v.shape)
+    return _quote(v.name, _shape(v.shape))
 
 
 def to_dot(graph: Graph, title: str | None = None) -> str:
@@ -84,11 +90,11 @@ def to_dot(graph: Graph, title: str | None = None) -> str:
     ids: dict[str, str] = {}
     for i, v in enumerate(graph.inputs):
         ids[v.name] = f"i{i}"
-        lines.append(f"  i{i} [label={_quote(_io_label(v))}, shape=ellipse, fillcolor=\"#eeeeee\"];")
+        lines.append(f"  i{i} [label={_io_label(v)}, shape=ellipse, fillcolor=\"#eeeeee\"];")
     for i, node in enumerate(graph):
         nid = f"n{i}"
         colour = _COLOURS.get(node.op_type, _DEFAULT_COLOUR)
-        lines.append(f"  {nid} [label={_quote(_label(node))}, fillcolor={_quote(colour)}, "
+        lines.append(f"  {nid} [label={_label(node)}, fillcolor={_quote(colour)}, "
                      f"tooltip={_quote(node.name)}];")
         for v in node.inputs:
             if v is None or v.const is not None:
@@ -99,7 +105,7 @@ def to_dot(graph: Graph, title: str | None = None) -> str:
         for v in node.outputs:
             ids[v.name] = nid
     for i, v in enumerate(graph.outputs):
-        lines.append(f"  o{i} [label={_quote(_io_label(v))}, shape=ellipse, fillcolor=\"#eeeeee\"];")
+        lines.append(f"  o{i} [label={_io_label(v)}, shape=ellipse, fillcolor=\"#eeeeee\"];")
         if v.name in ids:
             lines.append(f"  {ids[v.name]} -> o{i};")
     lines.append("}")

@@ -13,10 +13,14 @@ naming the file and field (never a KeyError or a numpy error).
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import shutil
+import tempfile
+import urllib.parse
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -37,9 +41,10 @@ from fc.ir.schema import (
     get_schema,
     has_schema,
 )
+from fc.limits import Budget, check_bytes
 
 __all__ = ["FORMAT", "VERSION", "save", "load", "load_graph_json", "graph_to_json", "paths_for",
-           "atomic_write", "write_npz", "read_npz"]
+           "atomic_write", "write_directory", "write_npz", "read_npz", "npz_member"]
 
 FORMAT = "fc-ir"
 VERSION = 1
@@ -51,11 +56,21 @@ def paths_for(prefix: str | os.PathLike) -> tuple[Path, Path]:
     return Path(prefix + "_graph.json"), Path(prefix + "_params.npz")
 
 
+def _cannot_write(path: Path, e: OSError) -> FcError:
+    """The one-line error of a failed write (disk full, read-only, no permission)."""
+    return FcError(f"{path}: cannot write ({e.strerror or type(e).__name__})")
+
+
 def _open_temp(path: Path) -> tuple[Path, int]:
     """A new temporary file beside ``path``. Created with mode 0o666 minus the umask, like
     any file the user writes (``tempfile.mkstemp`` would make it 0o600, and the rename
     would hand a hardware team files they cannot read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise FcError(f"{path}: is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(path.parent, e) from None
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -63,6 +78,8 @@ def _open_temp(path: Path) -> tuple[Path, int]:
                                 0o666)
         except FileExistsError:
             continue
+        except OSError as e:
+            raise _cannot_write(path, e) from None
 
 
 def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -71,10 +88,21 @@ def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, e) from None
 
 
 @contextmanager
@@ -89,10 +117,63 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         with os.fdopen(fd, mode, encoding="utf-8" if text else None,
                        newline="\n" if text else None) as f:
             yield f
-        os.replace(tmp, path)
+        _replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_directory(out_dir: str | os.PathLike, fill: Callable[[Path], None]) -> list[Path]:
+    """Write a set of files into ``out_dir`` all at once: ``fill(tmp)`` writes them into a
+    temporary directory, then they move into ``out_dir`` (made if missing) and the sorted
+    final paths are returned. A failure, or Ctrl-C (``fc.interrupt``), leaves ``out_dir`` as
+    it was and no temporary directory behind.
+
+    The temporary directory is made on ``out_dir``'s own file system — inside it when it
+    exists (it may be a mount point, e.g. a Docker volume), else beside it, and then simply
+    renamed to ``out_dir``. Everything that could stop the move half-way is checked before
+    the first file moves (a directory in the way of an output file).
+    """
+    from fc import interrupt
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FcError(f"{out_dir}: exists and is not a directory; give a directory to write "
+                      "into")
+    exists = out_dir.is_dir()
+    parent = out_dir if exists else out_dir.parent
+    tmp: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with interrupt.deferred():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        fill(tmp)
+        names = sorted(p.name for p in tmp.iterdir())
+        with interrupt.deferred():
+            interrupt.check()
+            if not exists:
+                try:
+                    os.rename(tmp, out_dir)
+                    tmp = None
+                except OSError:  # made meanwhile: move the files in below
+                    exists = True
+            if exists:
+                in_the_way = [out_dir / n for n in names if (out_dir / n).is_dir()]
+                if in_the_way:
+                    raise FcError(f"{in_the_way[0]}: a directory is in the way of an output "
+                                  "file; remove it or write elsewhere")
+                for n in names:
+                    os.replace(tmp / n, out_dir / n)
+        return [out_dir / n for n in names]
+    except OSError as e:
+        raise _cannot_write(Path(e.filename) if e.filename else out_dir, e) from None
+    finally:
+        if tmp is not None:
+            with interrupt.deferred():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- JSON ---------------------------------------------------------------------------------
@@ -185,11 +266,19 @@ def _npz_array(name: str, arr: Any) -> np.ndarray:
     return arr
 
 
+def npz_member(name: str) -> str:
+    """The zip member name of tensor ``name``: percent-encoded outside ``[A-Za-z0-9_.-~]``,
+    so that no name (``../../etc/x``, ``/abs``, ``a\\b``) becomes a path for whoever
+    extracts the archive. Plain names (``conv1.weight``) stay as they are, so ``np.load``
+    still shows them; the real names are in the graph JSON and :func:`read_npz` decodes."""
+    return urllib.parse.quote(name, safe="") + ".npy"
+
+
 def _write_npz_to(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in arrays.items():
             arr = _npz_array(name, arr)
-            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
+            info = zipfile.ZipInfo(npz_member(name), date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
@@ -199,36 +288,89 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """np.savez's format with fixed timestamps (byte-identical for identical arrays), written
     atomically."""
     path = Path(path)
-    os.replace(_write_temp(path, lambda f: _write_npz_to(f, arrays)), path)
+    _replace(_write_temp(path, lambda f: _write_npz_to(f, arrays)), path)
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of an npz file, never unpickling; errors name the file and member."""
+#: a .npy header is at most this long (numpy pads it to 64 bytes; huge dtypes aside)
+_NPY_HEADER_MAX = 1 << 16
+
+
+def read_npz(path: str | os.PathLike, expected: Collection[str] | None = None
+             ) -> dict[str, np.ndarray]:
+    """Every array of an npz file, never unpickling; errors name the file and member.
+
+    Everything is judged from the zip directory and each member's .npy header before any
+    data is read: member names (only ``expected`` ones, when given), sizes against
+    ``fc.limits``, a header that agrees with the member's size, no object dtype. So a small
+    file cannot make fc decompress or allocate more than it declares and the limits allow.
+    """
     path = Path(path)
     try:
-        npz = np.load(path, allow_pickle=False)
+        zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise IRError(f"{path}: params file not found") from None
+    except IsADirectoryError:
+        raise IRError(f"{path}: is a directory, not an npz file") from None
     except Exception as e:  # any failure to parse a foreign file is that file's fault
+        if _starts_with(path, b"\x93NUMPY"):
+            raise IRError(f"{path}: not an npz archive (a single .npy array)") from None
         raise IRError(f"{path}: not a valid npz file ({_short(e)})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise IRError(f"{path}: not an npz archive (a single .npy array)")
-    out = {}
-    with npz:
-        for key in npz.files:
-            try:
-                arr = npz[key]
-            except Exception as e:
-                if isinstance(e, ValueError) and "pickle" in str(e).lower():
-                    raise IRError(f"{path}: member {key!r} is a pickled object array, "
-                                  "which fc never loads") from None
-                raise IRError(f"{path}: member {key!r} is corrupt ({_short(e)})") from None
-            if not isinstance(arr, np.ndarray):
-                raise IRError(f"{path}: member {key!r} is not a .npy array")
-            if key in out:
+    budget = Budget(str(path))
+    with zf:
+        members: list[tuple[str, zipfile.ZipInfo]] = []
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise IRError(f"{path}: member {info.filename!r} is not a .npy array")
+            key = urllib.parse.unquote(info.filename[: -len(".npy")])
+            if expected is not None and key not in expected:
+                raise IRError(f"{path}: member {info.filename!r} is not a weight the graph "
+                              "declares")
+            if any(key == k for k, _ in members):
                 raise IRError(f"{path}: member {key!r} appears twice")
-            out[key] = arr
+            budget.add(max(info.file_size - _NPY_HEADER_MAX, 0), f"member {key!r}")
+            members.append((key, info))
+        out = {}
+        for key, info in members:
+            try:
+                with zf.open(info) as f:
+                    out[key] = _read_member(f, info, key, path)
+            except FcError:
+                raise
+            except Exception as e:
+                raise IRError(f"{path}: member {key!r} is corrupt ({_short(e)})") from None
     return out
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def _read_member(f: IO[bytes], info: zipfile.ZipInfo, key: str, path: Path) -> np.ndarray:
+    """One .npy member: header first (dtype, shape, sizes checked), then exactly its data."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise IRError(f"{path}: member {key!r} is a pickled object array, which fc never "
+                      "loads")
+    nbytes = math.prod(shape) * dtype.itemsize
+    check_bytes(nbytes, f"{path}: member {key!r} ({dtype.name}{list(shape)})")
+    if nbytes > info.file_size:
+        raise ValueError(f"its header declares {dtype.name}{list(shape)} ({nbytes} bytes), "
+                         f"the member holds {info.file_size}")
+    data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"{len(data)} of {nbytes} data bytes")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return arr.copy(order="K")  # own, writable memory, in the stored order
 
 
 def _short(e: BaseException) -> str:
@@ -254,8 +396,11 @@ def save(graph: Graph, prefix: str | os.PathLike, *, check: bool = True) -> tupl
     tmp_graph: Path | None = None
     try:
         tmp_graph = _write_temp(gpath, lambda f: f.write(data))
-        os.replace(tmp_params, ppath)
-        os.replace(tmp_graph, gpath)
+        try:
+            os.replace(tmp_params, ppath)
+            os.replace(tmp_graph, gpath)
+        except OSError as e:
+            raise _cannot_write(gpath.parent, e) from None
     except BaseException:
         tmp_params.unlink(missing_ok=True)
         if tmp_graph is not None:
@@ -274,7 +419,7 @@ def load(graph_json: str | os.PathLike, params_npz: str | os.PathLike | None = N
             raise IRError(f"{graph_json}: cannot find its params file; pass it explicitly")
         params_npz = stem[: -len("_graph.json")] + "_params.npz"
     raw = _read_json(graph_json)  # the graph file's own errors first
-    weights = read_npz(params_npz)
+    weights = read_npz(params_npz, _declared_params(raw))
     graph = _build(raw, graph_json, weights, str(params_npz))
     if check:
         from fc.ir.verify import verify
@@ -284,6 +429,16 @@ def load(graph_json: str | os.PathLike, params_npz: str | os.PathLike | None = N
         except FcError as e:
             raise IRError(f"{graph_json}: {e}") from None
     return graph
+
+
+def _declared_params(raw: Any) -> set[str] | None:
+    """The weight names the graph JSON declares (``None`` if it is too malformed to tell;
+    ``_build`` then names what is wrong)."""
+    params = raw.get("params") if isinstance(raw, dict) else None
+    if not isinstance(params, list) or not all(isinstance(p, dict) and
+                                               isinstance(p.get("name"), str) for p in params):
+        return None
+    return {p["name"] for p in params}
 
 
 class _Doc:

@@ -205,6 +205,8 @@ def _parse_json(text: str, source: str) -> Any:
     except json.JSONDecodeError as e:
         raise ImportError_(f"{source}: not valid symbol JSON: {e.msg} at line {e.lineno} "
                            f"column {e.colno}") from None
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ImportError_(f"{source}: not a symbol file (JSON nested too deeply)") from None
 
 
 def _to_numpy(v: Any) -> np.ndarray:

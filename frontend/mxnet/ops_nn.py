@@ -48,6 +48,14 @@ def _spatial_unsupported(kind: str, attrs: MxAttrs, default_layout: str = "NCHW"
     return None
 
 
+def _require_4d(ctx: ConvertContext) -> None:
+    """A 2-D kernel needs an NCHW input (mxnet itself fails on any other rank)."""
+    rank = ctx.rank(0)
+    if rank != 4:
+        raise ctx.error(f"kernel {list(ctx.attrs.ints('kernel'))} needs a rank-4 NCHW input, "
+                        f"got input {ctx.input_name(0)!r} of shape {list(ctx.shape(0))}")
+
+
 def _pairs(ctx: ConvertContext, name: str, default: int) -> tuple[int, int]:
     values = ctx.attrs.ints(name, ()) or (default, default)
     if len(values) != 2:
@@ -60,6 +68,7 @@ def _pairs(ctx: ConvertContext, name: str, default: int) -> tuple[int, int]:
 @converter("Convolution", check=lambda ctx: _spatial_unsupported("convolution", ctx.attrs))
 def convolution(ctx: ConvertContext) -> Value:
     a = ctx.attrs
+    _require_4d(ctx)
     kernel = a.ints("kernel")
     stride, dilate, pad = _pairs(ctx, "stride", 1), _pairs(ctx, "dilate", 1), _pairs(ctx, "pad", 0)
     num_filter = a.int("num_filter")
@@ -76,6 +85,7 @@ def convolution(ctx: ConvertContext) -> Value:
 @converter("Deconvolution", check=lambda ctx: _spatial_unsupported("deconvolution", ctx.attrs))
 def deconvolution(ctx: ConvertContext) -> Value:
     a = ctx.attrs
+    _require_4d(ctx)
     kernel = a.ints("kernel")
     stride, dilate = _pairs(ctx, "stride", 1), _pairs(ctx, "dilate", 1)
     pad, adj = _pairs(ctx, "pad", 0), _pairs(ctx, "adj", 0)
@@ -196,6 +206,7 @@ def pooling(ctx: ConvertContext) -> Value:
                                                    "keepdims": 1}).output
         op = "GlobalMaxPool" if pool_type == "max" else "GlobalAveragePool"
         return ctx.add_node(op, [x]).output
+    _require_4d(ctx)
     kernel = a.ints("kernel")
     stride, pad = _pairs(ctx, "stride", 1), _pairs(ctx, "pad", 0)
     size = ctx.shape(0)[2:]

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fc.errors import FcError, ImportError_
+from fc.limits import Budget, check_bytes
 
 __all__ = ["load_params", "save_params", "split_arg_aux"]
 
@@ -103,6 +104,7 @@ class _Reader:
         for d in shape:
             count *= d
         pos = self.need(count * dtype.itemsize, what)
+        check_bytes(count * dtype.itemsize, f"{self.source}: {what}")
         self.pos += count * dtype.itemsize
         if count == 0:
             try:
@@ -176,6 +178,8 @@ def load_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     source = os.fspath(path)
     try:
+        size = os.stat(source).st_size
+        Budget(source).add(size, "the whole file", one_tensor=False)  # read whole: judge first
         with open(source, "rb") as f:
             buf = f.read()
     except OSError as exc:

@@ -21,8 +21,10 @@ from fc.errors import ImportError_
 from fc.frontend._context import ConvertContextBase
 from fc.frontend.attrs import LiteralAttrs
 from fc.ir.core import Graph, Value
+from fc.limits import Budget, check_bytes, nbytes_of
 
-__all__ = ["ConvertContext", "OnnxAttrs", "onnx_dtype_name", "tensor_to_array", "Env"]
+__all__ = ["ConvertContext", "OnnxAttrs", "onnx_dtype_name", "tensor_dtype", "tensor_to_array",
+           "Env"]
 
 Env = dict[str, "Value | np.ndarray"]
 
@@ -77,14 +79,37 @@ def _type_name(t: int) -> str:
         return f"type {t}"
 
 
-def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
-    """``numpy_helper.to_array`` with the failures of a malformed tensor as one line."""
+def tensor_dtype(t: onnx.TensorProto, where: str) -> np.dtype:
+    """The numpy dtype of a tensor fc can hold (bool, integers, floats); others are refused."""
+    dtype = np.dtype(onnx_dtype_name(t.data_type, where))
+    if dtype.kind not in "biuf":
+        name = onnx.TensorProto.DataType.Name(t.data_type)
+        raise ImportError_(f"{where}: element type {name} is not supported (fc's tensors are "
+                           "bool, integer or float)")
+    return dtype
+
+
+def tensor_to_array(t: onnx.TensorProto, where: str, budget: Budget | None = None) -> np.ndarray:
+    """``numpy_helper.to_array``, refusing first what fc cannot hold (an unknown or
+    non-numeric element type, negative dims, a tensor above ``fc.limits``), and with the
+    failures of a malformed tensor (data that does not fit its dims) as one line."""
+    where = f"{where} {t.name!r}" if t.name else where
+    dtype = tensor_dtype(t, where)
+    if any(d < 0 for d in t.dims):
+        raise ImportError_(f"{where}: negative dims {list(t.dims)}")
+    nbytes = nbytes_of(t.dims, dtype)
+    if budget is not None:
+        budget.add(nbytes, where)
+    else:
+        check_bytes(nbytes, where)
     try:
-        return numpy_helper.to_array(t)
-    except Exception as e:  # too little raw data, an unknown data type, ...
+        arr = numpy_helper.to_array(t)
+    except Exception as e:  # too little raw data, data of another length than the dims, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ImportError_(f"{where}: tensor {t.name!r} cannot be decoded "
-                           f"({type(e).__name__}: {first})") from None
+        raise ImportError_(f"{where}: cannot be decoded ({type(e).__name__}: {first})") from None
+    if arr.shape != tuple(t.dims):
+        raise ImportError_(f"{where}: holds {arr.size} values for dims {list(t.dims)}")
+    return arr
 
 
 class ConvertContext(ConvertContextBase):

@@ -31,14 +31,21 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import external_data_helper
 
 from fc.errors import FcError, ImportError_
-from fc.frontend.onnx.context import ConvertContext, Env, onnx_dtype_name
+from fc.frontend.onnx.context import (
+    ConvertContext,
+    Env,
+    onnx_dtype_name,
+    tensor_dtype,
+    tensor_to_array,
+)
 from fc.frontend.onnx.registry import find_converter, find_folder
 from fc.frontend.registry import Refusals
 from fc.ir.core import Graph, Value
 from fc.ir.verify import verify
+from fc.limits import Budget, check_tensor, nbytes_of
 from fc.spelling import input_shape_hint, named_shapes_hint, option
 
 __all__ = ["import_onnx", "MIN_OPSET", "ALWAYS_FOLD"]
@@ -82,14 +89,64 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, 
     if not path.is_file():
         raise ImportError_(f"{path}: no such ONNX file")
     try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError, missing external data, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ImportError_(f"{path}: cannot be read as an ONNX model ({type(e).__name__}: "
-                           f"{first})") from None
+        Budget(str(path)).add(path.stat().st_size, "the file", one_tensor=False)  # read whole
+        proto = onnx.load(str(path), load_external_data=False)
+    except FcError:
+        raise
+    except Exception as e:  # protobuf DecodeError, ...
+        raise ImportError_(f"{path}: cannot be read as an ONNX model ({_short(e)})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise ImportError_(f"{path}: not an ONNX model (no graph or IR version in the file)")
+    _check_text(proto, str(path))
+    external = [t for t in proto.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        # the declared sizes are judged before any byte is read
+        budget = Budget(f"{path}: external data")
+        for t in external:
+            where = f"{path}: initializer {t.name!r}"
+            budget.add(nbytes_of([max(d, 0) for d in t.dims], tensor_dtype(t, where)), where)
+        try:
+            external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except Exception as e:  # a missing file, data out of its bounds, a path outside, ...
+            raise ImportError_(f"{path}: cannot load its external data ({_short(e)})") from None
     return proto, str(path)
+
+
+def _short(e: BaseException) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _check_text(proto: onnx.ModelProto, source: str) -> None:
+    """Every name and op type fc reads is UTF-8 text. (protobuf hands a string field holding
+    other bytes back as ``bytes``, which would then break sorting, JSON and DOT.)"""
+    g = proto.graph
+
+    def bad(where: str, value: Any) -> ImportError_:
+        return ImportError_(f"{source}: {where} {value!r} is not UTF-8 text")
+
+    for what, items in (("input", g.input), ("output", g.output), ("value_info", g.value_info),
+                        ("initializer", g.initializer)):
+        for i, item in enumerate(items):
+            if not isinstance(item.name, str):
+                raise bad(f"{what} #{i} name", item.name)
+    if not isinstance(g.name, str):
+        raise bad("graph name", g.name)
+    for i, node in enumerate(g.node):
+        for field in ("op_type", "name", "domain"):
+            if not isinstance(getattr(node, field), str):
+                raise bad(f"node #{i} {field}", getattr(node, field))
+        for field in ("input", "output"):
+            for j, tensor in enumerate(getattr(node, field)):
+                if not isinstance(tensor, str):
+                    raise bad(f"node #{i} {field} {j}", tensor)
+        for a in node.attribute:
+            if not isinstance(a.name, str):
+                raise bad(f"node #{i} attribute name", a.name)
+    for op in proto.opset_import:
+        if not isinstance(op.domain, str):
+            raise bad("opset_import domain", op.domain)
 
 
 def _default_opset(proto: onnx.ModelProto, source: str) -> int:
@@ -134,6 +191,8 @@ class _Importer:
         self.names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(g.node)]
         self.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
         self.refusals = Refusals(f"ONNX (opset {self.opset})", source)
+        # the bytes of the tensors the import reads and folds, against fc.limits
+        self.budget = Budget(source)
         # outputs of refused nodes (and of the nodes depending on them): never produced
         self.poisoned: set[str] = set()
         self._index = 0  # of the node being converted
@@ -145,7 +204,7 @@ class _Importer:
             raise ImportError_(f"{self.source}: sparse initializers are not supported "
                                f"({g.sparse_initializer[0].values.name!r}, ...)")
         for t in g.initializer:
-            self.env[t.name] = numpy_helper.to_array(t)
+            self.env[t.name] = tensor_to_array(t, f"{self.source}: initializer", self.budget)
         self._add_inputs([vi for vi in g.input if vi.name not in self.env])
         self._check_supported()
         try:
@@ -171,6 +230,9 @@ class _Importer:
             if not vi.type.HasField("tensor_type"):
                 raise ImportError_(f"{where} is not a tensor (type {vi.type.WhichOneof('value')})")
             dtype = onnx_dtype_name(vi.type.tensor_type.elem_type, where)
+            if np.dtype(dtype).kind not in "biuf":
+                raise ImportError_(f"{where} has element type {dtype}, which fc does not "
+                                   "support (bool, integer or float)")
             dims = _dims(vi)
             if vi.name in overrides:
                 shape = tuple(int(d) for d in overrides[vi.name])
@@ -304,9 +366,13 @@ class _Importer:
             except FcError:
                 raise
             except Exception as e:  # numpy refusing the constants: name the node
-                raise ctx.error(f"constant folding failed: {type(e).__name__}: {e}") from e
+                raise ctx.error(f"constant folding failed: {_short(e)}") from e
             if result is not None:
-                return [None if r is None else np.asarray(r) for r in result]
+                arrays = [None if r is None else np.asarray(r) for r in result]
+                for a in arrays:
+                    if a is not None:
+                        self.budget.add(a.nbytes, f"{ctx.where}: its folded output")
+                return arrays
         from fc.np_ops import run
 
         scratch = Graph(f"fold_{name}")
@@ -314,6 +380,10 @@ class _Importer:
         if values is None:
             return None
         scratch.outputs = list(dict.fromkeys(v for v in values if v is not None and not v.is_const))
+        for n in scratch:  # judged by their declared shapes before fc's kernels allocate them
+            for v in n.outputs:
+                if v.shape is not None and v.dtype is not None:
+                    check_tensor(v.shape, v.dtype, f"{ctx.where}: its folded output")
         try:
             env = run(scratch, {}) if scratch.outputs else {}
         except FcError as e:

@@ -14,10 +14,20 @@ import numpy as np
 
 from fc.frontend.onnx.context import ConvertContext, onnx_dtype_name
 from fc.frontend.onnx.registry import folder
+from fc.limits import check_tensor
 
 __all__: list[str] = []
 
 Arrays = list[np.ndarray] | None
+
+
+def _room(ctx: ConvertContext, shape: tuple[int, ...], dtype: np.dtype | str) -> tuple[int, ...]:
+    """Refuse (before numpy allocates it) an output above ``fc.limits``: these folders make
+    tensors far larger than the file (a 137-byte ConstantOfShape can ask for gigabytes)."""
+    if any(d < 0 for d in shape):
+        raise ctx.error(f"output shape {list(shape)} has a negative dim")
+    check_tensor(shape, dtype, f"{ctx.where}: its folded output")
+    return shape
 
 
 @folder("Constant")
@@ -40,12 +50,12 @@ def constant(ctx: ConvertContext) -> Arrays:
 
 @folder("ConstantOfShape", since=9)
 def constant_of_shape(ctx: ConvertContext) -> Arrays:
-    shape = tuple(int(d) for d in ctx.const(0, "shape").reshape(-1))
+    shape = ctx.const_ints(0, "shape")
     value = ctx.attrs.tensor("value", None)
     fill = np.zeros(1, np.float32) if value is None else value.reshape(-1)
     if fill.size != 1:
         raise ctx.error(f"attribute 'value' must hold one element, got {fill.size}")
-    return [np.full(shape, fill[0], dtype=fill.dtype)]
+    return [np.full(_room(ctx, shape, fill.dtype), fill[0], dtype=fill.dtype)]
 
 
 @folder("Shape")
@@ -69,12 +79,25 @@ def cast(ctx: ConvertContext) -> Arrays:
 @folder("Range", since=11)
 def range_(ctx: ConvertContext) -> Arrays:
     start, limit, delta = (ctx.const(i).reshape(()) for i in range(3))
+    if delta == 0:
+        raise ctx.error("delta is 0")
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    _room(ctx, (count,), start.dtype)
     return [np.arange(start, limit, delta).astype(start.dtype)]
 
 
 def _elementwise(fn):  # type: ignore[no-untyped-def]
     def fold(ctx: ConvertContext) -> Arrays:
-        return [np.asarray(fn(*(ctx.const(i) for i in range(ctx.num_inputs))))]
+        args = [ctx.const(i) for i in range(ctx.num_inputs)]
+        if fn is np.tile:
+            reps = ctx.const_ints(1, "repeats")
+            if len(reps) != args[0].ndim:
+                raise ctx.error(f"repeats {list(reps)} need {args[0].ndim} values")
+            _room(ctx, tuple(d * r for d, r in zip(args[0].shape, reps)), args[0].dtype)
+        else:
+            _room(ctx, np.broadcast_shapes(*(a.shape for a in args)),
+                  np.result_type(*args) if args else np.float32)
+        return [np.asarray(fn(*args))]
 
     return fold
 
@@ -102,8 +125,9 @@ folder("NonZero", since=9)(_elementwise(lambda x: np.array(np.nonzero(x), np.int
 @folder("Expand", since=8)
 def expand(ctx: ConvertContext) -> Arrays:
     x = ctx.const(0)
-    target = tuple(int(d) for d in ctx.const(1, "shape"))
-    return [np.broadcast_to(x, np.broadcast_shapes(x.shape, target)).copy()]
+    target = ctx.const_ints(1, "shape")
+    shape = _room(ctx, np.broadcast_shapes(x.shape, target), x.dtype)
+    return [np.broadcast_to(x, shape).copy()]
 
 
 def _int_binary(fn):  # type: ignore[no-untyped-def]
@@ -113,7 +137,11 @@ def _int_binary(fn):  # type: ignore[no-untyped-def]
         a, b = ctx.const(0), ctx.const(1)
         if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
             return None
-        return [np.asarray(fn(a, b)).astype(a.dtype)]
+        _room(ctx, np.broadcast_shapes(a.shape, b.shape), a.dtype)
+        if fn is _trunc_div and not np.all(b):
+            raise ctx.error("integer division by zero")
+        with np.errstate(over="ignore"):  # integer overflow wraps, as in ONNX runtimes
+            return [np.asarray(fn(a, b)).astype(a.dtype)]
 
     return fold
 
@@ -133,15 +161,18 @@ folder("Div", since=7)(_int_binary(_trunc_div))
 @folder("Mod", since=10)
 def mod(ctx: ConvertContext) -> Arrays:
     a, b = ctx.const(0), ctx.const(1)
-    return [np.fmod(a, b) if ctx.attrs.int("fmod", 0) else np.mod(a, b)]
+    _room(ctx, np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    if a.dtype.kind in "iu" and not np.all(b):
+        raise ctx.error("integer modulo by zero")
+    with np.errstate(all="ignore"):  # float x mod 0 is NaN, as in ONNX runtimes
+        return [np.fmod(a, b) if ctx.attrs.int("fmod", 0) else np.mod(a, b)]
 
 
 def _reduce_axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...] | None:
     """ReduceX axes: an attribute before opset ``input_since``, an optional input from it;
     ``None`` means all axes (or none, with noop_with_empty_axes)."""
     if ctx.opset >= input_since:
-        axes = ctx.const_or_none(1, "axes")
-        return None if axes is None or axes.size == 0 else tuple(int(a) for a in axes)
+        return ctx.const_ints_or_none(1, "axes") or None
     return ctx.attrs.ints("axes", None)
 
 

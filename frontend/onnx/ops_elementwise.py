@@ -153,8 +153,7 @@ def _reduce(op: str, input_since: int):  # type: ignore[no-untyped-def]
 
     def convert(ctx: ConvertContext) -> Value:
         if ctx.opset >= input_since:
-            arr = ctx.const_or_none(1, "axes")
-            axes = () if arr is None else tuple(int(a) for a in arr.reshape(-1))
+            axes = ctx.const_ints_or_none(1, "axes") or ()
             if not axes and ctx.attrs.int("noop_with_empty_axes", 0):
                 return ctx.add_node("Identity", [ctx.value(0)]).output
         else:

@@ -20,14 +20,10 @@ from fc.ir.core import Value
 __all__: list[str] = []
 
 
-def _ints(arr: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(v) for v in np.asarray(arr).reshape(-1))
-
-
 @converter("Reshape", since=5)
 def reshape(ctx: ConvertContext) -> Value:
     x = ctx.value(0)
-    target = list(_ints(ctx.const(1, "shape")))
+    target = list(ctx.const_ints(1, "shape"))
     allowzero = ctx.attrs.int("allowzero", 0)
     if not allowzero and target and x.shape and target[0] == x.shape[0]:
         target[0] = 0  # the batch dim: copy it, whatever the batch size
@@ -55,8 +51,7 @@ def split(ctx: ConvertContext) -> list[Value]:
         raise ctx.error(f"axis={axis} out of range for rank {len(shape)}")
     dim = shape[axis]
     if ctx.opset >= 13:
-        arr = ctx.const_or_none(1, "split")
-        sizes = None if arr is None else _ints(arr)
+        sizes = ctx.const_ints_or_none(1, "split")
     else:
         sizes = ctx.attrs.ints("split", None)
     n = ctx.num_outputs
@@ -80,8 +75,7 @@ def split(ctx: ConvertContext) -> list[Value]:
 def _axes(ctx: ConvertContext, input_since: int) -> tuple[int, ...]:
     """Squeeze/Unsqueeze axes: attribute before opset 13, (constant) input from it."""
     if ctx.opset >= input_since:
-        arr = ctx.const_or_none(1, "axes")
-        return () if arr is None else _ints(arr)
+        return ctx.const_ints_or_none(1, "axes") or ()
     return ctx.attrs.ints("axes", ())
 
 
@@ -102,10 +96,8 @@ def unsqueeze(ctx: ConvertContext) -> Value:
 def slice_(ctx: ConvertContext) -> Value:
     """starts/ends/axes as attributes before opset 10, then (constant) inputs with steps."""
     if ctx.opset >= 10:
-        starts, ends = _ints(ctx.const(1, "starts")), _ints(ctx.const(2, "ends"))
-        axes_arr, steps_arr = ctx.const_or_none(3, "axes"), ctx.const_or_none(4, "steps")
-        axes = None if axes_arr is None else _ints(axes_arr)
-        steps = None if steps_arr is None else _ints(steps_arr)
+        starts, ends = ctx.const_ints(1, "starts"), ctx.const_ints(2, "ends")
+        axes, steps = ctx.const_ints_or_none(3, "axes"), ctx.const_ints_or_none(4, "steps")
     else:
         a = ctx.attrs
         starts, ends, axes, steps = a.ints("starts"), a.ints("ends"), a.ints("axes", None), None
@@ -129,12 +121,12 @@ def pad(ctx: ConvertContext) -> Value:
     rank = ctx.rank(0)
     mode = ctx.attrs.str("mode", "constant")
     if ctx.opset >= 11:
-        pads = _ints(ctx.const(1, "pads"))
+        pads = ctx.const_ints(1, "pads")
         value_arr = ctx.const_or_none(2, "constant_value")
         value = 0.0 if value_arr is None or value_arr.size == 0 else float(value_arr.reshape(-1)[0])
-        axes_arr = ctx.const_or_none(3, "axes") if ctx.opset >= 18 else None
-        if axes_arr is not None:
-            axes = [a % rank for a in _ints(axes_arr)]
+        axes_given = ctx.const_ints_or_none(3, "axes") if ctx.opset >= 18 else None
+        if axes_given is not None:
+            axes = [a % rank for a in axes_given]
             if len(pads) != 2 * len(axes):
                 raise ctx.error(f"pads {list(pads)} needs {2 * len(axes)} values for axes {axes}")
             full = [0] * (2 * rank)
@@ -180,7 +172,7 @@ def _legacy_nearest_mode(scales: tuple[float, ...]) -> str:
 @converter("Upsample", since=7, until=9)
 def upsample(ctx: ConvertContext) -> Value:
     scales = (ctx.attrs.floats("scales") if ctx.opset < 9
-              else tuple(float(s) for s in ctx.const(1, "scales").reshape(-1)))
+              else ctx.const_floats(1, "scales"))
     mode = ctx.attrs.str("mode", "nearest")
     attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
     if mode == "nearest":
@@ -190,7 +182,7 @@ def upsample(ctx: ConvertContext) -> Value:
 
 @converter("Resize", since=10, until=10)
 def resize_10(ctx: ConvertContext) -> Value:
-    scales = tuple(float(s) for s in ctx.const(1, "scales").reshape(-1))
+    scales = ctx.const_floats(1, "scales")
     mode = ctx.attrs.str("mode", "nearest")
     attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
     if mode == "nearest":
@@ -214,10 +206,8 @@ def _resize_check(ctx: ConvertContext) -> str | None:
 def resize(ctx: ConvertContext) -> Value:
     rank = ctx.rank(0)
     ctm = ctx.attrs.str("coordinate_transformation_mode", "half_pixel")
-    scales_arr, sizes_arr = ctx.const_or_none(2, "scales"), ctx.const_or_none(3, "sizes")
-    scales = None if scales_arr is None or scales_arr.size == 0 else \
-        tuple(float(s) for s in scales_arr.reshape(-1))
-    sizes = None if sizes_arr is None or sizes_arr.size == 0 else _ints(sizes_arr)
+    scales = (ctx.const_floats(2, "scales") if ctx.has_input(2) else None) or None
+    sizes = ctx.const_ints_or_none(3, "sizes") or None
     axes = ctx.attrs.ints("axes", None)
     if axes is not None:  # opset 18: scales/sizes only for these axes
         axes = tuple(a % rank for a in axes)
