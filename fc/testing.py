@@ -4,12 +4,14 @@ table, with the vocabulary of DESIGN.md (``max_abs``, ``rel_l2`` = distance, ``c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 __all__ = ["TOLERANCES", "tolerance", "check_close", "rel_l2", "max_abs", "cosine", "sqnr_db",
-           "MODEL_REL_L2", "onnx_with_seeded_weights"]
+           "MODEL_REL_L2", "onnx_with_seeded_weights", "ACTIVATION_EXAMPLES", "torch_activation",
+           "activation_cases"]
 
 # fp32 per-op default; every override is listed here with its reason.
 DEFAULT_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -172,3 +174,47 @@ def assert_refused(rule: Any, graph: Any, reason: str, *, at: str | None = None,
     found = refusals[at] if at is not None else p.refusals[0][1]
     assert reason in found, p.refusals
     verify(graph)
+
+
+# -- activations: the independent oracle of every entry of fc.ir.activations ------------------
+#: fused activation -> the (act_alpha, act_beta) its tests try (defaults, typical, edge ones)
+ACTIVATION_EXAMPLES: dict[str, tuple[tuple[float, float], ...]] = {
+    "relu": ((0.0, 0.0),),
+    "clip": ((0.0, 6.0), (-0.5, 0.7), (0.6, 0.2)),  # relu6; general; min > max: max wins
+    "leaky_relu": ((0.01, 0.0), (0.2, 0.0)),
+    "elu": ((1.0, 0.0), (0.7, 0.0)),
+    "sigmoid": ((0.0, 0.0),),
+    "tanh": ((0.0, 0.0),),
+    "hard_sigmoid": ((0.2, 0.5), (1 / 6, 0.5), (-0.3, 0.4)),  # ONNX default, torch's, slope < 0
+    "hard_swish": ((0.0, 0.0),),
+    "silu": ((0.0, 0.0),),
+    "gelu": ((0.0, 0.0), (1.0, 0.0)),  # exact, tanh approximation
+}
+
+
+def torch_activation(activation: str, alpha: float = 0.0, beta: float = 0.0
+                     ) -> Callable[[Any], Any]:
+    """torch's implementation of the fused ``(activation, alpha, beta)``: the oracle that a
+    new entry of ``fc.ir.activations`` needs here (``KeyError`` until it has one)."""
+    import torch
+    import torch.nn.functional as F
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "relu": F.relu,
+        "clip": lambda t: torch.clamp(t, alpha, beta),
+        "leaky_relu": lambda t: F.leaky_relu(t, alpha),
+        "elu": lambda t: F.elu(t, alpha),
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        # torch's F.hardsigmoid has fixed (1/6, 0.5): the formula, for any alpha and beta
+        "hard_sigmoid": lambda t: torch.clamp(alpha * t + beta, 0.0, 1.0),
+        "hard_swish": F.hardswish,
+        "silu": F.silu,
+        "gelu": lambda t: F.gelu(t, approximate="tanh" if alpha else "none"),
+    }
+    return table[activation]
+
+
+def activation_cases() -> list[tuple[str, float, float]]:
+    """Every ``(activation, alpha, beta)`` of ``ACTIVATION_EXAMPLES``, for parametrizing."""
+    return [(name, a, b) for name, examples in ACTIVATION_EXAMPLES.items() for a, b in examples]

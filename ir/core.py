@@ -16,7 +16,7 @@ import numpy as np
 
 from fc.errors import IRError
 
-__all__ = ["Value", "Node", "Graph", "Shape"]
+__all__ = ["Value", "Node", "Graph", "Shape", "rename_blocker"]
 
 Shape = tuple[int, ...]
 
@@ -59,11 +59,15 @@ class Value:
         """Distinct consuming nodes, in order of first use."""
         return list(dict.fromkeys(n for n, _ in self._uses))
 
-    def replace_all_uses_with(self, other: Value, graph: Graph | None = None) -> None:
+    def replace_all_uses_with(self, other: Value, graph: Graph | None = None, *,
+                              rename: bool = False) -> None:
         """Point every consumer and graph output of ``self`` at ``other``.
 
-        A graph output keeps its name: ``other`` takes it over (``self`` is renamed), so
-        rewrites never change the names a user feeds or fetches.
+        Names do not change unless asked: with ``rename=True``, when ``self`` is a graph
+        output, ``other`` takes over its name (``self`` becomes ``<name>_replaced``), so a
+        rewrite keeps the names a user feeds or fetches. That needs ``other`` to be a node
+        output and not a graph output already (``rename_blocker`` says why not; asking
+        anyway raises ``IRError``).
         """
         if other is self:
             return
@@ -74,17 +78,20 @@ class Value:
         if other.producer is not None and any(n is other.producer for n, _ in self._uses):
             raise IRError(f"cannot replace {self.name!r} with {other.name!r}: its producer "
                           f"{other.producer.name!r} uses {self.name!r}, which would make a cycle")
+        is_output = graph is not None and any(o is self for o in graph.outputs)
+        if rename and is_output:
+            reason = rename_blocker(graph, self, other)
+            if reason is not None:
+                raise IRError(f"cannot give {other.name!r} the output name {self.name!r}: {reason}")
         # Move the use list wholesale: O(uses), where set_input per use would be O(uses^2).
         uses, self._uses = self._uses, []
         for node, i in uses:
             node._inputs[i] = other
         other._uses.extend(uses)
-        if graph is None or not any(o is self for o in graph.outputs):
+        if not is_output:
             return
         graph.outputs[:] = [other if o is self else o for o in graph.outputs]
-        # Only a node output can take the name over: renaming a graph input or a weight
-        # would change another interface name (or an initializer key) instead.
-        if other.producer is not None and sum(o is other for o in graph.outputs) == 1:
+        if rename:
             old = self.name
             self.name = graph.reserve(old + "_replaced")
             other.name = old
@@ -92,6 +99,24 @@ class Value:
     def __repr__(self) -> str:
         kind = "const " if self.is_const else ""
         return f"Value({kind}{self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def rename_blocker(graph: Graph, old: Value, new: Value) -> str | None:
+    """Why ``new`` cannot take over the graph-output name of ``old`` (None if it can, or if
+    ``old`` is not a graph output).
+
+    Only a node output that is not a graph output yet can: renaming a graph input or a
+    weight would change another interface name (or an initializer key), and a value listed
+    twice as an output cannot carry two names.
+    """
+    if not any(o is old for o in graph.outputs):
+        return None
+    if new.producer is None:
+        kind = "a constant" if new.const is not None else "a graph input"
+        return f"{old.name!r} is a graph output and its replacement {new.name!r} is {kind}"
+    if any(o is new for o in graph.outputs):
+        return f"{old.name!r} and its replacement {new.name!r} are both graph outputs"
+    return None
 
 
 class Node:

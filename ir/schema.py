@@ -7,13 +7,29 @@ explicit and no consumer repeats a default.
 
 A shape rule has the kernels' calling convention: tensors positional (as ``TensorType``),
 attributes keyword-only, and returns one ``TensorType`` or a list of them.
+
+Each input has a *role* (``InputSpec.role``): what the tensor is to the op, which folding,
+per-channel quantization, pruning and reconstruction need to know without a table of their
+own:
+
+* ``data``: an activation flowing through the graph (the default);
+* ``weight``: a layer's weight. Output channel ``m`` of the layer is linear in one slice of
+  it, along ``weight_out_axis(node)`` (Conv 0, ConvTranspose 1 within each of ``group``
+  blocks of axis 0, Gemm 0 with ``transB`` else 1, MatMul the last axis, Scale 0);
+  ``weight_by_out_channel`` gives that slice of every channel as one row;
+* ``bias``: a per-output-channel vector added to the weight's product;
+* ``param``: any other constant parameter (normalization statistics and affine vectors,
+  PRelu's slope).
+
+A weight is a constant in a deployable graph, except MatMul's ``B``, which is an activation
+in attention (``A @ B`` of two activations) and a weight in a Linear exported without bias.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -23,6 +39,18 @@ from fc.errors import SchemaError
 
 __all__ = [
     "Attr",
+    "InputSpec",
+    "DATA",
+    "WEIGHT",
+    "BIAS",
+    "PARAM",
+    "ROLES",
+    "input_role",
+    "weight_input",
+    "weight_out_axis",
+    "weight_groups",
+    "weight_by_out_channel",
+    "weight_from_out_channel",
     "INT",
     "FLOAT",
     "STRING",
@@ -42,6 +70,8 @@ __all__ = [
 ]
 
 INT, FLOAT, STRING, INTS, FLOATS, STRINGS = "int", "float", "string", "ints", "floats", "strings"
+DATA, WEIGHT, BIAS, PARAM = "data", "weight", "bias", "param"
+ROLES = (DATA, WEIGHT, BIAS, PARAM)
 ATTR_TYPES = (INT, FLOAT, STRING, INTS, FLOATS, STRINGS)
 # The largest float32: stands in for +-infinity in attributes (JSON has no infinity).
 FLT_MAX = 3.4028234663852886e38
@@ -127,6 +157,12 @@ class InputSpec:
     name: str
     optional: bool = False
     variadic: bool = False
+    #: what the tensor is to the op: DATA, WEIGHT, BIAS or PARAM (module docstring)
+    role: str = DATA
+
+
+#: attrs -> an axis or a group count, for the weight layout of a schema
+AttrFn = Callable[[Mapping[str, Any]], int]
 
 
 @dataclass
@@ -138,6 +174,11 @@ class OpSchema:
     infer: Callable[..., Any]
     doc: str = ""
     variadic_outputs: bool = False
+    #: the axis of the WEIGHT input holding output channels (None: the op has no weight)
+    weight_axis: AttrFn | None = None
+    #: how many blocks axis 0 of the weight splits into, each feeding its own run of output
+    #: channels (ConvTranspose: ``group``); 1 for every other layout
+    weight_groups: AttrFn | None = None
     min_inputs: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -194,16 +235,26 @@ class OpSchema:
 _REGISTRY: dict[str, OpSchema] = {}
 
 
-def _parse_inputs(specs: Sequence[str]) -> tuple[InputSpec, ...]:
+def _parse_inputs(op_type: str, specs: Sequence[str], roles: Mapping[str, str]
+                  ) -> tuple[InputSpec, ...]:
     out = []
     for s in specs:
-        if s.endswith("*"):
-            out.append(InputSpec(s[:-1], variadic=True))
-        elif s.endswith("?"):
-            out.append(InputSpec(s[:-1], optional=True))
-        else:
-            out.append(InputSpec(s))
+        name = s.rstrip("*?")
+        role = roles.get(name, DATA)
+        if role not in ROLES:
+            raise ValueError(f"op schema {op_type!r}: input {name!r} has role {role!r}, not one "
+                             f"of {list(ROLES)}")
+        out.append(InputSpec(name, optional=s.endswith("?"), variadic=s.endswith("*"), role=role))
+    unknown = sorted(set(roles) - {spec.name for spec in out})
+    if unknown:
+        raise ValueError(f"op schema {op_type!r}: roles name unknown inputs {unknown}")
     return tuple(out)
+
+
+def _attr_fn(value: int | AttrFn | None) -> AttrFn | None:
+    if value is None or callable(value):
+        return value
+    return lambda attrs, _v=int(value): _v
 
 
 def register_op(
@@ -211,12 +262,18 @@ def register_op(
     *,
     inputs: Sequence[str],
     outputs: Sequence[str] = ("Y",),
-    attrs: dict[str, Attr] | None = None,
+    attrs: Mapping[str, Attr] | None = None,
     variadic_outputs: bool = False,
+    roles: Mapping[str, str] | None = None,
+    weight_axis: int | AttrFn | None = None,
+    weight_groups: int | AttrFn | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an op: ``inputs`` names end in ``?`` (optional) or ``*`` (variadic).
 
-    Decorates the shape rule. Registering an op twice raises.
+    ``roles`` maps input names to WEIGHT/BIAS/PARAM (the rest are DATA); an op with a WEIGHT
+    input says where its output channels are (``weight_axis``, ``weight_groups``: an int or
+    a function of the complete attributes). Decorates the shape rule. Registering an op
+    twice raises.
     """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -228,14 +285,20 @@ def register_op(
                                                                                  a.default))
                  for name, a in (attrs or {}).items()}
         _check_rule_signature(op_type, fn, specs)
+        parsed = _parse_inputs(op_type, inputs, roles or {})
+        has_weight = any(s.role == WEIGHT for s in parsed)
+        if has_weight != (weight_axis is not None):
+            raise ValueError(f"op schema {op_type!r}: a WEIGHT input and weight_axis go together")
         _REGISTRY[op_type] = OpSchema(
             op_type,
-            _parse_inputs(inputs),
+            parsed,
             tuple(outputs),
             specs,
             fn,
             doc=(fn.__doc__ or "").strip(),
             variadic_outputs=variadic_outputs,
+            weight_axis=_attr_fn(weight_axis),
+            weight_groups=_attr_fn(weight_groups),
         )
         return fn
 
@@ -324,3 +387,85 @@ def infer_types(node: Any) -> list[TensorType]:
             raise SchemaError(f"{where}: inferred a negative dimension {list(shape)}")
         out.append(TensorType(shape, t.dtype))
     return out
+
+
+# -- input roles and weight layout ------------------------------------------------------------
+def input_role(op_type: str, index: int) -> str:
+    """The role of input ``index`` of ``op_type`` (a variadic input's role for every position
+    from it on)."""
+    specs = get_schema(op_type).inputs
+    for i, spec in enumerate(specs):
+        if i == index or spec.variadic and index >= i:
+            return spec.role
+    raise SchemaError(f"{op_type} has no input {index} (it has {len(specs)})")
+
+
+def weight_input(op_type: str) -> int | None:
+    """The position of ``op_type``'s WEIGHT input, or None when it has none."""
+    return next((i for i, s in enumerate(get_schema(op_type).inputs) if s.role == WEIGHT), None)
+
+
+def _weight_layout(node: Any) -> tuple[int, int, tuple[int, ...]]:
+    """(out axis, groups, weight shape) of ``node``'s weight, normalized."""
+    schema = get_schema(node.op_type)
+    i = weight_input(node.op_type)
+    w = node.inputs[i] if i is not None and i < len(node.inputs) else None
+    if w is None or w.shape is None:
+        raise SchemaError(f"node {node.name!r} ({node.op_type}) has no weight input with a "
+                          "known shape")
+    assert schema.weight_axis is not None  # register_op pairs it with the WEIGHT role
+    rank = len(w.shape)
+    axis = schema.weight_axis(node.attrs)
+    axis = axis + rank if axis < 0 else axis
+    groups = schema.weight_groups(node.attrs) if schema.weight_groups is not None else 1
+    if not 0 <= axis < rank or groups < 1 or (groups > 1 and (axis == 0 or w.shape[0] % groups)):
+        raise SchemaError(f"node {node.name!r} ({node.op_type}): weight {list(w.shape)} has no "
+                          f"output-channel axis {axis} in {groups} group(s)")
+    return axis, groups, w.shape
+
+
+def weight_out_axis(node: Any) -> int:
+    """The axis of ``node``'s weight along which its output channels lie (non-negative).
+
+    With ``weight_groups(node) > 1`` (ConvTranspose with group > 1), axis 0 of the weight is
+    split into that many blocks and this axis indexes the output channels *within* a block:
+    output channel ``g * W.shape[axis] + j`` reads block ``g``, index ``j``. Use
+    ``weight_by_out_channel`` to get one row per output channel without that arithmetic.
+    """
+    return _weight_layout(node)[0]
+
+
+def weight_groups(node: Any) -> int:
+    """How many blocks axis 0 of ``node``'s weight splits into (see ``weight_out_axis``)."""
+    return _weight_layout(node)[1]
+
+
+def weight_by_out_channel(node: Any, w: np.ndarray) -> np.ndarray:
+    """``w`` (the array of ``node``'s weight) with output channel ``m`` as ``[m]`` of axis 0.
+
+    The other axes keep their order (a Conv weight is returned as is; a ConvTranspose weight
+    (C, M/g, kh, kw) becomes (M, C/g, kh, kw); a Gemm B (K, M) becomes (M, K)). A view when
+    the layout allows, else a copy: per-channel statistics read it, per-channel rewrites go
+    back through ``weight_from_out_channel``.
+    """
+    axis, groups, shape = _weight_layout(node)
+    w = np.asarray(w)
+    if tuple(w.shape) != shape:
+        raise SchemaError(f"node {node.name!r} ({node.op_type}): array {list(w.shape)} is not "
+                          f"its weight {list(shape)}")
+    if groups == 1:
+        return np.moveaxis(w, axis, 0)
+    grouped = w.reshape(groups, shape[0] // groups, *shape[1:])
+    blocks = np.moveaxis(grouped, axis + 1, 1)  # (g, M/g, C/g, ...)
+    return blocks.reshape(groups * shape[axis], *blocks.shape[2:])
+
+
+def weight_from_out_channel(node: Any, rows: np.ndarray) -> np.ndarray:
+    """The inverse of ``weight_by_out_channel``: the weight's own layout again."""
+    axis, groups, shape = _weight_layout(node)
+    rows = np.asarray(rows)
+    if groups == 1:
+        return np.moveaxis(rows, 0, axis)
+    per = shape[axis]
+    blocks = rows.reshape(groups, per, *rows.shape[1:])  # (g, M/g, C/g, ...)
+    return np.moveaxis(blocks, 1, axis + 1).reshape(shape)

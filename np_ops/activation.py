@@ -1,9 +1,12 @@
-"""Activations as plain numpy functions, shared by the standalone activation kernels and by
-the ``activation`` attribute that Conv/ConvTranspose/Gemm/Add carry after fusion.
+"""Kernels of the activation ops (``fc.ir.activations``), which also compute the fused
+``activation`` attribute that Conv/ConvTranspose/Gemm/Scale/Add carry after fusion: the fused
+form runs the standalone op's kernel (``apply_activation``), so each function has one numpy
+implementation and the two forms agree to the bit.
 
-Every function returns an array of its input's dtype: scalars are converted to that dtype
+Every kernel returns an array of its input's dtype: scalars are converted to that dtype
 first, because numpy would promote ``float32 * 0.1`` (a Python or float64 scalar operand
-of a 0-d array) differently from an array operand.
+of a 0-d array) differently from an array operand. Floating-point exceptions are silenced
+(``np.errstate``), as in numpy/torch.
 
 ``erf`` does not rely on scipy (not a dependency of fc): it is W. J. Cody's rational
 Chebyshev approximation ("Rational Chebyshev approximations for the error function",
@@ -14,12 +17,17 @@ float64 (relative error ~1e-16, far below float32's ulp).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from fc.errors import ExecutionError
+from fc.ir.activations import ACTIVATIONS
+from fc.np_ops.registry import KERNELS, kernel
 
-__all__ = ["activate_inplace", "apply_activation", "sigmoid", "gelu", "erf", "erfc", "ACTIVATIONS"]
+__all__ = ["activate_inplace", "apply_activation", "sigmoid", "gelu", "erf", "erfc"]
+
+Array = np.ndarray
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -119,49 +127,35 @@ def gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
     return np.asarray(y, dtype=x.dtype)
 
 
-def _f(x: np.ndarray, v: float) -> np.ndarray:
+def _f(x: Array, v: float) -> Array:
     return np.asarray(v, dtype=x.dtype)
 
 
-def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _clip(x: Array, lo: float, hi: float) -> Array:
     """min(max(x, lo), hi); so hi wins when lo > hi (ONNX Clip), NaN propagates."""
     return np.minimum(np.maximum(x, _f(x, lo)), _f(x, hi))
 
 
-def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
-    return np.where(x > 0, x, _f(x, alpha) * np.expm1(np.minimum(x, _f(x, 0))))
-
-
-ACTIVATIONS = {
-    "relu": lambda x, a, b: np.maximum(x, _f(x, 0)),
-    "clip": lambda x, a, b: _clip(x, a, b),
-    "leaky_relu": lambda x, a, b: np.where(x >= 0, x, x * _f(x, a)),
-    "elu": lambda x, a, b: _elu(x, a),
-    "sigmoid": lambda x, a, b: sigmoid(x),
-    "tanh": lambda x, a, b: np.tanh(x),
-    "hard_sigmoid": lambda x, a, b: _clip(x * _f(x, a) + _f(x, b), 0, 1),
-    "hard_swish": lambda x, a, b: x * _clip(x / _f(x, 6) + _f(x, 0.5), 0, 1),
-    "silu": lambda x, a, b: x * sigmoid(x),
-    "gelu": lambda x, a, b: gelu(x, approximate=bool(a)),
-}
-
-
-def apply_activation(x: np.ndarray, activation: str, alpha: float = 0.0, beta: float = 0.0
-                     ) -> np.ndarray:
-    """``x`` through the named fused activation ("" = identity), in ``x``'s dtype."""
-    if not activation:
-        return x
-    try:
-        fn = ACTIVATIONS[activation]
-    except KeyError:
-        raise ExecutionError(f"activation {activation!r} not one of {sorted(ACTIVATIONS)}") from None
+def _run(fn: Callable[[Array], Array], x: Array) -> Array:
     x = np.asarray(x)
     with np.errstate(all="ignore"):
-        return np.asarray(fn(x, alpha, beta), dtype=x.dtype)
+        return np.asarray(fn(x), dtype=x.dtype)
 
 
-def activate_inplace(y: np.ndarray, activation: str, alpha: float = 0.0, beta: float = 0.0
-                     ) -> np.ndarray:
+# The fused form, before the first @kernel: that registration imports the other kernel
+# modules (the table's loader), which import these two from this half-initialized module.
+def apply_activation(x: Array, activation: str, alpha: float = 0.0, beta: float = 0.0) -> Array:
+    """``x`` through the named fused activation ("" = identity), in ``x``'s dtype: the
+    standalone op's kernel with the attributes ``(alpha, beta)`` stand for."""
+    if not activation:
+        return x
+    entry = ACTIVATIONS.get(activation)
+    if entry is None:
+        raise ExecutionError(f"activation {activation!r} not one of {sorted(ACTIVATIONS)}")
+    return KERNELS.get(entry.op_type)(np.asarray(x), **entry.to_attrs(alpha, beta))
+
+
+def activate_inplace(y: Array, activation: str, alpha: float = 0.0, beta: float = 0.0) -> Array:
     """``apply_activation`` for a fresh array the caller owns: relu and clip overwrite ``y``
     instead of allocating a second output (the same maths)."""
     if activation == "relu":
@@ -169,3 +163,69 @@ def activate_inplace(y: np.ndarray, activation: str, alpha: float = 0.0, beta: f
     if activation == "clip":
         return np.clip(y, y.dtype.type(alpha), y.dtype.type(beta), out=y)
     return apply_activation(y, activation, alpha, beta)
+
+
+@kernel("Relu")
+def relu(x: Array) -> Array:
+    return _run(lambda x: np.maximum(x, _f(x, 0)), x)
+
+
+def _bound(v: float, dtype: np.dtype) -> np.generic:
+    """A float Clip bound in ``dtype``; +-FLT_MAX saturates to the integer range (a plain
+    cast of 3.4e38 to int32 is undefined) and overflows to +-inf in float16."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return dtype.type(int(min(max(v, float(info.min)), float(info.max))))
+    with np.errstate(over="ignore"):
+        return dtype.type(v)
+
+
+@kernel("Clip")
+def clip(x: Array, *, min: float, max: float) -> Array:  # the schema's names
+    """min(max(x, min), max): ``max`` wins when min > max, as ONNX specifies."""
+    x = np.asarray(x)
+    return np.asarray(np.minimum(np.maximum(x, _bound(min, x.dtype)), _bound(max, x.dtype)),
+                      dtype=x.dtype)
+
+
+@kernel("LeakyRelu")
+def leaky_relu(x: Array, *, alpha: float) -> Array:
+    return _run(lambda x: np.where(x >= 0, x, x * _f(x, alpha)), x)
+
+
+@kernel("Elu")
+def elu(x: Array, *, alpha: float) -> Array:
+    return _run(lambda x: np.where(x > 0, x, _f(x, alpha) * np.expm1(np.minimum(x, _f(x, 0)))), x)
+
+
+@kernel("Sigmoid")
+def sigmoid_kernel(x: Array) -> Array:
+    return _run(sigmoid, x)
+
+
+@kernel("Tanh")
+def tanh(x: Array) -> Array:
+    return _run(np.tanh, x)
+
+
+@kernel("HardSigmoid")
+def hard_sigmoid(x: Array, *, alpha: float, beta: float) -> Array:
+    return _run(lambda x: _clip(x * _f(x, alpha) + _f(x, beta), 0, 1), x)
+
+
+@kernel("HardSwish")
+def hard_swish(x: Array) -> Array:
+    return _run(lambda x: x * _clip(x / _f(x, 6) + _f(x, 0.5), 0, 1), x)
+
+
+@kernel("SiLU")
+def silu(x: Array) -> Array:
+    return _run(lambda x: x * sigmoid(x), x)
+
+
+@kernel("Gelu")
+def gelu_kernel(x: Array, *, approximate: str) -> Array:
+    if approximate not in ("none", "tanh"):
+        raise ExecutionError(f"Gelu attribute 'approximate'={approximate!r} not one of "
+                             f"['none', 'tanh']")
+    return gelu(np.asarray(x), approximate=approximate == "tanh")

@@ -1,5 +1,5 @@
-"""Kernels: elementwise ops (unary, activations, broadcasting binary/variadic), reductions,
-Cast and the inference no-ops Identity and Dropout.
+"""Kernels: elementwise ops (unary math, broadcasting binary/variadic), reductions, Cast and
+the inference no-ops Identity and Dropout (the activations are in ``activation``).
 
 Each kernel returns a new ndarray (never a numpy scalar, never a view of an input) of its
 input's dtype; only Identity and Dropout hand back the input itself, which is safe because
@@ -22,7 +22,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 from fc.np_ops._parallel import MIN_PARALLEL_BYTES, parallel_blocks
-from fc.np_ops.activation import ACTIVATIONS, activate_inplace, apply_activation, erf, gelu, sigmoid
+from fc.np_ops.activation import activate_inplace, erf
 from fc.np_ops.registry import kernel
 
 __all__: list[str] = []
@@ -38,11 +38,6 @@ def _out(y: object, dtype: np.dtype) -> Array:
 # -- unary ------------------------------------------------------------------------------
 
 _UNARY: dict[str, Callable[[Array], Array]] = {
-    "Relu": lambda x: ACTIVATIONS["relu"](x, 0.0, 0.0),
-    "Sigmoid": sigmoid,
-    "Tanh": np.tanh,
-    "HardSwish": lambda x: ACTIVATIONS["hard_swish"](x, 0.0, 0.0),
-    "SiLU": lambda x: ACTIVATIONS["silu"](x, 0.0, 0.0),
     "Exp": np.exp,
     "Log": np.log,
     "Sqrt": np.sqrt,
@@ -76,46 +71,6 @@ def identity(x: Array) -> Array:
 def dropout(x: Array, *, ratio: float) -> Array:
     """At inference Dropout is the identity; ``ratio`` only matters in training."""
     return x
-
-
-@kernel("LeakyRelu")
-def leaky_relu(x: Array, *, alpha: float) -> Array:
-    return apply_activation(np.asarray(x), "leaky_relu", alpha)
-
-
-@kernel("Elu")
-def elu(x: Array, *, alpha: float) -> Array:
-    return apply_activation(np.asarray(x), "elu", alpha)
-
-
-@kernel("HardSigmoid")
-def hard_sigmoid(x: Array, *, alpha: float, beta: float) -> Array:
-    return apply_activation(np.asarray(x), "hard_sigmoid", alpha, beta)
-
-
-def _bound(v: float, dtype: np.dtype) -> np.generic:
-    """A float Clip bound in ``dtype``; +-FLT_MAX saturates to the integer range (a plain
-    cast of 3.4e38 to int32 is undefined) and overflows to +-inf in float16."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return dtype.type(int(min(max(v, float(info.min)), float(info.max))))
-    with np.errstate(over="ignore"):
-        return dtype.type(v)
-
-
-@kernel("Clip")
-def clip(x: Array, *, min: float, max: float) -> Array:  # the schema's names
-    """min(max(x, min), max): ``max`` wins when min > max, as ONNX specifies."""
-    x = np.asarray(x)
-    return _out(np.minimum(np.maximum(x, _bound(min, x.dtype)), _bound(max, x.dtype)), x.dtype)
-
-
-@kernel("Gelu")
-def gelu_kernel(x: Array, *, approximate: str) -> Array:
-    if approximate not in ("none", "tanh"):
-        raise ExecutionError(f"Gelu attribute 'approximate'={approximate!r} not one of "
-                             f"['none', 'tanh']")
-    return gelu(np.asarray(x), approximate=approximate == "tanh")
 
 
 @kernel("PRelu")

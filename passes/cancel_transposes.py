@@ -13,27 +13,26 @@
 - ``squeeze_pair``: ``Squeeze(Unsqueeze(x, a), a)`` and ``Unsqueeze(Squeeze(x, a), a)``
   (same axes after normalizing) give x back: both nodes go.
 
-Every rule anchors on the second node, so a chain of three folds in one sweep, and refuses
-when the middle value has other users or is a graph output (it must survive then), or when
-bypassing would rename a graph output.
+Every rule anchors on the second node, so a chain of three folds in one sweep. The middle
+value is the match's intermediate, so the rewrite is refused when it has other users or is a
+graph output (it must survive then); it is also refused when bypassing would rename a graph
+output.
 """
 
 from __future__ import annotations
 
 from fc.ir.core import Graph, Node, Value
-from fc.passes.infra import FusionRule, RewritePass, only_user, replace_blocker, retype_node
+from fc.passes.infra import FusionRule, Match, RewritePass, replace_blocker, retype_node
 
 __all__ = ["CancelTransposes", "TransposePair", "ReshapePair", "SqueezePair"]
 
 
-def _pair(graph: Graph, node: Node, first_ops: tuple[str, ...]) -> tuple[Node | None, str | None]:
-    """The producer of ``node``'s input if it is one of ``first_ops`` and private to it."""
+def _pair(node: Node, first_ops: tuple[str, ...]) -> tuple[Node | None, str | None]:
+    """The producer of ``node``'s input if it is one of ``first_ops``."""
     mid = node.inputs[0]
     first = mid.producer
     if first is None or first.op_type not in first_ops:
         return None, f"input is not produced by {'/'.join(first_ops)}"
-    if only_user(mid, graph) is not node:
-        return None, f"intermediate {mid.name!r} has other users or is a graph output"
     if first.inputs[0].shape is None:
         return None, f"input {first.inputs[0].name!r} has no shape"
     return first, None
@@ -44,7 +43,7 @@ def _perm(node: Node, rank: int) -> tuple[int, ...]:
 
 
 def _bypass(graph: Graph, second: Node, first: Node, x: Value) -> None:
-    second.output.replace_all_uses_with(x, graph)
+    second.output.replace_all_uses_with(x, graph, rename=True)
     graph.erase_node(second)
     graph.erase_node(first)
 
@@ -58,19 +57,20 @@ class TransposePair(FusionRule):
         p1, p2 = _perm(first, rank), _perm(node, rank)
         return tuple(p1[j] for j in p2)
 
-    def check(self, graph: Graph, node: Node) -> str | None:
-        first, reason = _pair(graph, node, ("Transpose",))
+    def check(self, graph: Graph, node: Node) -> Match | str:
+        first, reason = _pair(node, ("Transpose",))
         if first is None:
             return reason
         c = self._composed(first, node)
         if c == tuple(range(len(c))):
-            return replace_blocker(graph, node.output, first.inputs[0])
-        return None
+            reason = replace_blocker(graph, node.output, first.inputs[0])
+            if reason:
+                return reason
+        return Match(node, [first, node], first=first, perm=c)
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        first = node.inputs[0].producer
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node, first, c = match.anchor, match.first, match.perm
         x = first.inputs[0]
-        c = self._composed(first, node)
         if c == tuple(range(len(c))):
             _bypass(graph, node, first, x)
         else:
@@ -101,17 +101,19 @@ class ReshapePair(FusionRule):
                 out.append(mid[i])
         return tuple(out), None
 
-    def check(self, graph: Graph, node: Node) -> str | None:
-        first, reason = _pair(graph, node, ("Reshape", "Flatten"))
+    def check(self, graph: Graph, node: Node) -> Match | str:
+        first, reason = _pair(node, ("Reshape", "Flatten"))
         if first is None:
             return reason
         if node.inputs[0].shape is None:
             return f"intermediate {node.inputs[0].name!r} has no shape"
-        return self._target(first, node)[1]
+        target, reason = self._target(first, node)
+        if target is None:
+            return reason
+        return Match(node, [first, node], first=first, target=target)
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        first = node.inputs[0].producer
-        target, _ = self._target(first, node)
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node, first, target = match.anchor, match.first, match.target
         retype_node(node, "Reshape", [first.inputs[0]],
                     {"shape": target, "allowzero": node.attrs["allowzero"]},
                     provenance=first.provenance)
@@ -134,9 +136,9 @@ class SqueezePair(FusionRule):
     name = "squeeze_pair"
     anchor_ops = ("Squeeze", "Unsqueeze")
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         other = "Unsqueeze" if node.op_type == "Squeeze" else "Squeeze"
-        first, reason = _pair(graph, node, (other,))
+        first, reason = _pair(node, (other,))
         if first is None:
             return reason
         mid, y = node.inputs[0], node.output
@@ -149,11 +151,11 @@ class SqueezePair(FusionRule):
             added = _unsqueezed_axes(node, len(y.shape))
         if removed != added:
             return f"axes {sorted(added)} added and {sorted(removed)} removed do not cancel"
-        return replace_blocker(graph, y, first.inputs[0])
+        return replace_blocker(graph, y, first.inputs[0]) or Match(node, [first, node], first=first)
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        first = node.inputs[0].producer
-        _bypass(graph, node, first, first.inputs[0])
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        first = match.first
+        _bypass(graph, match.anchor, first, first.inputs[0])
 
 
 class CancelTransposes(RewritePass):

@@ -66,7 +66,7 @@ class MergeCommonSubexpressions(Pass):
                 self._refuse(f"node {node.name!r}", reason)
                 continue
             for old, new in zip(node.outputs, first.outputs):
-                old.replace_all_uses_with(new, graph)
+                old.replace_all_uses_with(new, graph, rename=True)
             first.add_provenance(node.provenance)
             graph.erase_node(node)
             count += 1
@@ -87,6 +87,6 @@ class MergeCommonSubexpressions(Pass):
             if reason is not None:
                 self._refuse(f"weight {v.name!r}", reason)
                 continue
-            v.replace_all_uses_with(keep, graph)
+            v.replace_all_uses_with(keep, graph, rename=True)
             merged += 1
         return merged

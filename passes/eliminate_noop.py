@@ -170,7 +170,7 @@ class EliminateNoOps(Pass):
                 self.refusals.append((node.name, reason))
                 log.debug("%s: refused at node %r: %s", self.name, node.name, reason)
                 continue
-            y.replace_all_uses_with(x, graph)
+            y.replace_all_uses_with(x, graph, rename=True)
             graph.erase_node(node)
             count += 1
         return count

@@ -35,7 +35,7 @@ import numpy as np
 
 from fc.ir.core import Graph, Node
 from fc.passes.fold_channel_affine import fold_affine, foldable_layer, take_activation
-from fc.passes.infra import FusionPass, FusionRule, absorb_into, drop_dead_const, retype_node
+from fc.passes.infra import FusionPass, FusionRule, Match, absorb_into, drop_dead_const, retype_node
 
 __all__ = [
     "FoldBatchNorm",
@@ -80,18 +80,19 @@ class FoldBatchNorm(FusionRule):
     name = "fold_batchnorm"
     anchor_ops = ("BatchNormalization", "Scale")
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         st = bn_affine(node)
         if isinstance(st, str):
             return st
-        layer = foldable_layer(graph, node.inputs[0], node)
-        return layer if isinstance(layer, str) else None
+        layer = foldable_layer(node.inputs[0])
+        if isinstance(layer, str):
+            return layer
+        return Match(node, [layer, node], layer=layer, scale=st[0], shift=st[1])
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        s, t = bn_affine(node)
-        layer = foldable_layer(graph, node.inputs[0], node)
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node, layer = match.anchor, match.layer
         params = node.inputs[1:]
-        fold_affine(graph, layer, s, t)
+        fold_affine(graph, layer, match.scale, match.shift)
         take_activation(layer, node)  # a Scale's activation
         absorb_into(graph, layer, [node])
         for v in params:
@@ -104,12 +105,12 @@ class BatchNormToScale(FusionRule):
     name = "batchnorm_to_scale"
     anchor_ops = ("BatchNormalization",)
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         st = bn_affine(node)
-        return st if isinstance(st, str) else None
+        return st if isinstance(st, str) else Match(node, scale=st[0], shift=st[1])
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        s, t = bn_affine(node)
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node, s, t = match.anchor, match.scale, match.shift
         x, params = node.inputs[0], node.inputs[1:]
         dtype = params[0].const.dtype
         sv = graph.add_const(f"{node.name}_scale", s.astype(dtype))

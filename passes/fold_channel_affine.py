@@ -5,11 +5,14 @@ plus a bias ``b[m]`` absorbs a per-channel affine map ``z * s[m] + t[m]``::
 
     W'[m] = W[m] * s[m]          b'[m] = b[m] * s[m] + t[m]     (bias created when absent)
 
-``z - c`` is ``t = -c`` and ``z / c`` is ``s = 1 / c``. The weight slice of channel ``m``:
+``z - c`` is ``t = -c`` and ``z / c`` is ``s = 1 / c``. The layers are the ops whose schema
+gives input 1 the role *weight* and input 2 the role *bias* (Conv, ConvTranspose, Gemm,
+Scale), and the slice of channel ``m`` is where the schema says
+(``fc.ir.schema.weight_by_out_channel``):
 
 * Conv, W (M, C/g, kh, kw): ``W[m]``.
 * ConvTranspose, W (C, M/g, kh, kw): ``W[c, j]`` feeds output channel
-  ``(c // (C/g)) * (M/g) + j``, so W is scaled as (g, C/g, M/g, kh, kw) by s as (g, 1, M/g).
+  ``(c // (C/g)) * (M/g) + j``.
 * Gemm, ``y = alpha * A'B' + beta * C``: column n of B' (``B[:, n]``, or ``B[n, :]`` with
   transB=1); the bias becomes ``C' = beta * C * s + t`` with ``beta' = 1``.
 * Scale (``X * scale + B``): ``scale' = scale * s``, ``B' = B * s + t``.
@@ -28,19 +31,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from fc.ir.activations import ACTIVATION_ATTRS
 from fc.ir.core import Graph, Node, Value
+from fc.ir.schema import BIAS, WEIGHT, all_schemas, weight_by_out_channel, weight_from_out_channel
 from fc.passes.infra import (
     FusionPass,
     FusionRule,
+    Match,
     absorb_into,
     drop_dead_const,
-    only_user,
     producer_of,
     replace_const_input,
 )
 
 __all__ = [
     "AFFINE_LAYERS",
+    "describe_source",
     "FoldChannelAffine",
     "channel_vector",
     "fold_affine",
@@ -48,9 +54,10 @@ __all__ = [
     "foldable_layer",
 ]
 
-# Layers whose output channels are affine in their weights (input 1) and bias (input 2).
-AFFINE_LAYERS = ("Conv", "ConvTranspose", "Gemm", "Scale")
-ACT_KEYS = ("activation", "act_alpha", "act_beta")
+# Layers whose output channels are affine in their weight (input 1) and bias (input 2).
+AFFINE_LAYERS = tuple(op for op, s in all_schemas().items()
+                      if len(s.inputs) >= 3 and (s.inputs[1].role, s.inputs[2].role) == (WEIGHT, BIAS))
+ACT_KEYS = tuple(ACTIVATION_ATTRS)
 
 
 def describe_source(v: Value) -> str:
@@ -60,24 +67,13 @@ def describe_source(v: Value) -> str:
     return "a constant" if v.const is not None else "a graph input"
 
 
-def use_reason(graph: Graph, v: Value, consumer: Node) -> str | None:
-    """Why ``v`` cannot be absorbed by ``consumer``: it is a graph output or has other users."""
-    if v in graph.outputs:
-        return f"{v.name!r} is a graph output"
-    if only_user(v, graph) is not consumer:
-        return f"{v.name!r} has {len(v.uses)} uses ({', '.join(repr(u.name) for u in v.users)})"
-    return None
-
-
-def foldable_layer(graph: Graph, x: Value, consumer: Node, layers: tuple[str, ...] = AFFINE_LAYERS
-                   ) -> Node | str:
-    """The layer producing ``x`` if ``consumer`` may fold into its weights, else the reason."""
+def foldable_layer(x: Value, layers: tuple[str, ...] = AFFINE_LAYERS) -> Node | str:
+    """The layer producing ``x`` if a per-channel affine map of ``x`` may fold into its
+    weights, else the reason. (That ``x`` has no other user is checked for the match: ``x``
+    is its intermediate.)"""
     layer = producer_of(x, layers)
     if layer is None:
         return f"input {x.name!r} comes from {describe_source(x)}, not one of {list(layers)}"
-    reason = use_reason(graph, x, consumer)
-    if reason:
-        return f"{layer.op_type} output {reason}"
     if layer.attrs.get("activation"):
         return (f"{layer.op_type} {layer.name!r} already has fused activation "
                 f"{layer.attrs['activation']!r}")
@@ -110,19 +106,8 @@ def channel_vector(const: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray 
 
 def _scale_weight(layer: Node, w: np.ndarray, s: np.ndarray) -> np.ndarray:
     """float64 ``w`` with the slice of each output channel m multiplied by ``s[m]``."""
-    op = layer.op_type
-    if op == "Conv":
-        return w * s.reshape(-1, *(1,) * (w.ndim - 1))
-    if op == "ConvTranspose":
-        g = layer.attrs["group"]
-        c, mg = w.shape[:2]
-        grouped = w.reshape(g, c // g, mg, *w.shape[2:]) * s.reshape(g, 1, mg, *(1,) * (w.ndim - 2))
-        return grouped.reshape(w.shape)
-    if op == "Gemm":
-        return w * (s[:, None] if layer.attrs["transB"] else s[None, :])
-    if op == "Scale":
-        return w * s
-    raise AssertionError(f"not an affine layer: {op}")
+    rows = weight_by_out_channel(layer, w)
+    return weight_from_out_channel(layer, rows * s.reshape(-1, *(1,) * (rows.ndim - 1)))
 
 
 def fold_affine(graph: Graph, layer: Node, s: np.ndarray | None, t: np.ndarray | None) -> None:
@@ -166,7 +151,7 @@ class FoldChannelAffine(FusionRule):
     name = "fold_channel_affine"
     anchor_ops = ("Mul", "Add", "Sub", "Div")
 
-    def _match(self, graph: Graph, node: Node) -> tuple[Node, np.ndarray | None, np.ndarray | None] | str:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         a, b = node.inputs
         if node.op_type in ("Sub", "Div") and (b.const is None or a.const is not None):
             return f"only x {'-' if node.op_type == 'Sub' else '/'} constant folds"
@@ -182,26 +167,21 @@ class FoldChannelAffine(FusionRule):
             return vec
         if node.op_type == "Div" and np.any(vec == 0):
             return f"divisor {c.name!r} has zeros"
-        layer = foldable_layer(graph, x, node)
+        layer = foldable_layer(x)
         if isinstance(layer, str):
             return layer
-        if node.op_type == "Mul":
-            return layer, vec, None
-        if node.op_type == "Div":
-            return layer, 1.0 / vec, None
-        return layer, None, (vec if node.op_type == "Add" else -vec)
+        if node.op_type in ("Mul", "Div"):
+            s, t = (vec if node.op_type == "Mul" else 1.0 / vec), None
+        else:
+            s, t = None, (vec if node.op_type == "Add" else -vec)
+        return Match(node, [layer, node], layer=layer, scale=s, shift=t, const=c)
 
-    def check(self, graph: Graph, node: Node) -> str | None:
-        m = self._match(graph, node)
-        return m if isinstance(m, str) else None
-
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        layer, s, t = self._match(graph, node)
-        const = next(v for v in node.inputs if v.const is not None)
-        fold_affine(graph, layer, s, t)
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        layer, node = match.layer, match.anchor
+        fold_affine(graph, layer, match.scale, match.shift)
         take_activation(layer, node)
         absorb_into(graph, layer, [node])
-        drop_dead_const(graph, const)
+        drop_dead_const(graph, match.const)
 
 
 def fold_channel_affine_pass() -> FusionPass:

@@ -10,9 +10,11 @@ when padding with ``v`` equals what the layer pads with:
   ``count_include_pad=0`` and no pads of its own, every element it sees is real, so the fold
   sets ``count_include_pad=1``; with pads of its own it is refused (the divisor would mix).
 * MaxPool pads with -inf, so ``v <= -FLT_MAX`` folds. ``v <= 0`` also folds when the input is
-  known non-negative (produced by Relu, Sigmoid, HardSigmoid, Abs, Clip(min >= 0) or a layer
-  with such a fused activation): every window holds at least one real element >= 0 >= v, so
-  the pad never wins. Only without dilation: a dilated window may hold no real element.
+  known non-negative (``fc.ir.activations.is_non_negative``: produced by Relu, Sigmoid,
+  HardSigmoid, Abs, Clip(0 <= min, max) or a layer with such a fused activation, or by an
+  activation that keeps a non-negative input so): every window holds at least one real
+  element >= 0 >= v, so the pad never wins. Only without dilation: a dilated window may hold
+  no real element.
 
 A Pad read by several such layers folds into all of them (and disappears) when every one
 accepts. The fold is refused, with the reason, for reflect/edge modes (the layers pad with a
@@ -25,30 +27,14 @@ shape (ceil_mode pools count the last window from the end of the *padded* input)
 from __future__ import annotations
 
 from fc.errors import FcError
-from fc.ir.core import Graph, Node, Value
+from fc.ir.activations import is_non_negative
+from fc.ir.core import Graph, Node
 from fc.ir.schema import FLT_MAX, TensorType, get_schema
-from fc.passes.infra import FusionPass, FusionRule
+from fc.passes.infra import FusionPass, FusionRule, Match
 
-__all__ = ["FoldPad", "fold_pad_pass", "is_non_negative"]
+__all__ = ["FoldPad", "fold_pad_pass"]
 
 TARGETS = ("Conv", "AveragePool", "MaxPool")
-_NON_NEG_OPS = ("Relu", "Sigmoid", "HardSigmoid", "Abs")
-_NON_NEG_ACTS = ("relu", "sigmoid", "hard_sigmoid")
-
-
-def is_non_negative(v: Value) -> bool:
-    """True when every element of ``v`` is known to be >= 0 from its producer alone."""
-    if v.const is not None:
-        return bool((v.const >= 0).all())
-    p = v.producer
-    if p is None:
-        return False
-    if p.op_type in _NON_NEG_OPS:
-        return True
-    if p.op_type == "Clip":
-        return p.attrs["min"] >= 0
-    act = p.attrs.get("activation", "")
-    return act in _NON_NEG_ACTS or (act == "clip" and p.attrs["act_alpha"] >= 0)
 
 
 def _spatial_pads(pads: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -103,7 +89,7 @@ class FoldPad(FusionRule):
                     f"{user.output.shape} to {out.shape}")
         return None
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         mode, pads, x, y = node.attrs["mode"], node.attrs["pads"], node.inputs[0], node.output
         if mode != "constant":
             return f"mode {mode!r} is not constant (layers pad with a constant)"
@@ -113,17 +99,16 @@ class FoldPad(FusionRule):
             return f"pads {list(pads)} pad the batch or channel dims"
         if any(p < 0 for p in pads):
             return f"pads {list(pads)} crop (negative pads)"
-        if y in graph.outputs:
-            return f"padded tensor {y.name!r} is a graph output"
         if not y.uses:
             return f"padded tensor {y.name!r} has no users"
         for user, i in y.uses:
             reason = self._user_reason(node, user, i)
             if reason:
                 return f"user {user.name!r} ({user.op_type}) {reason}"
-        return None
+        return Match(node, [node, *y.users])  # y is the intermediate: not a graph output
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node = match.anchor
         x, y = node.inputs[0], node.output
         for user in y.users:
             user.attrs = _new_attrs(node, user)

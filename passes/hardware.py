@@ -6,6 +6,7 @@ listed in a warning (never dropped silently). The README carries the same list.
 
 from __future__ import annotations
 
+from fc.ir.activations import ACTIVATIONS
 from fc.ir.core import Graph
 
 __all__ = ["HARDWARE_OPS", "non_hardware_ops"]
@@ -15,9 +16,9 @@ HARDWARE_OPS: frozenset[str] = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "Scale",
     # pooling
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    # elementwise units
-    "Add", "Mul", "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid",
-    "HardSwish", "SiLU", "Elu",
+    # elementwise units: every activation the layers can fuse (fc.ir.activations) also runs
+    # standalone where it cannot fuse
+    "Add", "Mul", "PRelu", *(a.op_type for a in ACTIVATIONS.values()),
     # normalization and output layers
     "LRN", "Softmax",
     # data movement

@@ -1,11 +1,21 @@
 """Pass infrastructure: the pass contract, fusion rules, and the pass manager.
 
-A pass is a callable ``graph -> PassResult(graph, modified, count)``; passes rewrite in
-place and say how many rewrites they made. A ``FusionRule`` is a pattern anchored on one
-node kind, a ``check`` that returns a *reason* (a string) when it refuses, and a
-``rewrite``; ``FusionPass`` runs one rule over the graph in a single linear sweep and logs
-every refusal at debug level, so ``--debug`` shows why a fusion did not happen.
-The ``PassManager`` runs a list of passes to a fixed point and records per-pass counts.
+A pass is a callable ``graph -> PassResult(graph, modified, count)`` that says how many
+rewrites it made. It declares ``in_place``: True (every built-in pass) means it rewrites the
+graph it is given and returns that same object; False means it returns a new graph and
+leaves its input as it was. The ``PassManager`` runs a list of passes to a fixed point,
+threading the graph through them, records per-pass counts, and warns, naming the passes
+still changing the graph, when it stops at ``max_iterations`` instead.
+
+A ``FusionRule`` is anchored on one node kind. Its ``check(graph, node)`` returns a
+``Match`` (the nodes it will rewrite, and whatever the rewrite needs) or a refusal: a
+string saying why not. Its ``rewrite(graph, match)`` performs the rewrite from the match,
+without matching again. The infrastructure enforces, once for every rule, that each
+*intermediate* value of a match (an output of a matched node that a matched node reads) is
+used only inside the match and is not a graph output, since the rewrite would otherwise
+destroy a tensor someone else needs. ``FusionPass`` runs one rule over the graph in a single
+linear sweep, ``RewritePass`` several; both log every refusal at debug level (so
+``--debug`` shows why a fusion did not happen) and keep them in ``refusals``.
 """
 
 from __future__ import annotations
@@ -14,26 +24,32 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from fc.errors import FcError, PassError
-from fc.ir.core import Graph, Node, Value
+from fc.ir.core import Graph, Node, Value, rename_blocker
 
 __all__ = [
     "PassResult",
     "Pass",
     "FunctionPass",
+    "Match",
     "FusionRule",
     "FusionPass",
+    "RewritePass",
     "PassManager",
     "PassReport",
+    "intermediate_reason",
     "only_user",
     "producer_of",
     "is_private",
     "absorb_into",
+    "replace_blocker",
     "replace_const_input",
     "drop_dead_const",
+    "retype_node",
 ]
 
 log = logging.getLogger("fc.passes")
@@ -47,9 +63,15 @@ class PassResult:
 
 
 class Pass:
-    """Base class: subclasses set ``name`` and implement ``run``, returning a rewrite count."""
+    """Base class: subclasses set ``name`` and implement ``run``, returning a rewrite count.
+
+    ``in_place`` (True here) declares that ``run`` rewrites the graph it is given; a pass
+    that builds a new graph sets it False and overrides ``__call__`` to return the new
+    graph in its ``PassResult``, leaving the input untouched.
+    """
 
     name: str = "pass"
+    in_place: bool = True
 
     def run(self, graph: Graph) -> int:
         raise NotImplementedError
@@ -63,7 +85,7 @@ class Pass:
 
 
 class FunctionPass(Pass):
-    """Wrap ``fn(graph) -> count`` as a pass."""
+    """Wrap ``fn(graph) -> count`` (an in-place rewrite) as a pass."""
 
     def __init__(self, name: str, fn: Callable[[Graph], int]):
         self.name, self._fn = name, fn
@@ -72,64 +94,158 @@ class FunctionPass(Pass):
         return self._fn(graph)
 
 
+class Match:
+    """What a rule's ``check`` found at ``anchor``: the nodes its rewrite replaces or erases
+    (``nodes``), and named facts for the rewrite (``match.layer``, ``match.scale``, ...).
+
+    The *intermediates* are the outputs of ``nodes`` that one of ``nodes`` reads; the
+    infrastructure refuses the match unless each is used only by ``nodes`` and is not a
+    graph output. The other outputs of ``nodes`` are the match's results, which the rewrite
+    keeps (consumers and graph outputs then read the rewritten node).
+    """
+
+    __slots__ = ("anchor", "nodes", "facts")
+
+    def __init__(self, anchor: Node, nodes: Sequence[Node] | None = None, **facts: Any):
+        self.anchor = anchor
+        self.nodes: list[Node] = list(nodes) if nodes is not None else [anchor]
+        self.facts = facts
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.facts[name]  # only reached for names that are not slots
+        except KeyError:
+            raise AttributeError(f"match at {self.anchor.name!r} has no fact {name!r} "
+                                 f"(it has {sorted(self.facts)})") from None
+
+    def intermediates(self) -> list[Value]:
+        """Outputs of matched nodes read by a matched node, in node order."""
+        inside = {id(n) for n in self.nodes}
+        out = []
+        for n in self.nodes:
+            out.extend(v for v in n.outputs if any(id(u) in inside for u, _ in v._uses))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Match({self.anchor.name!r}, nodes={[n.name for n in self.nodes]}, "
+                f"{', '.join(sorted(self.facts))})")
+
+
+def intermediate_reason(graph: Graph, match: Match) -> str | None:
+    """Why ``match`` may not be rewritten: an intermediate is a graph output or has a user
+    outside the match; None when every intermediate is private to it."""
+    inside = {id(n) for n in match.nodes}
+    for v in match.intermediates():
+        what = f"{v.producer.op_type} output {v.name!r}" if v.producer else repr(v.name)
+        if v in graph.outputs:
+            return f"{what} is a graph output"
+        outside = [u for u in v.users if id(u) not in inside]
+        if outside:
+            return (f"{what} has {len(v.uses)} uses, also outside the match "
+                    f"({', '.join(repr(u.name) for u in outside)})")
+    return None
+
+
 class FusionRule:
     """A rewrite anchored on nodes of ``anchor_ops``.
 
-    ``check(graph, node)`` returns ``None`` to accept or a reason string to refuse;
-    ``rewrite(graph, node)`` performs the fusion (it may assume ``check`` accepted).
+    ``check(graph, node)`` returns a ``Match`` to accept or a reason string to refuse;
+    ``rewrite(graph, match)`` performs the rewrite from the match (called only after the
+    infrastructure has found every intermediate private: ``match``).
     """
 
     name: str = "fusion"
     anchor_ops: tuple[str, ...] = ()
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         raise NotImplementedError
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
+    def rewrite(self, graph: Graph, match: Match) -> None:
         raise NotImplementedError
 
+    def match(self, graph: Graph, node: Node) -> Match | str:
+        """``check``, then the infrastructure's intermediate rule: a Match or a reason."""
+        m = self.check(graph, node)
+        if isinstance(m, str):
+            return m
+        reason = intermediate_reason(graph, m)
+        return m if reason is None else reason
 
-class FusionPass(Pass):
-    """Apply one ``FusionRule`` at every anchor node, in graph order, in one sweep."""
 
-    def __init__(self, rule: FusionRule):
-        self.rule = rule
-        self.name = rule.name
+class RewritePass(Pass):
+    """Apply ``FusionRule``s in one linear sweep in graph order, dispatching on the anchor op.
+
+    At each node the rules anchored on its op are tried in order; the first that matches
+    rewrites it. Refusals are logged at debug level and kept in ``refusals`` as
+    ``(node name, reason)``, the reason prefixed with the rule's name when the pass has
+    several rules.
+    """
+
+    def __init__(self, name: str, rules: Sequence[FusionRule]):
+        self.name = name
+        self.rules = list(rules)
         self.refusals: list[tuple[str, str]] = []
+        self._by_op: dict[str, list[FusionRule]] = {}
+        for r in self.rules:
+            for op in r.anchor_ops:
+                self._by_op.setdefault(op, []).append(r)
 
     def run(self, graph: Graph) -> int:
         count = 0
         self.refusals = []
+        several = len(self.rules) > 1
         for node in graph.nodes:
-            if node.graph is not graph or node.op_type not in self.rule.anchor_ops:
-                continue  # erased by an earlier rewrite of this sweep, or not an anchor
-            reason = self.rule.check(graph, node)
-            if reason is not None:
-                self.refusals.append((node.name, reason))
-                log.debug("%s: refused at node %r: %s", self.name, node.name, reason)
-                continue
-            self.rule.rewrite(graph, node)
-            count += 1
+            rules = self._by_op.get(node.op_type)
+            if not rules or node.graph is not graph:
+                continue  # not an anchor, or erased by an earlier rewrite of this sweep
+            for rule in rules:
+                m = rule.match(graph, node)
+                if not isinstance(m, str):
+                    rule.rewrite(graph, m)
+                    count += 1
+                    break
+                self.refusals.append((node.name, f"{rule.name}: {m}" if several else m))
+                log.debug("%s: %s refused at node %r: %s", self.name, rule.name, node.name, m)
         return count
+
+
+class FusionPass(RewritePass):
+    """Apply one ``FusionRule`` at every anchor node, in graph order, in one sweep."""
+
+    def __init__(self, rule: FusionRule):
+        super().__init__(rule.name, [rule])
+        self.rule = rule
 
 
 @dataclass
 class PassReport:
-    """What a PassManager run did: rewrites per pass, iterations, and time."""
+    """What a PassManager run did: rewrites per pass, iterations, and time.
+
+    ``still_changing`` names the passes that modified the graph in the last iteration when
+    the run stopped at ``max_iterations`` without reaching a fixed point (empty otherwise).
+    """
 
     counts: dict[str, int] = field(default_factory=dict)
     iterations: int = 0
     seconds: float = 0.0
+    still_changing: list[str] = field(default_factory=list)
 
     def add(self, name: str, count: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + count
+
+    @property
+    def converged(self) -> bool:
+        return not self.still_changing
 
 
 class PassManager:
     """Run ``passes`` in order, repeatedly until none modifies the graph (a fixed point).
 
-    With ``verify=True`` (tests) the IR verifier runs after every pass that modified the
-    graph, and a failure names the pass.
+    The graph each pass returns is the one the next pass gets (an in-place pass must return
+    the graph it was given). With ``verify=True`` (tests) the IR verifier runs after every
+    pass that modified the graph, and a failure names the pass. Stopping at
+    ``max_iterations`` with passes still changing the graph logs a warning naming them (and
+    fills ``PassReport.still_changing``): two passes undoing each other, most likely.
     """
 
     def __init__(self, passes: Sequence[Pass], *, max_iterations: int = 10, verify: bool = False):
@@ -143,9 +259,10 @@ class PassManager:
         report = PassReport()
         start = time.perf_counter()
         any_modified = False
+        changing: list[str] = []
         for _ in range(self.max_iterations):
             report.iterations += 1
-            modified = False
+            changing = []
             for p in self.passes:
                 try:
                     result = p(graph)
@@ -153,17 +270,25 @@ class PassManager:
                     raise
                 except Exception as e:  # a bug in a pass: say which
                     raise PassError(f"pass {p.name!r} failed: {type(e).__name__}: {e}") from e
+                if p.in_place and result.graph is not graph:
+                    raise PassError(f"pass {p.name!r} declares in_place but returned another graph")
+                graph = result.graph
                 report.add(p.name, result.count)
                 if result.modified:
-                    modified = True
+                    changing.append(p.name)
                     if self.verify:
                         try:
                             verify(graph)
                         except FcError as e:
                             raise PassError(f"after pass {p.name!r}: {e}") from None
-            any_modified |= modified
-            if not modified:
+            any_modified |= bool(changing)
+            if not changing:
                 break
+        else:
+            report.still_changing = list(dict.fromkeys(changing))
+            log.warning("pass manager stopped after %d iterations without a fixed point; still "
+                        "changing the graph: %s", self.max_iterations,
+                        ", ".join(report.still_changing))
         report.seconds = time.perf_counter() - start
         return PassResult(graph, any_modified, sum(report.counts.values())), report
 
@@ -246,57 +371,11 @@ def absorb_into(graph: Graph, keep: Node, absorbed: Sequence[Node]) -> None:
     keep.add_provenance(*(n.provenance for n in absorbed))
 
 
-# -- helpers for generic rewrites (added with the generic passes) ---------------------------
-class RewritePass(Pass):
-    """Apply several ``FusionRule``s in one linear sweep, dispatching on the anchor op.
-
-    Like ``FusionPass`` (refusals logged at debug and kept in ``refusals``), for passes made
-    of a few related rules (e.g. Transpose/Reshape/Squeeze cancellation). At each node the
-    rules anchored on its op are tried in order; the first that accepts rewrites it.
-    """
-
-    def __init__(self, name: str, rules: Sequence[FusionRule]):
-        self.name = name
-        self.rules = list(rules)
-        self.refusals: list[tuple[str, str]] = []
-        self._by_op: dict[str, list[FusionRule]] = {}
-        for r in self.rules:
-            for op in r.anchor_ops:
-                self._by_op.setdefault(op, []).append(r)
-
-    def run(self, graph: Graph) -> int:
-        count = 0
-        self.refusals = []
-        for node in graph.nodes:
-            rules = self._by_op.get(node.op_type)
-            if not rules or node.graph is not graph:
-                continue
-            for rule in rules:
-                reason = rule.check(graph, node)
-                if reason is None:
-                    rule.rewrite(graph, node)
-                    count += 1
-                    break
-                self.refusals.append((node.name, f"{rule.name}: {reason}"))
-                log.debug("%s: %s refused at node %r: %s", self.name, rule.name, node.name, reason)
-        return count
-
-
 def replace_blocker(graph: Graph, old: Value, new: Value) -> str | None:
-    """Why ``old.replace_all_uses_with(new)`` would change the graph's interface, or None.
-
-    A graph output keeps its name only when ``new`` is produced by a node and is not already
-    a graph output (``Value.replace_all_uses_with`` renames ``new`` then); otherwise the
-    output would be renamed to a graph input's/constant's name, or listed twice.
-    """
-    if old not in graph.outputs:
-        return None
-    if new.producer is None:
-        kind = "a constant" if new.const is not None else "a graph input"
-        return f"{old.name!r} is a graph output and its replacement {new.name!r} is {kind}"
-    if new in graph.outputs:
-        return f"{old.name!r} and its replacement {new.name!r} are both graph outputs"
-    return None
+    """Why ``old.replace_all_uses_with(new, rename=True)`` would change the graph's interface
+    (a graph output losing its name, or listed twice), or None: a rewrite that bypasses a
+    node refuses with this reason instead."""
+    return rename_blocker(graph, old, new)
 
 
 def retype_node(node: Node, op_type: str, inputs: Sequence[Value | None],

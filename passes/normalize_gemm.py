@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from fc.ir.core import Graph, Node
-from fc.passes.infra import FusionRule, RewritePass, only_user, retype_node
+from fc.passes.infra import FusionRule, Match, RewritePass, retype_node
 
 __all__ = ["NormalizeGemmInput", "FlattenBeforeGemm", "MatMulAddToGemm"]
 
@@ -31,7 +31,7 @@ class FlattenBeforeGemm(FusionRule):
     name = "flatten_before_gemm"
     anchor_ops = ("Gemm",)
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         a = node.inputs[0]
         p = a.producer
         if p is None or p.op_type not in ("Reshape", "Flatten"):
@@ -44,10 +44,11 @@ class FlattenBeforeGemm(FusionRule):
         flat = (x.shape[0], math.prod(x.shape[1:]))
         if a.shape != flat:
             return f"{p.op_type} {p.name!r} gives {list(a.shape)}, not (N, C) = {list(flat)}"
-        return None
+        # Only p changes, and its output keeps its value: other users of it are unaffected.
+        return Match(node, [p], reshape=p)
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
-        p = node.inputs[0].producer
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        p = match.reshape
         retype_node(p, "Flatten", [p.inputs[0]], {"axis": 1})
 
 
@@ -57,29 +58,25 @@ class MatMulAddToGemm(FusionRule):
     name = "matmul_add_to_gemm"
     anchor_ops = ("MatMul",)
 
-    def check(self, graph: Graph, node: Node) -> str | None:
+    def check(self, graph: Graph, node: Node) -> Match | str:
         x, w = node.inputs
         y = node.output
         if w.const is None or w.const.ndim != 2:
             return f"B {w.name!r} is not a constant 2-D weight"
         if x.shape is None or len(x.shape) != 2:
             return f"A {x.name!r} is not 2-D"
-        add = only_user(y, graph)
+        add = next((u for u in y.users if u.op_type == "Add"), None)
         if add is None:
-            return f"MatMul output {y.name!r} has other users or is a graph output"
-        if add.op_type != "Add":
-            return f"MatMul output feeds {add.op_type}, not Add"
+            return f"MatMul output {y.name!r} feeds {[u.op_type for u in y.users]}, not an Add"
         b = add.inputs[1] if add.inputs[0] is y else add.inputs[0]
         m = w.const.shape[1]
-        if b.const is None or b.const.shape not in ((m,), (1, m)):
+        if b is y or b.const is None or b.const.shape not in ((m,), (1, m)):
             return f"Add's other input {b.name!r} is not a constant ({m},) or (1, {m}) bias"
-        return None
+        return Match(node, [node, add], add=add, bias=b)
 
-    def rewrite(self, graph: Graph, node: Node) -> None:
+    def rewrite(self, graph: Graph, match: Match) -> None:
+        node, add, b = match.anchor, match.add, match.bias
         x, w = node.inputs
-        y = node.output
-        add = y.users[0]
-        b = add.inputs[1] if add.inputs[0] is y else add.inputs[0]
         if b.const.ndim == 2:
             b = graph.add_const(b.name, b.const.reshape(-1))
         act = {k: add.attrs[k] for k in ("activation", "act_alpha", "act_beta")}

@@ -1,19 +1,23 @@
 """Schemas of elementwise ops (unary, activations, broadcasting binary/variadic), reductions,
-Cast and the inference no-ops (Identity, Dropout)."""
+Cast and the inference no-ops (Identity, Dropout).
+
+The activation ops (Relu, Clip, Gelu, ...) are registered from ``fc.ir.activations``, which
+holds their attributes with everything else about them.
+"""
 
 from __future__ import annotations
 
-from fc.ir.schema import FLOAT, FLT_MAX, INT, INTS, STRING, Attr, TensorType, register_op
+from fc.ir.activations import ACTIVATION_ATTRS, ACTIVATIONS
+from fc.ir.schema import FLOAT, INT, INTS, PARAM, STRING, Attr, TensorType, register_op
 from fc.ir.schemas._rules import broadcast, check, norm_axis
-from fc.ir.schemas.nn import ACTIVATION_ATTRS, FUSED_ACTIVATIONS
+from fc.ir.schemas.nn import check_activation
 
-__all__ = ["UNARY_OPS", "BINARY_OPS", "VARIADIC_OPS", "REDUCE_OPS", "DTYPES"]
+__all__ = ["UNARY_OPS", "ACTIVATION_OPS", "BINARY_OPS", "VARIADIC_OPS", "REDUCE_OPS", "DTYPES"]
 
-# Unary ops with no attributes: y has x's shape and dtype.
-UNARY_OPS = (
-    "Relu", "Sigmoid", "Tanh", "HardSwish", "SiLU", "Exp", "Log", "Sqrt", "Abs", "Neg", "Erf",
-    "Reciprocal", "Identity",
-)
+# Unary math ops with no attributes: y has x's shape and dtype.
+UNARY_OPS = ("Exp", "Log", "Sqrt", "Abs", "Neg", "Erf", "Reciprocal", "Identity")
+# The standalone activation ops, in the table's order.
+ACTIVATION_OPS = tuple(a.op_type for a in ACTIVATIONS.values())
 BINARY_OPS = ("Add", "Sub", "Mul", "Div", "Pow")
 VARIADIC_OPS = ("Max", "Min", "Sum", "Mean")
 REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax")
@@ -27,18 +31,13 @@ def _same(x, **_):
 for _op in UNARY_OPS:
     register_op(_op, inputs=("X",))(_same)
 
-register_op("LeakyRelu", inputs=("X",), attrs={"alpha": Attr(FLOAT, 0.01)})(_same)
-register_op("Elu", inputs=("X",), attrs={"alpha": Attr(FLOAT, 1.0)})(_same)
-register_op("HardSigmoid", inputs=("X",),
-            attrs={"alpha": Attr(FLOAT, 0.2), "beta": Attr(FLOAT, 0.5)})(_same)
-register_op("Clip", inputs=("X",),
-            attrs={"min": Attr(FLOAT, -FLT_MAX), "max": Attr(FLOAT, FLT_MAX)})(_same)
-# approximate: "none" (exact, erf) or "tanh"
-register_op("Gelu", inputs=("X",), attrs={"approximate": Attr(STRING, "none")})(_same)
+for _act in ACTIVATIONS.values():
+    register_op(_act.op_type, inputs=("X",), attrs=_act.attrs)(_same)
+
 register_op("Dropout", inputs=("X",), attrs={"ratio": Attr(FLOAT, 0.5)})(_same)
 
 
-@register_op("PRelu", inputs=("X", "slope"))
+@register_op("PRelu", inputs=("X", "slope"), roles={"slope": PARAM})
 def prelu(x, slope):
     """x if x >= 0 else slope * x; slope broadcasts to x (unidirectionally)."""
     check(broadcast(x.shape, slope.shape) == x.shape,
@@ -48,8 +47,7 @@ def prelu(x, slope):
 
 def _binary(a, b, *, activation="", **_):
     check(a.dtype == b.dtype, f"input dtypes differ: {a.dtype} vs {b.dtype}")
-    check(activation in FUSED_ACTIVATIONS,
-          f"activation {activation!r} not one of {sorted(FUSED_ACTIVATIONS)}")
+    check_activation(activation)
     return TensorType(broadcast(a.shape, b.shape), a.dtype)
 
 

@@ -1,42 +1,30 @@
 """Schemas of the layer ops: convolution, pooling, normalization, dense, softmax (NCHW).
 
-Pads are ``(top, left, bottom, right)`` as in ONNX. Conv, ConvTranspose, Gemm (and Add, in
-elementwise) carry a fused ``activation`` (``""`` = none) with its parameters
-``act_alpha``/``act_beta``; ``FUSED_ACTIVATIONS`` in this module lists what they may be.
+Pads are ``(top, left, bottom, right)`` as in ONNX. Conv, ConvTranspose, Gemm, Scale (and
+Add, in elementwise) carry a fused ``activation`` (``""`` = none) with its parameters
+``act_alpha``/``act_beta``; ``fc.ir.activations`` lists what they may be. Weights and biases
+carry their roles (``fc.ir.schema``), with the axis of the output channels.
 """
 
 from __future__ import annotations
 
-from fc.ir.schema import FLOAT, INT, INTS, STRING, Attr, TensorType, register_op
+from fc.ir.activations import ACTIVATION_ATTRS, ACTIVATIONS
+from fc.ir.schema import BIAS, FLOAT, INT, INTS, PARAM, WEIGHT, Attr, TensorType, register_op
 from fc.ir.schemas._rules import broadcast, check, conv_out, norm_axis, pool_out
 
-__all__ = ["ACTIVATION_ATTRS", "FUSED_ACTIVATIONS"]
+__all__ = ["ACTIVATION_ATTRS", "FUSED_ACTIVATIONS", "check_activation"]
 
-# activation name -> meaning of (act_alpha, act_beta)
-FUSED_ACTIVATIONS: dict[str, str] = {
-    "": "none",
-    "relu": "max(x, 0)",
-    "clip": "min(max(x, alpha), beta)  (relu6: alpha=0, beta=6)",
-    "leaky_relu": "x if x >= 0 else alpha * x",
-    "elu": "x if x > 0 else alpha * (exp(x) - 1)",
-    "sigmoid": "1 / (1 + exp(-x))",
-    "tanh": "tanh(x)",
-    "hard_sigmoid": "max(0, min(1, alpha * x + beta))",
-    "hard_swish": "x * max(0, min(1, x / 6 + 1 / 2))",
-    "silu": "x * sigmoid(x)",
-    "gelu": "x * Phi(x)  (alpha=1: tanh approximation)",
-}
-
-ACTIVATION_ATTRS = {
-    "activation": Attr(STRING, ""),
-    "act_alpha": Attr(FLOAT, 0.0),
-    "act_beta": Attr(FLOAT, 0.0),
-}
+#: activation name -> its formula ("" = none); derived from ``fc.ir.activations.ACTIVATIONS``
+FUSED_ACTIVATIONS: dict[str, str] = {"": "none", **{a.name: a.formula for a in ACTIVATIONS.values()}}
 
 
-def _check_act(activation: str) -> None:
+def check_activation(activation: str) -> None:
+    """A shape rule's check of a fused ``activation`` attribute."""
     check(activation in FUSED_ACTIVATIONS,
           f"activation {activation!r} not one of {sorted(FUSED_ACTIVATIONS)}")
+
+
+_LAYER_ROLES = {"W": WEIGHT, "B": BIAS}
 
 
 def _spatial(attr: str, values: tuple[int, ...], n: int) -> None:
@@ -46,6 +34,8 @@ def _spatial(attr: str, values: tuple[int, ...], n: int) -> None:
 @register_op(
     "Conv",
     inputs=("X", "W", "B?"),
+    roles=_LAYER_ROLES,
+    weight_axis=0,
     attrs={
         "strides": Attr(INTS, (1, 1)),
         "pads": Attr(INTS, (0, 0, 0, 0)),
@@ -58,7 +48,7 @@ def conv(x, w, b=None, *, strides, pads, dilations, group, activation, act_alpha
     """2-D convolution (cross-correlation), W is (M, C/group, kH, kW)."""
     check(x.rank == 4 and w.rank == 4, f"X {x.shape} and W {w.shape} must be 4-D (NCHW)")
     _spatial("strides", strides, 2), _spatial("dilations", dilations, 2), _spatial("pads", pads, 4)
-    _check_act(activation)
+    check_activation(activation)
     n, c, h, wd = x.shape
     m, cg, kh, kw = w.shape
     check(group >= 1 and c % group == 0,
@@ -75,6 +65,9 @@ def conv(x, w, b=None, *, strides, pads, dilations, group, activation, act_alpha
 @register_op(
     "ConvTranspose",
     inputs=("X", "W", "B?"),
+    roles=_LAYER_ROLES,
+    weight_axis=1,  # W is (C, M/group, kH, kW): output channels within each group's block
+    weight_groups=lambda attrs: attrs["group"],
     attrs={
         "strides": Attr(INTS, (1, 1)),
         "pads": Attr(INTS, (0, 0, 0, 0)),
@@ -90,7 +83,7 @@ def conv_transpose(x, w, b=None, *, strides, pads, dilations, output_padding, gr
     check(x.rank == 4 and w.rank == 4, f"X {x.shape} and W {w.shape} must be 4-D (NCHW)")
     _spatial("strides", strides, 2), _spatial("dilations", dilations, 2), _spatial("pads", pads, 4)
     _spatial("output_padding", output_padding, 2)
-    _check_act(activation)
+    check_activation(activation)
     n, c, h, wd = x.shape
     check(w.shape[0] == c, f"W {w.shape} expects {w.shape[0]} input channels, X has {c}")
     check(group >= 1 and c % group == 0,
@@ -110,6 +103,7 @@ def conv_transpose(x, w, b=None, *, strides, pads, dilations, output_padding, gr
 @register_op(
     "BatchNormalization",
     inputs=("X", "scale", "B", "mean", "var"),
+    roles={"scale": PARAM, "B": PARAM, "mean": PARAM, "var": PARAM},
     attrs={"epsilon": Attr(FLOAT, 1e-5)},
 )
 def batch_norm(x, scale, b, mean, var, *, epsilon):
@@ -124,6 +118,8 @@ def batch_norm(x, scale, b, mean, var, *, epsilon):
 @register_op(
     "Gemm",
     inputs=("A", "B", "C?"),
+    roles={"B": WEIGHT, "C": BIAS},
+    weight_axis=lambda attrs: 0 if attrs["transB"] else 1,  # B' = B.T is (K, N) either way
     attrs={
         "alpha": Attr(FLOAT, 1.0),
         "beta": Attr(FLOAT, 1.0),
@@ -135,7 +131,7 @@ def batch_norm(x, scale, b, mean, var, *, epsilon):
 def gemm(a, b, c=None, *, alpha, beta, transA, transB, activation, act_alpha, act_beta):
     """alpha * A' @ B' + beta * C, A' = A.T if transA (2-D only)."""
     check(a.rank == 2 and b.rank == 2, f"A {a.shape} and B {b.shape} must be 2-D")
-    _check_act(activation)
+    check_activation(activation)
     m, k = a.shape[::-1] if transA else a.shape
     k2, n = b.shape[::-1] if transB else b.shape
     check(k == k2, f"inner dimensions differ: A' is ({m}, {k}), B' is ({k2}, {n})")
@@ -144,7 +140,7 @@ def gemm(a, b, c=None, *, alpha, beta, transA, transB, activation, act_alpha, ac
     return TensorType((m, n), a.dtype)
 
 
-@register_op("MatMul", inputs=("A", "B"))
+@register_op("MatMul", inputs=("A", "B"), roles={"B": WEIGHT}, weight_axis=-1)
 def matmul(a, b):
     """numpy.matmul semantics (1-D promotion, batch broadcasting)."""
     check(a.rank >= 1 and b.rank >= 1, "MatMul inputs must be at least 1-D")
@@ -236,6 +232,7 @@ def lrn(x, *, size, alpha, beta, bias):
 @register_op(
     "LayerNormalization",
     inputs=("X", "Scale", "B?"),
+    roles={"Scale": PARAM, "B": PARAM},
     attrs={"axis": Attr(INT, -1), "epsilon": Attr(FLOAT, 1e-5)},
 )
 def layer_norm(x, scale, b=None, *, axis, epsilon):
@@ -247,6 +244,7 @@ def layer_norm(x, scale, b=None, *, axis, epsilon):
 @register_op(
     "InstanceNormalization",
     inputs=("X", "scale", "B"),
+    roles={"scale": PARAM, "B": PARAM},
     attrs={"epsilon": Attr(FLOAT, 1e-5)},
 )
 def instance_norm(x, scale, b, *, epsilon):
@@ -274,13 +272,15 @@ def log_softmax(x, *, axis):
 @register_op(
     "Scale",
     inputs=("X", "scale", "B?"),
+    roles={"scale": WEIGHT, "B": BIAS},
+    weight_axis=0,
     attrs={**ACTIVATION_ATTRS},
 )
 def scale(x, s, b=None, *, activation, act_alpha, act_beta):
     """Per-channel affine over axis 1: X * scale[c] + B[c] (a BatchNormalization with no
     preceding layer to fold into), with a fused activation."""
     check(x.rank >= 2, f"X {x.shape} needs a channel axis")
-    _check_act(activation)
+    check_activation(activation)
     c = x.shape[1]
     check(s.shape == (c,), f"scale {s.shape} must be ({c},)")
     if b is not None:

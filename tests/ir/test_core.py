@@ -75,17 +75,44 @@ def test_replace_all_uses_with_rewires_every_consumer() -> None:
     verify(g)
 
 
-def test_replace_all_uses_with_graph_output_keeps_its_name() -> None:
+def test_replace_all_uses_with_graph_output_keeps_its_name_when_asked() -> None:
+    g, x, relu, sig = _chain()
+    tanh = g.add_node("Tanh", [relu.output], name="tanh")
+    old = sig.output
+    old.replace_all_uses_with(tanh.output, rename=True)
+    assert g.outputs == [tanh.output]
+    assert tanh.output.name == "out"
+    assert old.name == "out_replaced"
+    g.erase_node(sig)  # no longer a graph output, so it can go
+    verify(g)
+    assert [v.name for v in g.outputs] == ["out"]
+
+
+def test_replace_all_uses_with_renames_nothing_unless_asked() -> None:
     g, x, relu, sig = _chain()
     tanh = g.add_node("Tanh", [relu.output], name="tanh")
     old = sig.output
     old.replace_all_uses_with(tanh.output)
     assert g.outputs == [tanh.output]
-    assert tanh.output.name == "out"
-    assert old.name != "out"
-    g.erase_node(sig)  # no longer a graph output, so it can go
+    assert (tanh.output.name, old.name) == ("tanh_out", "out")
+    g.erase_node(sig)
     verify(g)
-    assert [v.name for v in g.outputs] == ["out"]
+
+
+@pytest.mark.parametrize("kind, reason", [
+    pytest.param("input", "is a graph input", id="graph_input"),
+    pytest.param("const", "is a constant", id="constant"),
+    pytest.param("output", "are both graph outputs", id="already_an_output"),
+])
+def test_replace_all_uses_with_rename_refuses_to_rename_the_interface(kind: str, reason: str) -> None:
+    g, x, relu, sig = _chain()
+    other = {"input": x, "const": g.add_const("c", np.zeros(4, np.float32)),
+             "output": relu.output}[kind]
+    if kind == "output":
+        g.outputs.append(relu.output)
+    with pytest.raises(IRError, match=reason):
+        sig.output.replace_all_uses_with(other, rename=True)
+    assert g.outputs[0] is sig.output and sig.output.name == "out"  # nothing changed
 
 
 def test_replace_all_uses_of_a_graph_input_finds_the_graph_through_a_user() -> None:

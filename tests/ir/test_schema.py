@@ -166,3 +166,111 @@ def test_shape_rule_with_wrong_output_count_is_caught(scratch_registry: dict[str
     with pytest.raises(SchemaError, match=r"gives 2 output\(s\), the node has 1"):
         g.add_node("TestTwo", [x])
 
+
+
+# -- input roles and the weight's output-channel axis -----------------------------------------
+def _layer_case(kind: str):
+    """(node, weight array, torch function of the weight computing the layer's output with
+    output channels on axis 1 (or last for MatMul))."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    shapes = {  # kind -> (op, x shape, w shape, attrs)
+        "conv": ("Conv", (1, 3, 5, 5), (4, 3, 3, 3), {}),
+        "conv_group2": ("Conv", (1, 4, 5, 5), (6, 2, 3, 3), {"group": 2}),
+        "conv_transpose": ("ConvTranspose", (1, 3, 4, 4), (3, 4, 3, 3), {}),
+        "conv_transpose_group2": ("ConvTranspose", (1, 4, 4, 4), (4, 3, 3, 3), {"group": 2}),
+        "gemm": ("Gemm", (3, 8), (8, 5), {}),
+        "gemm_transB": ("Gemm", (3, 8), (5, 8), {"transB": 1}),
+        "matmul_batched": ("MatMul", (2, 3, 8), (2, 8, 5), {}),
+        "scale": ("Scale", (2, 3, 4, 4), (3,), {}),
+    }
+    op, xs, ws, attrs = shapes[kind]
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    g = Graph()
+    node = g.add_node(op, [g.add_input("x", xs), g.add_const("w", w)], attrs)
+    tx = torch.from_numpy(x)
+    fns = {
+        "Conv": lambda w: F.conv2d(tx, torch.from_numpy(w), groups=attrs.get("group", 1)),
+        "ConvTranspose": lambda w: F.conv_transpose2d(tx, torch.from_numpy(w),
+                                                      groups=attrs.get("group", 1)),
+        "Gemm": lambda w: tx @ (torch.from_numpy(w).T if attrs.get("transB") else torch.from_numpy(w)),
+        "MatMul": lambda w: tx @ torch.from_numpy(w),
+        "Scale": lambda w: tx * torch.from_numpy(w)[:, None, None],
+    }
+    return node, w, (lambda w: fns[op](np.ascontiguousarray(w)).numpy()), -1 if op == "MatMul" else 1
+
+
+LAYERS = ["conv", "conv_group2", "conv_transpose", "conv_transpose_group2", "gemm", "gemm_transB",
+          "matmul_batched", "scale"]
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in LAYERS])
+def test_weight_by_out_channel_holds_exactly_what_each_output_channel_reads(kind: str) -> None:
+    """Zeroing row m of ``weight_by_out_channel`` zeroes output channel m (torch computes it)
+    and nothing else: the definition of the output-channel slice."""
+    node, w, layer, ch_axis = _layer_case(kind)
+    rows = schema_mod.weight_by_out_channel(node, w)
+    ref = np.moveaxis(layer(w), ch_axis, 0)
+    assert rows.shape[0] == ref.shape[0]  # one row per output channel
+    np.testing.assert_array_equal(schema_mod.weight_from_out_channel(node, rows), w)
+    for m in (0, rows.shape[0] - 1):
+        cut = rows.copy()
+        cut[m] = 0
+        y = np.moveaxis(layer(schema_mod.weight_from_out_channel(node, cut)), ch_axis, 0)
+        assert not np.any(y[m])
+        others = [i for i in range(len(ref)) if i != m]
+        np.testing.assert_allclose(y[others], ref[others], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, axis, groups", [
+    pytest.param("conv", 0, 1, id="conv"),
+    pytest.param("conv_group2", 0, 1, id="conv_group2"),
+    pytest.param("conv_transpose", 1, 1, id="conv_transpose"),
+    pytest.param("conv_transpose_group2", 1, 2, id="conv_transpose_group2"),
+    pytest.param("gemm", 1, 1, id="gemm"),
+    pytest.param("gemm_transB", 0, 1, id="gemm_transB"),
+    pytest.param("matmul_batched", 2, 1, id="matmul_last_axis"),
+    pytest.param("scale", 0, 1, id="scale"),
+])
+def test_weight_out_axis(kind: str, axis: int, groups: int) -> None:
+    node = _layer_case(kind)[0]
+    assert (schema_mod.weight_out_axis(node), schema_mod.weight_groups(node)) == (axis, groups)
+
+
+@pytest.mark.parametrize("op, roles", [
+    pytest.param("Conv", ["data", "weight", "bias"], id="conv"),
+    pytest.param("ConvTranspose", ["data", "weight", "bias"], id="conv_transpose"),
+    pytest.param("Gemm", ["data", "weight", "bias"], id="gemm"),
+    pytest.param("Scale", ["data", "weight", "bias"], id="scale"),
+    pytest.param("BatchNormalization", ["data", "param", "param", "param", "param"], id="bn"),
+    pytest.param("PRelu", ["data", "param"], id="prelu"),
+    pytest.param("Add", ["data", "data"], id="add"),
+])
+def test_input_roles(op: str, roles: list[str]) -> None:
+    assert [s.role for s in get_schema(op).inputs] == roles
+    assert [schema_mod.input_role(op, i) for i in range(len(roles))] == roles
+
+
+def test_variadic_input_role_and_ops_without_weight() -> None:
+    assert schema_mod.input_role("Concat", 5) == "data"
+    assert schema_mod.weight_input("Relu") is None and schema_mod.weight_input("Gemm") == 1
+    g = Graph()
+    node = g.add_node("Relu", [g.add_input("x", (2,))])
+    with pytest.raises(SchemaError, match="has no weight input"):
+        schema_mod.weight_out_axis(node)
+
+
+def test_register_op_rejects_inconsistent_roles() -> None:
+    def rule(x, w):
+        return x
+
+    with pytest.raises(ValueError, match="role 'weights'"):
+        register_op("_BadRole", inputs=("X", "W"), roles={"W": "weights"}, weight_axis=0)(rule)
+    with pytest.raises(ValueError, match="roles name unknown inputs"):
+        register_op("_BadRole", inputs=("X", "W"), roles={"K": "weight"}, weight_axis=0)(rule)
+    with pytest.raises(ValueError, match="weight_axis go together"):
+        register_op("_BadRole", inputs=("X", "W"), roles={"W": "weight"})(rule)
+    assert not schema_mod.has_schema("_BadRole")

@@ -25,7 +25,6 @@ from fc.errors import FcError, SchemaError
 from fc.ir import Graph
 from fc.ir.schema import all_schemas
 from fc.ir.schemas.elementwise import BINARY_OPS, REDUCE_OPS, UNARY_OPS, VARIADIC_OPS
-from fc.ir.schemas.nn import FUSED_ACTIVATIONS
 from fc.np_ops.activation import erf, gelu
 from fc.testing import check_close
 
@@ -285,35 +284,6 @@ def test_integer_binary_vs_onnxruntime(op: str) -> None:
     a = np.array([-7, 7, -7, 7, 0, -1, 100], np.int32)
     b = np.array([2, 2, -2, -2, 3, 4, -7], np.int32)
     check_close(run_kernel(op, a, b), run_ort(op, [a, b]))
-
-
-# -- Add with a fused activation ----------------------------------------------------------
-
-FUSED_CASES = [
-    pytest.param("relu", 0.0, 0.0, torch.relu, id="relu"),
-    pytest.param("clip", 0.0, 6.0, lambda t: torch.clamp(t, 0.0, 6.0), id="clip"),
-    pytest.param("leaky_relu", 0.1, 0.0, lambda t: F.leaky_relu(t, 0.1), id="leaky_relu"),
-    pytest.param("elu", 0.7, 0.0, lambda t: F.elu(t, 0.7), id="elu"),
-    pytest.param("sigmoid", 0.0, 0.0, torch.sigmoid, id="sigmoid"),
-    pytest.param("tanh", 0.0, 0.0, torch.tanh, id="tanh"),
-    pytest.param("hard_sigmoid", 0.2, 0.5, hard_sigmoid_ref(0.2, 0.5), id="hard_sigmoid"),
-    pytest.param("hard_swish", 0.0, 0.0, F.hardswish, id="hard_swish"),
-    pytest.param("silu", 0.0, 0.0, F.silu, id="silu"),
-    pytest.param("gelu", 0.0, 0.0, F.gelu, id="gelu"),
-    pytest.param("gelu", 1.0, 0.0, lambda t: F.gelu(t, approximate="tanh"), id="gelu_tanh"),
-]
-
-
-@pytest.mark.parametrize(("activation", "alpha", "beta", "ref"), FUSED_CASES)
-def test_add_fused_activation_vs_torch(activation: str, alpha: float, beta: float,
-                                       ref: Callable[..., torch.Tensor]) -> None:
-    a, b = randn(SHAPE, seed=8), randn((3, 1, 1), seed=9)
-    y = run_kernel("Add", a, b, activation=activation, act_alpha=alpha, act_beta=beta)
-    check_close(y, run_torch(lambda s, t: ref(s + t), a, b), op="Gelu" if activation == "gelu" else "Add")
-
-
-def test_fused_cases_cover_every_fused_activation() -> None:
-    assert {p.values[0] for p in FUSED_CASES} == set(FUSED_ACTIVATIONS) - {""}
 
 
 # -- variadic ops vs onnxruntime ----------------------------------------------------------

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 import fc.ir
 import fc.np_ops
 from fc.ir import Graph, Value
+from fc.ir.activations import standalone_form
 from fc.ir.schema import FLT_MAX
 from fc.passes.fuse_activation import FuseActivation
 from fc.passes.infra import FusionPass
-from fc.testing import assert_refused, check_close
+from fc.testing import activation_cases, assert_refused, check_close, torch_activation
 
 T = torch.from_numpy
 X_SHAPE = (2, 3, 6, 6)
@@ -32,27 +33,17 @@ def _conv_graph(rng: np.random.Generator, act_attrs: dict | None = None) -> tupl
     return g, conv.output, w
 
 
-# (op, attrs, expected (activation, alpha, beta), torch oracle)
+# Every activation of the table, in each of its example parametrizations; then the
+# standalone forms whose fused form is not the obvious one.
 ACTIVATIONS = [
-    pytest.param("Relu", {}, ("relu", 0.0, 0.0), F.relu, id="relu"),
-    pytest.param("Clip", {"min": 0.0, "max": 6.0}, ("clip", 0.0, 6.0), F.relu6, id="relu6"),
-    pytest.param("Clip", {"min": -1.0, "max": 2.0}, ("clip", -1.0, 2.0),
-                 lambda z: torch.clamp(z, -1.0, 2.0), id="clip_general"),
+    pytest.param(*standalone_form(n, a, b), (n, a, b), torch_activation(n, a, b),
+                 id=f"{n}_{a:g}_{b:g}")
+    for n, a, b in activation_cases()
+] + [
     pytest.param("Clip", {"min": 0.0}, ("relu", 0.0, 0.0), F.relu, id="clip_min0_is_relu"),
     pytest.param("Clip", {"max": 1.0}, ("clip", -FLT_MAX, 1.0), lambda z: torch.clamp(z, max=1.0),
                  id="clip_max_only"),
-    pytest.param("LeakyRelu", {"alpha": 0.1}, ("leaky_relu", 0.1, 0.0),
-                 lambda z: F.leaky_relu(z, 0.1), id="leaky_relu"),
-    pytest.param("Elu", {"alpha": 0.7}, ("elu", 0.7, 0.0), lambda z: F.elu(z, 0.7), id="elu"),
-    pytest.param("Sigmoid", {}, ("sigmoid", 0.0, 0.0), torch.sigmoid, id="sigmoid"),
-    pytest.param("Tanh", {}, ("tanh", 0.0, 0.0), torch.tanh, id="tanh"),
-    pytest.param("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, ("hard_sigmoid", 0.3, 0.4),
-                 lambda z: torch.clamp(0.3 * z + 0.4, 0, 1), id="hard_sigmoid"),
-    pytest.param("HardSwish", {}, ("hard_swish", 0.0, 0.0), F.hardswish, id="hard_swish"),
-    pytest.param("SiLU", {}, ("silu", 0.0, 0.0), F.silu, id="silu"),
-    pytest.param("Gelu", {}, ("gelu", 0.0, 0.0), F.gelu, id="gelu"),
-    pytest.param("Gelu", {"approximate": "tanh"}, ("gelu", 1.0, 0.0),
-                 lambda z: F.gelu(z, approximate="tanh"), id="gelu_tanh"),
+    pytest.param("Clip", {"min": 0.0, "max": 6.0}, ("clip", 0.0, 6.0), F.relu6, id="relu6"),
 ]
 
 
@@ -177,7 +168,7 @@ REFUSALS = [
     pytest.param("two_users", "has 2 uses", id="two_users"),
     pytest.param("graph_output_in_middle", "is a graph output", id="graph_output_in_middle"),
     pytest.param("not_a_layer", "comes from MaxPool node 'pool'", id="not_a_layer"),
-    pytest.param("silu_third_user", "users besides the Sigmoid and the Mul", id="silu_third_user"),
+    pytest.param("silu_third_user", "also outside the match ('other')", id="silu_third_user"),
     pytest.param("silu_sigmoid_output_used", "is a graph output", id="silu_sigmoid_output_used"),
 ]
 

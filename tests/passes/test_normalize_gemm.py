@@ -138,7 +138,7 @@ def _refusal_graph(kind: str) -> Graph:
 
 
 @pytest.mark.parametrize("kind, reason", [
-    pytest.param("two_users", "other users", id="matmul_two_users"),
+    pytest.param("two_users", "outside the match", id="matmul_two_users"),
     pytest.param("middle_is_output", "graph output", id="matmul_output_is_graph_output"),
     pytest.param("weight_not_const", "not a constant", id="weight_not_const"),
     pytest.param("bias_not_const", "not a constant", id="bias_not_const"),
