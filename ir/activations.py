@@ -17,8 +17,9 @@ function guarantees; everything else reads it:
   op (``standalone_form``) and read the sign facts (unsigned activation ranges).
 
 Adding a fusable activation: one entry here, its kernel (``@kernel`` in
-``np_ops/activation.py``) and its oracle (``fc.testing.TORCH_ACTIVATIONS``); the tests that
-cover schemas, kernels, fusion and export are parametrized over this table.
+``np_ops/activation_kernels.py``) and its oracle (``fc.testing.torch_activation`` and
+``ACTIVATION_EXAMPLES``); the tests that cover schemas, kernels and fusion are parametrized
+over this table.
 """
 
 from __future__ import annotations

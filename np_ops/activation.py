@@ -1,12 +1,10 @@
-"""Kernels of the activation ops (``fc.ir.activations``), which also compute the fused
-``activation`` attribute that Conv/ConvTranspose/Gemm/Scale/Add carry after fusion: the fused
-form runs the standalone op's kernel (``apply_activation``), so each function has one numpy
-implementation and the two forms agree to the bit.
+"""The maths of the activations and their fused form: the ``activation`` attribute that
+Conv/ConvTranspose/Gemm/Scale/Add carry after fusion runs the standalone op's kernel
+(``apply_activation``; the kernels are in ``activation_kernels``), so each function has one
+numpy implementation and the two forms agree to the bit.
 
-Every kernel returns an array of its input's dtype: scalars are converted to that dtype
-first, because numpy would promote ``float32 * 0.1`` (a Python or float64 scalar operand
-of a 0-d array) differently from an array operand. Floating-point exceptions are silenced
-(``np.errstate``), as in numpy/torch.
+This module registers no kernel, so other kernel modules can import from it in any order
+(a registration triggers the import of every built-in kernel module).
 
 ``erf`` does not rely on scipy (not a dependency of fc): it is W. J. Cody's rational
 Chebyshev approximation ("Rational Chebyshev approximations for the error function",
@@ -17,13 +15,12 @@ float64 (relative error ~1e-16, far below float32's ulp).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from fc.errors import ExecutionError
 from fc.ir.activations import ACTIVATIONS
-from fc.np_ops.registry import KERNELS, kernel
+from fc.np_ops.registry import KERNELS
 
 __all__ = ["activate_inplace", "apply_activation", "sigmoid", "gelu", "erf", "erfc"]
 
@@ -127,23 +124,6 @@ def gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
     return np.asarray(y, dtype=x.dtype)
 
 
-def _f(x: Array, v: float) -> Array:
-    return np.asarray(v, dtype=x.dtype)
-
-
-def _clip(x: Array, lo: float, hi: float) -> Array:
-    """min(max(x, lo), hi); so hi wins when lo > hi (ONNX Clip), NaN propagates."""
-    return np.minimum(np.maximum(x, _f(x, lo)), _f(x, hi))
-
-
-def _run(fn: Callable[[Array], Array], x: Array) -> Array:
-    x = np.asarray(x)
-    with np.errstate(all="ignore"):
-        return np.asarray(fn(x), dtype=x.dtype)
-
-
-# The fused form, before the first @kernel: that registration imports the other kernel
-# modules (the table's loader), which import these two from this half-initialized module.
 def apply_activation(x: Array, activation: str, alpha: float = 0.0, beta: float = 0.0) -> Array:
     """``x`` through the named fused activation ("" = identity), in ``x``'s dtype: the
     standalone op's kernel with the attributes ``(alpha, beta)`` stand for."""
@@ -163,69 +143,3 @@ def activate_inplace(y: Array, activation: str, alpha: float = 0.0, beta: float 
     if activation == "clip":
         return np.clip(y, y.dtype.type(alpha), y.dtype.type(beta), out=y)
     return apply_activation(y, activation, alpha, beta)
-
-
-@kernel("Relu")
-def relu(x: Array) -> Array:
-    return _run(lambda x: np.maximum(x, _f(x, 0)), x)
-
-
-def _bound(v: float, dtype: np.dtype) -> np.generic:
-    """A float Clip bound in ``dtype``; +-FLT_MAX saturates to the integer range (a plain
-    cast of 3.4e38 to int32 is undefined) and overflows to +-inf in float16."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return dtype.type(int(min(max(v, float(info.min)), float(info.max))))
-    with np.errstate(over="ignore"):
-        return dtype.type(v)
-
-
-@kernel("Clip")
-def clip(x: Array, *, min: float, max: float) -> Array:  # the schema's names
-    """min(max(x, min), max): ``max`` wins when min > max, as ONNX specifies."""
-    x = np.asarray(x)
-    return np.asarray(np.minimum(np.maximum(x, _bound(min, x.dtype)), _bound(max, x.dtype)),
-                      dtype=x.dtype)
-
-
-@kernel("LeakyRelu")
-def leaky_relu(x: Array, *, alpha: float) -> Array:
-    return _run(lambda x: np.where(x >= 0, x, x * _f(x, alpha)), x)
-
-
-@kernel("Elu")
-def elu(x: Array, *, alpha: float) -> Array:
-    return _run(lambda x: np.where(x > 0, x, _f(x, alpha) * np.expm1(np.minimum(x, _f(x, 0)))), x)
-
-
-@kernel("Sigmoid")
-def sigmoid_kernel(x: Array) -> Array:
-    return _run(sigmoid, x)
-
-
-@kernel("Tanh")
-def tanh(x: Array) -> Array:
-    return _run(np.tanh, x)
-
-
-@kernel("HardSigmoid")
-def hard_sigmoid(x: Array, *, alpha: float, beta: float) -> Array:
-    return _run(lambda x: _clip(x * _f(x, alpha) + _f(x, beta), 0, 1), x)
-
-
-@kernel("HardSwish")
-def hard_swish(x: Array) -> Array:
-    return _run(lambda x: x * _clip(x / _f(x, 6) + _f(x, 0.5), 0, 1), x)
-
-
-@kernel("SiLU")
-def silu(x: Array) -> Array:
-    return _run(lambda x: x * sigmoid(x), x)
-
-
-@kernel("Gelu")
-def gelu_kernel(x: Array, *, approximate: str) -> Array:
-    if approximate not in ("none", "tanh"):
-        raise ExecutionError(f"Gelu attribute 'approximate'={approximate!r} not one of "
-                             f"['none', 'tanh']")
-    return gelu(np.asarray(x), approximate=approximate == "tanh")
