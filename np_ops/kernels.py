@@ -1,5 +1,5 @@
 """Imports every kernel module so their ``@kernel`` registrations run (an explicit list)."""
 
-from fc.np_ops import activation_kernels, conv, elementwise, fused, nn, tensor
+from fc.np_ops import activation_kernels, conv, elementwise, fused, nn, quant, tensor
 
-__all__ = ["activation_kernels", "conv", "elementwise", "fused", "nn", "tensor"]
+__all__ = ["activation_kernels", "conv", "elementwise", "fused", "nn", "quant", "tensor"]

@@ -1,5 +1,5 @@
 """Op schemas by family. Each module registers its ops on import; the list is explicit."""
 
-from fc.ir.schemas import elementwise, nn, tensor
+from fc.ir.schemas import elementwise, nn, quant, tensor
 
-__all__ = ["elementwise", "nn", "tensor"]
+__all__ = ["elementwise", "nn", "quant", "tensor"]

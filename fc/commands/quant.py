@@ -1,0 +1,114 @@
+"""fcc quant: calibrate, quantize, and report the error of a quantized model (config-driven).
+
+    fcc quant calibrate --config configs/resnet50_v1b.yml [--method entropy]
+    fcc quant quantize  --config C.yml      # IR_quantized_for_CModel_* beside the fused IR
+    fcc quant error     --config C.yml      # per-layer report (+ the quantized IR)
+
+Flags override the config's keys (``--set QUAN.qconfig.bits=6`` for any key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run_command"]
+
+# flag dest -> config key
+_FLAGS = {
+    "strategy": "QUAN.strategy",
+    "weight_quan": "QUAN.qconfig.weight_quan",
+    "method": "QUAN.qconfig.method",
+    "table": "QUAN.qconfig.table",
+    "image_path": "QUAN.qconfig.image_path",
+    "batch_size": "QUAN.qconfig.batch_size",
+    "num_images": "QUAN.qconfig.num_images",
+    "bits": "QUAN.qconfig.bits",
+    "output_dir": "OUTPUT_DIR",
+    "save_path": "SAVE_PATH",
+}
+_PATH_FLAGS = {"table", "image_path", "output_dir", "save_path"}
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    q = sub.add_parser("quant", parents=[common], help="calibrate and quantize a fused IR",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    qs = q.add_subparsers(dest="quant_command", metavar="STEP")
+    qs.required = True
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--config", required=True, help="the YAML config (configs/*.yml)")
+    opts.add_argument("--strategy", help="null, minmax, scale_shift, symmetry_max, ..._t")
+    opts.add_argument("--weight-quan", dest="weight_quan", choices=("perlayer", "perchannel"))
+    opts.add_argument("--method", choices=("max", "percentile", "entropy", "mse"),
+                      help="calibration method")
+    opts.add_argument("--table", help="calibration table JSON")
+    opts.add_argument("--image-path", dest="image_path", help="calibration image folder")
+    opts.add_argument("--batch-size", dest="batch_size", type=int)
+    opts.add_argument("--num-images", dest="num_images", type=int)
+    opts.add_argument("--bits", type=int, help="bit width of weights and activations (2..16)")
+    opts.add_argument("--output-dir", dest="output_dir", help="where reports go")
+    opts.add_argument("--save-path", dest="save_path", help="the quantized frozen .pb")
+    opts.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override any config key (VALUE is YAML)")
+    opts.add_argument("--no-progress", action="store_true", help="no progress bars")
+    opts.add_argument("--no-png", action="store_true", help="skip the graph picture")
+    for name, help_ in (("calibrate", "run the float IR over the calibration images, write the "
+                                      "table (JSON + text)"),
+                        ("quantize", "write IR_quantized_for_CModel_* beside the fused IR"),
+                        ("error", "per-layer error report (accumulated and isolated), final "
+                                  "distance")):
+        p = qs.add_parser(name, parents=[common, opts], help=help_)
+        p.set_defaults(func=run_command)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    import yaml
+
+    from fc.quant.config import ConfigError
+
+    out: dict[str, Any] = {}
+    for dest, key in _FLAGS.items():
+        v = getattr(args, dest, None)
+        if v is not None:
+            out[key] = os.path.abspath(v) if dest in _PATH_FLAGS else v
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: VALUE is not valid YAML") from None
+    return out
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from fc.quant import pipeline
+    from fc.quant.config import load_config
+
+    cfg = load_config(args.config, _overrides(args))
+    progress = not args.no_progress and sys.stderr.isatty()
+    graph = pipeline.load_model(cfg)
+    step = args.quant_command
+    if step == "calibrate":
+        table = pipeline.calibrate(cfg, graph, progress=progress)
+        print(f"calibrated {len(table.entries)} tensors on {table.meta['images']} images "
+              f"(method {table.method})")
+        print(f"wrote {cfg.table_path} and {cfg.table_path.with_suffix('.txt')}")
+        return 0
+    table, reused = pipeline.table_for(cfg, graph, progress=progress)
+    print(f"calibration table: {cfg.table_path} ({'reused' if reused else 'calibrated now'})")
+    spec = pipeline.spec_for(cfg, graph, table)
+    for p in pipeline.write_quantized(cfg, graph, spec, draw=not args.no_png):
+        print(f"wrote {p}")
+    if step == "quantize":
+        return 0
+    report = pipeline.error(cfg, graph, spec, progress=progress)
+    print("\n".join(report.lines()))
+    stem = f"error_{spec.strategy.name}_{cfg['QUAN.qconfig.weight_quan']}"
+    for p in report.write(cfg.output_dir, stem):
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,175 @@
+"""Which tensors a quantized model quantizes, and how: one documented list, like the
+hardware op set.
+
+**Weights.** The weight input of every ``Conv``, ``ConvTranspose``, ``Gemm`` and ``MatMul``
+(a constant) is quantized per layer or per output channel; their bias is int32 at
+s_in * s_w. Other constants (a ``Scale``'s factors, an ``Add``'s constant operand) stay float.
+
+**Activations.** Every float tensor produced by a node gets its own calibrated parameters,
+with these exceptions:
+
+- *scale-preserving* ops (``SCALE_PRESERVING``: MaxPool, GlobalMaxPool, Relu and the pure
+  data movers Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Split, DepthToSpace,
+  SpaceToDepth, Identity, nearest Resize): the output carries its input's parameters (the
+  values stay on the input's grid, so hardware moves the int8 data as it is);
+- ``AveragePool`` and ``GlobalAveragePool``: the output is re-rounded at its input's
+  parameters (an integer mean, no calibration);
+- a graph output produced by ``Softmax``/``LogSoftmax`` stays float (it is the result).
+
+So: the graph inputs, every layer output after its fused activation, both inputs and the
+output of a residual ``Add`` (its inputs are layer outputs) and the output of ``Concat`` are
+quantized. ``Concat`` requantizes its inputs to its own calibrated output scale (the inputs
+keep theirs).
+
+**Mixed precision.** A node listed as ``float`` keeps float weights and its output stays
+float unless a quantized layer consumes it (the hardware reads integers); a node with
+``bits`` uses them for its weights and output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fc.errors import FcError
+from fc.ir.core import Graph, Node
+
+__all__ = ["WEIGHT_OPS", "SCALE_PRESERVING", "REQUANT_AT_INPUT", "FLOAT_RESULT_OPS", "Plan",
+           "make_plan", "weight_inputs", "LayerSetting"]
+
+WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+SCALE_PRESERVING = frozenset({
+    "MaxPool", "GlobalMaxPool", "Relu", "Reshape", "Flatten", "Transpose", "Squeeze",
+    "Unsqueeze", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "Identity",
+})
+REQUANT_AT_INPUT = frozenset({"AveragePool", "GlobalAveragePool"})
+FLOAT_RESULT_OPS = frozenset({"Softmax", "LogSoftmax"})
+
+
+def _scale_preserving(node: Node) -> bool:
+    if node.op_type == "Resize":
+        return node.attrs["mode"] == "nearest"
+    if node.op_type == "Pad":  # a zero pad keeps the grid (0 is always exact)
+        return node.attrs["mode"] != "constant" or node.attrs["value"] == 0.0
+    return node.op_type in SCALE_PRESERVING
+
+
+def weight_inputs(node: Node) -> dict[int, tuple[str, int | None]]:
+    """Constant inputs to quantize: position -> ("weight", output-channel axis) or
+    ("bias", None)."""
+    if node.op_type not in WEIGHT_OPS:
+        return {}
+    ins = node.inputs
+    out: dict[int, tuple[str, int | None]] = {}
+    if node.op_type in ("Conv", "ConvTranspose"):
+        # ConvTranspose's W is (C, M/group, kh, kw): its output channels are on axis 1
+        # (per group); Conv's W is (M, C/group, kh, kw).
+        axis = 0 if node.op_type == "Conv" else 1
+        if ins[1] is not None and ins[1].const is not None:
+            out[1] = ("weight", axis)
+            if len(ins) > 2 and ins[2] is not None and ins[2].const is not None:
+                out[2] = ("bias", None)
+    elif node.op_type == "Gemm":
+        if ins[1] is not None and ins[1].const is not None:
+            out[1] = ("weight", 0 if node.attrs["transB"] else 1)
+            c = ins[2] if len(ins) > 2 else None
+            if c is not None and c.const is not None and c.const.ndim == 1:
+                out[2] = ("bias", None)
+    elif node.op_type == "MatMul":
+        if ins[1] is not None and ins[1].const is not None and ins[1].const.ndim == 2:
+            out[1] = ("weight", 1)
+    return out
+
+
+@dataclass(frozen=True)
+class LayerSetting:
+    """A node's precision: ``float`` or the bit widths of its weights and output."""
+
+    float: bool = False
+    weight_bits: int = 8
+    act_bits: int = 8
+
+
+@dataclass
+class Plan:
+    """The quantization decisions for one graph, before any numbers.
+
+    ``kind[t]`` for each float tensor: ``"own"`` (its own calibrated parameters), ``"inherit"``
+    (``origin[t]``'s, no new rounding), ``"requant"`` (re-rounded at ``origin[t]``'s) or
+    ``"float"``. ``calibrated`` lists the tensors that need a calibration entry, in graph order.
+    """
+
+    graph: Graph
+    kind: dict[str, str] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    bits: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, LayerSetting] = field(default_factory=dict)
+    calibrated: list[str] = field(default_factory=list)
+
+    def quantized(self, tensor: str) -> bool:
+        return self.kind.get(tensor, "float") != "float"
+
+    def root(self, tensor: str) -> str:
+        """The tensor whose parameters ``tensor`` carries."""
+        while self.kind.get(tensor) in ("inherit", "requant"):
+            tensor = self.origin[tensor]
+        return tensor
+
+
+def make_plan(graph: Graph, layers: Mapping[str, LayerSetting] | None = None, *,
+              weight_bits: int = 8, act_bits: int = 8) -> Plan:
+    """Decide, for every tensor of ``graph``, whether and how it is quantized."""
+    layers = dict(layers or {})
+    unknown = sorted(set(layers) - {n.name for n in graph})
+    if unknown:
+        raise FcError(f"qconfig.layers names node(s) not in graph {graph.name!r}: "
+                      f"{', '.join(unknown[:5])}")
+    default = LayerSetting(weight_bits=weight_bits, act_bits=act_bits)
+    plan = Plan(graph)
+    outputs = {v.name for v in graph.outputs}
+
+    def setting(node: Node) -> LayerSetting:
+        return layers.get(node.name, default)
+
+    # Which tensors some quantized node needs as integers: a quantized node reads integers
+    # unless it only moves them (scale-preserving), in which case it needs them when its
+    # outputs are needed. Computed backwards, so a float layer's output is quantized exactly
+    # when something downstream consumes it in integers.
+    needed: dict[str, bool] = {v.name: False for v in graph.outputs}
+    for node in reversed(graph.nodes):
+        if setting(node).float:
+            continue
+        passthrough = _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT
+        if passthrough and not any(needed.get(v.name, False) for v in node.outputs):
+            continue
+        for v in node.inputs:
+            if v is not None and v.const is None:
+                needed[v.name] = True
+
+    for v in graph.inputs:
+        if v.dtype == "float32" and needed.get(v.name, False):
+            plan.kind[v.name] = "own"
+            users = [setting(u) for u in v.users if not setting(u).float]
+            plan.bits[v.name] = max((s.act_bits for s in users), default=act_bits)
+    for node in graph:
+        s = setting(node)
+        plan.settings[node.name] = s
+        first = node.inputs[0] if node.inputs else None
+        for v in node.outputs:
+            if v.dtype != "float32":
+                continue
+            if first is not None and plan.quantized(first.name) and (
+                    _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT):
+                plan.kind[v.name] = "inherit" if _scale_preserving(node) else "requant"
+                plan.origin[v.name] = first.name
+                plan.bits[v.name] = plan.bits[plan.root(first.name)]
+            elif v.name in outputs and node.op_type in FLOAT_RESULT_OPS:
+                plan.kind[v.name] = "float"
+            elif (s.float or _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT) \
+                    and not needed.get(v.name, False):
+                plan.kind[v.name] = "float"
+            else:
+                plan.kind[v.name] = "own"
+                plan.bits[v.name] = s.act_bits
+    plan.calibrated = [t for t, k in plan.kind.items() if k == "own"]
+    return plan

@@ -1,0 +1,115 @@
+"""Quantization parameters of one tensor and the affine maps they define.
+
+A tensor ``x`` is quantized with a scale ``s > 0``, an integer zero point ``z`` and an
+integer range ``[qmin, qmax]``, per tensor or per channel along ``axis``:
+
+    q = clamp(round(x / s) + z, qmin, qmax)        x^ = (q - z) * s
+
+**Rounding** (the one mode fc's simulation uses everywhere): ``round`` is round-half-to-even
+(``np.rint``), as ONNX QuantizeLinear, onnxruntime and ``torch.fake_quantize_*`` do. The
+arithmetic is float32 with a true division ``x / s`` (ONNX's definition; torch multiplies by
+``1 / s`` instead, TensorFlow's FakeQuant rounds half up on ``(x - min) / s``): those oracles
+agree with fc except where ``x / s`` lies within a float32 rounding error of a tie, where they
+may differ by one step. The integer kernels (``fc.np_ops.integer``) requantize with gemmlowp's
+fixed-point rounding by definition; see there.
+
+Storage: at most 8 bits in int8/uint8, at most 16 bits in int16/uint16, biases in int32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["QParams", "storage_dtype", "fake_quant", "quantize", "dequantize", "INT32_RANGE"]
+
+INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
+
+
+def storage_dtype(qmin: int, qmax: int) -> np.dtype:
+    """The smallest integer dtype holding [qmin, qmax] (int8/uint8, int16/uint16, int32)."""
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= qmin and qmax <= info.max:
+            return np.dtype(dt)
+    raise ValueError(f"no integer dtype holds [{qmin}, {qmax}]")
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Scale and zero point (scalars, or 1-D along ``axis``), the range, and for power-of-two
+    strategies the exponent ``shift`` (``scale == 2**-shift``)."""
+
+    scale: np.ndarray            # float32, shape () or (C,)
+    zero_point: np.ndarray       # storage dtype, same shape as scale
+    qmin: int
+    qmax: int
+    axis: int | None = None      # None: per tensor
+    shift: np.ndarray | None = None  # int8, same shape as scale
+
+    def __post_init__(self) -> None:
+        s = np.asarray(self.scale, np.float32)
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError(f"scale must be finite and positive, got {s}")
+        object.__setattr__(self, "scale", s)
+        object.__setattr__(self, "zero_point", np.asarray(self.zero_point, self.dtype))
+        if (self.axis is None) != (s.ndim == 0):
+            raise ValueError(f"axis={self.axis} does not fit a scale of shape {s.shape}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return storage_dtype(self.qmin, self.qmax)
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+    def broadcast(self, arr: np.ndarray, ndim: int) -> np.ndarray:
+        """``arr`` (scalar or (C,)) shaped to broadcast against a rank-``ndim`` tensor."""
+        if self.axis is None:
+            return arr
+        shape = [1] * ndim
+        shape[self.axis % ndim] = -1
+        return arr.reshape(shape)
+
+
+def _work_dtype(p: QParams) -> type:
+    """float32, except for int32 (biases): float32 cannot hold 2^31 - 1, the clamp bound."""
+    return np.float64 if p.qmax > 2 ** 24 else np.float32
+
+
+def quantize(x: np.ndarray, p: QParams) -> np.ndarray:
+    """clamp(rint(x / s) + z, qmin, qmax) in p's storage dtype."""
+    x = np.asarray(x, _work_dtype(p))
+    s = p.broadcast(p.scale, x.ndim)
+    z = p.broadcast(p.zero_point.astype(np.float32), x.ndim)
+    q = np.atleast_1d(np.rint(x / s))
+    q += z
+    np.clip(q, p.qmin, p.qmax, out=q)
+    return q.astype(p.dtype).reshape(x.shape)
+
+
+def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
+    """(q - z) * s in float32."""
+    q = np.asarray(q)
+    s = p.broadcast(p.scale, q.ndim)
+    z = p.broadcast(p.zero_point.astype(np.float32), q.ndim)
+    y = q.astype(np.float32)
+    y -= z
+    y *= s
+    return y
+
+
+def fake_quant(x: np.ndarray, p: QParams) -> np.ndarray:
+    """dequantize(quantize(x)) without the integer array: the same float32 operations in the
+    same order, so the result is bit-identical to a Quantize -> Dequantize pair."""
+    x = np.asarray(x, np.float32)
+    s = p.broadcast(p.scale, x.ndim)
+    z = p.broadcast(p.zero_point.astype(np.float32), x.ndim)
+    y = np.atleast_1d(np.rint(x / s))
+    y += z
+    np.clip(y, p.qmin, p.qmax, out=y)
+    y -= z
+    y *= s
+    return y.reshape(x.shape)

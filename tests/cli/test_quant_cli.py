@@ -1,0 +1,111 @@
+"""fcc quant end to end on the trained digits CNN with real image files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fc.ir
+from fc.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A model folder (fused IR of the trained digits CNN), two image folders, a config."""
+    import torch
+
+    from fc.quant.testing import torch_to_fused
+    from fc.zoo.torch.digits import train_digits_cnn
+
+    root = tmp_path_factory.mktemp("quant")
+    model, data = train_digits_cnn(epochs=15)
+    fused = torch_to_fused(model, torch.from_numpy(data.x_test[:1]), "digits_cnn")
+    fc.ir.save(fused, root / "model" / "IR_fused_for_CModel")
+    for folder, xs in (("calib", data.x_train[:96]), ("compare", data.x_test[:64])):
+        (root / folder).mkdir()
+        for i, x in enumerate(xs):
+            Image.fromarray(np.round(x[0] * 255).astype(np.uint8)).save(root / folder / f"{i:03d}.png")
+    cfg = root / "digits.yml"
+    cfg.write_text("""MODEL:
+    graph: 'model/IR_fused_for_CModel_graph.json'
+QUAN:
+    strategy: 'symmetry_max'
+    qconfig:
+        table: 'cal/digits.json'
+        image_path: 'calib'
+        method: 'percentile'
+        batch_size: 32
+EVALUATION:
+    input_images: 'compare'
+    output_node: 'logits:0'
+OUTPUT_DIR: 'reports'
+""")
+    return root, cfg
+
+
+def test_calibrate_writes_both_table_forms(project, capsys):
+    root, cfg = project
+    assert main(["quant", "calibrate", "--config", str(cfg)]) == 0
+    doc = json.loads((root / "cal" / "digits.json").read_text())
+    assert doc["method"] == "percentile" and doc["meta"]["images"] == 96
+    assert "input" in doc["tensors"] and len(doc["tensors"]) == 7
+    text = (root / "cal" / "digits.txt").read_text().splitlines()
+    assert text[1] == "# name threshold min max" and len(text) == 2 + 7
+    assert "calibrated 7 tensors on 96 images" in capsys.readouterr().out
+
+
+def test_error_reports_every_layer_and_the_final_distance(project, capsys):
+    root, cfg = project
+    assert main(["quant", "error", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "(reused)" in out  # the table of the previous test: same inputs
+    final = [ln for ln in out.splitlines() if ln.startswith("final distance: ")]
+    assert len(final) == 1 and 0 < float(final[0].split(": ")[1]) < 0.05
+    assert "worst 5 layers by isolated SQNR" in out
+    stem = root / "reports" / "error_symmetry_max_perchannel"
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    assert [r["op"] for r in doc["layers"]] == ["Conv", "MaxPool", "Conv", "Conv", "Add", "Conv",
+                                                "GlobalAveragePool", "Flatten", "Gemm"]
+    assert doc["final_sqnr_db"] > 25 and doc["top1_agreement"][1] == 64
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "![per-layer SQNR](error_symmetry_max_perchannel.png)" in stem.with_suffix(".md").read_text()
+    assert stem.with_suffix(".csv").read_text().count("\n") == 10
+    q = fc.ir.load(root / "model" / "IR_quantized_for_CModel_graph.json")
+    assert sum(n.op_type == "QuantizeLinear" for n in q) == 8  # 7 calibrated + the pool's
+
+
+def test_flags_override_and_recalibrate_when_inputs_change(project, capsys):
+    root, cfg = project
+    assert main(["quant", "quantize", "--config", str(cfg), "--method", "max", "--no-png",
+                 "--strategy", "scale_shift"]) == 0
+    assert "(calibrated now)" in capsys.readouterr().out
+    assert json.loads((root / "cal" / "digits.json").read_text())["method"] == "max"
+
+
+def test_bad_image_is_one_line_and_exit_2(project, tmp_path, capsys):
+    root, cfg = project
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"garbage")
+    assert main(["quant", "calibrate", "--config", str(cfg), "--image-path", str(bad),
+                 "--table", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x.png: not a readable image" in err
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_example_scripts_run_the_same_commands(project):
+    root, cfg = project
+    for script in ("test_calibration.py", "test_quantize_error.py"):
+        proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--config-file", str(cfg),
+                               "--no-png"], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    assert "final distance: " in proc.stdout

@@ -1,0 +1,155 @@
+"""Calibration statistics and thresholds against numpy and onnxruntime's calibrators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fc.quant.calibration import CalibrationTable, Calibrator, TensorStats, threshold
+from fc.quant.strategies import Range
+
+
+def _batches(kind: str, seed: int = 0) -> list[np.ndarray]:
+    """Realistic activation-like data in batches whose range grows (the histogram must grow)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(4):
+        if kind == "relu":
+            x = np.maximum(rng.standard_normal((8, 16, 12, 12)) * (1 + 0.3 * i), 0)
+        elif kind == "laplace":
+            x = rng.laplace(0.2, 0.5 * (1 + 0.2 * i), (8, 32, 10, 10))
+        else:  # heavy tail
+            x = rng.standard_t(3, (8, 64, 8)) * 0.7
+        out.append(x.astype(np.float32))
+    return out
+
+
+def _stats(batches, bins=2048) -> TensorStats:
+    st = TensorStats(bins)
+    for b in batches:
+        st.update(b)
+    return st
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("relu", "laplace", "heavy")])
+def test_histogram_counts_every_value_and_folds_exactly(kind):
+    batches = _batches(kind)
+    st = _stats(batches)
+    data = np.concatenate([b.ravel() for b in batches])
+    assert st.hist.sum() == data.size == st.count
+    assert (st.min, st.max) == (data.min(), data.max())
+    assert st.half_range >= np.abs(data).max()
+    # the folded histogram against numpy's on |x| with the same edges
+    edges = np.arange(len(st.folded()) + 1) * st.width
+    ref, _ = np.histogram(np.abs(data).astype(np.float64), bins=edges)
+    # float32 binning (x * (1 / width)) may put a value within an ulp of an edge into the
+    # neighbouring bin: each such value counts twice in the difference
+    assert np.abs(st.folded() - ref).sum() <= 5e-4 * data.size
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("relu", "laplace", "heavy")])
+@pytest.mark.parametrize("pct", [pytest.param(p, id=f"p{p}") for p in (99.0, 99.99)])
+def test_percentile_matches_numpy_within_one_bin(kind, pct):
+    batches = _batches(kind)
+    st = _stats(batches)
+    data = np.abs(np.concatenate([b.ravel() for b in batches]))
+    ref = np.percentile(data, pct)
+    assert abs(threshold(st, "percentile", percentile=pct) - ref) <= st.width
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("relu", "laplace", "heavy")])
+def test_max_is_the_absolute_maximum(kind):
+    batches = _batches(kind)
+    data = np.concatenate([b.ravel() for b in batches])
+    assert threshold(_stats(batches), "max") == np.abs(data).max()
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("relu", "laplace", "heavy")])
+def test_entropy_matches_onnxruntime_within_one_bin(kind):
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    batches = _batches(kind)
+    ort = HistogramCollector(method="entropy", symmetric=True, num_bins=2048,
+                             num_quantized_bins=255, percentile=99.999, scenario="same")
+    for b in batches:
+        ort.collect({"t": b})
+    lo, hi = ort.compute_collection_result()["t"][:2]
+    ref = max(abs(float(lo)), abs(float(hi)))
+    st = _stats(batches)
+    got = threshold(st, "entropy", quantized_bins=255)
+    assert abs(got - ref) <= st.width, (got, ref, st.width)
+    assert got < np.abs(np.concatenate([b.ravel() for b in batches])).max()
+
+
+def test_mse_threshold_minimizes_the_error_of_its_candidates():
+    batches = _batches("heavy")
+    st = _stats(batches)
+    data = np.concatenate([b.ravel() for b in batches]).astype(np.float64)
+
+    def err(t):
+        s = t / 127
+        return np.mean((np.clip(np.rint(data / s), -127, 127) * s - data) ** 2)
+
+    t = threshold(st, "mse", bits=8)
+    amax = np.abs(data).max()
+    assert t < amax
+    # better than the plain max and than thresholds a few bins away on either side
+    assert err(t) < err(amax)
+    for k in (-8, 8):
+        assert err(t) <= err(t + k * st.width) * 1.02
+
+
+def test_streaming_equals_one_batch():
+    batches = _batches("laplace")
+    one = _stats([np.concatenate(batches)])
+    many = _stats(batches)
+    assert threshold(one, "max") == threshold(many, "max")
+    # the bin width is fixed by the first batch: percentiles agree to the coarser bin
+    assert abs(threshold(one, "percentile") - threshold(many, "percentile")) <= max(
+        one.width, many.width)
+
+
+def test_all_zero_tensor_gets_zero_threshold_and_later_values_count():
+    st = TensorStats(16)
+    st.update(np.zeros(10, np.float32))
+    assert threshold(st, "max") == 0.0
+    st.update(np.array([1.0, -2.0], np.float32))
+    assert st.hist.sum() == 12
+
+
+def test_calibrator_observes_named_outputs_only():
+    class V:
+        def __init__(self, name):
+            self.name = name
+
+    class N:
+        outputs = [V("a"), V("b")]
+
+    cal = Calibrator(["a", "x"], method="max")
+    cal.observe_inputs({"x": np.array([[-3.0, 1.0]], np.float32)})
+    cal(N(), (np.array([0.5, 2.0], np.float32), np.array([100.0], np.float32)))
+    t = cal.table()
+    assert t["a"] == Range(0.5, 2.0, 2.0) and t["x"] == Range(-3.0, 1.0, 3.0)
+    assert "b" not in t
+
+
+def test_table_round_trips_and_writes_the_text_form(tmp_path):
+    t = CalibrationTable({"conv1": Range(-1.5, 2.25, 2.0), "fc": Range(0.0, 7.0, 6.5)}, "entropy",
+                         {"images": 3})
+    js, txt = t.write(tmp_path / "cal.json")
+    back = CalibrationTable.read(js)
+    assert back.entries == t.entries and back.method == "entropy"
+    lines = txt.read_text().splitlines()
+    assert lines[0].startswith("#") and lines[1] == "# name threshold min max"
+    assert lines[2:] == ["conv1 2 -1.5 2.25", "fc 6.5 0 7"]
+
+
+def test_table_errors_name_the_file(tmp_path):
+    from fc.errors import FcError
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(FcError, match="bad.json"):
+        CalibrationTable.read(bad)
+    with pytest.raises(FcError, match="nothere.json"):
+        CalibrationTable.read(tmp_path / "nothere.json")
