@@ -23,7 +23,7 @@ from fc.quant.plan import make_plan
 from fc.quant.quantize import QUANTIZED_PREFIX, QuantSpec, build_spec, quantized_graph
 from fc.quant.report import ErrorReport, error_report
 
-__all__ = ["load_model", "calibrate", "table_for", "spec_for", "write_quantized", "error",
+__all__ = ["load_model", "calibrate", "table_for", "spec_for", "write_quantized", "write_pb", "error",
            "input_tensor", "output_tensor", "preprocess_for"]
 
 log = logging.getLogger("fc.quant")
@@ -133,6 +133,20 @@ def write_quantized(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, draw: bo
         paths.append(render(qg, str(prefix) + "_graph.png",
                             title=f"{QUANTIZED_PREFIX} ({graph.name}, {spec.strategy.name})"))
     return paths
+
+
+def write_pb(cfg: QuantConfig, graph: Graph, spec: QuantSpec) -> Path | None:
+    """The quantized model as a TensorFlow frozen .pb at ``SAVE_PATH`` (None if unset): the
+    QDQ graph lowered by ``fc.reconstruct.tf`` (int8 weights, explicit quantize/dequantize
+    arithmetic)."""
+    if not cfg["SAVE_PATH"]:
+        return None
+    from fc.reconstruct.tf import freeze
+
+    path = Path(cfg["SAVE_PATH"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    freeze(quantized_graph(graph, spec)).save(path)
+    return path
 
 
 def error(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, progress: bool = True,

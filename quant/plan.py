@@ -12,18 +12,19 @@ with these exceptions:
   data movers Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Split, DepthToSpace,
   SpaceToDepth, Identity, nearest Resize): the output carries its input's parameters (the
   values stay on the input's grid, so hardware moves the int8 data as it is);
-- ``AveragePool`` and ``GlobalAveragePool``: the output is re-rounded at its input's
-  parameters (an integer mean, no calibration);
 - a graph output produced by ``Softmax``/``LogSoftmax`` stays float (it is the result).
 
 So: the graph inputs, every layer output after its fused activation, both inputs and the
-output of a residual ``Add`` (its inputs are layer outputs) and the output of ``Concat`` are
-quantized. ``Concat`` requantizes its inputs to its own calibrated output scale (the inputs
-keep theirs).
+output of a residual ``Add`` (its inputs are layer outputs), the output of ``Concat`` and
+of the average pools are quantized. (An average pool does not reuse its input's scale: the
+mean of values on a grid often lies exactly half way between two steps of that grid, where
+float engines round by noise, each its own way; with a calibrated scale of its own there are
+no systematic ties, and the integer kernel folds the 1 / N into its requantization.)
+``Concat`` requantizes its inputs to its own calibrated output scale (the inputs keep theirs).
 
-**Mixed precision.** A node listed as ``float`` keeps float weights and its output stays
-float unless a quantized layer consumes it (the hardware reads integers); a node with
-``bits`` uses them for its weights and output.
+**Mixed precision.** A node listed as ``float`` keeps float weights and computes in float;
+its output stays float unless a quantized node downstream reads it as integers (then it is
+quantized as usual); a node with ``bits`` uses them for its weights and output.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from fc.errors import FcError
 from fc.ir.core import Graph, Node
 
-__all__ = ["WEIGHT_OPS", "SCALE_PRESERVING", "REQUANT_AT_INPUT", "FLOAT_RESULT_OPS", "Plan",
+__all__ = ["WEIGHT_OPS", "SCALE_PRESERVING", "FLOAT_RESULT_OPS", "Plan",
            "make_plan", "weight_inputs", "LayerSetting"]
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -42,7 +43,6 @@ SCALE_PRESERVING = frozenset({
     "MaxPool", "GlobalMaxPool", "Relu", "Reshape", "Flatten", "Transpose", "Squeeze",
     "Unsqueeze", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "Identity",
 })
-REQUANT_AT_INPUT = frozenset({"AveragePool", "GlobalAveragePool"})
 FLOAT_RESULT_OPS = frozenset({"Softmax", "LogSoftmax"})
 
 
@@ -95,8 +95,8 @@ class Plan:
     """The quantization decisions for one graph, before any numbers.
 
     ``kind[t]`` for each float tensor: ``"own"`` (its own calibrated parameters), ``"inherit"``
-    (``origin[t]``'s, no new rounding), ``"requant"`` (re-rounded at ``origin[t]``'s) or
-    ``"float"``. ``calibrated`` lists the tensors that need a calibration entry, in graph order.
+    (``origin[t]``'s, no new rounding) or ``"float"``. ``calibrated`` lists the tensors that
+    need a calibration entry, in graph order.
     """
 
     graph: Graph
@@ -111,7 +111,7 @@ class Plan:
 
     def root(self, tensor: str) -> str:
         """The tensor whose parameters ``tensor`` carries."""
-        while self.kind.get(tensor) in ("inherit", "requant"):
+        while self.kind.get(tensor) == "inherit":
             tensor = self.origin[tensor]
         return tensor
 
@@ -139,8 +139,7 @@ def make_plan(graph: Graph, layers: Mapping[str, LayerSetting] | None = None, *,
     for node in reversed(graph.nodes):
         if setting(node).float:
             continue
-        passthrough = _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT
-        if passthrough and not any(needed.get(v.name, False) for v in node.outputs):
+        if _scale_preserving(node) and not any(needed.get(v.name, False) for v in node.outputs):
             continue
         for v in node.inputs:
             if v is not None and v.const is None:
@@ -158,15 +157,13 @@ def make_plan(graph: Graph, layers: Mapping[str, LayerSetting] | None = None, *,
         for v in node.outputs:
             if v.dtype != "float32":
                 continue
-            if first is not None and plan.quantized(first.name) and (
-                    _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT):
-                plan.kind[v.name] = "inherit" if _scale_preserving(node) else "requant"
+            if first is not None and plan.quantized(first.name) and _scale_preserving(node):
+                plan.kind[v.name] = "inherit"
                 plan.origin[v.name] = first.name
                 plan.bits[v.name] = plan.bits[plan.root(first.name)]
             elif v.name in outputs and node.op_type in FLOAT_RESULT_OPS:
                 plan.kind[v.name] = "float"
-            elif (s.float or _scale_preserving(node) or node.op_type in REQUANT_AT_INPUT) \
-                    and not needed.get(v.name, False):
+            elif (s.float or _scale_preserving(node)) and not needed.get(v.name, False):
                 plan.kind[v.name] = "float"
             else:
                 plan.kind[v.name] = "own"

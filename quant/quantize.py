@@ -48,7 +48,7 @@ class QuantSpec:
     weights: dict[tuple[str, int], tuple[np.ndarray, QParams]] = field(default_factory=dict)
 
     def params(self, tensor: str) -> QParams | None:
-        """The parameters a tensor's values lie on (own, requantized or inherited)."""
+        """The parameters a tensor's values lie on (own or inherited)."""
         if not self.plan.quantized(tensor):
             return None
         return self.acts[self.plan.root(tensor)]
@@ -56,8 +56,7 @@ class QuantSpec:
     def output_params(self, tensor: str) -> QParams | None:
         """The parameters a producer rounds ``tensor`` to (None: no rounding: float or
         inherited)."""
-        kind = self.plan.kind.get(tensor, "float")
-        return self.acts[self.plan.root(tensor)] if kind in ("own", "requant") else None
+        return self.acts[tensor] if self.plan.kind.get(tensor) == "own" else None
 
     def dequantized_weight(self, node: Node, i: int) -> np.ndarray | None:
         w = self.weights.get((node.name, i))

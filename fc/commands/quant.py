@@ -106,6 +106,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {p}")
     if step == "quantize":
         return 0
+    pb = pipeline.write_pb(cfg, graph, spec)
+    if pb is not None:
+        print(f"wrote {pb}")
     report = pipeline.error(cfg, graph, spec, progress=progress)
     print("\n".join(report.lines()))
     stem = f"error_{spec.strategy.name}_{cfg['QUAN.qconfig.weight_quan']}"

@@ -27,6 +27,7 @@ def _load_builtin() -> None:
     # The explicit list of lowering modules; each registers its ops on import.
     import fc.reconstruct.tf.ops_elementwise  # noqa: F401
     import fc.reconstruct.tf.ops_nn  # noqa: F401
+    import fc.reconstruct.tf.ops_quant  # noqa: F401
     import fc.reconstruct.tf.ops_tensor  # noqa: F401
 
 

@@ -17,7 +17,7 @@ __all__ = ["LOWERINGS"]
 
 
 def _load() -> None:
-    from fc.reconstruct.torch import ops_elementwise, ops_nn, ops_tensor  # noqa: F401
+    from fc.reconstruct.torch import ops_elementwise, ops_nn, ops_quant, ops_tensor  # noqa: F401
 
 
 LOWERINGS = OpTable("torch lowering", loader=_load, error=ReconstructError)

@@ -47,6 +47,7 @@ EVALUATION:
     input_images: 'compare'
     output_node: 'logits:0'
 OUTPUT_DIR: 'reports'
+SAVE_PATH: 'pbs/digits_quan.pb'
 """)
     return root, cfg
 
@@ -56,10 +57,10 @@ def test_calibrate_writes_both_table_forms(project, capsys):
     assert main(["quant", "calibrate", "--config", str(cfg)]) == 0
     doc = json.loads((root / "cal" / "digits.json").read_text())
     assert doc["method"] == "percentile" and doc["meta"]["images"] == 96
-    assert "input" in doc["tensors"] and len(doc["tensors"]) == 7
+    assert "input" in doc["tensors"] and len(doc["tensors"]) == 8
     text = (root / "cal" / "digits.txt").read_text().splitlines()
-    assert text[1] == "# name threshold min max" and len(text) == 2 + 7
-    assert "calibrated 7 tensors on 96 images" in capsys.readouterr().out
+    assert text[1] == "# name threshold min max" and len(text) == 2 + 8
+    assert "calibrated 8 tensors on 96 images" in capsys.readouterr().out
 
 
 def test_error_reports_every_layer_and_the_final_distance(project, capsys):
@@ -78,8 +79,9 @@ def test_error_reports_every_layer_and_the_final_distance(project, capsys):
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "![per-layer SQNR](error_symmetry_max_perchannel.png)" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".csv").read_text().count("\n") == 10
+    assert (root / "pbs" / "digits_quan.pb").stat().st_size > 1000
     q = fc.ir.load(root / "model" / "IR_quantized_for_CModel_graph.json")
-    assert sum(n.op_type == "QuantizeLinear" for n in q) == 8  # 7 calibrated + the pool's
+    assert sum(n.op_type == "QuantizeLinear" for n in q) == 8
 
 
 def test_flags_override_and_recalibrate_when_inputs_change(project, capsys):

@@ -37,8 +37,8 @@ def test_plan_quantizes_the_documented_tensors(digits):
     by_op = {n.op_type: plan.kind[n.outputs[0].name] for n in g}
     assert plan.kind["input"] == "own"
     assert by_op == {"Conv": "own", "MaxPool": "inherit", "Add": "own",
-                     "GlobalAveragePool": "requant", "Flatten": "inherit", "Gemm": "own"}
-    assert plan.calibrated[0] == "input" and len(plan.calibrated) == 1 + 4 + 1 + 1  # convs, add, fc
+                     "GlobalAveragePool": "own", "Flatten": "inherit", "Gemm": "own"}
+    assert plan.calibrated[0] == "input" and len(plan.calibrated) == 1 + 4 + 1 + 1 + 1  # convs, add, pool, fc
 
 
 def test_per_channel_symmetry_max_keeps_output_sqnr_above_30db(digits, table, digits_float_logits):
