@@ -6,16 +6,17 @@ stride sits on the 3x3 convolution), with torchvision's module names, so a torch
 ``state_dict`` loads by name: ``conv1``, ``bn1``, ``layer{1..4}.{i}.conv{1,2,3}``,
 ``layer{k}.0.downsample.{0,1}`` (1x1/s conv + BN), ``fc``.
 
-Weights are random but seeded, and the BatchNorm layers get *non-trivial* running statistics
-(mean ~ N(0, 0.1), var ~ U(0.5, 1.5), gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1)), so that an
-importer or a BN-folding pass that mishandles any of the four shows up numerically. The models
-are returned in eval mode. No pretrained weights are ever downloaded.
+Weights are random but seeded (``fc.zoo.torch._init.seeded``: BatchNorm layers get
+non-trivial running statistics, so a BN-folding bug shows up numerically). The models are
+returned in eval mode. No pretrained weights are ever downloaded.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from fc.zoo.torch._init import seeded
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50"]
 
@@ -110,33 +111,11 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-@torch.no_grad()
-def _init(model: nn.Module, seed: int) -> nn.Module:
-    """Seeded weights: He-normal convolutions (torchvision's init), default-style Linear,
-    random BN affine parameters and running statistics. Uses a private generator, so the
-    global torch RNG is left alone."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-            m.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=gen)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0.0, 0.1, generator=gen)
-            m.running_mean.normal_(0.0, 0.1, generator=gen)
-            m.running_var.uniform_(0.5, 1.5, generator=gen)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / m.in_features ** 0.5
-            m.weight.uniform_(-bound, bound, generator=gen)
-            m.bias.uniform_(-bound, bound, generator=gen)
-    return model.eval()
-
-
 def resnet18(seed: int = 0, num_classes: int = 1000) -> ResNet:
     """torchvision's ResNet-18 layout with seeded random weights, in eval mode."""
-    return _init(ResNet(BasicBlock, (2, 2, 2, 2), num_classes), seed)
+    return seeded(ResNet(BasicBlock, (2, 2, 2, 2), num_classes), seed)
 
 
 def resnet50(seed: int = 0, num_classes: int = 1000) -> ResNet:
     """torchvision's ResNet-50 (v1.5) layout with seeded random weights, in eval mode."""
-    return _init(ResNet(Bottleneck, (3, 4, 6, 3), num_classes), seed)
+    return seeded(ResNet(Bottleneck, (3, 4, 6, 3), num_classes), seed)
