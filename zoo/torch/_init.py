@@ -1,12 +1,12 @@
 """Seeded weights for fc's torch zoo: the same seed gives the same model, and every layer is
 non-trivial, so an importer or pass that mishandles any of its tensors shows up numerically.
 
-Convolutions are He-normal over fan-out (torchvision's init; fan-in when grouped), transposed ones variance-preserving, Linear
-layers uniform in +-1/sqrt(fan_in) (torch's default), BatchNorm gets random affine
-parameters *and* running statistics (gamma, var ~ U(0.5, 1.5); beta, mean ~ N(0, 0.1)),
-LayerNorm/GroupNorm random affine parameters, and any other parameter (a class token, a
-positional embedding) N(0, 0.02); PReLU slopes U(0.1, 0.3). A
-private generator leaves the global torch RNG alone. Models come back in eval mode.
+Convolutions are He-normal over fan-out (torchvision's init; fan-in when grouped),
+transposed ones variance-preserving, Linear layers uniform in +-1/sqrt(fan_in) (torch's
+default); BatchNorm gets random affine parameters *and* running statistics (gamma, var ~
+U(0.5, 1.5); beta, mean ~ N(0, 0.1)), LayerNorm/GroupNorm random affine parameters, PReLU
+slopes U(0.1, 0.3), any other parameter (a class token, a positional embedding) N(0, 0.02).
+A private generator leaves the global torch RNG alone. Models come back in eval mode.
 """
 
 from __future__ import annotations
