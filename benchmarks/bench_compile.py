@@ -14,8 +14,11 @@
     child process: its wall time and peak RSS, and where the time goes: framework imports
     (``-X importtime``), mxnet building the zoo net (timed inside the same run), the rest is
     fc's.
+(t) PyTorch: ``fcc compile torch resnet50`` split into torch.export, the decompositions and
+    fc's own conversion, with ``torch.onnx.export`` of the same module as the peer; then both
+    IRs rebuilt as torch modules (``fc.reconstruct.torch``): build time and distances.
 
-    python benchmarks/bench_compile.py [--parts a b c] [--sizes 2000 5000 10000 20000]
+    python benchmarks/bench_compile.py [--parts a b c t] [--sizes 2000 5000 10000 20000]
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from _common import (
     run_child,
     run_isolated,
     tracemalloc_peak,
+    verdict,
 )
 
 #: top-level packages whose import time is "framework", not fc's (attributed with all they import)
@@ -347,10 +351,126 @@ def part_c(args: argparse.Namespace, tmp: Path) -> None:
           "start-up); fc share = fc / wall.")
 
 
+# -- (t) PyTorch: fcc compile torch resnet50, and its reconstruction ---------------------------
+
+
+def torch_compile_child(repeat: int, seed: int) -> dict:
+    """In a fresh process: ResNet-50 from fc's torch zoo through fc's torch route, split into
+    torch.export, the decompositions and fc's own conversion (the first call of each apart:
+    torch compiles lazily), and ``torch.onnx.export`` of the same module as the peer."""
+    import warnings
+
+    import torch
+
+    import fc.zoo.torch as zoo
+    from fc.frontend.torch.export import decompose, trace
+    from fc.frontend.torch.importer import import_program
+
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    model = zoo.resnet50(seed=seed)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+    phases: dict[str, list[float]] = {"export": [], "decompose": [], "convert": []}
+    program = None
+    for _ in range(repeat + 1):
+        gc.collect()
+        t = time.perf_counter()
+        traced = trace(model, [x], source="resnet50")
+        phases["export"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        program = decompose(traced.program, source="resnet50")
+        phases["decompose"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        graph = import_program(program, traced.input_shapes, source="resnet50", name="resnet50")
+        phases["convert"].append(time.perf_counter() - t)
+    for _ in range(2 * repeat):  # fc's own part is the short one: more samples
+        gc.collect()
+        t = time.perf_counter()
+        import_program(program, traced.input_shapes, source="resnet50", name="resnet50")
+        phases["convert"].append(time.perf_counter() - t)
+    onnx_times = []
+    with tempfile.TemporaryDirectory(prefix="fc_bench_onnx_") as tmp:
+        for i in range(repeat + 1):
+            gc.collect()
+            t = time.perf_counter()
+            torch.onnx.export(model, (x,), os.path.join(tmp, f"r{i}.onnx"), dynamo=False,
+                              opset_version=17, dynamic_axes={"input": {0: "N"}},
+                              input_names=["input"])
+            onnx_times.append(time.perf_counter() - t)
+    return {"phases": phases, "onnx": onnx_times, "nodes": len(graph),
+            "ops": graph.op_histogram()}
+
+
+def torch_reconstruct_child(repeat: int, seed: int) -> dict:
+    """In a fresh process: ResNet-50 imported from the torch zoo and compiled; each IR rebuilt
+    as a torch module (first build apart from the median: it imports the lowerings) and run;
+    distances to the golden executor and to the source module."""
+    import warnings
+
+    import torch
+
+    import fc.zoo.torch as zoo
+    from fc.frontend.torch import import_torch
+    from fc.np_ops import run
+    from fc.passes.pipeline import compile_graph
+    from fc.reconstruct.torch import reconstruct, run_numpy
+    from fc.testing import rel_l2
+
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    graph = import_torch("resnet50", seed=seed).graph
+    fused, _ = compile_graph(graph)
+    x = np.random.default_rng(seed).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        source = zoo.resnet50(seed=seed)(torch.from_numpy(x)).numpy()
+    out = {}
+    for tag, g in (("IR_for_reconstruct", graph), ("IR_fused_for_CModel", fused)):
+        times = []
+        for _ in range(repeat + 1):
+            gc.collect()
+            t = time.perf_counter()
+            module = reconstruct(g)
+            times.append(time.perf_counter() - t)
+        golden = run(g, x)["output"]
+        got = run_numpy(module, x)["output"]
+        out[tag] = {"times": times, "nodes": len(g), "vs_golden": rel_l2(got, golden),
+                    "vs_source": rel_l2(got, source),
+                    "golden_vs_source": rel_l2(golden, source),
+                    "params": sum(p.numel() for p in module.parameters())}
+    return out
+
+
+def part_torch(args: argparse.Namespace, tmp: Path) -> None:
+    """(t) ``fcc compile torch resnet50`` split into its phases, torch.onnx.export as the peer."""
+    res = run_isolated(torch_compile_child, args.repeat, args.seed)
+    med = {k: statistics.median(v[1:]) for k, v in res["phases"].items()}
+    first = {k: v[0] for k, v in res["phases"].items()}
+    onnx_med = statistics.median(res["onnx"][1:])
+    rows = [(k, f"{first[k]:.3f}", f"{med[k]:.3f}") for k in ("export", "decompose", "convert")]
+    rows.append(("total (fc's route)", f"{sum(first.values()):.3f}", f"{sum(med.values()):.3f}"))
+    rows.append(("peer: torch.onnx.export", f"{res['onnx'][0]:.3f}", f"{onnx_med:.3f}"))
+    print_table(f"(t) PyTorch ResNet-50 -> IR ({res['nodes']} nodes): seconds, first call and "
+                f"median of {args.repeat} (convert: {3 * args.repeat})",
+                ("phase", "first", "median"), rows)
+    print(f"fc's own conversion {med['convert']:.3f}s: target <= 0.5s {verdict(med['convert'] <= 0.5)}"
+          f"; fc's whole route / torch.onnx.export = {sum(med.values()) / onnx_med:.2f}x")
+
+    rec = run_isolated(torch_reconstruct_child, args.repeat, args.seed)
+    rows = []
+    for tag, r in rec.items():
+        m = statistics.median(r["times"][1:])
+        rows.append((tag, r["nodes"], f"{r['times'][0]:.3f}", f"{m:.3f}", verdict(m <= 1.0),
+                     f"{r['vs_golden']:.2e}", f"{r['vs_source']:.2e}", f"{r['golden_vs_source']:.2e}"))
+    print_table(f"(t) ResNet-50 reconstructed as torch modules (fc.reconstruct.torch): build seconds, "
+                f"first and median of {args.repeat}; target <= 1 s; distances (rel-L2) at batch 1",
+                ("IR", "nodes", "first", "median", "<=1s", "vs golden", "vs source",
+                 "golden vs source"), rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"],
+    p.add_argument("--parts", nargs="+", choices=("a", "b", "c", "t"), default=["a", "b", "c", "t"],
                    help="which parts to run (default all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000, 20000],
                    help="synthetic graph sizes in nodes for (b)")
@@ -365,9 +485,9 @@ def main() -> None:
 
     print(f"bench_compile: {machine_line()}")
     with tempfile.TemporaryDirectory(prefix="fc_bench_") as tmp:
-        for part in ("a", "b", "c"):
+        for part in ("a", "b", "c", "t"):
             if part in args.parts:
-                {"a": part_a, "b": part_b, "c": part_c}[part](args, Path(tmp))
+                {"a": part_a, "b": part_b, "c": part_c, "t": part_torch}[part](args, Path(tmp))
 
 
 if __name__ == "__main__":

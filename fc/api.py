@@ -61,10 +61,23 @@ def _import_mxnet(model: str | os.PathLike, *, input_shapes: InputShapes,
     return Imported(graph, list(notes))
 
 
+def _import_torch(model: str | os.PathLike, *, input_shapes: InputShapes,
+                  params: str | os.PathLike | None, seed: int) -> Imported:
+    from fc.frontend.torch import import_torch
+
+    if params is not None:
+        raise FcError(f"{option('params')} is not used with torch models (weights are inside "
+                      "the .pt2, the module or the zoo model)")
+    imp = import_torch(os.fspath(model), input_shapes=input_shapes, seed=seed)
+    times = ", ".join(f"{k} {v:.2f}s" for k, v in imp.seconds.items())
+    return Imported(imp.graph, [*imp.notes, f"torch import: {times}"])
+
+
 #: framework name -> importer (a file or zoo name -> ``Imported``); one line per frontend.
 _IMPORTERS = {
     "onnx": _import_onnx,
     "mxnet": _import_mxnet,
+    "torch": _import_torch,
 }
 FRAMEWORKS = tuple(_IMPORTERS)
 

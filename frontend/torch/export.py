@@ -10,7 +10,8 @@ batch (e.g. ``x.view(1, -1)``) is exported again at the given shapes, with a not
 Kept whole (not decomposed), because fc's IR has the op itself and a decomposition would
 need pattern matching to rebuild it: ``linear`` (a Gemm, with the weight in torch's
 layout), ``matmul``, ``max_pool2d`` (without the indices output), ``hardswish``,
-``hardsigmoid``, ``silu``, ``prelu`` and ``pixel_shuffle``.
+``hardsigmoid``, ``silu``, ``prelu``, ``pixel_shuffle`` and the reflection/replication pads
+(whose decompositions gather with computed indices).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ __all__ = ["KEPT_OPS", "Traced", "trace", "decompose"]
 _A = torch.ops.aten
 #: ATen ops fc converts whole instead of through their Core ATen decomposition
 KEPT_OPS = (_A.linear.default, _A.matmul.default, _A.max_pool2d.default, _A.hardswish.default,
-            _A.hardsigmoid.default, _A.silu.default, _A.prelu.default, _A.pixel_shuffle.default)
+            _A.hardsigmoid.default, _A.silu.default, _A.prelu.default, _A.pixel_shuffle.default,
+            _A.reflection_pad1d.default, _A.reflection_pad2d.default,
+            _A.replication_pad1d.default, _A.replication_pad2d.default)
 
 
 @dataclass

@@ -134,3 +134,24 @@ def test_op_without_lowering_exit_2(ir, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err == "fcc: error: graph 'small': 1 op type(s) have no torch lowering: Gemm x1 ('fc')"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_example_script_takes_the_seed_arguments(ir, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "test_pytorch_reconstructor.py"
+    from fc.ir import load
+    from fc.np_ops import run
+
+    g = load(ir / "IR_fused_for_CModel_graph.json")
+    np.save(tmp_path / "out.npy", run(g, np.load(ir.parent / "in.npy"))["y"])
+    proc = subprocess.run([sys.executable, str(script),
+                           "--graph", str(ir / "IR_fused_for_CModel_graph.json"),
+                           "--params", str(ir / "IR_fused_for_CModel_params.npz"),
+                           "--input_npy", str(ir.parent / "in.npy"),
+                           "--result_npy", str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("distance: ")
+    assert float(proc.stdout.split()[1]) < 1e-6

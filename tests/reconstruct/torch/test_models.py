@@ -150,3 +150,43 @@ def test_export_program_round_trip(small_net, tmp_path) -> None:
     with torch.no_grad():
         y = loaded.module()(torch.from_numpy(xs)).numpy()
     check_close(y, run_numpy(m, xs)["logits"])
+
+
+@pytest.fixture(scope="module")
+def mxnet_model():
+    """An MXNet zoo model imported by fc, with mxnet's fp32 and fp64 forward passes."""
+    import fc.zoo.mxnet as mxzoo
+    from fc.frontend.mxnet import load_mxnet
+    from fc.frontend.mxnet._mx import import_mxnet
+
+    mx = import_mxnet()
+    name = "resnet18_v1"
+    graph, _ = load_mxnet(name)
+    net, net64 = mxzoo.get_model(name, seed=0), mxzoo.get_model(name, seed=0)
+    net64.cast("float64")
+    cases = []
+    for batch in (1, 2):
+        x = np.random.default_rng(batch).standard_normal(
+            (batch, *mxzoo.input_shape(name)[1:])).astype(np.float32)
+        cases.append((x, net(mx.nd.array(x)).asnumpy(),
+                      net64(mx.nd.array(x, dtype="float64")).asnumpy()))
+    return graph, cases
+
+
+@pytest.mark.parametrize("fused", [pytest.param(False, id="reconstruct_ir"),
+                                   pytest.param(True, id="fused_ir")])
+def test_mxnet_model_matches_mxnet(mxnet_model, fused) -> None:
+    """An MXNet zoo model: mxnet's own output vs the golden executor vs the reconstruction,
+    at batch 1 (imported) and 2. Against mxnet the bound is MODEL_REL_L2 or twice mxnet's own
+    fp32 noise (see tests/frontend/mxnet/test_zoo_import.py)."""
+    from fc.testing import rel_l2
+
+    graph, cases = mxnet_model
+    graph = compile_graph(graph)[0] if fused else graph
+    module = reconstruct(graph)
+    (out,) = [v.name for v in graph.outputs]
+    for x, mx32, mx64 in cases:
+        got = run_numpy(module, x)[out]
+        check_close(got, run(graph, x)[out], rel_l2_max=MODEL_REL_L2, what="vs golden")
+        bound = max(MODEL_REL_L2, 2 * rel_l2(mx32, mx64))
+        check_close(got, mx32, rel_l2_max=bound, what="vs mxnet")
