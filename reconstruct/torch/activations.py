@@ -1,9 +1,10 @@
-"""The fused activations of Conv/ConvTranspose/Gemm/Add/Scale, and the standalone activation
-ops, as torch calls.
+"""The activations of ``fc.ir.activations`` as torch calls, in their fused form (a layer's
+``activation``/``act_alpha``/``act_beta``); the standalone activation ops are lowered through
+the same entries (``fc.ir.activations.fused_form``).
 
-Each entry builds the call for ``(x, alpha, beta)`` with the meaning the IR gives
-``act_alpha``/``act_beta`` (``fc.ir.schemas.nn.FUSED_ACTIVATIONS``). Hard-sigmoid keeps its
-general slope and offset (``F.hardsigmoid`` is only alpha=1/6, beta=1/2).
+Each entry builds the call for ``(x, alpha, beta)`` with the meaning the table gives
+``act_alpha``/``act_beta``. Hard-sigmoid keeps its general slope and offset
+(``F.hardsigmoid`` is only alpha=1/6, beta=1/2).
 """
 
 from __future__ import annotations

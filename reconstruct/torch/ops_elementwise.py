@@ -15,6 +15,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from fc.ir.activations import ACTIVATIONS, fused_form
 from fc.ir.core import Value
 from fc.reconstruct.torch.activations import apply_activation
 from fc.reconstruct.torch.builder import Builder, torch_dtype
@@ -40,31 +41,18 @@ for _op, _fn in _UNARY.items():
     LOWERINGS.register(_op)(_unary(_fn))
 
 
-# Standalone activation ops: (fused activation name, its alpha, its beta) from the attributes.
-_ACTIVATION_OPS: dict[str, Callable[..., tuple[str, float, float]]] = {
-    "Relu": lambda: ("relu", 0.0, 0.0),
-    "Sigmoid": lambda: ("sigmoid", 0.0, 0.0),
-    "Tanh": lambda: ("tanh", 0.0, 0.0),
-    "HardSwish": lambda: ("hard_swish", 0.0, 0.0),
-    "SiLU": lambda: ("silu", 0.0, 0.0),
-    "LeakyRelu": lambda alpha: ("leaky_relu", alpha, 0.0),
-    "Elu": lambda alpha: ("elu", alpha, 0.0),
-    "HardSigmoid": lambda alpha, beta: ("hard_sigmoid", alpha, beta),
-    "Clip": lambda min, max: ("clip", min, max),  # noqa: A006
-    "Gelu": lambda approximate: ("gelu", 1.0 if approximate == "tanh" else 0.0, 0.0),
-}
-
-
-def _activation_op(params: Callable[..., tuple[str, float, float]]) -> Callable[..., fx.Node]:
+def _activation_op(op_type: str) -> Callable[..., fx.Node]:
     def lower(b: Builder, x: Value, **attrs) -> fx.Node:
-        name, alpha, beta = params(**attrs)
+        name, alpha, beta = fused_form(op_type, attrs)
         return apply_activation(b, b.arg(x), name, alpha, beta)
 
+    lower.__name__ = f"lower_{op_type.lower()}"
     return lower
 
 
-for _op, _params in _ACTIVATION_OPS.items():
-    LOWERINGS.register(_op)(_activation_op(_params))
+# every standalone activation op of the table, through its fused form's torch call
+for _entry in ACTIVATIONS.values():
+    LOWERINGS.register(_entry.op_type)(_activation_op(_entry.op_type))
 
 
 @LOWERINGS.register("PRelu")

@@ -12,7 +12,7 @@ from fc.errors import ReconstructError
 from fc.ir import Graph, all_schemas
 from fc.np_ops import run
 from fc.reconstruct.torch import LOWERINGS, reconstruct, run_numpy
-from fc.testing import check_close
+from fc.testing import activation_cases, check_close
 
 RNG = np.random.default_rng(0)
 
@@ -246,3 +246,20 @@ def test_unsupported_ops_listed_at_once() -> None:
     finally:
         for op in ("FcTestOpA", "FcTestOpB"):
             schemas.pop(op)
+
+
+def test_every_activation_of_the_table_has_a_torch_call() -> None:
+    from fc.ir.activations import ACTIVATIONS
+    from fc.reconstruct.torch.activations import TORCH_ACTIVATIONS
+
+    assert sorted(TORCH_ACTIVATIONS) == sorted(ACTIVATIONS)
+
+
+@pytest.mark.parametrize(("activation", "alpha", "beta"), [
+    pytest.param(*case, id=f"{case[0]}_{case[1]:g}_{case[2]:g}") for case in activation_cases()])
+def test_fused_activation_matches_golden(activation, alpha, beta) -> None:
+    g = _graph("Conv", [C, _w(3, 4, 1, 1), _w(3)], {"activation": activation, "act_alpha": alpha,
+                                                    "act_beta": beta})
+    feeds = _feeds(g, positive=False)
+    check_close(run_numpy(reconstruct(g), feeds)["node_out"], run(g, feeds)["node_out"],
+                op="Gelu" if activation == "gelu" else "Conv")
