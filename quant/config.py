@@ -13,6 +13,7 @@ QUAN:
     percentile:     99.99        num_bins: 2048     quantized_bins: 255 (entropy)
     bits:           8 (2..16; weight_bits / act_bits override it for one side)
     pow2:           ceil (default) | mse   (scale_shift's power-of-two rule for weights)
+    unsigned:       false  (true: ReLU/ReLU6 outputs in [0, 2^b - 1], zero point 0)
     batch_size:     16           num_images: all
     layers:         {node name: float | {bits: 16}}   mixed precision
     allow_float:    false  (the _t strategies: run ops outside the integer set in float)
@@ -67,6 +68,7 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str | None]] = {
     "QUAN.qconfig.weight_bits": ((int, type(None)), None, None),
     "QUAN.qconfig.act_bits": ((int, type(None)), None, None),
     "QUAN.qconfig.pow2": ((str,), "ceil", None),
+    "QUAN.qconfig.unsigned": ((bool,), False, None),
     "QUAN.qconfig.batch_size": ((int,), 16, None),
     "QUAN.qconfig.num_images": ((int, type(None)), None, None),
     "QUAN.qconfig.layers": ((dict, type(None)), None, None),
@@ -167,9 +169,8 @@ class QuantConfig:
         from fc.quant.strategies import get_strategy
 
         try:
-            if self.strategy in ("scale_shift", "scale_shift_t"):
-                return get_strategy(self.strategy, pow2=self.values["QUAN.qconfig.pow2"])
-            return get_strategy(self.strategy)
+            return get_strategy(self.strategy, pow2=self.values["QUAN.qconfig.pow2"],
+                                unsigned=self.values["QUAN.qconfig.unsigned"])
         except FcError as e:
             raise ConfigError(f"{self.path}: QUAN.strategy: {e}") from None
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from fc.errors import FcError
 from fc.ir.core import Graph, Node
+from fc.ir.schema import BIAS, WEIGHT, input_role, weight_groups, weight_out_axis
 
 __all__ = ["WEIGHT_OPS", "SCALE_PRESERVING", "FLOAT_RESULT_OPS", "Plan",
            "make_plan", "weight_inputs", "LayerSetting"]
@@ -55,29 +56,23 @@ def _scale_preserving(node: Node) -> bool:
 
 
 def weight_inputs(node: Node) -> dict[int, tuple[str, int | None]]:
-    """Constant inputs to quantize: position -> ("weight", output-channel axis) or
-    ("bias", None)."""
+    """Constant inputs to quantize, by the schema's input roles: position -> ("weight",
+    output-channel axis, or None when per-channel scales cannot be expressed on one axis: a
+    grouped ConvTranspose) or ("bias", None). A Gemm C that is not a vector and a MatMul B
+    that is not a 2-D constant are not weights here."""
     if node.op_type not in WEIGHT_OPS:
         return {}
-    ins = node.inputs
     out: dict[int, tuple[str, int | None]] = {}
-    if node.op_type in ("Conv", "ConvTranspose"):
-        # ConvTranspose's W is (C, M/group, kh, kw): its output channels are on axis 1
-        # (per group); Conv's W is (M, C/group, kh, kw).
-        axis = 0 if node.op_type == "Conv" else 1
-        if ins[1] is not None and ins[1].const is not None:
-            out[1] = ("weight", axis)
-            if len(ins) > 2 and ins[2] is not None and ins[2].const is not None:
-                out[2] = ("bias", None)
-    elif node.op_type == "Gemm":
-        if ins[1] is not None and ins[1].const is not None:
-            out[1] = ("weight", 0 if node.attrs["transB"] else 1)
-            c = ins[2] if len(ins) > 2 else None
-            if c is not None and c.const is not None and c.const.ndim == 1:
-                out[2] = ("bias", None)
-    elif node.op_type == "MatMul":
-        if ins[1] is not None and ins[1].const is not None and ins[1].const.ndim == 2:
-            out[1] = ("weight", 1)
+    for i, v in enumerate(node.inputs):
+        if v is None or v.const is None:
+            continue
+        role = input_role(node.op_type, i)
+        if role == WEIGHT and (node.op_type != "MatMul" or v.const.ndim == 2):
+            out[i] = ("weight", weight_out_axis(node) if weight_groups(node) == 1 else None)
+        elif role == BIAS and v.const.ndim == 1:
+            out[i] = ("bias", None)
+    if not any(r == "weight" for r, _ in out.values()):
+        return {}
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fc.errors import FcError
+from fc.ir.activations import is_non_negative
 from fc.ir.core import Graph, Node, Value
 from fc.quant.calibration import CalibrationTable
 from fc.quant.plan import LayerSetting, Plan, make_plan, weight_inputs
@@ -79,8 +80,9 @@ def build_spec(graph: Graph, table: CalibrationTable, strategy: Strategy, *,
         raise FcError(f"calibration table ({table.meta.get('path', 'in memory')}) lacks "
                       f"{len(missing)} tensor(s) of graph {graph.name!r}, e.g. "
                       f"{', '.join(missing[:3])}: recalibrate")
+    values = {v.name: v for v in graph.inputs} | {v.name: v for n in graph for v in n.outputs}
     for t in plan.calibrated:
-        spec.acts[t] = strategy.activation(table[t], plan.bits[t])
+        spec.acts[t] = strategy.activation(table[t], plan.bits[t], is_non_negative(values[t]))
     for node in graph:
         s = plan.settings[node.name]
         if s.float or not strategy.quantizes:
@@ -93,8 +95,6 @@ def build_spec(graph: Graph, table: CalibrationTable, strategy: Strategy, *,
             arr = node.inputs[i].const
             if role == "weight":
                 ax = axis if per_channel else None
-                if node.op_type == "ConvTranspose" and node.attrs["group"] != 1:
-                    ax = None  # per-channel scales on axis 1 would repeat across groups
                 wq = strategy.weight(arr, ax, s.weight_bits)
                 spec.weights[(node.name, i)] = (quantize(arr, wq), wq)
             elif role == "bias" and wq is not None and s_in is not None and (

@@ -54,15 +54,23 @@ class Strategy:
     integer = False   # True for the _t strategies (integer kernels)
     quantizes = True  # False for null (the float baseline)
     symmetric = True
+    unsigned = False  # non-negative activations in [0, 2^b - 1] (zero point still 0)
 
-    def act_range(self, bits: int) -> tuple[int, int]:
+    def __init__(self, *, unsigned: bool = False):
+        self.unsigned = unsigned
+
+    def act_range(self, bits: int, non_negative: bool = False) -> tuple[int, int]:
+        """Signed [-2^(b-1), 2^(b-1) - 1]; for a tensor known to be non-negative (after a
+        ReLU/ReLU6) with ``unsigned`` strategies, [0, 2^b - 1]: the sign bit is spent on range."""
+        if non_negative and self.unsigned:
+            return 0, 2 ** bits - 1
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
     def weight_range(self, bits: int) -> tuple[int, int]:
         """Narrow: [-(2^(b-1) - 1), 2^(b-1) - 1], so -q is always representable."""
         return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
 
-    def activation(self, r: Range, bits: int) -> QParams:
+    def activation(self, r: Range, bits: int, non_negative: bool = False) -> QParams:
         raise NotImplementedError
 
     def weight(self, w: np.ndarray, axis: int | None, bits: int) -> QParams:
@@ -80,14 +88,18 @@ class SymmetryMax(Strategy):
     """``symmetry_max``: symmetric, zero point 0, scale s = T / (2^(b-1) - 1).
 
     Activations: q in [-2^(b-1), 2^(b-1) - 1] (int8: [-128, 127]), T from the calibration
-    table. Weights: T = max|w| per tensor or per output channel, q in [-(2^(b-1) - 1),
-    2^(b-1) - 1] (int8: [-127, 127]), so the largest weight maps to exactly +-127.
+    table; with ``unsigned`` (config ``qconfig.unsigned``), a tensor the graph proves
+    non-negative (a ReLU/ReLU6 output, ``fc.ir.activations.is_non_negative``) uses
+    [0, 2^b - 1] (uint8) and s = T / (2^b - 1), still with zero point 0.
+
+    Weights: T = max|w| per tensor or per output channel, q in [-(2^(b-1) - 1), 2^(b-1) - 1]
+    (int8: [-127, 127]), so the largest weight maps to exactly +-127.
     """
 
     name = "symmetry_max"
 
-    def activation(self, r: Range, bits: int) -> QParams:
-        qmin, qmax = self.act_range(bits)
+    def activation(self, r: Range, bits: int, non_negative: bool = False) -> QParams:
+        qmin, qmax = self.act_range(bits, non_negative)
         s = _safe(np.float32(r.threshold) / np.float32(qmax))
         return QParams(s, np.zeros((), np.int64), qmin, qmax)
 
@@ -131,7 +143,8 @@ class ScaleShift(Strategy):
 
     name = "scale_shift"
 
-    def __init__(self, pow2: str = "ceil"):
+    def __init__(self, pow2: str = "ceil", *, unsigned: bool = False):
+        super().__init__(unsigned=unsigned)
         if pow2 not in ("ceil", "mse"):
             raise FcError(f"scale_shift: pow2 must be 'ceil' or 'mse', got {pow2!r}")
         self.pow2 = pow2
@@ -142,8 +155,8 @@ class ScaleShift(Strategy):
         s = np.exp2(-f.astype(np.float64)).astype(np.float32)
         return QParams(s, np.zeros(s.shape, np.int64), qmin, qmax, axis, shift=f.astype(np.int8))
 
-    def activation(self, r: Range, bits: int) -> QParams:
-        qmin, qmax = self.act_range(bits)
+    def activation(self, r: Range, bits: int, non_negative: bool = False) -> QParams:
+        qmin, qmax = self.act_range(bits, non_negative)
         return self._params(_pow2_shift(np.float64(r.threshold), qmax), qmin, qmax, None)
 
     def weight(self, w: np.ndarray, axis: int | None, bits: int) -> QParams:
@@ -185,10 +198,11 @@ class MinMax(Strategy):
     name = "minmax"
     symmetric = False
 
-    def act_range(self, bits: int) -> tuple[int, int]:
+    def act_range(self, bits: int, non_negative: bool = False) -> tuple[int, int]:
         return 0, 2 ** bits - 1
 
-    weight_range = act_range
+    def weight_range(self, bits: int) -> tuple[int, int]:
+        return 0, 2 ** bits - 1
 
     def _params(self, lo: np.ndarray, hi: np.ndarray, bits: int, axis: int | None) -> QParams:
         qmin, qmax = self.act_range(bits)
@@ -199,7 +213,7 @@ class MinMax(Strategy):
         z = np.clip(np.sign(zf) * np.floor(np.abs(zf) + np.float32(0.5)), qmin, qmax)
         return QParams(s, z.astype(np.int64), qmin, qmax, axis)
 
-    def activation(self, r: Range, bits: int) -> QParams:
+    def activation(self, r: Range, bits: int, non_negative: bool = False) -> QParams:
         lo = max(r.min, -r.threshold)
         hi = min(r.max, r.threshold)
         return self._params(np.float32(lo), np.float32(hi), bits, None)
@@ -214,13 +228,18 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def get_strategy(name: str, **options: object) -> Strategy:
+def get_strategy(name: str, *, pow2: str = "ceil", unsigned: bool = False) -> Strategy:
+    """The strategy called ``name`` with its options (``pow2``: scale_shift's rule for
+    weights; ``unsigned``: the symmetric strategies' unsigned range for non-negative
+    activations)."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise FcError(f"unknown quantization strategy {name!r}; fc has "
                       f"{', '.join(STRATEGIES)}") from None
-    return cls(**options) if issubclass(cls, ScaleShift) else cls()
+    if issubclass(cls, ScaleShift):
+        return cls(pow2, unsigned=unsigned)
+    return cls(unsigned=unsigned) if cls.symmetric and cls.quantizes else cls()
 
 
 def bias_qparams(s_in: np.ndarray, s_w: np.ndarray, axis: int | None) -> QParams:

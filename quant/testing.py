@@ -12,7 +12,29 @@ import numpy as np
 
 from fc.ir.core import Graph
 
-__all__ = ["torch_to_fused", "calibrate_arrays", "split", "to_onnx", "ort_run"]
+__all__ = ["torch_to_fused", "calibrate_arrays", "split", "to_onnx", "ort_run", "PHOTOS",
+           "sample_photos"]
+
+# Colour photos that ship in pip packages (scikit-image, scikit-learn, matplotlib): path
+# relative to site-packages.
+PHOTOS = (
+    "skimage/data/chelsea.png", "skimage/data/coffee.png", "skimage/data/rocket.jpg",
+    "skimage/data/motorcycle_left.png", "skimage/data/astronaut.png", "skimage/data/retina.jpg",
+    "skimage/data/hubble_deep_field.jpg", "skimage/data/ihc.png", "skimage/data/color.png",
+    "skimage/data/brick.png", "skimage/data/grass.png", "skimage/data/gravel.png",
+    "sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg",
+    "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "skimage/data/camera.png",
+)
+
+
+def sample_photos() -> list:
+    """The photos of ``PHOTOS`` as paths (they are installed with the packages)."""
+    from pathlib import Path
+
+    import numpy
+
+    site = Path(numpy.__file__).parents[1]
+    return [site / p for p in PHOTOS]
 
 
 def torch_to_fused(model, example, name: str) -> Graph:
