@@ -2,8 +2,9 @@
 
 Refactors of the passes (and of the importers) must not change a single byte of
 ``IR_fused_for_CModel``: the hardware team diffs these files. ``fused_ir_sha256.json`` holds,
-per model, the sha256 of the saved IR for reconstruct and of the saved fused IR (graph JSON
-and params npz), so a failure tells which stage changed.
+per model, the sha256 of the saved IR for reconstruct and of the saved fused IR (graph JSON,
+params npz, and the weights themselves: names, dtypes, shapes and bytes), so a failure tells
+which stage changed, and whether the weights changed or only the file that stores them.
 
 When a change of the fused IR is *intended* (a new fusion, a new attribute), regenerate the
 list with the new code, look at the diff of the JSON files it names, and commit both::
@@ -123,8 +124,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _weights_sha256(graph: Graph) -> str:
+    h = hashlib.sha256()
+    for name, v in graph.initializers.items():
+        h.update(f"{name}\0{v.const.dtype.str}\0{v.const.shape}\0".encode())
+        h.update(v.const.tobytes())
+    return h.hexdigest()
+
+
 def digests(key: str) -> dict[str, str]:
-    """sha256 of the saved reconstruct and fused IR files of corpus model ``key``."""
+    """sha256 of the saved reconstruct and fused IR files of corpus model ``key``, and of
+    their weights."""
     graph = CORPUS[key][0]()
     fused, _ = compile_graph(graph)
     out = {}
@@ -133,6 +143,7 @@ def digests(key: str) -> dict[str, str]:
             graph_json, params = save(g, Path(tmp) / stage)
             out[f"{stage}_graph"] = _sha256(graph_json)
             out[f"{stage}_params"] = _sha256(params)
+            out[f"{stage}_weights"] = _weights_sha256(g)
     return out
 
 
@@ -149,7 +160,8 @@ def test_fused_ir_is_byte_identical(key: str) -> None:
     want = expected[key]
     changed = [k for k in want if got[k] != want[k]]
     assert not changed, (f"{key}: {changed} changed; the importer changed if reconstruct_* did, "
-                         f"the passes if only fused_* did (regenerate only for intended changes)")
+                         f"the passes if only fused_* did, the npz format if only *_params did "
+                         f"(regenerate only for intended changes)")
 
 
 def test_every_reference_hash_belongs_to_a_model() -> None:
