@@ -37,6 +37,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 from fc.ir.schemas._rules import pool_out
+from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.conv import is_channels_last
 from fc.np_ops.registry import kernel
@@ -44,6 +45,10 @@ from fc.np_ops.registry import kernel
 __all__: list[str] = []
 
 Array = np.ndarray
+
+#: input bytes per band of pooled rows (see _window_reduce)
+_POOL_BAND_BYTES = 1 << 20
+
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -67,21 +72,53 @@ def _pad2d(x: Array, top: int, left: int, bottom: int, right: int, value: float 
     return out
 
 
+def _window_reduce_rows(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
+                        strides: tuple[int, ...], dilations: tuple[int, ...], wo: int,
+                        out: Array, h0: int) -> None:
+    """Output rows ``h0 : h0 + out.shape[2]`` of the windows into ``out``, separably: first
+    the kw taps along W on every padded row they read, then the kh taps along H. Each step
+    reads rows with a contiguous-ish inner axis, which numpy runs about twice as fast as
+    kh*kw 2-D taps."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
+    nrows = out.shape[2]
+    xs = xp[:, :, h0 * sh:(h0 + nrows - 1) * sh + dh * (kh - 1) + 1]
+    rows = None
+    for j in range(kw):
+        v = xs[..., j * dw:j * dw + sw * (wo - 1) + 1:sw]
+        rows = v.copy(order="K") if rows is None else op(rows, v, out=rows)
+    for i in range(kh):
+        v = rows[:, :, i * dh:i * dh + sh * (nrows - 1) + 1:sh]
+        if i == 0:
+            out[...] = v
+        else:
+            op(out, v, out=out)
+
+
 def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
                    strides: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int
                    ) -> Array:
-    """``op`` (np.maximum or np.add) over each pooling window, separably: first the kw taps
-    along W on every padded row, then the kh taps along H. Each step reads rows with a
-    contiguous-ish inner axis, which numpy runs about twice as fast as kh*kw 2-D taps."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
-    rows = None
-    for j in range(kw):
-        v = xp[..., j * dw:j * dw + sw * (wo - 1) + 1:sw]
-        rows = v.copy(order="K") if rows is None else op(rows, v, out=rows)
-    y = None
-    for i in range(kh):
-        v = rows[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh]
-        y = v.copy(order="K") if y is None else op(y, v, out=y)
+    """``op`` (np.maximum or np.add) over each pooling window, in ``xp``'s memory layout.
+
+    The work goes image by image and, channels-last, in bands of output rows of about
+    ``_POOL_BAND_BYTES`` of input, so that the intermediate rows stay in cache (measured on
+    ResNet-50's stem MaxPool at batch 8, one thread: 8.3 ms whole, 5.1-5.6 ms in bands; NCHW
+    10-11 ms), with the bands split over the thread pool."""
+    n, c = xp.shape[:2]
+    if is_channels_last(xp):
+        y = np.empty((n, ho, wo, c), dtype=xp.dtype).transpose(0, 3, 1, 2)
+        row_bytes = max(1, c * xp.shape[3] * xp.itemsize * strides[0])
+        band = max(1, min(ho, _POOL_BAND_BYTES // row_bytes))
+    else:  # an NCHW band would be short runs of every channel plane: whole images
+        y = np.empty((n, c, ho, wo), dtype=xp.dtype)
+        band = ho
+    bands = [(i, h0) for i in range(n) for h0 in range(0, ho, band)]
+
+    def part(a: int, b: int) -> None:
+        for i, h0 in bands[a:b]:
+            _window_reduce_rows(xp[i:i + 1], op, kernel_shape, strides, dilations, wo,
+                                y[i:i + 1, :, h0:h0 + band], h0)
+
+    parallel_for(part, len(bands), 2 * xp.nbytes)
     return y
 
 

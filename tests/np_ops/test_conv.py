@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import fc.np_ops
 import fc.np_ops._parallel
 import fc.np_ops.conv
+import fc.np_ops.nn
 from fc.np_ops.conv import is_channels_last
 from fc.testing import check_close
 
@@ -208,3 +209,26 @@ def test_run_returns_contiguous_outputs():
     assert y.flags.c_contiguous
     check_close(y, torch_conv(xv, g.initializers["w"].const, None, pads=(1, 1, 1, 1)).numpy(),
                 op="Conv")
+
+
+@pytest.mark.parametrize("band_bytes", [pytest.param(1, id="one_row_bands"),
+                                        pytest.param(1 << 30, id="whole_images")])
+@pytest.mark.parametrize(("op", "attrs", "torch_fn"), [
+    pytest.param("MaxPool", {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+                             "ceil_mode": 1},
+                 lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True), id="MaxPool_ceil"),
+    pytest.param("MaxPool", {"kernel_shape": (2, 3), "dilations": (2, 1), "strides": (1, 2)},
+                 lambda x: F.max_pool2d(x, (2, 3), (1, 2), dilation=(2, 1)), id="MaxPool_dilated"),
+    pytest.param("AveragePool", {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+                                 "count_include_pad": 1},
+                 lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=True), id="AveragePool_pads"),
+])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_pooling_bands_threaded(monkeypatch, force_threads, band_bytes, op, attrs, torch_fn,
+                                layout):
+    """Pooling runs image by image in bands of output rows, split over the pool."""
+    monkeypatch.setattr(fc.np_ops.nn, "_POOL_BAND_BYTES", band_bytes)
+    x = LAYOUTS[layout](rand(40, 3, 5, 11, 10))
+    y = fc.np_ops.call(op, x, **attrs)
+    check_close(y, torch_fn(T(np.ascontiguousarray(x))).numpy(), op=op)
+    assert is_channels_last(y) == (layout == "channels_last")
