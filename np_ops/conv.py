@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from fc.errors import ExecutionError
+from fc.np_ops import _parallel
 from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.registry import kernel
@@ -172,9 +173,12 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     total = n * ho
     cols = None if direct else np.empty((min(step, total) * wo, k), dtype=x.dtype)
     a_all = xh.reshape(n * h * wd, c) if direct else None
+    epilogue = bias is not None or bool(activation)
+    done: Array | None = None  # the previous block's output, its epilogue still to run
     for q0 in range(0, total, step):
         q1 = min(total, q0 + step)
         r0, r1 = q0 * wo, q1 * wo
+        copies: list[tuple[Array, Array]] = []
         if direct:
             a = a_all[r0:r1]
         else:
@@ -183,16 +187,36 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
             r = 0
             for i, h0, h1 in _segments(q0, q1, ho):
                 rows = (h1 - h0) * wo
-                _copy_rows(blk[r:r + rows].reshape(h1 - h0, wo, kh, kw, c), view[i, h0:h1])
+                copies.append((blk[r:r + rows].reshape(h1 - h0, wo, kh, kw, c), view[i, h0:h1]))
                 r += rows
+        # One trip to the pool per block: this block's im2col and the last block's epilogue.
+        _split_work(copies, done, bias, activation, alpha, beta)
         out = y2[r0:r1]
         np.matmul(a, wmat, out=out)
-        if bias is not None or activation:
-            def part(s: int, e: int, out: Array = out) -> None:
-                _epilogue(out[s:e], bias, activation, alpha, beta)
-
-            parallel_for(part, r1 - r0, out.nbytes * 2)
+        done = out if epilogue else None
+    _split_work([], done, bias, activation, alpha, beta)
     return y.transpose(0, 3, 1, 2)
+
+
+def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,
+                activation: str, alpha: float, beta: float) -> None:
+    """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any), each split
+    into row ranges over the pool, in one parallel loop (one wait instead of two)."""
+    nbytes = sum(d.nbytes for d, _ in copies) + (0 if out is None else 2 * out.nbytes)
+    if nbytes == 0:
+        return
+    units = _parallel.num_workers() if nbytes >= _parallel.MIN_PARALLEL_BYTES else 1
+
+    def part(u0: int, u1: int) -> None:
+        for u in range(u0, u1):
+            for dst, src in copies:
+                a, b = dst.shape[0] * u // units, dst.shape[0] * (u + 1) // units
+                dst[a:b] = src[a:b]
+            if out is not None:
+                a, b = out.shape[0] * u // units, out.shape[0] * (u + 1) // units
+                _epilogue(out[a:b], bias, activation, alpha, beta)
+
+    parallel_for(part, units, nbytes)
 
 
 # -- grouped path (NCHW) --------------------------------------------------------------------

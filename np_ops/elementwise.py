@@ -21,7 +21,7 @@ from functools import reduce
 import numpy as np
 
 from fc.errors import ExecutionError
-from fc.np_ops._parallel import MIN_PARALLEL_BYTES, parallel_blocks
+from fc.np_ops import _parallel
 from fc.np_ops.activation import activate_inplace, erf
 from fc.np_ops.registry import kernel
 
@@ -123,7 +123,7 @@ for _op, _fn2 in _BINARY.items():
 def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: float) -> Array:
     """Broadcasting A + B, then the fused activation (a residual Add + Relu is one op)."""
     a, b = np.asarray(a), np.asarray(b)
-    if a.shape == b.shape and a.dtype == b.dtype and a.nbytes >= MIN_PARALLEL_BYTES:
+    if a.shape == b.shape and a.dtype == b.dtype and a.nbytes >= _parallel.MIN_PARALLEL_BYTES:
         # A residual add (+ Relu) of two feature maps: memory-bound, split over the pool.
         y = np.empty_like(a)  # a's memory layout (channels-last after a Conv)
 
@@ -134,7 +134,7 @@ def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: floa
                 if r is not yb:
                     yb[...] = r
 
-        parallel_blocks(block, y)
+        _parallel.parallel_blocks(block, y)
         return y
     with np.errstate(all="ignore"):
         y = _out(np.add(a, b), a.dtype)
