@@ -103,13 +103,18 @@ def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
 
 def fake_quant(x: np.ndarray, p: QParams) -> np.ndarray:
     """dequantize(quantize(x)) without the integer array: the same float32 operations in the
-    same order, so the result is bit-identical to a Quantize -> Dequantize pair."""
+    same order, so the result is bit-identical to a Quantize -> Dequantize pair. (A zero
+    point of 0 is neither added nor subtracted: q + 0 - 0 is exact, so that is the same.)"""
     x = np.asarray(x, np.float32)
     s = p.broadcast(p.scale, x.ndim)
-    z = p.broadcast(p.zero_point.astype(np.float32), x.ndim)
-    y = np.atleast_1d(np.rint(x / s))
-    y += z
-    np.clip(y, p.qmin, p.qmax, out=y)
-    y -= z
+    y = np.atleast_1d(np.divide(x, s, dtype=np.float32))
+    np.rint(y, out=y)
+    if p.zero_point.any():
+        z = p.broadcast(p.zero_point.astype(np.float32), x.ndim)
+        y += z
+        np.clip(y, p.qmin, p.qmax, out=y)
+        y -= z
+    else:
+        np.clip(y, p.qmin, p.qmax, out=y)
     y *= s
     return y.reshape(x.shape)

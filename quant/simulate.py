@@ -20,7 +20,7 @@ import numpy as np
 
 from fc.ir.core import Graph, Node
 from fc.np_ops import Interpreter
-from fc.quant.qparams import fake_quant
+from fc.quant.qparams import QParams, fake_quant
 from fc.quant.quantize import QuantSpec, fake_quant_output
 
 __all__ = ["SimInterpreter", "Lockstep", "LayerObserver"]
@@ -31,13 +31,27 @@ LayerObserver = Callable[[Node, tuple[np.ndarray, ...], tuple[np.ndarray, ...],
 
 
 class SimInterpreter(Interpreter):
-    """The golden executor with constant subgraphs (dequantized weights) cached."""
+    """The golden executor with constant subgraphs (dequantized weights) cached, and each
+    QuantizeLinear -> DequantizeLinear pair of an activation computed as one ``fake_quant``
+    (bit-identical, without the integer array in between), unless an observer wants to see
+    the integers."""
 
     def __init__(self, graph: Graph, **kw: Any):
         super().__init__(graph, **kw)
         self._cache: dict[str, tuple[np.ndarray, ...]] = {}
         self._const_nodes = {n.name for n in graph
                              if n.inputs and all(v is None or v.const is not None for v in n.inputs)}
+        self._pairs: set[str] = set()   # QuantizeLinear nodes fused with their DequantizeLinear
+        self._passthrough: set[str] = set()
+        if self.observer is None and not self.overrides:
+            outputs = {v.name for v in graph.outputs}
+            for n in graph:
+                users = n.output.users if n.op_type == "QuantizeLinear" else []
+                if (len(users) == 1 and users[0].op_type == "DequantizeLinear"
+                        and n.output.name not in outputs and users[0].inputs[1] is n.inputs[1]
+                        and users[0].inputs[2] is n.inputs[2]):
+                    self._pairs.add(n.name)
+                    self._passthrough.add(users[0].name)
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
         if node.name in self._const_nodes:
@@ -45,6 +59,13 @@ class SimInterpreter(Interpreter):
             if out is None:
                 out = self._cache[node.name] = super().run_node(node, args)
             return out
+        if node.name in self._pairs:
+            x, s, z = args
+            a = node.attrs
+            p = QParams(s, z, a["qmin"], a["qmax"], None if np.ndim(s) == 0 else a["axis"] % x.ndim)
+            return (fake_quant(x, p),)
+        if node.name in self._passthrough:
+            return (args[0],)
         return super().run_node(node, args)
 
 
