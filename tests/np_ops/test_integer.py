@@ -1,0 +1,154 @@
+"""Integer requantization against the published definitions of gemmlowp's fixed-point
+functions (written out here on Python integers, line by line from fixedpoint.h), and the
+int32 accumulators against onnxruntime's ConvInteger and MatMulInteger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fc.np_ops.integer import (
+    INT32_MAX,
+    INT32_MIN,
+    int_conv,
+    int_matmul,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    shift_round,
+)
+
+
+def ref_srdhm(a: int, b: int) -> int:
+    """gemmlowp: overflow = a == b == INT32_MIN; ab_64 = a * b; nudge = ab_64 >= 0 ? 1 << 30 :
+    1 - (1 << 30); ab_x2_high32 = (ab_64 + nudge) / (1ll << 31) (C division truncates)."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    s = ab + nudge
+    return int(s / (1 << 31)) if abs(s) < 2 ** 52 else (abs(s) // (1 << 31)) * (1 if s >= 0 else -1)
+
+
+def ref_rdbpot(x: int, e: int) -> int:
+    """gemmlowp: mask = (1 << e) - 1; remainder = x & mask; threshold = (mask >> 1) + (x < 0);
+    return (x >> e) + (remainder > threshold)."""
+    mask = (1 << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if remainder > threshold else 0)
+
+
+EDGE = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, (1 << 30), INT32_MAX - 1,
+        INT32_MAX]
+
+
+def _pairs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(INT32_MIN, INT32_MAX, 2000, dtype=np.int64, endpoint=True)
+    b = rng.integers(INT32_MIN, INT32_MAX, 2000, dtype=np.int64, endpoint=True)
+    ea, eb = np.meshgrid(EDGE, EDGE)
+    return np.concatenate([a, ea.ravel()]).astype(np.int32), np.concatenate([b, eb.ravel()]).astype(np.int32)
+
+
+def test_saturating_rounding_doubling_high_mul_is_gemmlowps():
+    a, b = _pairs()
+    got = saturating_rounding_doubling_high_mul(a, b)
+    want = [ref_srdhm(int(x), int(y)) for x, y in zip(a, b)]
+    assert got.tolist() == want
+    assert saturating_rounding_doubling_high_mul(np.int32(INT32_MIN), INT32_MIN) == INT32_MAX
+
+
+@pytest.mark.parametrize("e", [pytest.param(e, id=f"shift{e}") for e in (0, 1, 2, 7, 15, 30, 31)])
+def test_rounding_divide_by_pot_is_gemmlowps(e):
+    x = np.concatenate([_pairs(e)[0], np.array([5, -5, 6, -6, 7, -7], np.int32) << min(e, 24)])
+    # ties: x = (2k + 1) * 2^(e-1) rounds away from zero
+    got = rounding_divide_by_pot(x, e)
+    assert got.tolist() == [ref_rdbpot(int(v), e) for v in x]
+    if 0 < e <= 30:
+        assert rounding_divide_by_pot(np.int32(3 << (e - 1)), e) == 2  # 1.5 -> 2
+        assert rounding_divide_by_pot(np.int32(-(3 << (e - 1))), e) == -2  # -1.5 -> -2
+    with pytest.raises(ValueError):
+        rounding_divide_by_pot(x, 32)
+
+
+@pytest.mark.parametrize("real", [pytest.param(r, id=f"{r:g}") for r in
+                                  (0.5, 0.75, 1 / 3, 1e-3, 2 ** -20, 0.999999999, 0.0123456)])
+def test_quantize_multiplier_represents_the_real_multiplier(real):
+    m0, n = quantize_multiplier(real)
+    assert 2 ** 30 <= m0 < 2 ** 31 and 0 <= n <= 31
+    assert abs(m0 * 2.0 ** (-31 - n) - real) <= real * 2 ** -31
+    # applied to an accumulator it is round(acc * real) (away from zero at ties), within 1
+    acc = np.arange(-100000, 100000, 997, dtype=np.int32)
+    got = multiply_by_quantized_multiplier(acc, m0, n)
+    # (rounded twice, in the high multiply and in the shift: within one of the exact product)
+    assert np.abs(got - acc.astype(np.float64) * real).max() < 1
+
+
+@pytest.mark.parametrize("k", [pytest.param(k, id=f"k{k}") for k in (-3, 0, 1, 7, 20)])
+def test_shift_round_is_one_rounding_of_the_exact_quotient(k):
+    from fractions import Fraction
+
+    acc = np.concatenate([np.arange(-5000, 5000), [INT32_MAX, INT32_MIN]]).astype(np.int32)
+    got = shift_round(acc, k)
+    for a, g in zip(acc.tolist(), got.tolist()):
+        exact = Fraction(a) * Fraction(2) ** -k
+        r = int(abs(exact) + Fraction(1, 2)) * (1 if exact >= 0 else -1)  # half away from zero
+        assert g == max(INT32_MIN, min(INT32_MAX, r)), (a, k)
+
+
+def _ort(model_nodes, inputs, outputs, feeds):
+    import onnxruntime as ort
+    from onnx import helper
+
+    g = helper.make_graph(model_nodes, "g", inputs, outputs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0]
+
+
+CONVS = [
+    pytest.param((2, 8, 9, 9), (16, 8, 3, 3), (1, 1), (1, 1, 1, 1), 1, id="3x3_pad1"),
+    pytest.param((1, 16, 10, 10), (32, 16, 1, 1), (2, 2), (0, 0, 0, 0), 1, id="1x1_stride2"),
+    pytest.param((1, 8, 8, 8), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), 8, id="depthwise"),
+    pytest.param((1, 64, 7, 7), (64, 64, 3, 3), (1, 1), (0, 1, 2, 1), 1, id="asymmetric_pads"),
+]
+
+
+@pytest.mark.parametrize("xs, ws, strides, pads, group", CONVS)
+def test_conv_accumulators_equal_onnxruntime_conv_integer(xs, ws, strides, pads, group):
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, xs, dtype=np.uint8)
+    w = rng.integers(0, 256, ws, dtype=np.uint8)
+    x_zp, w_zp = np.uint8(113), np.uint8(128)
+    got = int_conv(x, int(x_zp), w.astype(np.int32), int(w_zp), strides=strides, pads=pads,
+                   dilations=(1, 1), group=group)
+    vi = helper.make_tensor_value_info
+    ref = _ort([helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], strides=list(strides),
+                                 pads=list(pads), group=group)],
+               [vi("x", TensorProto.UINT8, xs), vi("w", TensorProto.UINT8, ws),
+                vi("xz", TensorProto.UINT8, []), vi("wz", TensorProto.UINT8, [])],
+               [vi("y", TensorProto.INT32, None)],
+               {"x": x, "w": w, "xz": np.array(x_zp), "wz": np.array(w_zp)})
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("shape", [pytest.param((16, 300, 50), id="16x300x50"),
+                                   pytest.param((1, 2048, 1000), id="classifier")])
+def test_matmul_accumulators_equal_onnxruntime_matmul_integer(shape):
+    from onnx import TensorProto, helper
+
+    m, k, n = shape
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    b = rng.integers(-127, 128, (k, n), dtype=np.int8)
+    got = int_matmul(a, 128, b, 0)
+    vi = helper.make_tensor_value_info
+    ref = _ort([helper.make_node("MatMulInteger", ["a", "b", "az"], ["y"])],
+               [vi("a", TensorProto.UINT8, [m, k]), vi("b", TensorProto.INT8, [k, n]),
+                vi("az", TensorProto.UINT8, [])],
+               [vi("y", TensorProto.INT32, None)], {"a": a, "b": b, "az": np.array(128, np.uint8)})
+    np.testing.assert_array_equal(got, ref)
