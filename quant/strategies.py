@@ -175,8 +175,8 @@ class ScaleShift(Strategy):
 
 
 class ScaleShiftT(ScaleShift):
-    """``scale_shift_t``: scale_shift executed in integers, every requantization a rounding
-    right shift (gemmlowp's RoundingDivideByPOT)."""
+    """``scale_shift_t``: scale_shift executed in integers, every requantization one rounding
+    right shift (half to even, ``fc.np_ops.integer.shift_round``)."""
 
     name = "scale_shift_t"
     integer = True

@@ -87,14 +87,14 @@ def test_quantize_multiplier_represents_the_real_multiplier(real):
 
 
 @pytest.mark.parametrize("k", [pytest.param(k, id=f"k{k}") for k in (-3, 0, 1, 7, 20)])
-def test_shift_round_is_one_rounding_of_the_exact_quotient(k):
+def test_shift_round_is_one_half_even_rounding_of_the_exact_quotient(k):
     from fractions import Fraction
 
     acc = np.concatenate([np.arange(-5000, 5000), [INT32_MAX, INT32_MIN]]).astype(np.int32)
     got = shift_round(acc, k)
     for a, g in zip(acc.tolist(), got.tolist()):
         exact = Fraction(a) * Fraction(2) ** -k
-        r = int(abs(exact) + Fraction(1, 2)) * (1 if exact >= 0 else -1)  # half away from zero
+        r = round(exact)  # Python rounds a Fraction half to even
         assert g == max(INT32_MIN, min(INT32_MAX, r)), (a, k)
 
 
@@ -152,3 +152,13 @@ def test_matmul_accumulators_equal_onnxruntime_matmul_integer(shape):
                 vi("az", TensorProto.UINT8, [])],
                [vi("y", TensorProto.INT32, None)], {"a": a, "b": b, "az": np.array(128, np.uint8)})
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("den", [pytest.param(d, id=f"den{d}") for d in (1, 2, 4, 49, 196)])
+def test_div_round_is_half_even_on_exact_quotients(den):
+    from fractions import Fraction
+
+    from fc.np_ops.integer import div_round
+
+    num = np.arange(-3 * den - 7, 3 * den + 8, dtype=np.int64)
+    assert div_round(num, den).tolist() == [round(Fraction(int(n), den)) for n in num]

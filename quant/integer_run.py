@@ -1,0 +1,240 @@
+"""Integer-only execution of ``IR_quantized_for_CModel`` (the ``_t`` strategies).
+
+The quantized IR is the QDQ graph; ``IntegerInterpreter`` runs it the way the chip does: a
+``DequantizeLinear`` of an activation hands on its *integers* (with their scale and zero
+point known from the graph), scale-preserving ops (MaxPool, Flatten, Reshape, ...) move the
+integers as they are, and each layer whose output feeds a ``QuantizeLinear`` is computed in
+integers from the integers it reads:
+
+- Conv / Gemm: int32 accumulator sum((q_x - z_x) * q_w) + q_b (``fc.np_ops.integer``: exact
+  through float64 BLAS), requantized by M = s_x * s_w / s_out per output channel (gemmlowp
+  fixed point; ``scale_shift_t``: one rounding shift by f_x + f_w - f_out), plus z_out;
+- residual Add: both inputs rescaled as TFLite does (left shift 20, each by
+  s_i / (2 max(s_a, s_b)), the sum by 2 max(s_a, s_b) / (2^20 s_out); ``scale_shift_t``: each
+  input shifted left to the finer exponent, exactly, then the sum shifted once);
+- GlobalAveragePool: the int32 sum over H x W requantized by s_in / (N s_out) in fixed point;
+  ``scale_shift_t``: sum * 2^(f_out - f_in) / N by one exact integer division rounding half
+  to even (``div_round``);
+- Concat: each input requantized to the output's scale;
+- a fused ReLU / ReLU6 is a clamp in the integer domain: [z_out + round(alpha / s_out),
+  z_out + round(beta / s_out)] intersected with [qmin, qmax].
+
+Floats appear only where the graph input is quantized and its outputs dequantized. Ops
+outside this set are listed at once (``IntegerError``), or run in float on dequantized
+inputs with ``allow_float=True`` (the caller warns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fc.errors import ExecutionError
+from fc.ir.core import Graph, Node
+from fc.np_ops import Interpreter
+from fc.np_ops import integer as ia
+from fc.quant.plan import SCALE_PRESERVING
+
+__all__ = ["IntegerInterpreter", "IntegerError", "INTEGER_OPS"]
+
+INTEGER_OPS = frozenset({"Conv", "Gemm", "Add", "GlobalAveragePool", "Concat"})
+
+
+class IntegerError(ExecutionError):
+    """A quantized graph with ops the integer executor cannot run."""
+
+
+@dataclass(frozen=True)
+class _P:
+    scale: np.ndarray  # float64, () or (C,)
+    zero: np.ndarray   # int64
+    shift: np.ndarray | None = None
+
+
+def _const(node: Node, i: int) -> np.ndarray:
+    return node.inputs[i].const
+
+
+class IntegerInterpreter(Interpreter):
+    """Runs a quantized IR in integers (see the module docstring)."""
+
+    def __init__(self, graph: Graph, *, pow2: bool = False, allow_float: bool = False,
+                 **kw: Any):
+        super().__init__(graph, **kw)
+        self.pow2 = pow2
+        self.params: dict[str, _P] = {}      # value -> parameters of its integers
+        self.out_q: dict[str, Node] = {}     # layer node -> the QuantizeLinear of its output
+        self.float_nodes: list[Node] = []
+        shifts = {n: v.const for n, v in graph.initializers.items() if n.endswith("_shift")}
+        outputs = {v.name for v in graph.outputs}
+        for node in graph:
+            if node.op_type == "DequantizeLinear" and node.inputs[0].const is None:
+                base = node.inputs[1].name[: -len("_scale")]
+                self.params[node.output.name] = _P(np.float64(_const(node, 1)),
+                                                   np.int64(_const(node, 2)), shifts.get(base + "_shift"))
+            elif node.op_type in SCALE_PRESERVING and node.inputs[0].name in self.params:
+                for v in node.outputs:
+                    self.params[v.name] = self.params[node.inputs[0].name]
+        for node in graph:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.name in ():
+                continue
+            if node.op_type in SCALE_PRESERVING and node.inputs[0].name in self.params:
+                continue
+            users = node.outputs[0].users
+            if (node.op_type in INTEGER_OPS and len(users) == 1 and users[0].op_type == "QuantizeLinear"
+                    and node.outputs[0].name not in outputs):
+                self.out_q[node.name] = users[0]
+            elif all(v is None or v.const is not None for v in node.inputs):
+                continue  # constant subgraph (a weight's DequantizeLinear)
+            else:
+                self.float_nodes.append(node)
+        if self.float_nodes and not allow_float:
+            by_op: dict[str, list[str]] = {}
+            for n in self.float_nodes:
+                by_op.setdefault(n.op_type, []).append(n.name)
+            listed = "; ".join(f"{op} x{len(v)} ({', '.join(v[:3])})" for op, v in sorted(by_op.items()))
+            raise IntegerError(f"graph {graph.name!r}: {len(self.float_nodes)} node(s) outside the "
+                               f"integer op set {sorted(INTEGER_OPS | SCALE_PRESERVING)}: {listed}")
+        self._float_names = {n.name for n in self.float_nodes}
+        self._int_q = {q.name for q in self.out_q.values()}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _weight(self, node: Node, i: int) -> tuple[np.ndarray, _P]:
+        dq = node.inputs[i].producer
+        base = dq.inputs[1].name[: -len("_scale")]
+        shift = self.graph.initializers.get(base + "_shift")
+        return _const(dq, 0), _P(np.float64(_const(dq, 1)), np.int64(_const(dq, 2)),
+                                 None if shift is None else shift.const)
+
+    def _out(self, node: Node) -> tuple[Node, _P]:
+        q = self.out_q[node.name]
+        base = q.inputs[1].name[: -len("_scale")]
+        shift = self.graph.initializers.get(base + "_shift")
+        return q, _P(np.float64(_const(q, 1)), np.int64(_const(q, 2)),
+                     None if shift is None else shift.const)
+
+    def _rescale(self, acc: np.ndarray, real: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+        if self.pow2 and shift is not None:
+            ks = np.atleast_1d(shift).astype(np.int64)
+            if ks.size == 1:
+                return ia.shift_round(acc, int(ks[0]))
+            out = np.empty(acc.shape, np.int32)
+            for c, k in enumerate(ks):
+                out[:, c] = ia.shift_round(acc[:, c], int(k))
+            return out
+        return ia.requantize(acc, real)
+
+    def _finish(self, node: Node, y: np.ndarray) -> np.ndarray:
+        q, p = self._out(node)
+        lo, hi = q.attrs["qmin"], q.attrs["qmax"]
+        act = node.attrs.get("activation", "")
+        z = int(p.zero)
+        if act == "relu":
+            lo = max(lo, z)
+        elif act == "clip":
+            s = float(p.scale)
+            lo = max(lo, z + int(np.rint(node.attrs["act_alpha"] / s)))
+            hi = min(hi, z + int(np.rint(node.attrs["act_beta"] / s)))
+        elif act:
+            raise IntegerError(f"node {node.name!r} ({node.op_type}): fused activation {act!r} has "
+                               "no integer form (only relu and clip are clamps)")
+        y = np.asarray(y, np.int64) + z
+        return np.clip(y, lo, hi).astype(_const(q, 2).dtype)
+
+    # -- execution -------------------------------------------------------------------------
+    def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
+        op = node.op_type
+        if op == "DequantizeLinear" and node.output.name in self.params:
+            if node.output.name in {v.name for v in self.graph.outputs}:
+                return super().run_node(node, args)
+            return (args[0],)  # hand on the integers
+        if op == "QuantizeLinear" and node.name in self._int_q:
+            return (args[0],)  # the layer already produced them
+        if node.name in self.out_q:
+            return (getattr(self, f"_{op.lower()}")(node, args),)
+        if node.name in self._float_names:
+            deq = [a if v is None or v.name not in self.params or a is None
+                   else (a.astype(np.float64) - self.params[v.name].zero).astype(np.float32)
+                   * np.float32(self.params[v.name].scale)
+                   for v, a in zip(node.inputs, args)]
+            return super().run_node(node, deq)
+        return super().run_node(node, args)
+
+    def _conv(self, node: Node, args: list[Any]) -> np.ndarray:
+        xq = args[0]
+        px = self.params[node.inputs[0].name]
+        wq, pw = self._weight(node, 1)
+        acc = ia.int_conv(xq, int(px.zero), wq, 0, strides=node.attrs["strides"],
+                          pads=node.attrs["pads"], dilations=node.attrs["dilations"],
+                          group=node.attrs["group"])
+        return self._requant_layer(node, acc, px, pw)
+
+    def _gemm(self, node: Node, args: list[Any]) -> np.ndarray:
+        a = node.attrs
+        if a["alpha"] != 1 or a["beta"] != 1 or a["transA"]:
+            raise IntegerError(f"node {node.name!r} (Gemm): only alpha = beta = 1, transA = 0 run "
+                               "in integers")
+        px = self.params[node.inputs[0].name]
+        wq, pw = self._weight(node, 1)
+        w = wq.T if a["transB"] else wq
+        acc = ia.int_matmul(args[0], int(px.zero), w, 0)
+        return self._requant_layer(node, acc, px, pw)
+
+    def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            bq, _ = self._weight(node, 2)
+            acc = acc.astype(np.int64) + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        _, po = self._out(node)
+        real = px.scale * pw.scale / po.scale
+        shift = None
+        if px.shift is not None and pw.shift is not None and po.shift is not None:
+            shift = px.shift.astype(np.int64) + pw.shift.astype(np.int64) - po.shift.astype(np.int64)
+        acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX).astype(np.int32)
+        return self._finish(node, self._rescale(acc, real, shift))
+
+    def _add(self, node: Node, args: list[Any]) -> np.ndarray:
+        pa, pb = self.params[node.inputs[0].name], self.params[node.inputs[1].name]
+        _, po = self._out(node)
+        a = args[0].astype(np.int64) - pa.zero
+        b = args[1].astype(np.int64) - pb.zero
+        if self.pow2 and pa.shift is not None and pb.shift is not None and po.shift is not None:
+            # both to the finer exponent (exact left shifts), then one rounding shift
+            fa, fb, fo = int(pa.shift), int(pb.shift), int(po.shift)
+            f = max(fa, fb)
+            y = (a << (f - fa)) + (b << (f - fb))
+            return self._finish(node, ia.shift_round(y, f - fo))
+        left = 20
+        twice_max = 2 * max(float(pa.scale), float(pb.scale))
+        sa = ia.requantize((a << left).astype(np.int32), float(pa.scale) / twice_max)
+        sb = ia.requantize((b << left).astype(np.int32), float(pb.scale) / twice_max)
+        y = ia.requantize(sa.astype(np.int64) + sb, twice_max / ((1 << left) * float(po.scale)))
+        return self._finish(node, y)
+
+    def _globalaveragepool(self, node: Node, args: list[Any]) -> np.ndarray:
+        px = self.params[node.inputs[0].name]
+        _, po = self._out(node)
+        x = args[0].astype(np.int64) - px.zero
+        n = int(np.prod(x.shape[2:]))
+        acc = x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+        if self.pow2 and px.shift is not None and po.shift is not None:
+            k = int(po.shift) - int(px.shift)  # sum * 2^k / N, one exact rounding division
+            num, den = (acc << k, n) if k >= 0 else (acc, n << -k)
+            return self._finish(node, ia.div_round(num, den))
+        real = float(px.scale) / (n * float(po.scale))
+        return self._finish(node, ia.requantize(acc.astype(np.int32), real))
+
+    def _concat(self, node: Node, args: list[Any]) -> np.ndarray:
+        _, po = self._out(node)
+        parts = []
+        for v, a in zip(node.inputs, args):
+            p = self.params[v.name]
+            parts.append(ia.requantize((a.astype(np.int64) - p.zero).astype(np.int32),
+                                       float(p.scale) / float(po.scale)))
+        return self._finish(node, np.concatenate(parts, axis=node.attrs["axis"]))
+
+
+def run_integer(graph: Graph, inputs: Mapping[str, np.ndarray], **kw: Any) -> dict[str, np.ndarray]:
+    return IntegerInterpreter(graph, **kw).run(inputs)
