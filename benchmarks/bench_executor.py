@@ -137,39 +137,40 @@ def gemm_shapes(graph, batch: int) -> list[tuple[int, int, int, int]]:
     return [(m, k, p, c) for (m, k, p), c in sorted(shapes.items())]
 
 
-def _median_time(fn: Callable[[], object], repeat: int) -> float:
+def _median_time(fn: Callable[[], object], repeat: int,
+                 clock: Callable[[], float] = time.perf_counter) -> float:
     fn()
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
-def _gemm_time(m: int, k: int, n: int, repeat: int, rng: np.random.Generator
-               ) -> tuple[float, str]:
+def _gemm_time(m: int, k: int, n: int, repeat: int, rng: np.random.Generator,
+               clock: Callable[[], float] = time.perf_counter) -> tuple[float, str]:
     """Median seconds of the faster operand order of an (M, K) x (K, N) float32 product:
     (N, K) @ (K, M) (channels-last) or (M, K) @ (K, N) (NCHW), C-contiguous operands."""
     w = rng.standard_normal((m, k), dtype=np.float32)
     cols = rng.standard_normal((n, k), dtype=np.float32)
     w_t, cols_t = np.ascontiguousarray(w.T), np.ascontiguousarray(cols.T)
-    t_nk = _median_time(lambda: cols @ w_t, repeat)
-    t_mk = _median_time(lambda: w @ cols_t, repeat)
+    t_nk = _median_time(lambda: cols @ w_t, repeat, clock)
+    t_mk = _median_time(lambda: w @ cols_t, repeat, clock)
     return (t_nk, "(N,K)@(K,M)") if t_nk <= t_mk else (t_mk, "(M,K)@(K,N)")
 
 
-def measure_floor(shapes: list[tuple[int, int, int, int]], batch: int, repeat: int
-                  ) -> tuple[float, list[list]]:
+def measure_floor(shapes: list[tuple[int, int, int, int]], batch: int, repeat: int,
+                  clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[list]]:
     """Seconds of numpy sgemm for ``shapes`` at ``batch``, each shape the fastest way (one
     GEMM in either operand order, or one GEMM per image), and a table row per shape."""
     rng = np.random.default_rng(0)
     total, rows = 0.0, []
     for m, k, p, count in shapes:
         n = batch * p
-        t, way = _gemm_time(m, k, n, repeat, rng)
+        t, way = _gemm_time(m, k, n, repeat, rng, clock)
         if batch > 1:
-            t_one, way_one = _gemm_time(m, k, p, repeat, rng)
+            t_one, way_one = _gemm_time(m, k, p, repeat, rng, clock)
             if batch * t_one < t:
                 t, way = batch * t_one, f"per image {way_one}"
         total += count * t
@@ -310,6 +311,40 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool, engines: tuple
           "cores; above the core count, other processes took CPU from these runs)")
 
 
+def one_core_cpu_times(onnx_path: str, batches: list[int], repeat: int, seed: int
+                       ) -> dict[int, tuple[float, float]]:
+    """In a spawned process pinned to one CPU, with numpy's BLAS limited to one thread
+    (threadpoolctl, in this benchmark process only) and so fc's pool too: median CPU seconds
+    of fc fused and of its GEMM floor per batch. The CPU time of a single-threaded process
+    hardly depends on other processes' load, unlike wall time."""
+    from threadpoolctl import threadpool_limits
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    threadpool_limits(1, user_api="blas")
+    out = {}
+    for batch in batches:
+        x = make_input(batch, seed)
+        engine = build_engine("fc fused", onnx_path, batch, seed)
+        shapes = gemm_shapes(fused_graph(onnx_path, batch), batch)
+        engine(x)
+        fc_times = []
+        for _ in range(repeat):
+            start = time.process_time()
+            engine(x)
+            fc_times.append(time.process_time() - start)
+        floor, _ = measure_floor(shapes, batch, repeat, clock=time.process_time)
+        out[batch] = (statistics.median(fc_times), floor)
+    return out
+
+
+def report_one_core(times: dict[int, tuple[float, float]]) -> None:
+    print_table("one core, CPU time (a spawned process pinned to one CPU; robust to other "
+                "processes' load): fc fused over its GEMM floor",
+                ["batch", "fc fused CPU ms", "floor CPU ms", "fc/floor", "img/s per core"],
+                [[b, f"{t * 1e3:.1f}", f"{f * 1e3:.1f}", f"{t / f:.2f}", f"{b / t:.1f}"]
+                 for b, (t, f) in times.items()])
+
+
 def coretype_unset_child(args: argparse.Namespace) -> None:
     """This script once more, fc fused and its floor only, without OPENBLAS_CORETYPE in the
     child's environment (the variable is removed for that command only)."""
@@ -345,6 +380,9 @@ def main() -> None:
     p.add_argument("--coretype-unset", action="store_true",
                    help="then measure fc fused and its floor again in a child process without "
                         "OPENBLAS_CORETYPE in its environment")
+    p.add_argument("--one-core", action="store_true",
+                   help="also: CPU time of fc fused and its floor in a process pinned to one "
+                        "CPU (load-robust)")
     p.add_argument("-v", "--verbose", action="store_true", help="print the floor per GEMM shape")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -358,7 +396,11 @@ def main() -> None:
         print(f"exported torch zoo resnet50(seed={args.seed}) to ONNX "
               f"({'BN folded by torch' if args.fold_bn_in_export else 'BN kept'})", flush=True)
         all_results = {b: bench_batch(b, onnx_path, args, engines) for b in args.batch}
+        one_core = (run_isolated(one_core_cpu_times, onnx_path, args.batch, args.repeat or 3,
+                                 args.seed) if args.one_core else None)
     report(all_results, memory=not args.no_memory, engines=engines, verbose=args.verbose)
+    if one_core:
+        report_one_core(one_core)
     if args.coretype_unset and "OPENBLAS_CORETYPE" in os.environ:
         coretype_unset_child(args)
 

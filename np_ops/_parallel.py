@@ -8,13 +8,14 @@ process may run on (``os.sched_getaffinity``), at most ``MAX_WORKERS``; fc reads
 environment setting to change it and sets none. Work smaller than ``MIN_PARALLEL_BYTES``
 stays on the calling thread: handing a block to a worker costs ~20 us.
 
-The caller always runs the first part itself and waits for the others, and workers never
-wait on the pool, so nested or concurrent callers (two interpreters in two threads) cannot
-deadlock: their parts simply queue.
+The caller works through the parts itself too and waits only for parts already started,
+and workers never wait on the pool, so nested or concurrent callers (two interpreters in two
+threads) cannot deadlock: their parts simply queue.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -60,20 +61,33 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
 
 def parallel_for(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
     """``fn(start, stop)`` over contiguous parts of ``range(n)``, on the pool when the work
-    (``nbytes`` touched in all) is large enough; exceptions propagate to the caller."""
-    parts = num_workers() if nbytes >= MIN_PARALLEL_BYTES else 1
-    ranges = split(n, parts)
+    (``nbytes`` touched in all) is large enough; exceptions propagate to the caller.
+
+    The parts (two per thread) are handed out from a shared counter, the caller taking its
+    share like the workers: on a busy machine a worker that is not scheduled in time simply
+    gets no part (its task is cancelled), instead of the caller waiting for it."""
+    workers = num_workers() if nbytes >= MIN_PARALLEL_BYTES else 1
+    ranges = split(n, 2 * workers if workers > 1 else 1)
     if len(ranges) <= 1:
         if n > 0:
             fn(0, n)
         return
+    tickets = itertools.count()  # next() on it is atomic under the GIL
+
+    def drain() -> None:
+        for i in tickets:
+            if i >= len(ranges):
+                return
+            fn(*ranges[i])
+
     pool = _get_pool()
-    futures: list[Future] = [pool.submit(fn, a, b) for a, b in ranges[1:]]
+    futures: list[Future] = [pool.submit(drain) for _ in range(workers - 1)]
     try:
-        fn(*ranges[0])
+        drain()
     finally:
         for f in futures:
-            f.result()
+            if not f.cancel():
+                f.result()
 
 
 def outer_axis(a: np.ndarray) -> int:

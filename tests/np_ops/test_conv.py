@@ -232,3 +232,24 @@ def test_pooling_bands_threaded(monkeypatch, force_threads, band_bytes, op, attr
     y = fc.np_ops.call(op, x, **attrs)
     check_close(y, torch_fn(T(np.ascontiguousarray(x))).numpy(), op=op)
     assert is_channels_last(y) == (layout == "channels_last")
+
+
+def test_parallel_for_does_not_wait_for_a_busy_pool(force_threads):
+    """Parts go to whoever is free: with every pool worker blocked, the caller does them all."""
+    import threading
+
+    release = threading.Event()
+    pool = fc.np_ops._parallel._get_pool()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        seen: list[int] = []
+        caller = threading.Thread(target=fc.np_ops._parallel.parallel_for,
+                                  args=(lambda a, b: seen.extend(range(a, b)), 12, 0))
+        caller.start()
+        caller.join(timeout=30)
+        assert not caller.is_alive(), "parallel_for waited for a worker that never started"
+        assert sorted(seen) == list(range(12))
+    finally:
+        release.set()
+        for f in blockers:
+            f.result()
