@@ -149,6 +149,47 @@ def write_pb(cfg: QuantConfig, graph: Graph, spec: QuantSpec) -> Path | None:
     return path
 
 
+def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str | None = None,
+                  progress: bool = True) -> dict[int, int]:
+    """For the ``_t`` strategies: run the quantized IR in integers and in simulation on
+    ``EVALUATION.input_images``; return the histogram of output differences in quantization
+    steps. ``dump``: a folder receiving every quantized tensor of the integer run on the
+    first batch, as ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
+    import re
+
+    from fc.ir.serialize import atomic_write
+    from fc.quant.integer_run import IntegerInterpreter
+    from fc.quant.simulate import SimInterpreter
+
+    qg = quantized_graph(graph, spec)
+    ints = IntegerInterpreter(qg, pow2=spec.strategy.name.startswith("scale_shift"),
+                              allow_float=cfg["QUAN.qconfig.allow_float"])
+    sim = SimInterpreter(qg)
+    out = output_tensor(cfg, graph)
+    p = spec.acts.get(out)
+    ev = "EVALUATION."
+    hist: dict[int, int] = {}
+    for i, x in enumerate(_image_batches(cfg, graph, cfg.require(ev + "input_images"),
+                                         cfg[ev + "batch_size"], None, "integer", progress)):
+        feeds = {input_tensor(cfg, graph): x}
+        got = ints.run(feeds, intermediate=dump is not None and i == 0)
+        ref = sim.run(feeds)[out]
+        step = float(p.scale) if p is not None else 1.0
+        d = np.rint((got[out] - ref) / step).astype(np.int64)
+        for v, c in zip(*np.unique(d, return_counts=True)):
+            hist[int(v)] = hist.get(int(v), 0) + int(c)
+        if dump is not None and i == 0:
+            folder = Path(dump)
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in qg:
+                if n.op_type == "QuantizeLinear":
+                    tensor = n.name[: -len("_quantize")]  # the fused IR's tensor name
+                    name = re.sub(r"[^A-Za-z0-9_.-]", "_", tensor.lstrip("/"))
+                    with atomic_write(folder / f"{name}.npy") as f:
+                        np.save(f, got[n.output.name], allow_pickle=False)
+    return dict(sorted(hist.items()))
+
+
 def error(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, progress: bool = True,
           isolated: bool = True) -> ErrorReport:
     """The per-layer report on ``EVALUATION.input_images``."""

@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                       help="override any config key (VALUE is YAML)")
     opts.add_argument("--no-progress", action="store_true", help="no progress bars")
     opts.add_argument("--no-png", action="store_true", help="skip the graph picture")
+    opts.add_argument("--dump", metavar="DIR", help="_t strategies: write every layer's integer "
+                                                     "output (first batch) as DIR/<tensor>.npy")
     for name, help_ in (("calibrate", "run the float IR over the calibration images, write the "
                                       "table (JSON + text)"),
                         ("quantize", "write IR_quantized_for_CModel_* beside the fused IR"),
@@ -111,6 +113,14 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {pb}")
     report = pipeline.error(cfg, graph, spec, progress=progress)
     print("\n".join(report.lines()))
+    if spec.strategy.integer:
+        hist = pipeline.integer_check(cfg, graph, spec, dump=args.dump, progress=progress)
+        total = sum(hist.values())
+        within = sum(c for k, c in hist.items() if abs(k) <= 1)
+        print(f"integer run vs simulation, output differences in steps: {hist} "
+              f"({within / total:.2%} within one step)")
+        if args.dump:
+            print(f"wrote the integer layer outputs to {args.dump}")
     stem = f"error_{spec.strategy.name}_{cfg['QUAN.qconfig.weight_quan']}"
     for p in report.write(cfg.output_dir, stem):
         print(f"wrote {p}")

@@ -111,3 +111,15 @@ def test_example_scripts_run_the_same_commands(project):
                                "--no-png"], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     assert "final distance: " in proc.stdout
+
+
+def test_error_of_a_true_quantization_strategy_dumps_integer_layers(project, tmp_path, capsys):
+    root, cfg = project
+    dump = tmp_path / "dump"
+    assert main(["quant", "error", "--config", str(cfg), "--strategy", "scale_shift_t", "--no-png",
+                 "--dump", str(dump)]) == 0
+    out = capsys.readouterr().out
+    assert "integer run vs simulation, output differences in steps: {0: 640} (100.00% within" in out
+    files = sorted(p.name for p in dump.iterdir())
+    assert len(files) == 8 and "input.npy" in files
+    assert np.load(dump / "logits.npy").dtype == np.int8
