@@ -43,7 +43,7 @@ class TorchImport:
 InputShapes = Sequence[Sequence[int]] | Sequence[int] | dict[str, Sequence[int]] | None
 
 
-def _shape_list(input_shapes: InputShapes, source: str) -> list[tuple[int, ...]] | None:
+def _shape_list(input_shapes: InputShapes) -> list[tuple[int, ...]] | None:
     if input_shapes is None:
         return None
     if isinstance(input_shapes, dict):
@@ -60,7 +60,7 @@ def load_source(model: Any, *, input_shapes: InputShapes = None, seed: int = 0
     messages) for any of the sources in the module docstring."""
     import torch
 
-    shapes = _shape_list(input_shapes, str(model))
+    shapes = _shape_list(input_shapes)
     if isinstance(model, torch.nn.Module):
         return model, None, shapes, type(model).__name__
     if isinstance(model, torch.export.ExportedProgram):

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from fc.errors import ImportError_
 from fc.frontend._context import ConvertContextBase
 from fc.frontend.attrs import LiteralAttrs
 from fc.ir.core import Graph, Value
@@ -218,6 +217,3 @@ class AtenContext(ConvertContextBase):
 def _has_nodes(v: Any) -> bool:
     return isinstance(v, list | tuple) and any(isinstance(x, fx.Node) for x in v)
 
-
-def as_error(ctx: AtenContext, e: Exception) -> ImportError_:
-    return ctx.error(f"{type(e).__name__}: {e}")

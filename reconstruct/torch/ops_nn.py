@@ -14,7 +14,6 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from fc.errors import ReconstructError
 from fc.ir.core import Value
 from fc.ir.schemas._rules import pool_out
 from fc.reconstruct.torch.activations import apply_activation
@@ -36,11 +35,6 @@ def _pad_input(b: Builder, x: fx.Node, pads: tuple[int, ...], value: float = 0.0
     """F.pad for IR pads (top, left, bottom, right); torch orders them last axis first."""
     t, left, bot, right = pads
     return b.call(F.pad, x, (left, right, t, bot), value=value)
-
-
-def _fail(b: Builder, msg: str) -> ReconstructError:
-    assert b.node is not None
-    return ReconstructError(f"node {b.node.name!r} ({b.node.op_type}): {msg}")
 
 
 @LOWERINGS.register("Conv")
