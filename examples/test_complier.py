@@ -4,7 +4,8 @@
     python examples/test_complier.py mxnet resnet50v1b 0 [-o OUT]
 
 The last positional argument is the GPU/device id; fc compiles on the CPU and ignores it.
-Same as `fcc compile FRAMEWORK MODEL`, through the library.
+Writes ./moffett_ir (the folder the seed's later commands read) unless -o says otherwise.
+Same as `fcc compile FRAMEWORK MODEL -o moffett_ir`, through the library.
 """
 
 import argparse
@@ -18,7 +19,7 @@ if __name__ == "__main__":
     p.add_argument("framework")
     p.add_argument("model")
     p.add_argument("device", nargs="?", default="0", help="GPU id (accepted, ignored on CPU)")
-    p.add_argument("-o", "--output", default="fc_ir")
+    p.add_argument("-o", "--output", default="moffett_ir")
     args = p.parse_args()
     try:
         summary = compile_model(args.framework, args.model, args.output)

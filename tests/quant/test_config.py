@@ -71,7 +71,7 @@ def test_mistakes_are_one_line_naming_file_and_key(tmp_path, text, message):
 
 
 def test_the_shipped_config_parses_up_to_its_model_files():
-    with pytest.raises(ConfigError, match="MODEL.graph: file not found: .*resnet50_v1b"):
+    with pytest.raises(ConfigError, match="MODEL.graph: file not found: .*moffett_ir"):
         load_config(REPO / "configs" / "resnet50_v1b.yml")
 
 
