@@ -18,17 +18,18 @@ in Python, ``--max-tensor-size 2G`` on the command line.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fc.errors import FcError, LimitError
 
 __all__ = ["DEFAULT_MAX_TENSOR_BYTES", "DEFAULT_MAX_TOTAL_BYTES", "Limits", "limits", "current",
-           "check_tensor", "check_bytes", "Budget", "parse_size", "format_size"]
+           "check_tensor", "check_bytes", "check_graph", "Budget", "parse_size", "format_size"]
 
 DEFAULT_MAX_TENSOR_BYTES = 512 << 20
 DEFAULT_MAX_TOTAL_BYTES = 4 << 30
@@ -129,3 +130,21 @@ class Budget:
             raise LimitError(f"{self.what}: its tensors take more than {format_size(limit)} in "
                              f"total (at {what}), fc's limit (raise it with "
                              f"{_hint('max_total_size')})")
+
+
+def check_graph(graph: Any, inputs: Mapping[str, np.ndarray], where: str) -> None:
+    """Refuse, before running ``graph`` on ``inputs``, any of its tensors above the per-tensor
+    limit at the batch it is fed (dim 0 of the tensors that have the compiled batch scales
+    with the feed)."""
+    compiled = {v.shape[0] for v in graph.inputs if v.shape}
+    fed = {int(inputs[v.name].shape[0]) for v in graph.inputs
+           if v.name in inputs and np.ndim(inputs[v.name])}
+    old, new = (compiled.pop(), fed.pop()) if len(compiled) == len(fed) == 1 else (None, None)
+    for node in graph:
+        for v in node.outputs:
+            if v.shape is None or v.dtype is None:
+                continue
+            shape = list(v.shape)
+            if old is not None and shape and shape[0] == old:
+                shape[0] = new
+            check_tensor(shape, v.dtype, f"{where}: tensor {v.name!r} of node {node.name!r}")

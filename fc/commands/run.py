@@ -25,32 +25,14 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     r.set_defaults(func=run_command)
 
 
-def _check_sizes(graph, inputs: dict[str, np.ndarray], where: str) -> None:  # type: ignore[no-untyped-def]
-    """Refuse, before running, a graph whose tensors would exceed ``fc.limits`` at the batch
-    it is fed (dim 0 of the values that have the compiled batch scales with the feed)."""
-    from fc.limits import check_tensor
-
-    compiled = {v.shape[0] for v in graph.inputs if v.shape}
-    fed = {int(inputs[v.name].shape[0]) for v in graph.inputs
-           if v.name in inputs and np.ndim(inputs[v.name])}
-    old, new = (compiled.pop(), fed.pop()) if len(compiled) == len(fed) == 1 else (None, None)
-    for node in graph:
-        for v in node.outputs:
-            if v.shape is None or v.dtype is None:
-                continue
-            shape = list(v.shape)
-            if old is not None and shape and shape[0] == old:
-                shape[0] = new
-            check_tensor(shape, v.dtype, f"{where}: tensor {v.name!r} of node {node.name!r}")
-
-
 def run_command(args: argparse.Namespace) -> int:
     import fc.ir as ir
     from fc.api import run
+    from fc.limits import check_graph
 
     graph = ir.load(args.graph, args.params)
     inputs = load_inputs(graph, args.graph, args.input_npy, args.input)
-    _check_sizes(graph, inputs, args.graph)
+    check_graph(graph, inputs, args.graph)
     outputs = run(graph, inputs)
     for name, arr in outputs.items():
         print(summary(name, arr))

@@ -1,0 +1,77 @@
+"""Fuzz fc's loaders for as long as asked, and print what was tried and what broke.
+
+    python benchmarks/fuzz_loaders.py --seconds 600            # 10 minutes per format
+    python benchmarks/fuzz_loaders.py --seconds 60 --formats onnx ir-npz --out fuzz_failures
+
+Each format (``fc.fuzz.FORMATS``: onnx, mxnet-symbol, mxnet-params, ir-json, ir-npz) is fed
+inputs mutated byte-wise and structurally by hypothesis; a *failure* is anything but a result
+or one ``FcError`` line (another exception, a multi-line message, a case over 20 s, a
+MemoryError under the address-space cap). Progress is printed every 30 s; at the end, a table
+of cases, cases per second, the accepted/refused share and failures per format, then each
+failure kind with its message. ``--out`` keeps each failing input to reproduce it with
+``fc.fuzz.run_case(FORMATS[name], Path(file).read_bytes())``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from fc.fuzz import FORMATS, Failure, Report, fuzz, save_failure
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="per format (default 60)")
+    p.add_argument("--formats", nargs="*", default=list(FORMATS), choices=list(FORMATS))
+    p.add_argument("--out", type=Path, help="directory for the inputs that failed")
+    p.add_argument("--seed", type=int, help="a fixed seed (default: random)")
+    p.add_argument("--memory-gib", type=float, default=8.0,
+                   help="address-space cap of this process, so a blow-up is a MemoryError "
+                        "(default 8)")
+    args = p.parse_args()
+    cap = int(args.memory_gib * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    print(f"fuzz_loaders: {args.seconds:.0f} s per format, address space <= "
+          f"{args.memory_gib:g} GiB, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}",
+          flush=True)
+
+    reports: list[Report] = []
+    for name in args.formats:
+        saved = [0]
+        last = [time.monotonic()]
+
+        def keep(failure: Failure) -> None:
+            if args.out is not None:
+                save_failure(failure, args.out, saved[0])
+                saved[0] += 1
+
+        def progress(report: Report) -> None:
+            if time.monotonic() - last[0] >= 30:
+                last[0] = time.monotonic()
+                print(f"  {report.format}: {report.cases} cases, {report.failures} failures",
+                      flush=True)
+
+        print(f"{name}: fuzzing...", flush=True)
+        reports.append(fuzz(FORMATS[name], seconds=args.seconds, seed=args.seed,
+                            on_failure=keep, progress=progress))
+
+    print()
+    print(f"{'format':<14}{'cases':>9}{'cases/s':>9}{'accepted':>10}{'refused':>9}"
+          f"{'failures':>10}{'kinds':>7}")
+    for r in reports:
+        print(f"{r.format:<14}{r.cases:>9}{r.cases / max(r.seconds, 1e-9):>9.1f}"
+              f"{r.outcomes['accepted']:>10}{r.outcomes['refused']:>9}{r.failures:>10}"
+              f"{len(r.kinds):>7}")
+    for r in reports:
+        for kind, n in r.kinds.most_common():
+            print(f"{r.format}: {n} x {kind}: {r.examples[kind].message}")
+    return 1 if any(r.failures for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

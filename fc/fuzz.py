@@ -1,0 +1,657 @@
+"""fc's fuzz harness: every loader, fed mutated inputs, either succeeds or raises one ``FcError``
+line — never another exception, a multi-line message or a hang.
+
+One :class:`Format` per input format fc reads: a seed corpus built here (small valid files,
+no downloads), a *target* (what ``fcc`` does with such a file: import, compile and save an
+ONNX model; load and run an IR; ...) and two kinds of mutation, drawn by hypothesis:
+
+* **byte-wise**: bit flips, byte overwrites, insertions, deletions, truncation, duplicated
+  chunks, at random positions of a seed file;
+* **structural**: edits that keep the file parseable but break its meaning — an ONNX
+  attribute of another type or with an absurd value, dims and data types that do not fit the
+  data, unknown ops, dangling inputs; a JSON value replaced, removed or duplicated anywhere
+  in a symbol or graph file (MXNet attributes get plausible-looking strings); npz members
+  with other names, headers and dtypes.
+
+:func:`run_case` judges one input; :func:`fuzz` runs a format for a number of cases or
+seconds and counts failures by kind (exception type and the fc source line it came from).
+``tests/fuzz`` runs each format briefly in the default test run;
+``benchmarks/fuzz_loaders.py`` runs them for as long as asked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import tempfile
+import time
+import traceback
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fc.errors import FcError
+
+__all__ = ["FORMATS", "Format", "Failure", "Report", "run_case", "judge", "fuzz", "mutation"]
+
+#: seconds one case may take before it counts as a hang
+CASE_TIMEOUT = 20.0
+
+
+class Hang(Exception):
+    """A case ran longer than :data:`CASE_TIMEOUT`."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A loader breaking the promise: ``kind`` is the exception type and where it came from."""
+
+    format: str
+    kind: str
+    message: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Format:
+    """An input format: seed files, the target run on (mutated) bytes, structural mutators."""
+
+    name: str
+    seeds: Callable[[], list[bytes]]
+    target: Callable[[bytes, Path], None]
+    structural: Callable[[Any, bytes], bytes] | None = None  # (hypothesis data, seed) -> bytes
+
+
+# -- judging one case ---------------------------------------------------------------------------
+
+@contextmanager
+def _deadline(seconds: float):  # type: ignore[no-untyped-def]
+    def expire(signum: int, frame: Any) -> None:
+        raise Hang(f"no result after {seconds:.0f} s")
+
+    if hasattr(signal, "setitimer") and _main_thread():
+        old = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    else:
+        yield
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _origin(e: BaseException) -> str:
+    """``file:line`` of the innermost frame in fc's own code (where a fix would go)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if "/site-packages/" not in f.filename
+            and not f.filename.startswith("<")]
+    f = (ours or frames or [None])[-1]
+    if f is None:
+        return "?"
+    parts = Path(f.filename).parts
+    short = "/".join(parts[-2:])
+    return f"{short}:{f.lineno}"
+
+
+def run_case(fmt: Format, data: bytes) -> Failure | None:
+    """Run ``fmt``'s target on ``data``: ``None`` if it succeeds or raises one clean
+    ``FcError`` line, else the :class:`Failure`. (:func:`judge` also says which.)"""
+    return judge(fmt, data)[0]
+
+
+def judge(fmt: Format, data: bytes) -> tuple[Failure | None, str]:
+    """``(failure or None, outcome)``: outcome ``"accepted"``, ``"refused"`` (one FcError
+    line) or ``"failure"``."""
+    with tempfile.TemporaryDirectory(prefix="fc_fuzz_") as tmp:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"), _deadline(CASE_TIMEOUT):
+                warnings.simplefilter("ignore")
+                fmt.target(data, Path(tmp))
+        except FcError as e:
+            text = str(e)
+            if "\n" in text or not text.strip():
+                return Failure(fmt.name, f"multi-line {type(e).__name__} at {_origin(e)}",
+                               text[:300], data), "failure"
+            return None, "refused"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - every other exception is the finding
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            return Failure(fmt.name, f"{type(e).__name__} at {_origin(e)}", first,
+                           data), "failure"
+    return None, "accepted"
+
+
+# -- byte-wise mutation (any format) ------------------------------------------------------------
+
+def mutation(st: Any) -> Any:
+    """A hypothesis strategy of byte-wise edit lists: ``(op, position in [0, 1), value)``."""
+    op = st.sampled_from(["flip", "set", "insert", "delete", "truncate", "duplicate", "zero"])
+    return st.lists(st.tuples(op, st.floats(0, 1, exclude_max=True), st.integers(0, 255),
+                              st.integers(1, 64)), min_size=1, max_size=6)
+
+
+def apply_bytes(data: bytes, edits: list[tuple[str, float, int, int]]) -> bytes:
+    buf = bytearray(data)
+    for op, where, value, length in edits:
+        if not buf:
+            buf.extend(bytes([value]))
+            continue
+        i = int(where * len(buf))
+        if op == "flip":
+            buf[i] ^= 1 << (value % 8)
+        elif op == "set":
+            buf[i] = value
+        elif op == "insert":
+            buf[i:i] = bytes([value]) * length
+        elif op == "delete":
+            del buf[i:i + length]
+        elif op == "truncate":
+            del buf[i:]
+        elif op == "duplicate":
+            buf[i:i] = buf[i:i + length]
+        elif op == "zero":
+            buf[i:i + length] = bytes(len(buf[i:i + length]))
+    return bytes(buf)
+
+
+# -- values an attacker would pick ------------------------------------------------------------
+
+def _ints(st: Any) -> Any:
+    return st.one_of(st.integers(-3, 8), st.sampled_from([0, -1, 2**31 - 1, 2**31, -2**31,
+                                                          2**62, 10**9, 3 * 10**8]))
+
+
+def _json_value(st: Any) -> Any:
+    scalar = st.one_of(st.none(), st.booleans(), _ints(st), st.floats(allow_nan=False),
+                       st.text(max_size=8), st.sampled_from(["", "None", "(3, 3)", "[1,2]",
+                                                             "True", "-1", "1e400", "nan"]))
+    return st.recursive(scalar, lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+        max_leaves=8)
+
+
+def _json_paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.extend(_json_paths(v, (*prefix, k)))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out.extend(_json_paths(v, (*prefix, i)))
+    return out
+
+
+def _json_edit(data: Any, seed: bytes, string_values: Any = None) -> bytes:
+    """Replace, remove or duplicate JSON values at random paths (``string_values``: a
+    strategy for leaf strings, such as MXNet's attribute spellings)."""
+    import hypothesis.strategies as st
+
+    doc = json.loads(seed)
+    for _ in range(data.draw(st.integers(1, 4))):
+        paths = _json_paths(doc)
+        path = data.draw(st.sampled_from(paths))
+        if not path:
+            continue
+        *parent_path, key = path
+        parent = doc
+        for k in parent_path:
+            parent = parent[k]
+        op = data.draw(st.sampled_from(["replace", "replace", "remove", "duplicate", "string"]))
+        if op == "remove":
+            del parent[key]
+        elif op == "duplicate" and isinstance(parent, list):
+            parent.insert(key, json.loads(json.dumps(parent[key])))
+        elif op == "string" and string_values is not None:
+            parent[key] = data.draw(string_values)
+        else:
+            parent[key] = data.draw(_json_value(st))
+    return json.dumps(doc).encode()
+
+
+# -- ONNX -------------------------------------------------------------------------------------
+
+def _onnx_seeds() -> list[bytes]:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def w(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    def model(nodes, inits, x, opset=13):  # type: ignore[no-untyped-def]
+        g = helper.make_graph(nodes, "seed", [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, x)], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                        None)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+        return m.SerializeToString()
+
+    n = helper.make_node
+    cnn = model([
+        n("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1], strides=[1, 1]),
+        n("BatchNormalization", ["c", "g", "be", "m", "v"], ["bn"], name="bn"),
+        n("Relu", ["bn"], ["r"], name="relu"),
+        n("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Flatten", ["p"], ["f"], name="flat"),
+        n("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1)],
+        [w("w", 4, 3, 3, 3), w("b", 4), numpy_helper.from_array(np.ones(4, np.float32), "g"),
+         w("be", 4), w("m", 4), numpy_helper.from_array(np.ones(4, np.float32), "v"),
+         w("fw", 5, 64), w("fb", 5)], [1, 3, 8, 8])
+    shapes = model([
+        n("Shape", ["x"], ["s"]), n("Gather", ["s", "zero"], ["n0"], axis=0),
+        n("Unsqueeze", ["n0", "axes"], ["n1"]), n("Concat", ["n1", "m1"], ["t"], axis=0),
+        n("Reshape", ["x", "t"], ["r"]),
+        n("ConstantOfShape", ["cs"], ["ones"],
+          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+        n("Mul", ["r", "ones"], ["y"])],
+        [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+         numpy_helper.from_array(np.array([0], np.int64), "axes"),
+         numpy_helper.from_array(np.array([-1], np.int64), "m1"),
+         numpy_helper.from_array(np.array([1, 48], np.int64), "cs")], ["N", 3, 4, 4])
+    tensor = model([
+        n("Resize", ["x", "", "sc"], ["rz"], mode="nearest"),
+        n("Split", ["rz", "sp"], ["a", "b"], axis=1),
+        n("Concat", ["b", "a"], ["c"], axis=1),
+        n("Pad", ["c", "pads"], ["pd"], mode="reflect"),
+        n("Slice", ["pd", "st", "en", "ax"], ["sl"]),
+        n("Transpose", ["sl"], ["tr"], perm=[0, 1, 3, 2]),
+        n("Softmax", ["tr"], ["y"], axis=-1)],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+         numpy_helper.from_array(np.array([1, 3], np.int64), "sp"),
+         numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+         numpy_helper.from_array(np.array([1], np.int64), "st"),
+         numpy_helper.from_array(np.array([5], np.int64), "en"),
+         numpy_helper.from_array(np.array([2], np.int64), "ax")], [1, 4, 3, 3])
+    legacy = model([
+        n("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", group=3),
+        n("AveragePool", ["c"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        n("Clip", ["p"], ["cl"], min=0.0, max=6.0),
+        n("Softmax", ["cl"], ["y"], axis=1)], [w("w", 3, 1, 3, 3)], [1, 3, 5, 5], opset=10)
+    return [cnn, shapes, tensor, legacy]
+
+
+_ONNX_OPS = ["Conv", "Relu", "Add", "Reshape", "Hardmax", "Softmax", "Resize", "Pad", "Slice",
+             "Gather", "Cast", "Split", "ConstantOfShape", "Expand", "Tile", "Range", "Where",
+             "MaxPool", "Gemm", "BatchNormalization", "Unsqueeze", "", "Constant", "Shape"]
+
+
+def _onnx_structural(data: Any, seed: bytes) -> bytes:
+    import hypothesis.strategies as st
+    import onnx
+    from onnx import helper
+
+    m = onnx.ModelProto()
+    m.ParseFromString(seed)
+    g = m.graph
+    for _ in range(data.draw(st.integers(1, 3))):
+        op = data.draw(st.sampled_from(["attr_type", "attr_value", "init_dims", "init_type",
+                                        "init_data", "op_type", "input", "opset", "input_dims",
+                                        "drop_node", "const_value"]))
+        node = data.draw(st.sampled_from(list(g.node))) if len(g.node) else None
+        if op == "attr_type" and node is not None and len(node.attribute):
+            a = data.draw(st.sampled_from(list(node.attribute)))
+            value = data.draw(st.one_of(_ints(st), st.lists(_ints(st), max_size=5),
+                                        st.floats(allow_nan=True), st.binary(max_size=6),
+                                        st.lists(st.binary(max_size=3), max_size=3)))
+            new = helper.make_attribute(a.name, value) if value != [] else \
+                helper.make_attribute(a.name, [], attr_type=onnx.AttributeProto.INTS)
+            a.CopyFrom(new)
+        elif op == "attr_value" and node is not None:
+            name = data.draw(st.sampled_from(["axis", "kernel_shape", "pads", "strides", "perm",
+                                              "group", "mode", "to", "auto_pad", "dilations",
+                                              "transB", "epsilon", "split", "value"]))
+            value = data.draw(st.one_of(_ints(st), st.lists(_ints(st), max_size=6),
+                                        st.sampled_from([b"NOTSET", b"SAME_LOWER", b"edge",
+                                                         b"cubic", b"x"])))
+            attrs = [a for a in node.attribute if a.name != name]
+            del node.attribute[:]
+            node.attribute.extend([*attrs, helper.make_attribute(name, value)])
+        elif op in ("init_dims", "init_type", "init_data") and len(g.initializer):
+            t = data.draw(st.sampled_from(list(g.initializer)))
+            if op == "init_dims":
+                del t.dims[:]
+                t.dims.extend(data.draw(st.lists(_ints(st), max_size=5)))
+            elif op == "init_type":
+                t.data_type = data.draw(st.integers(0, 30))
+            else:
+                t.raw_data = t.raw_data[: data.draw(st.integers(0, len(t.raw_data)))]
+        elif op == "op_type" and node is not None:
+            node.op_type = data.draw(st.sampled_from(_ONNX_OPS))
+        elif op == "input" and node is not None:
+            names = [i for n in g.node for i in n.output] + ["", "nope", "x"]
+            node.input.append(data.draw(st.sampled_from(names))) if data.draw(st.booleans()) \
+                else (node.input.pop() if len(node.input) else None)
+        elif op == "opset":
+            m.opset_import[0].version = data.draw(st.integers(1, 25))
+        elif op == "input_dims":
+            dims = g.input[0].type.tensor_type.shape.dim
+            if len(dims):
+                d = data.draw(st.integers(0, len(dims) - 1))
+                dims[d].dim_value = data.draw(st.integers(0, 4096))
+        elif op == "drop_node" and len(g.node) > 1:
+            del g.node[data.draw(st.integers(0, len(g.node) - 1))]
+        elif op == "const_value" and node is not None:
+            arr = np.asarray(data.draw(st.lists(_ints(st), min_size=1, max_size=4)), np.int64)
+            node.op_type, node.domain = "Constant", ""
+            del node.input[:], node.attribute[:]
+            node.attribute.append(helper.make_attribute(
+                "value", onnx.numpy_helper.from_array(arr)))
+    return m.SerializeToString()
+
+
+def _onnx_target(data: bytes, tmp: Path) -> None:
+    from fc.frontend.onnx import import_onnx
+
+    path = tmp / "m.onnx"
+    path.write_bytes(data)
+    _compile_and_save(import_onnx(path), tmp)
+
+
+def _compile_and_save(graph: Any, tmp: Path) -> None:
+    """What ``fcc compile`` does after importing: the passes, then both IRs written."""
+    from fc.ir import save
+    from fc.passes.pipeline import compile_graph
+
+    fused, _ = compile_graph(graph)
+    save(graph, tmp / "IR_for_reconstruct")
+    save(fused, tmp / "IR_fused_for_CModel")
+
+
+# -- MXNet --------------------------------------------------------------------------------------
+
+def _mx_symbol() -> dict:
+    def var(name: str) -> dict:
+        return {"op": "null", "name": name, "inputs": []}
+
+    nodes = [var("data"), var("c_w"), var("c_b"),
+             {"op": "Convolution", "name": "conv", "inputs": [[0, 0, 0], [1, 0, 0], [2, 0, 0]],
+              "attrs": {"kernel": "(3, 3)", "num_filter": "4", "pad": "(1, 1)"}},
+             var("g"), var("be"), var("mm"), var("mv"),
+             {"op": "BatchNorm", "name": "bn", "inputs": [[3, 0, 0], [4, 0, 0], [5, 0, 0],
+                                                         [6, 0, 1], [7, 0, 1]],
+              "attrs": {"fix_gamma": "False", "eps": "1e-05"}},
+             {"op": "Activation", "name": "relu", "inputs": [[8, 0, 0]],
+              "attrs": {"act_type": "relu"}},
+             {"op": "Pooling", "name": "pool", "inputs": [[9, 0, 0]],
+              "attrs": {"kernel": "(2, 2)", "stride": "(2, 2)", "pool_type": "max",
+                        "pooling_convention": "full"}},
+             {"op": "Reshape", "name": "flat", "inputs": [[10, 0, 0]],
+              "attrs": {"shape": "(0, -1)"}},
+             var("f_w"), var("f_b"),
+             {"op": "FullyConnected", "name": "fc", "inputs": [[11, 0, 0], [12, 0, 0],
+                                                              [13, 0, 0]],
+              "attrs": {"num_hidden": "5"}},
+             var("softmax_label"),
+             {"op": "SoftmaxOutput", "name": "softmax", "inputs": [[14, 0, 0], [15, 0, 0]]}]
+    return {"nodes": nodes, "arg_nodes": [0, 1, 2, 4, 5, 6, 7, 12, 13, 15],
+            "heads": [[16, 0, 0]], "attrs": {"mxnet_version": ["int", 10901]}}
+
+
+def _mx_params() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return {"arg:c_w": r(4, 3, 3, 3), "arg:c_b": r(4), "arg:g": r(4), "arg:be": r(4),
+            "aux:mm": r(4), "aux:mv": np.abs(r(4)) + 0.5, "arg:f_w": r(5, 64), "arg:f_b": r(5)}
+
+
+def _params_bytes(params: dict[str, np.ndarray]) -> bytes:
+    from fc.frontend.mxnet.params import save_params
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.params"
+        save_params(path, params)
+        return path.read_bytes()
+
+
+def _mx_json_seeds() -> list[bytes]:
+    return [json.dumps(_mx_symbol()).encode()]
+
+
+_MX_STRINGS = ["(3, 3)", "(2,)", "(0, -1)", "(-1, -2, -3, -4)", "(-4, 2, -1)", "None", "True",
+               "false", "1e-05", "-1", "0", "(1, 1, 1)", "max", "avg", "sum", "lp", "full",
+               "relu", "softrelu", "NHWC", "(2147483648, 2)", "(a, b)", "", "[]", "(1L, 2L)",
+               "(None, 2)", "1000000000", "nan", "inf"]
+
+
+def _mx_json_structural(data: Any, seed: bytes) -> bytes:
+    import hypothesis.strategies as st
+
+    return _json_edit(data, seed, st.sampled_from(_MX_STRINGS))
+
+
+def _mx_json_target(data: bytes, tmp: Path) -> None:
+    from fc.frontend.mxnet import import_files
+
+    (tmp / "m-symbol.json").write_bytes(data)
+    (tmp / "m-0000.params").write_bytes(_mx_params_seed())
+    graph, _ = import_files(tmp / "m-symbol.json", tmp / "m-0000.params",
+                            input_shapes={"data": (1, 3, 8, 8)})
+    _compile_and_save(graph, tmp)
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def _mx_params_seed() -> bytes:
+    if "params" not in _CACHE:
+        _CACHE["params"] = _params_bytes(_mx_params())
+    return _CACHE["params"]
+
+
+def _mx_params_seeds() -> list[bytes]:
+    zero_d = {"arg:s": np.array(1.5, np.float32), "arg:i": np.arange(6, dtype=np.int32)}
+    return [_mx_params_seed(), _params_bytes(zero_d)]
+
+
+def _mx_params_target(data: bytes, tmp: Path) -> None:
+    from fc.frontend.mxnet.params import load_params
+
+    (tmp / "p.params").write_bytes(data)
+    load_params(tmp / "p.params")
+
+
+# -- fc's IR --------------------------------------------------------------------------------------
+
+def _ir_files() -> tuple[bytes, bytes]:
+    if "ir" not in _CACHE:
+        from fc.ir import Graph, save
+
+        rng = np.random.default_rng(0)
+        g = Graph("seed")
+        x = g.add_input("x", (1, 3, 8, 8))
+        w = g.add_const("conv.w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+        y = g.add_node("Conv", [x, w], {"pads": (1, 1, 1, 1)}, name="conv").output
+        y = g.add_node("Relu", [y], name="relu").output
+        y = g.add_node("MaxPool", [y], {"kernel_shape": (2, 2), "strides": (2, 2)},
+                       name="pool").output
+        y = g.add_node("Reshape", [y], {"shape": (0, -1)}, name="flat").output
+        fw = g.add_const("fc/w", rng.standard_normal((5, 64)).astype(np.float32))
+        y = g.add_node("Gemm", [y, fw], {"transB": 1}, name="fc").output
+        g.outputs.append(y)
+        with tempfile.TemporaryDirectory() as tmp:
+            gpath, ppath = save(g, Path(tmp) / "seed")
+            _CACHE["ir"] = (gpath.read_bytes(), ppath.read_bytes())
+    return _CACHE["ir"]
+
+
+def _ir_target(graph_json: bytes, params_npz: bytes, tmp: Path) -> None:
+    """What ``fcc run`` does: load (and verify) the IR, then run it on zeros."""
+    from fc.ir import load
+    from fc.np_ops import run
+
+    (tmp / "g_graph.json").write_bytes(graph_json)
+    (tmp / "g_params.npz").write_bytes(params_npz)
+    from fc.limits import check_graph
+
+    graph = load(tmp / "g_graph.json", tmp / "g_params.npz")
+    feeds = {v.name: np.zeros(v.shape, v.dtype) for v in graph.inputs}
+    check_graph(graph, feeds, "ir")  # as fcc run does before running
+    run(graph, feeds)
+
+
+def _ir_json_structural(data: Any, seed: bytes) -> bytes:
+    import hypothesis.strategies as st
+
+    return _json_edit(data, seed, st.sampled_from(["float32", "int64", "complex64", "object",
+                                                   "ints", "Conv", "", "x", "../x"]))
+
+
+def _npz_structural(data: Any, seed: bytes) -> bytes:
+    """Members renamed, re-headed (other dtype or shape, object dtype), duplicated, added."""
+    import hypothesis.strategies as st
+
+    src = zipfile.ZipFile(io.BytesIO(seed))
+    members = [(i.filename, src.read(i)) for i in src.infolist()]
+    out = []
+    for name, raw in members:
+        op = data.draw(st.sampled_from(["keep", "keep", "rename", "header", "truncate",
+                                        "duplicate"]))
+        if op == "rename":
+            name = data.draw(st.sampled_from(["../x.npy", "/abs.npy", "ghost.npy", "x",
+                                              "conv.w.npy", "fc%2Fw.npy", "fc/w.npy"]))
+        elif op == "header":
+            arr = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+            shape = tuple(data.draw(st.lists(_ints(st).filter(lambda d: d >= 0), max_size=4)))
+            dtype = data.draw(st.sampled_from(["<f4", "<f8", ">f4", "<i8", "|b1", "|O",
+                                               "<c8", "|V4"]))
+            buf = io.BytesIO()
+            header = {"descr": dtype, "fortran_order": data.draw(st.booleans()),
+                      "shape": shape}
+            np.lib.format.write_array_header_1_0(buf, header)
+            raw = buf.getvalue() + arr.tobytes()[: data.draw(st.integers(0, arr.nbytes))]
+        elif op == "truncate":
+            raw = raw[: data.draw(st.integers(0, len(raw)))]
+        out.append((name, raw))
+        if op == "duplicate":
+            out.append((name, raw))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names are the point
+        for name, raw in out:
+            zf.writestr(name, raw)
+    return buf.getvalue()
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in [
+    Format("onnx", _onnx_seeds, _onnx_target, _onnx_structural),
+    Format("mxnet-symbol", _mx_json_seeds, _mx_json_target, _mx_json_structural),
+    Format("mxnet-params", _mx_params_seeds, _mx_params_target),
+    Format("ir-json", lambda: [_ir_files()[0]],
+           lambda d, tmp: _ir_target(d, _ir_files()[1], tmp), _ir_json_structural),
+    Format("ir-npz", lambda: [_ir_files()[1]],
+           lambda d, tmp: _ir_target(_ir_files()[0], d, tmp), _npz_structural),
+]}
+
+
+# -- running ------------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """What a run of one format found."""
+
+    format: str
+    cases: int = 0
+    seconds: float = 0.0
+    kinds: Counter = field(default_factory=Counter)
+    examples: dict[str, Failure] = field(default_factory=dict)
+    #: accepted / refused / failure counts (a fuzzer whose mutants are all refused at the
+    #: first byte explores nothing: the accepted share says how deep the cases went)
+    outcomes: Counter = field(default_factory=Counter)
+
+    @property
+    def failures(self) -> int:
+        return sum(self.kinds.values())
+
+    def add(self, failure: Failure | None, outcome: str = "") -> None:
+        self.cases += 1
+        self.outcomes[outcome or ("failure" if failure else "accepted")] += 1
+        if failure is not None:
+            self.kinds[failure.kind] += 1
+            self.examples.setdefault(failure.kind, failure)
+
+
+def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
+         seed: int | None = None, on_failure: Callable[[Failure], None] | None = None,
+         progress: Callable[[Report], None] | None = None) -> Report:
+    """Feed ``fmt`` mutated inputs for ``cases`` cases or ``seconds`` seconds (whichever
+    comes first); count failures without stopping (``on_failure`` sees each one)."""
+    import hypothesis.strategies as st
+    from hypothesis import HealthCheck, given, settings
+
+    report = Report(fmt.name)
+    seeds = fmt.seeds()
+    start = time.monotonic()
+    end = start + seconds if seconds is not None else float("inf")
+    limit = cases if cases is not None else 10**12
+
+    def one(data: Any) -> None:
+        base = data.draw(st.sampled_from(seeds))
+        if fmt.structural is not None and data.draw(st.booleans()):
+            try:
+                blob = fmt.structural(data, base)
+            except Exception:  # a mutation that does not apply to this seed
+                blob = base
+        else:
+            blob = apply_bytes(base, data.draw(mutation(st)))
+        failure, outcome = judge(fmt, blob)
+        report.add(failure, outcome)
+        if failure is not None and on_failure is not None:
+            on_failure(failure)
+        if progress is not None:
+            progress(report)
+
+    rounds = 0
+    while report.cases < limit and time.monotonic() < end:
+        # hypothesis runs in rounds of examples (each round a fresh random seed, unless
+        # ``seed`` is given); failures are recorded, never raised, so nothing shrinks
+        chunk = int(min(20, limit - report.cases))
+        run = settings(max_examples=chunk, deadline=None, database=None,
+                       suppress_health_check=list(HealthCheck))(
+            given(st.data())(one))
+        if seed is not None:
+            run = _seeded(run, seed + rounds)
+        before = report.cases
+        logging.disable(logging.WARNING)  # the importers' notes, thousands of times
+        try:
+            run()
+        finally:
+            logging.disable(logging.NOTSET)
+        rounds += 1
+        if report.cases == before:  # hypothesis had nothing left to try
+            break
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _seeded(test: Any, seed: int) -> Any:
+    from hypothesis import seed as hypothesis_seed
+
+    return hypothesis_seed(seed)(test)
+
+
+def save_failure(failure: Failure, directory: Path, index: int) -> Path:
+    """Write the input of a failure to reproduce it (``directory/<format>-<n>.bin``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{failure.format}-{index:04d}.bin"
+    path.write_bytes(failure.data)
+    return path
