@@ -24,6 +24,26 @@ from pathlib import Path
 from fc.fuzz import FORMATS, Failure, Report, fuzz, save_failure
 
 
+class _Log:
+    """Keeps failing inputs (if asked) and prints progress every 30 s."""
+
+    def __init__(self, out: Path | None):
+        self.out = out
+        self.saved = 0
+        self.last = time.monotonic()
+
+    def keep(self, failure: Failure) -> None:
+        if self.out is not None:
+            save_failure(failure, self.out, self.saved)
+            self.saved += 1
+
+    def progress(self, report: Report) -> None:
+        if time.monotonic() - self.last >= 30:
+            self.last = time.monotonic()
+            print(f"  {report.format}: {report.cases} cases, {report.failures} failures",
+                  flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="per format (default 60)")
@@ -42,23 +62,10 @@ def main() -> int:
 
     reports: list[Report] = []
     for name in args.formats:
-        saved = [0]
-        last = [time.monotonic()]
-
-        def keep(failure: Failure) -> None:
-            if args.out is not None:
-                save_failure(failure, args.out, saved[0])
-                saved[0] += 1
-
-        def progress(report: Report) -> None:
-            if time.monotonic() - last[0] >= 30:
-                last[0] = time.monotonic()
-                print(f"  {report.format}: {report.cases} cases, {report.failures} failures",
-                      flush=True)
-
         print(f"{name}: fuzzing...", flush=True)
+        log = _Log(args.out)
         reports.append(fuzz(FORMATS[name], seconds=args.seconds, seed=args.seed,
-                            on_failure=keep, progress=progress))
+                            on_failure=log.keep, progress=log.progress))
 
     print()
     print(f"{'format':<14}{'cases':>9}{'cases/s':>9}{'accepted':>10}{'refused':>9}"

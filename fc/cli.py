@@ -11,6 +11,7 @@ handler is in place before numpy, the frameworks or fc's commands load.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -86,8 +87,6 @@ def _quiet_when_interrupted(hook: Any) -> Any:
 
 def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
     try:
-        import logging
-
         parser = build_parser()
     except BaseException:
         if interrupt.interrupted():  # Ctrl-C while the commands load (perhaps re-raised
@@ -95,9 +94,38 @@ def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
             return _INTERRUPTED, False
         raise
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(name)s: %(message)s")
-    return _run(args), args.debug
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        return _run(args), True
+    # Log records (fc's notes, a framework's warnings) are held and shown only after a
+    # successful command: an error stays the one line it is.
+    held = _HeldLog()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(held)
+    root.setLevel(logging.WARNING)
+    try:
+        rc = _run(args)
+    finally:
+        root.removeHandler(held)
+        root.setLevel(old_level)
+    if rc == 0:
+        held.replay()
+    return rc, False
+
+
+class _HeldLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[Any] = []
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: Any) -> None:
+        self.records.append(record)
+
+    def replay(self) -> None:
+        for r in self.records:
+            print(self.format(r), file=sys.stderr)
 
 
 def _run(args: Any) -> int:

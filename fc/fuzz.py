@@ -10,8 +10,12 @@ ONNX model; load and run an IR; ...) and two kinds of mutation, drawn by hypothe
 * **structural**: edits that keep the file parseable but break its meaning — an ONNX
   attribute of another type or with an absurd value, dims and data types that do not fit the
   data, unknown ops, dangling inputs; a JSON value replaced, removed or duplicated anywhere
-  in a symbol or graph file (MXNet attributes get plausible-looking strings); npz members
-  with other names, headers and dtypes.
+  in a symbol, graph or (YAML) quantization config file (MXNet attributes get
+  plausible-looking strings); npz members with other names, headers and dtypes; ``.pt2``
+  archive members truncated, emptied, renamed, duplicated or replaced.
+
+Formats: ``onnx``, ``mxnet-symbol``, ``mxnet-params``, ``ir-json``, ``ir-npz``, ``torch-pt2``
+(``fcc compile torch m.pt2``) and ``quant-config`` (the quantization YAML).
 
 :func:`run_case` judges one input; :func:`fuzz` runs a format for a number of cases or
 seconds and counts failures by kind (exception type and the fc source line it came from).
@@ -552,6 +556,109 @@ def _npz_structural(data: Any, seed: bytes) -> bytes:
     return buf.getvalue()
 
 
+# -- torch .pt2 ------------------------------------------------------------------------------------
+
+def _pt2_seeds() -> list[bytes]:
+    if "pt2" not in _CACHE:
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = torch.nn.BatchNorm2d(4)
+                self.fc = torch.nn.Linear(4, 5)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                y = torch.relu(self.bn(self.conv(x)))
+                return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+        torch.manual_seed(0)
+        buf = io.BytesIO()
+        program = torch.export.export(Net().eval(), (torch.zeros(1, 3, 8, 8),))
+        torch.export.save(program, buf)
+        _CACHE["pt2"] = [buf.getvalue()]
+    return _CACHE["pt2"]
+
+
+def _zip_structural(data: Any, seed: bytes) -> bytes:
+    """A zip archive (``.pt2``) with members truncated, emptied, renamed, duplicated or
+    replaced by plausible JSON."""
+    import hypothesis.strategies as st
+
+    src = zipfile.ZipFile(io.BytesIO(seed))
+    out = []
+    for info in src.infolist():
+        name, raw = info.filename, src.read(info)
+        op = data.draw(st.sampled_from(["keep"] * 6 + ["truncate", "empty", "rename", "dup",
+                                                       "json"]))
+        if op == "truncate":
+            raw = raw[: data.draw(st.integers(0, len(raw)))]
+        elif op == "empty":
+            raw = b""
+        elif op == "rename":
+            name = data.draw(st.sampled_from(["../x", "/abs", name + ".bak", "a/" + name]))
+        elif op == "json":
+            raw = json.dumps(data.draw(_json_value(st))).encode()
+        out.append((name, raw))
+        if op == "dup":
+            out.append((name, raw))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, raw in out:
+            zf.writestr(name, raw)
+    return buf.getvalue()
+
+
+def _pt2_target(data: bytes, tmp: Path) -> None:
+    from fc.api import import_model
+
+    path = tmp / "m.pt2"
+    path.write_bytes(data)
+    _compile_and_save(import_model("torch", path).graph, tmp)
+
+
+# -- quantization config (YAML) ---------------------------------------------------------------
+
+_QUANT_CONFIG = """MODEL:
+    graph: 'g_graph.json'
+QUAN:
+    strategy: symmetry_max
+    qconfig:
+        image_path: 'imgs'
+        method: percentile
+        percentile: 99.9
+        bits: 8
+        layers: {conv: 16, fc: {bits: 12}}
+PREPROCESS:
+    resize: [8, 8]
+    mean: [0.5, 0.5, 0.5]
+    channel_order: BGR
+EVALUATION:
+    input_node: 'x:0'
+    batch_size: 4
+"""
+
+
+def _quant_target(data: bytes, tmp: Path) -> None:
+    from fc.quant.config import load_config
+
+    graph_json, params = _ir_files()
+    (tmp / "g_graph.json").write_bytes(graph_json)
+    (tmp / "g_params.npz").write_bytes(params)
+    (tmp / "imgs").mkdir()
+    (tmp / "q.yml").write_bytes(data)
+    load_config(tmp / "q.yml")
+
+
+def _yaml_structural(data: Any, seed: bytes) -> bytes:
+    import yaml
+
+    as_json = json.dumps(yaml.safe_load(seed)).encode()  # JSON is YAML
+    return _json_edit(data, as_json)
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("onnx", _onnx_seeds, _onnx_target, _onnx_structural),
     Format("mxnet-symbol", _mx_json_seeds, _mx_json_target, _mx_json_structural),
@@ -560,6 +667,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            lambda d, tmp: _ir_target(d, _ir_files()[1], tmp), _ir_json_structural),
     Format("ir-npz", lambda: [_ir_files()[1]],
            lambda d, tmp: _ir_target(_ir_files()[0], d, tmp), _npz_structural),
+    Format("torch-pt2", _pt2_seeds, _pt2_target, _zip_structural),
+    Format("quant-config", lambda: [_QUANT_CONFIG.encode()], _quant_target, _yaml_structural),
 ]}
 
 

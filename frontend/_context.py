@@ -165,10 +165,11 @@ class ConvertContextBase:
         """Constant input ``i`` as a flat tuple of floats (scales); integers are accepted."""
         return tuple(float(v) for v in self._const_of(i, what, "iuf", "a numeric tensor"))
 
-    def value(self, i: int) -> Value:
-        """Input ``i`` as an fc ``Value``; a constant becomes a graph weight on first use,
-        named after its source tensor. An absent input is an error naming it (use
-        :meth:`optional_value` for an optional one, such as a bias)."""
+    def value(self, i: int) -> Value | None:
+        """Input ``i`` as an fc ``Value`` (``None`` if absent); a constant becomes a graph
+        weight on first use, named after its source tensor."""
+        if not self.has_input(i):
+            return None
         entry = self._entry(i)
         if isinstance(entry, Value):
             return entry
@@ -179,10 +180,6 @@ class ConvertContextBase:
             v = self.graph.add_const(name, entry)
             self._consts[key] = v
         return v
-
-    def optional_value(self, i: int) -> Value | None:
-        """``value(i)``, or ``None`` when optional input ``i`` is absent."""
-        return self.value(i) if self.has_input(i) else None
 
     def const_value(self, array: Any, name: str) -> Value:
         """A new weight made by a converter (e.g. a reshaped slope), named ``name``."""

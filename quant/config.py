@@ -216,7 +216,8 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):

@@ -196,6 +196,13 @@ class ConvertContext(ConvertContextBase):
         nid, _ = self.node.inputs[i]
         return nid, self._nodes[nid].name
 
+    def value(self, i: int) -> Value:
+        """Input ``i`` as an fc ``Value`` (MXNet inputs are never optional)."""
+        v = super().value(i)
+        if v is None:
+            raise self.error(f"input {i} is missing (the node has {self.num_inputs} inputs)")
+        return v
+
     # -- new constants --------------------------------------------------------------------
     def scalar(self, value: float, dtype: str, suffix: str = "scalar") -> Value:
         """A 0-d constant of ``dtype`` (MXNet casts scalar operands to the tensor's dtype)."""

@@ -86,8 +86,7 @@ def conv(ctx: ConvertContext) -> Value:
     dilations = ctx.attrs.ints("dilations", (1, 1))
     attrs = {"strides": strides, "dilations": dilations, "group": ctx.attrs.int("group", 1),
              "pads": _window_pads(ctx, kernel, strides, dilations)}
-    return ctx.add_node("Conv", [ctx.value(0), ctx.value(1), ctx.optional_value(2)], attrs
-                        ).output
+    return ctx.add_node("Conv", [ctx.value(0), ctx.value(1), ctx.value(2)], attrs).output
 
 
 @converter("ConvTranspose", since=1, check=check_2d)
@@ -118,8 +117,7 @@ def conv_transpose(ctx: ConvertContext) -> Value:
         pads = (begin[0], begin[1], end[0], end[1])
     attrs = {"strides": strides, "dilations": dilations, "group": ctx.attrs.int("group", 1),
              "pads": pads, "output_padding": tuple(out_pad)}
-    return ctx.add_node("ConvTranspose", [ctx.value(0), ctx.value(1), ctx.optional_value(2)],
-                        attrs).output
+    return ctx.add_node("ConvTranspose", [ctx.value(0), ctx.value(1), ctx.value(2)], attrs).output
 
 
 def _bn_check(ctx: ConvertContext) -> str | None:
@@ -147,7 +145,7 @@ def instance_norm(ctx: ConvertContext) -> Value:
 @converter("LayerNormalization", since=17,
            check=lambda ctx: ctx.outputs_used_reason(1, "Mean/InvStdDev output"))
 def layer_norm(ctx: ConvertContext) -> Value:
-    return ctx.add_node("LayerNormalization", [ctx.value(0), ctx.value(1), ctx.optional_value(2)],
+    return ctx.add_node("LayerNormalization", [ctx.value(0), ctx.value(1), ctx.value(2)],
                         {"axis": ctx.attrs.int("axis", -1),
                          "epsilon": ctx.attrs.float("epsilon", 1e-5)}).output
 
@@ -163,7 +161,7 @@ def lrn(ctx: ConvertContext) -> Value:
 @converter("Gemm", since=7)
 def gemm(ctx: ConvertContext) -> Value:
     a = ctx.attrs
-    return ctx.add_node("Gemm", [ctx.value(0), ctx.value(1), ctx.optional_value(2)], {
+    return ctx.add_node("Gemm", [ctx.value(0), ctx.value(1), ctx.value(2)], {
         "alpha": a.float("alpha", 1.0), "beta": a.float("beta", 1.0),
         "transA": a.int("transA", 0), "transB": a.int("transB", 0)}).output
 

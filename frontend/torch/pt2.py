@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -76,16 +77,54 @@ def load_pt2(path: str | os.PathLike):
     data = path.read_bytes()
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError):  # names not UTF-8, ...
         raise ImportError_(f"{path}: not a .pt2 file (not a zip archive written by "
                            "torch.export.save)") from None
     with zf:
-        _check_archive(path, zf)
+        try:
+            _check_archive(path, zf)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+            # a member whose local header or data is corrupt (found by fc.fuzz)
+            raise ImportError_(f"{path}: not a readable .pt2 archive ({type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+                               ) from None
     import torch
 
+    # torch.export.load logs the real cause of a corrupt archive as a warning with its
+    # traceback, then raises "check the warnings above": hold that record (nothing is
+    # printed before fc's one error line) and name the cause in the error instead.
+    held = _Held()
+    logger = logging.getLogger("torch.export")
+    propagate, handlers = logger.propagate, logger.handlers[:]
+    logger.handlers[:] = [held]  # torch's own handler sits on this logger
+    logger.propagate = False
     try:
         return torch.export.load(io.BytesIO(data))
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        cause = (held.cause() or _first_line(e)).split(". ")[0]  # its first sentence
         raise ImportError_(f"{path}: torch.export.load failed ({type(e).__name__}: "
-                           f"{first[:200]})") from None
+                           f"{cause[:200]})") from None
+    finally:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
+class _Held(logging.Handler):
+    """Keeps the records of one call; :meth:`cause` is the last exception one logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def cause(self) -> str:
+        for r in reversed(self.records):
+            if r.exc_info and r.exc_info[1] is not None:
+                return _first_line(r.exc_info[1])
+        return ""

@@ -11,17 +11,23 @@ import pytest
 from fc.errors import FcError
 from fc.fuzz import FORMATS, Format, fuzz, judge
 
-CASES = 60
+#: cases per format in the default run (a .pt2 case runs torch.export.load: seconds each)
+CASES = {"torch-pt2": 5}
+DEFAULT_CASES = 60
+#: formats whose every mutant is invalid (a config is all validation): no accepted ones
+ALL_REFUSED = {"quant-config"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in FORMATS])
 def test_mutated_inputs_never_break_the_promise(name: str) -> None:
-    report = fuzz(FORMATS[name], cases=CASES, seed=0)
+    cases = CASES.get(name, DEFAULT_CASES)
+    report = fuzz(FORMATS[name], cases=cases, seed=0)
     found = {k: f"{e.message} ({len(e.data)}-byte input)" for k, e in report.examples.items()}
     assert report.failures == 0, found
-    assert report.cases == CASES
+    assert report.cases == cases
     # the mutants reach past the first byte: some are accepted, some refused
-    assert report.outcomes["accepted"] > 0 and report.outcomes["refused"] > 0, report.outcomes
+    assert report.outcomes["refused"] > 0, report.outcomes
+    assert name in ALL_REFUSED or report.outcomes["accepted"] > 0, report.outcomes
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in FORMATS])
