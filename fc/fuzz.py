@@ -630,7 +630,7 @@ QUAN:
         method: percentile
         percentile: 99.9
         bits: 8
-        layers: {conv: 16, fc: {bits: 12}}
+        layers: {fc: {bits: 12}}
 PREPROCESS:
     resize: [8, 8]
     mean: [0.5, 0.5, 0.5]
