@@ -73,11 +73,33 @@ def _import_torch(model: str | os.PathLike, *, input_shapes: InputShapes,
     return Imported(imp.graph, [*imp.notes, f"torch import: {times}"])
 
 
+def _import_tf(model: str | os.PathLike, *, input_shapes: InputShapes,
+               params: str | os.PathLike | None, seed: int) -> Imported:
+    from fc.frontend.tf import import_tf
+
+    if params is not None:
+        raise FcError(f"{option('params')} is not used with TensorFlow models (weights are inside "
+                      "the model)")
+    notes = []
+    if not Path(os.fspath(model)).exists():
+        from fc.zoo.tf import canonical_name, get_model
+
+        if canonical_name(str(model)) is not None:
+            if isinstance(input_shapes, dict):  # (the zoo's input name is Keras' choice)
+                input_shapes = next(iter(input_shapes.values()))
+            shape = None if input_shapes is None else tuple(input_shapes[1:])
+            model = get_model(str(model), seed=seed, input_shape=shape)
+            notes.append(f"weights are seeded random (seed {seed}): Keras zoo model "
+                         f"{model.name}")
+    return Imported(import_tf(model, input_shapes=input_shapes), notes)
+
+
 #: framework name -> importer (a file or zoo name -> ``Imported``); one line per frontend.
 _IMPORTERS = {
     "onnx": _import_onnx,
     "mxnet": _import_mxnet,
     "torch": _import_torch,
+    "tf": _import_tf,
 }
 FRAMEWORKS = tuple(_IMPORTERS)
 

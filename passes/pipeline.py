@@ -4,7 +4,9 @@ Order matters and is fixed here:
 
 1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
 2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
-   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), transpose/reshape cancellation,
+   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), layout (Transposes pushed through
+   layout-agnostic ops until they cancel), spatial means as global pools, transpose/reshape
+   cancellation,
    Gemm input normalization (MatMul + bias Add becomes a Gemm before its per-channel
    constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
@@ -36,8 +38,10 @@ from fc.passes.fold_batchnorm import batchnorm_to_scale_pass, fold_batchnorm_pas
 from fc.passes.fold_channel_affine import fold_channel_affine_pass
 from fc.passes.fold_pad import fold_pad_pass
 from fc.passes.fuse_activation import fuse_activation_pass
+from fc.passes.global_pool import ReduceToGlobalPool
 from fc.passes.hardware import HARDWARE_OPS, non_hardware_ops
 from fc.passes.infra import Pass, PassManager, PassReport
+from fc.passes.layout import OptimizeLayout
 from fc.passes.normalize_gemm import NormalizeGemmInput
 from fc.passes.shape_inference import InferShapes
 
@@ -50,6 +54,8 @@ def default_passes() -> list[Pass]:
         EliminateNoOps(),
         CanonicalizeOps(),
         FoldConstants(),
+        OptimizeLayout(),
+        ReduceToGlobalPool(),
         CancelTransposes(),
         NormalizeGemmInput(),
         fold_batchnorm_pass(),

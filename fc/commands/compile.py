@@ -12,10 +12,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     c = sub.add_parser("compile", parents=[common], help="import a model and write both IRs (+ PNGs)",
                        description="Import MODEL from FRAMEWORK, compile it, and write "
                                    "IR_for_reconstruct_* and IR_fused_for_CModel_* into OUT.")
-    c.add_argument("framework", help="onnx, mxnet or torch")
-    c.add_argument("model", help="a model file (.onnx, PREFIX-symbol.json, .pt2), a torch "
+    c.add_argument("framework", help="onnx, mxnet, torch or tf")
+    c.add_argument("model", help="a model file (.onnx, PREFIX-symbol.json, .pt2, .keras/.h5, a "
+                                 "frozen .pb), a SavedModel directory, a torch "
                                  "package.module:factory, or a zoo name such as resnet50v1b "
-                                 "(mxnet) or resnet50 (torch)")
+                                 "(mxnet) or resnet50 (torch, tf)")
     c.add_argument("-o", "--output", default="fc_ir", help="output directory (default ./fc_ir)")
     c.add_argument("--input-shape", action="append", metavar="[NAME=]1,3,224,224",
                    help="override an input's shape (repeat for several inputs)")

@@ -1,0 +1,94 @@
+"""The Keras zoo (keras.applications, weights=None, seeded): Keras is the oracle for the IR
+for reconstruct, the fused IR, the model imported from its own frozen .pb, the reconstructed
+.pb and the trainable form; and a plain CNN's fused IR has no Transpose.
+
+The bound is ``MODEL_REL_L2`` or twice the model's float32 noise floor, when that is larger:
+the distance between Keras in float32 and the same model in float64 (random weights make a
+deep network amplify rounding; a translation error shows above that floor). MobileNetV2 runs
+by default; the other applications are ``slow``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fc.api
+from fc.frontend.tf import import_tf
+from fc.passes.pipeline import compile_graph
+from fc.reconstruct.tf import TFModel, freeze
+from fc.testing import MODEL_REL_L2, check_close, rel_l2
+from fc.zoo.tf import _MODELS, get_model, sample_input
+
+P = pytest.param
+keras = pytest.importorskip("keras")
+
+SLOW = pytest.mark.slow
+CASES = [
+    P("mobilenet_v2", 32, id="mobilenet_v2"),
+    P("resnet50", 64, id="resnet50", marks=SLOW),
+    P("efficientnet_b0", 64, id="efficientnet_b0", marks=SLOW),
+    P("densenet121", 64, id="densenet121", marks=SLOW),
+    P("inception_v3", 75, id="inception_v3", marks=SLOW),
+    P("vgg16", 32, id="vgg16", marks=SLOW),
+    P("mobilenet_v3_small", 64, id="mobilenet_v3_small", marks=SLOW),
+]
+
+
+def float64_twin(model, name: str, size: int):
+    """The same architecture and weights in float64 (Keras' dtype policy)."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        twin = getattr(keras.applications, _MODELS[name][0])(
+            weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    return twin
+
+
+@pytest.mark.parametrize(("name", "size"), CASES)
+def test_zoo_model(name: str, size: int, tmp_path: Path) -> None:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    model = get_model(name, input_shape=(size, size, 3), logits=True)
+    x = sample_input(name, (2, size, size, 3), seed=7)
+    k32 = np.asarray(model(x, training=False))
+    k64 = np.asarray(float64_twin(model, name, size)(x.astype(np.float64), training=False))
+    noise = rel_l2(k32, k64)
+    bound = max(MODEL_REL_L2, 2 * noise)
+    what = f"(fp32 noise {noise:.2g})"
+
+    graph = import_tf(model, input_shapes=x.shape)
+    fused, _ = compile_graph(graph)
+    assert "Transpose" not in fused.op_histogram(), fused.op_histogram()
+    assert "Transpose" not in graph.op_histogram()
+    out = graph.outputs[0].name
+    for which, g in (("reconstruct IR", graph), ("fused IR", fused)):
+        got = fc.api.run(g, x)[out]
+        check_close(got, k32, rel_l2_max=bound, what=f"{which} vs Keras {what}")
+        check_close(got.astype(np.float64), k64, rel_l2_max=bound, what=f"{which} vs Keras fp64")
+
+    # the same model from its own frozen GraphDef (TF's freezing)
+    concrete = tf.function(lambda t: model(t, training=False)).get_concrete_function(
+        tf.TensorSpec(x.shape, tf.float32, name="image"))
+    pb = tmp_path / "keras.pb"
+    pb.write_bytes(convert_variables_to_constants_v2(concrete).graph.as_graph_def()
+                   .SerializeToString())
+    from_pb = import_tf(pb)
+    got_pb = next(iter(fc.api.run(from_pb, x).values()))
+    check_close(got_pb, k32, rel_l2_max=bound, what=f"from .pb vs Keras {what}")
+
+    # reconstructed: the frozen .pb and the trainable form, against the golden executor
+    golden = fc.api.run(fused, x)[out]
+    for which, g in (("reconstruct IR", graph), ("fused IR", fused)):
+        rec = freeze(g).run([x])[out]
+        check_close(rec, golden, rel_l2_max=bound, what=f"frozen .pb of the {which} {what}")
+    trainable = TFModel(graph)(x).numpy()
+    check_close(trainable, golden, rel_l2_max=bound, what=f"trainable form {what}")
