@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fc.ir.activations import ACTIVATIONS
 from fc.ir.core import Graph, Node, Value
 from fc.ir.schema import get_schema, infer_types
 from fc.ir.schemas.elementwise import BINARY_OPS, UNARY_OPS, VARIADIC_OPS
@@ -44,8 +45,7 @@ __all__ = ["OptimizeLayout", "inverse", "moves_only_unit_axes"]
 Perm = tuple[int, ...]
 
 # ops computing each element from the same element of every input
-_UNARY = frozenset(UNARY_OPS) | {"LeakyRelu", "Elu", "HardSigmoid", "Clip", "Gelu", "Dropout",
-                                 "Cast"}
+_UNARY = frozenset(UNARY_OPS) | {a.op_type for a in ACTIVATIONS.values()} | {"Dropout", "Cast"}
 _BROADCAST = frozenset(BINARY_OPS) | frozenset(VARIADIC_OPS) | {"PRelu"}
 _REDUCE = frozenset({"ReduceMean", "ReduceSum", "ReduceMax"})
 
@@ -172,7 +172,7 @@ class OptimizeLayout(Pass):
         if op == "Transpose":
             composed = tuple(perm[q] for q in _perm(u))
             if composed == tuple(range(len(perm))):
-                u.output.replace_all_uses_with(x, graph)
+                u.output.replace_all_uses_with(x, graph, rename=True)
                 graph.erase_node(u)
             else:
                 retype_node(u, "Transpose", [x], {"perm": composed},
@@ -255,7 +255,7 @@ class OptimizeLayout(Pass):
         anchor = u
         for v, old, p in zip(fresh, olds, out_perms):
             if p == tuple(range(len(p))):
-                old.replace_all_uses_with(v, graph)
+                old.replace_all_uses_with(v, graph, rename=True)
                 continue
             node = Node("Transpose", [v], [old], {"perm": p},
                         name=graph.unique_node_name(f"{u.name}_transpose", "Transpose"),

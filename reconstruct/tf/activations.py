@@ -1,6 +1,6 @@
-"""The TensorFlow form of every fused activation (the ``activation`` attribute of
-Conv/Gemm/Add/Scale), with the IR's formulas (``fc.ir.schemas.nn.FUSED_ACTIVATIONS``); the
-standalone activation lowerings use the same functions."""
+"""The TensorFlow form of every activation of ``fc.ir.activations``, in its fused form (a
+layer's ``activation``/``act_alpha``/``act_beta``, with the table's formulas); the standalone
+activation ops are lowered through the same entries (``fused_form``)."""
 
 from __future__ import annotations
 

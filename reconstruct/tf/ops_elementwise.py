@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from fc.reconstruct.tf.activations import ACTIVATIONS, activate, clip, elu
+from fc.ir.activations import ACTIVATIONS as ACTIVATION_TABLE
+from fc.ir.activations import fused_form
+from fc.reconstruct.tf.activations import activate
 from fc.reconstruct.tf.context import LowerContext, Lt, common_perm, reduce_axes
 from fc.reconstruct.tf.registry import LOWERINGS
 
@@ -35,11 +37,6 @@ def _unary(fn: Callable[[Any, Any], Any]) -> Callable[..., Lt]:
 
 
 _UNARY: dict[str, Callable[[Any, Any], Any]] = {
-    "Relu": lambda tf, x: tf.nn.relu(x),
-    "Sigmoid": lambda tf, x: tf.sigmoid(x),
-    "Tanh": lambda tf, x: tf.tanh(x),
-    "HardSwish": lambda tf, x: ACTIVATIONS["hard_swish"](tf, x, 0.0, 0.0),
-    "SiLU": lambda tf, x: tf.nn.silu(x),
     "Exp": lambda tf, x: tf.exp(x),
     "Log": lambda tf, x: tf.math.log(x),
     "Sqrt": lambda tf, x: tf.sqrt(x),
@@ -60,41 +57,20 @@ def dropout(ctx: LowerContext, x: Lt, *, ratio: float) -> Lt:
     return ctx.out(ctx.tf.identity(ctx.arrange(x, x.perm)), x.perm)
 
 
-@LOWERINGS.register("LeakyRelu")
-def leaky_relu(ctx: LowerContext, x: Lt, *, alpha: float) -> Lt:
-    return ctx.out(ctx.tf.nn.leaky_relu(ctx.arrange(x, x.perm), alpha=alpha), x.perm)
-
-
-@LOWERINGS.register("Elu")
-def elu_(ctx: LowerContext, x: Lt, *, alpha: float) -> Lt:
-    return ctx.out(elu(ctx.tf, ctx.arrange(x, x.perm), alpha), x.perm)
-
-
-@LOWERINGS.register("HardSigmoid")
-def hard_sigmoid(ctx: LowerContext, x: Lt, *, alpha: float, beta: float) -> Lt:
-    return ctx.out(ACTIVATIONS["hard_sigmoid"](ctx.tf, ctx.arrange(x, x.perm), alpha, beta), x.perm)
-
-
-@LOWERINGS.register("Clip")
-def clip_(ctx: LowerContext, x: Lt, *, min: float, max: float) -> Lt:  # the schema's names
+def _activation(ctx: LowerContext, x: Lt, **attrs: object) -> Lt:
+    """A standalone activation op: its fused form (``fc.ir.activations``) through the one TF
+    function of that activation, so the two forms cannot disagree."""
+    name, alpha, beta = fused_form(ctx.node.op_type, attrs)
     t = ctx.arrange(x, x.perm)
-    if x.dtype.startswith("float"):
-        return ctx.out(clip(ctx.tf, t, min, max), x.perm)
-    lo, hi = (ctx.tf.cast(np.clip(v, *_int_range(x.dtype)), t.dtype) for v in (min, max))
-    return ctx.out(ctx.tf.minimum(ctx.tf.maximum(t, lo), hi), x.perm)
+    if name == "clip" and not x.dtype.startswith("float"):  # integer bounds, saturated
+        info = np.iinfo(np.dtype(x.dtype))
+        lo, hi = (ctx.tf.cast(np.clip(v, info.min, info.max), t.dtype) for v in (alpha, beta))
+        return ctx.out(ctx.tf.minimum(ctx.tf.maximum(t, lo), hi), x.perm)
+    return ctx.out(activate(ctx, t, name, alpha, beta), x.perm)
 
 
-def _int_range(dtype: str) -> tuple[int, int]:
-    info = np.iinfo(np.dtype(dtype))
-    return int(info.min), int(info.max)
-
-
-@LOWERINGS.register("Gelu")
-def gelu(ctx: LowerContext, x: Lt, *, approximate: str) -> Lt:
-    if approximate not in ("none", "tanh"):
-        raise ctx.error(f"approximate={approximate!r} is not 'none' or 'tanh'")
-    return ctx.out(ctx.tf.nn.gelu(ctx.arrange(x, x.perm), approximate=approximate == "tanh"),
-                   x.perm)
+for _entry in ACTIVATION_TABLE.values():
+    LOWERINGS.register(_entry.op_type)(_activation)
 
 
 @LOWERINGS.register("PRelu")

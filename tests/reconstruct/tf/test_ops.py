@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fc.ir.activations import ACTIVATIONS as ACTIVATION_TABLE
 from fc.ir.schema import all_schemas
-from fc.ir.schemas.nn import FUSED_ACTIVATIONS
 from fc.reconstruct.tf import LOWERINGS
 from fc.reconstruct.tf.activations import ACTIVATIONS
 
@@ -27,7 +27,7 @@ def test_every_schema_has_a_lowering() -> None:
 
 
 def test_every_fused_activation_has_a_tf_form() -> None:
-    assert sorted(set(FUSED_ACTIVATIONS) - {""}) == sorted(ACTIVATIONS)
+    assert sorted(ACTIVATION_TABLE) == sorted(ACTIVATIONS)
 
 
 CONV = [
@@ -53,7 +53,7 @@ def test_conv(x, w, attrs, bias, layout, one_node, check_frozen) -> None:
 @pytest.mark.parametrize(("activation", "alpha", "beta"), [
     P(a, *{"clip": (0.0, 6.0), "leaky_relu": (0.1, 0.0), "elu": (0.7, 0.0),
            "hard_sigmoid": (0.2, 0.5), "gelu": (1.0, 0.0)}.get(a, (0.0, 0.0)), id=a)
-    for a in sorted(set(FUSED_ACTIVATIONS) - {""})])
+    for a in sorted(ACTIVATION_TABLE)])
 def test_conv_fused_activation(activation, alpha, beta, one_node, check_frozen) -> None:
     consts = {1: rand(1, 4, 3, 3, 3, scale=0.5), 2: rand(2, 4)}
     g = one_node("Conv", [(1, 3, 6, 6)], {"pads": (1, 1, 1, 1), "activation": activation,
