@@ -11,7 +11,7 @@ from fc.reconstruct.tf.context import LowerContext, Lt, tf_name
 from fc.reconstruct.tf.frozen import FrozenGraph, freeze, run_graph_def
 from fc.reconstruct.tf.lower import check_lowerable, lower_graph
 from fc.reconstruct.tf.registry import LOWERINGS
-from fc.reconstruct.tf.trainable import TFModel
+from fc.reconstruct.tf.trainable import TFModel, fit
 
 __all__ = ["LOWERINGS", "Lt", "LowerContext", "ReconstructError", "FrozenGraph", "TFModel",
-           "freeze", "run_graph_def", "check_lowerable", "lower_graph", "tf_name"]
+           "freeze", "fit", "run_graph_def", "check_lowerable", "lower_graph", "tf_name"]

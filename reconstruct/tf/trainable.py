@@ -23,7 +23,7 @@ from fc.reconstruct.tf.context import inverse, tf_name
 from fc.reconstruct.tf.frozen import FrozenGraph, freeze_concrete, input_specs
 from fc.reconstruct.tf.lower import Overrides, check_lowerable, lower_graph
 
-__all__ = ["TFModel", "VariableWeights"]
+__all__ = ["TFModel", "VariableWeights", "fit"]
 
 
 class VariableWeights:
@@ -125,3 +125,38 @@ class TFModel:
     def freeze(self) -> FrozenGraph:
         """The frozen .pb of the model as trained so far."""
         return freeze_concrete(self._concrete, self.graph)
+
+
+def fit(model: TFModel, inputs: Sequence[np.ndarray], targets: np.ndarray, *, steps: int = 10,
+        lr: float = 1e-2, loss: str = "mse", batch: int | None = None,
+        progress: Any = None) -> list[float]:
+    """Train ``model`` for ``steps`` SGD steps on ``inputs`` (in the source layout) against
+    ``targets``: ``loss="mse"`` compares with target outputs, ``"crossentropy"`` takes integer
+    class labels and the model's outputs as logits. ``batch`` samples are used per step, in
+    order, wrapping around (default: all). ``progress(step, loss)`` is called after each
+    step. Returns the loss before each step."""
+    tf = model.tf
+    n = len(targets)
+    batch = batch or n
+    opt = tf.keras.optimizers.SGD(lr)
+    variables = model.trainable_variables
+    if loss == "mse":
+        def loss_fn(y: Any, t: Any) -> Any:
+            return tf.reduce_mean(tf.square(y - t))
+    elif loss == "crossentropy":
+        def loss_fn(y: Any, t: Any) -> Any:
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(t, tf.int64), logits=tf.reshape(y, (tf.shape(y)[0], -1))))
+    else:
+        raise ReconstructError(f"loss {loss!r} is not 'mse' or 'crossentropy'")
+    losses = []
+    for step in range(steps):
+        idx = np.arange(step * batch, step * batch + batch) % n
+        xs = [tf.constant(x[idx]) for x in inputs]
+        with tf.GradientTape() as tape:
+            value = loss_fn(model(*xs), tf.constant(targets[idx]))
+        opt.apply_gradients(zip(tape.gradient(value, variables), variables))
+        losses.append(float(value))
+        if progress is not None:
+            progress(step, losses[-1])
+    return losses
