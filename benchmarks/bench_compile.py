@@ -18,7 +18,14 @@
     fc's own conversion, with ``torch.onnx.export`` of the same module as the peer; then both
     IRs rebuilt as torch modules (``fc.reconstruct.torch``): build time and distances.
 
-    python benchmarks/bench_compile.py [--parts a b c t] [--sizes 2000 5000 10000 20000]
+(f) TensorFlow: ``fcc compile tf resnet50`` split into the Keras build (keras.applications,
+    then fc's seeded weights), freezing (trace + captured variables) and fc's own conversion,
+    with TF's ``convert_variables_to_constants_v2`` of the same concrete function as the peer of
+    the freezing; then both IRs reconstructed as frozen GraphDefs (``fc.reconstruct.tf``):
+    seconds, distances, and Transposes in the .pb; and the Transposes left in the fused IR of
+    each Keras application the issue names.
+
+    python benchmarks/bench_compile.py [--parts a b c t f] [--sizes 2000 5000 10000 20000]
 """
 
 from __future__ import annotations
@@ -467,10 +474,159 @@ def part_torch(args: argparse.Namespace, tmp: Path) -> None:
                  "golden vs source"), rows)
 
 
+# -- (f) TensorFlow: fcc compile tf resnet50, and its reconstruction ------------------------
+
+
+def tf_compile_child(repeat: int, seed: int) -> dict:
+    """In a fresh process: Keras ResNet-50 through fc's TF route, split into the Keras build,
+    fc's zoo weights, freezing and fc's own conversion (``repeat`` conversions of the frozen
+    graph), and TF's own freezing (convert_variables_to_constants_v2) as the peer."""
+    from fc._tf import import_tf
+
+    tf = import_tf()
+    import keras
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from fc.frontend.tf import import_frozen, load_source
+    from fc.passes.pipeline import compile_graph
+    from fc.zoo.tf import randomize, sample_input
+
+    logging.disable(logging.WARNING)
+    t = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.ResNet50(weights=None)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    randomize(model, seed, sample_input("resnet50", (8, 224, 224, 3), seed + 1))
+    weights = time.perf_counter() - t
+    t = time.perf_counter()
+    frozen = load_source(model)
+    freeze = time.perf_counter() - t
+    converts = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        graph = import_frozen(frozen)
+        converts.append(time.perf_counter() - t)
+    fused, _ = compile_graph(graph)
+    t = time.perf_counter()
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, 224, 224, 3], tf.float32))
+    trace = time.perf_counter() - t
+    t = time.perf_counter()
+    convert_variables_to_constants_v2(concrete)
+    peer = time.perf_counter() - t
+    return {"build": build, "weights": weights, "freeze": freeze, "convert": converts,
+            "trace": trace, "peer_freeze": peer, "nodes": len(graph),
+            "transposes": graph.op_histogram().get("Transpose", 0),
+            "fused_transposes": fused.op_histogram().get("Transpose", 0)}
+
+
+def tf_reconstruct_child(repeat: int, seed: int) -> dict:
+    """In a fresh process: Keras ResNet-50 imported and compiled; each IR frozen to a GraphDef
+    ``repeat`` times (the first apart: it imports TF's function machinery) and run by plain
+    TensorFlow against the golden executor and Keras itself."""
+    from fc._tf import import_tf
+
+    import_tf()
+    import fc.api
+    from fc.frontend.tf import import_tf as import_keras
+    from fc.passes.pipeline import compile_graph
+    from fc.reconstruct.tf import freeze
+    from fc.testing import rel_l2
+    from fc.zoo.tf import get_model, sample_input
+
+    logging.disable(logging.WARNING)
+    model = get_model("resnet50", seed=seed, logits=True)
+    x = sample_input("resnet50", (1, 224, 224, 3), seed + 2)
+    source = np.asarray(model(x, training=False))
+    graph = import_keras(model)
+    fused, _ = compile_graph(graph)
+    out = {}
+    for tag, g in (("reconstruct", graph), ("fused", fused)):
+        times = []
+        for _ in range(repeat):
+            gc.collect()
+            t = time.perf_counter()
+            fz = freeze(g)
+            times.append(time.perf_counter() - t)
+        got = next(iter(fz.run([x]).values()))
+        golden = next(iter(fc.api.run(g, x).values()))
+        out[tag] = {"times": times, "nodes": len(g), "vs_golden": rel_l2(got, golden),
+                    "vs_source": rel_l2(got, source), "golden_vs_source": rel_l2(golden, source),
+                    "pb_transposes": sum(n.op == "Transpose" for n in fz.graph_def.node),
+                    "pb_bytes": len(fz.serialize())}
+    return out
+
+
+#: the Keras applications whose fused IR must have no Transpose (issue 9), and a small size
+TF_APPS = (("resnet50", 96), ("mobilenet_v2", 96), ("efficientnet_b0", 96), ("densenet121", 96),
+           ("inception_v3", 96), ("vgg16", 96))
+
+
+def tf_transposes_child(name: str, size: int, seed: int) -> dict:
+    from fc._tf import import_tf
+
+    import_tf()
+    from fc.frontend.tf import import_tf as import_keras
+    from fc.passes.pipeline import compile_graph
+    from fc.zoo.tf import get_model
+
+    logging.disable(logging.WARNING)
+    graph = import_keras(get_model(name, seed=seed, input_shape=(size, size, 3)))
+    fused, _ = compile_graph(graph)
+    return {"ir": graph.op_histogram().get("Transpose", 0),
+            "fused": fused.op_histogram().get("Transpose", 0), "nodes": len(fused),
+            "ops": ", ".join(f"{k} {v}" for k, v in fused.op_histogram().items())}
+
+
+def part_tf(args: argparse.Namespace, tmp: Path) -> None:
+    """(f) ``fcc compile tf resnet50`` split into its phases, TF's own freezing as the peer."""
+    res = run_isolated(tf_compile_child, args.repeat, args.seed)
+    conv = statistics.median(res["convert"])
+    rows = [("Keras build (keras.applications.ResNet50)", f"{res['build']:.3f}"),
+            ("fc zoo weights (seeded, BN calibrated)", f"{res['weights']:.3f}"),
+            ("freezing (trace + captured variables)", f"{res['freeze']:.3f}"),
+            ("fc's own conversion (median)", f"{conv:.3f}"),
+            ("peer: trace alone", f"{res['trace']:.3f}"),
+            ("peer: convert_variables_to_constants_v2", f"{res['peer_freeze']:.3f}")]
+    print_table(f"(f) Keras ResNet-50 -> IR ({res['nodes']} nodes, {res['transposes']} Transposes; "
+                f"fused IR: {res['fused_transposes']}): seconds", ("phase", "seconds"), rows)
+    print(f"fc's own conversion {conv:.3f}s: target <= 0.5s {verdict(conv <= 0.5)}; fc's "
+          f"freezing / TF's (trace + convert_variables_to_constants_v2) = "
+          f"{res['freeze'] / (res['trace'] + res['peer_freeze']):.2f}x")
+
+    rec = run_isolated(tf_reconstruct_child, args.repeat, args.seed)
+    rows = []
+    for tag, r in rec.items():
+        m = statistics.median(r["times"][1:] or r["times"])
+        rows.append((tag, r["nodes"], f"{r['times'][0]:.3f}", f"{m:.3f}", verdict(m <= 3.0),
+                     r["pb_transposes"], f"{r['pb_bytes'] / 2**20:.1f}",
+                     f"{r['vs_golden']:.2e}", f"{r['vs_source']:.2e}",
+                     f"{r['golden_vs_source']:.2e}"))
+    print_table(f"(f) ResNet-50 reconstructed as a frozen GraphDef (fc.reconstruct.tf.freeze): "
+                f"seconds, first and median of {args.repeat}; target <= 3 s; Transposes in the "
+                f".pb; distances (rel-L2 of the logits, batch 1)",
+                ("IR", "nodes", "first", "median", "<=3s", "Transposes", "MiB", "vs golden",
+                 "vs Keras", "golden vs Keras"), rows)
+
+    rows = []
+    for name, size in TF_APPS:
+        r = run_isolated(tf_transposes_child, name, size, args.seed)
+        rows.append((name, size, r["ir"], r["fused"], verdict(r["fused"] == 0), r["nodes"],
+                     r["ops"]))
+    print_table("(f) Transposes left in the Keras applications' IRs (input size S)",
+                ("model", "S", "IR for reconstruct", "IR fused", "none", "fused nodes",
+                 "fused ops"), rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", choices=("a", "b", "c", "t"), default=["a", "b", "c", "t"],
+    p.add_argument("--parts", nargs="+", choices=("a", "b", "c", "t", "f"),
+                   default=["a", "b", "c", "t", "f"],
                    help="which parts to run (default all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000, 20000],
                    help="synthetic graph sizes in nodes for (b)")
@@ -485,9 +641,10 @@ def main() -> None:
 
     print(f"bench_compile: {machine_line()}")
     with tempfile.TemporaryDirectory(prefix="fc_bench_") as tmp:
-        for part in ("a", "b", "c", "t"):
+        for part in ("a", "b", "c", "t", "f"):
             if part in args.parts:
-                {"a": part_a, "b": part_b, "c": part_c, "t": part_torch}[part](args, Path(tmp))
+                {"a": part_a, "b": part_b, "c": part_c, "t": part_torch,
+                 "f": part_tf}[part](args, Path(tmp))
 
 
 if __name__ == "__main__":
