@@ -10,7 +10,8 @@ Order matters and is fixed here:
    Gemm input normalization (MatMul + bias Add becomes a Gemm before its per-channel
    constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
-   per-channel Mul/Add into the preceding layer, then a lone BN into a ``Scale``. BN must
+   per-channel Mul/Add into the preceding layer (or, a model's input normalization, into the
+   following Conv where exact), then a lone BN into a ``Scale``. BN must
    fold before activations fuse (a fused activation blocks folding) and before the lone-BN
    rewrite (which would otherwise take BNs that could fold).
 4. activations fused into their producers (Conv/ConvTranspose/Gemm/Scale and the residual
@@ -36,6 +37,7 @@ from fc.passes.dce import EliminateDeadCode
 from fc.passes.eliminate_noop import EliminateNoOps
 from fc.passes.fold_batchnorm import batchnorm_to_scale_pass, fold_batchnorm_pass
 from fc.passes.fold_channel_affine import fold_channel_affine_pass
+from fc.passes.fold_input_affine import fold_input_affine_pass
 from fc.passes.fold_pad import fold_pad_pass
 from fc.passes.fuse_activation import fuse_activation_pass
 from fc.passes.global_pool import ReduceToGlobalPool
@@ -60,6 +62,7 @@ def default_passes() -> list[Pass]:
         NormalizeGemmInput(),
         fold_batchnorm_pass(),
         fold_channel_affine_pass(),
+        fold_input_affine_pass(),
         batchnorm_to_scale_pass(),
         fuse_activation_pass(),
         fold_pad_pass(),
