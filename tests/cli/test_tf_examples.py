@@ -1,5 +1,5 @@
-"""The TensorFlow example scripts (both spellings of the reconstructor, and the training
-script) do their job through the library."""
+"""The TensorFlow training example does its job through the library (the reconstructor
+scripts are run by tests/cli/test_examples.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import fc.ir
 from fc.ir import Graph
@@ -42,21 +41,6 @@ def _ir(tmp: Path) -> Path:
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
                           text=True, timeout=600)
-
-
-@pytest.mark.parametrize("script", [
-    pytest.param("test_tensorflow_reconstructor.py", id="reconstructor"),
-    pytest.param("test_tensorflow_recostructor.py", id="seed_spelling"),
-])
-def test_reconstructor_scripts(script: str, tmp_path: Path) -> None:
-    graph = _ir(tmp_path)
-    pb = tmp_path / "tf_reconstruct.pb"
-    proc = _run(script, "--graph", str(graph), "--input_npy", str(tmp_path / "x.npy"),
-                "--save_path", str(pb))
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith("distance: ") and float(lines[0].split()[1]) < 1e-5
-    assert "tf graph inputs: image:0 (NHWC)" in lines and pb.is_file()
 
 
 def test_training_script_lowers_the_loss_and_writes_the_ir(tmp_path: Path) -> None:
