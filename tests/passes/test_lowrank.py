@@ -237,9 +237,9 @@ def test_per_layer_choices_exclude_and_errors():
     assert decompose(g, RankChoice(rank=1), exclude=["fc"]) == []
     with pytest.raises(PassError, match=r"rank 9 exceeds the full rank 7"):
         decompose(g, RankChoice(rank=9))
-    with pytest.raises(PassError, match=r"no node\(s\) \['nope'\]"):
+    with pytest.raises(PassError, match=r"no Conv/Gemm layer named \['nope'\]"):
         decompose(g, RankChoice(rank=1), layers={"nope": RankChoice(rank=2)})
     with pytest.raises(PassError, match="exactly one of rank, energy, flops"):
         RankChoice(rank=2, energy=0.5)
-    [rep] = decompose(g, RankChoice(energy=0.1), layers={"fc": RankChoice(rank=2)})
+    [rep] = decompose(g, RankChoice(energy=0.1), layers={"fc.weight": RankChoice(rank=2)})
     assert rep.rank == 2
