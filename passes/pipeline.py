@@ -14,6 +14,10 @@ Order matters and is fixed here:
    following Conv where exact), then a lone BN into a ``Scale``. BN must
    fold before activations fuse (a fused activation blocks folding) and before the lone-BN
    rewrite (which would otherwise take BNs that could fold).
+   Then structural re-parameterization, on the BN-free branches: parallel Conv / Scale /
+   identity branches summed by an Add merge into one Conv (ACNet, RepVGG), and a
+   Conv -> 1x1 Conv chain with nothing between folds into one Conv (ResRep's compactor);
+   both before activations fuse (a branch with a fused activation is not linear).
 4. activations fused into their producers (Conv/ConvTranspose/Gemm/Scale and the residual
    Add), then Pad folded into the following Conv/pool (a zero Pad before MaxPool folds only
    when its input is known non-negative, e.g. from a fused relu).
@@ -38,12 +42,14 @@ from fc.passes.eliminate_noop import EliminateNoOps
 from fc.passes.fold_batchnorm import batchnorm_to_scale_pass, fold_batchnorm_pass
 from fc.passes.fold_channel_affine import fold_channel_affine_pass
 from fc.passes.fold_input_affine import fold_input_affine_pass
+from fc.passes.fold_compactor import fold_compactor_pass
 from fc.passes.fold_pad import fold_pad_pass
 from fc.passes.fuse_activation import fuse_activation_pass
 from fc.passes.global_pool import ReduceToGlobalPool
 from fc.passes.hardware import HARDWARE_OPS, non_hardware_ops
 from fc.passes.infra import Pass, PassManager, PassReport
 from fc.passes.layout import OptimizeLayout
+from fc.passes.merge_branches import merge_branches_pass
 from fc.passes.normalize_gemm import NormalizeGemmInput
 from fc.passes.shape_inference import InferShapes
 
@@ -64,6 +70,8 @@ def default_passes() -> list[Pass]:
         fold_channel_affine_pass(),
         fold_input_affine_pass(),
         batchnorm_to_scale_pass(),
+        merge_branches_pass(),
+        fold_compactor_pass(),
         fuse_activation_pass(),
         fold_pad_pass(),
         MergeCommonSubexpressions(),

@@ -43,7 +43,7 @@ from fc.errors import PassError
 from fc.ir.complexity import MAC_OPS
 from fc.ir.core import Graph, Node, Value
 from fc.ir.schema import weight_by_out_channel, weight_from_out_channel, weight_input
-from fc.ir.schemas.elementwise import UNARY_OPS
+from fc.ir.schemas.elementwise import ACTIVATION_OPS, UNARY_OPS
 from fc.passes.infra import Pass, replace_const_input
 from fc.passes.shape_inference import InferShapes
 
@@ -250,8 +250,7 @@ def _standalone_keeps_zero(node: Node) -> bool:
 
 
 #: one-input ops that act on each channel alone: elementwise (zero stays zero when f(0) = 0)
-UNARY_CHANNELWISE = (*UNARY_OPS, "LeakyRelu", "Elu", "HardSigmoid", "Clip", "Gelu", "Dropout",
-                     "Cast")
+UNARY_CHANNELWISE = (*UNARY_OPS, *ACTIVATION_OPS, "Dropout", "Cast")
 #: ... and spatial ones (zero stays zero: padding never wins a max, averages of 0 are 0)
 SPATIAL_CHANNELWISE = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize")
 
