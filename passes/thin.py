@@ -44,7 +44,7 @@ from fc.ir.complexity import MAC_OPS
 from fc.ir.core import Graph, Node, Value
 from fc.ir.schema import weight_by_out_channel, weight_from_out_channel, weight_input
 from fc.ir.schemas.elementwise import ACTIVATION_OPS, UNARY_OPS
-from fc.passes.infra import Pass, replace_const_input
+from fc.passes.infra import Pass, is_private, replace_const_input
 from fc.passes.shape_inference import InferShapes
 
 __all__ = ["LayerThinning", "ThinResult", "thin", "Thin", "channelwise_keeps_zero"]
@@ -391,6 +391,17 @@ def _flatten(an: _Analysis, node: Node) -> None:
 
 
 # -- rewriting ------------------------------------------------------------------------------
+def set_const(graph: Graph, node: Node, index: int, array: np.ndarray) -> None:
+    """Input ``index`` of ``node`` becomes ``array`` (a cut of the old weight). A private
+    weight keeps its name, shape updated: a thinned model's weights read like the original's.
+    A shared one is left to its other users and a ``_thinned`` copy takes its place here."""
+    v = node.inputs[index]
+    if is_private(v, graph) and graph.initializers.get(v.name) is v:
+        v.const, v.shape = array, tuple(array.shape)
+    else:
+        replace_const_input(graph, node, index, array, f"{v.name}_thinned")
+
+
 class _Rewriter:
     def __init__(self, an: _Analysis, removed_roots: set[int]):
         self.an = an
@@ -414,8 +425,7 @@ class _Rewriter:
         axis = 1 - (rank - c.ndim)
         if axis < 0 or c.shape[axis] == 1:
             return  # broadcast along the channels: nothing to cut
-        replace_const_input(self.graph, node, index, np.compress(keep, c, axis=axis),
-                            f"{v.name}_thinned")
+        set_const(self.graph, node, index, np.compress(keep, c, axis=axis))
 
 
 def _rewrite_layer(rw: _Rewriter, node: Node) -> None:
@@ -434,8 +444,7 @@ def _rewrite_layer(rw: _Rewriter, node: Node) -> None:
         if node.op_type != "MatMul" and len(node.inputs) > 2:
             rw.slice_const(node, 2, out_keep, 2)  # a bias is (M,) or Gemm's C, as (N, M)
     if changed:
-        replace_const_input(rw.graph, node, i, np.ascontiguousarray(
-            weight_from_out_channel(node, rows)), f"{w.name}_thinned")
+        set_const(rw.graph, node, i, np.ascontiguousarray(weight_from_out_channel(node, rows)))
 
 
 def _rewrite_params(indices: tuple[int, ...]) -> Callable[[_Rewriter, Node], None]:

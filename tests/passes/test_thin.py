@@ -232,3 +232,50 @@ def test_reshape_to_features_and_gemm():
     np.testing.assert_array_equal(g.node_by_name("fc").inputs[1].const, np.concatenate(
         [fw[9:18], fw[27:36]]))  # transB=0: input features are the rows
     check_close(npo.run(g, feeds)[y.name], ref, op="Gemm")
+
+
+def test_scale_and_per_channel_constants_follow():
+    """A fused-IR Scale (a lone BN) and per-channel Mul/Add constants lose the entries of
+    the removed channels; a broadcast (scalar) constant stays."""
+    rng = np.random.default_rng(3)
+    g = Graph("g")
+    x = g.add_input("x", (2, 3, 5, 5))
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    w[[1, 4]] = 0
+    c = g.add_node("Conv", [x, g.add_const("w", w)], {"pads": (1, 1, 1, 1)}, name="conv").output
+    m = g.add_node("Mul", [c, g.add_const("m", rng.uniform(0.5, 2, (6, 1, 1)).astype(np.float32))],
+                   name="mul").output
+    s = g.add_node("Scale", [m, g.add_const("s", rng.uniform(0.5, 2, 6).astype(np.float32)),
+                             g.add_const("t", np.where(np.arange(6) % 3 == 1, 0, 1)
+                                         .astype(np.float32))],
+                   {"activation": "relu"}, name="scale").output
+    a = g.add_node("Add", [s, g.add_const("k", np.zeros((1, 6, 1, 1), np.float32))],
+                   name="add").output
+    h = g.add_node("Mul", [a, g.add_const("half", np.array(0.5, np.float32))], name="half").output
+    y = g.add_node("Conv", [h, g.add_const("w2", rng.standard_normal((2, 6, 1, 1))
+                                           .astype(np.float32))], name="conv2").output
+    g.outputs = [y]
+    feeds = {"x": _x(g)}
+    ref = npo.run(g, feeds)[y.name]
+    result = thin(g)
+    verify(g)
+    assert [(la.name, la.channels, la.kept) for la in result.layers] == [("conv", 6, 4)]
+    shapes = {k: v.shape for k, v in g.initializers.items()}
+    assert shapes == {"w": (4, 3, 3, 3), "m": (4, 1, 1), "s": (4,), "t": (4,),
+                      "k": (1, 4, 1, 1), "half": (), "w2": (2, 4, 1, 1)}
+    check_close(npo.run(g, feeds)[y.name], ref, op="Conv")
+
+
+def test_resnet18_blocks_thin(torch_ir):
+    """Half of the first convolution of every basic block of a ResNet-18 (the interior
+    channels a residual Add does not see) pruned and thinned: same outputs, fewer FLOPs."""
+    import fc.zoo.torch as zoo
+
+    g = torch_ir(zoo.resnet18(seed=0), (1, 3, 32, 32), trained=True)
+    firsts = [n.name for n in g if n.op_type == "Conv" and ".conv1." in n.inputs[1].name]
+    assert len(firsts) == 8
+    flops = complexity(g).dense_flops
+    prune(g, dict.fromkeys(firsts, 0.5), criterion="fpgm")
+    result = _thin_and_compare(g, batch=1)
+    assert sorted(la.channels // la.kept for la in result.layers) == [2] * 8
+    assert complexity(g).dense_flops < 0.65 * flops
