@@ -87,6 +87,8 @@ class LayerPruning:
     #: the other weights that had the pruned channels zeroed (bias, BN scale/B, ...)
     zeroed: tuple[str, ...] = ()
     skipped: str = ""
+    #: the layers pruned together with this one (the same channels: a residual Add sums them)
+    tied: tuple[str, ...] = ()
 
 
 @dataclass
@@ -210,12 +212,34 @@ def _zero_followers(graph: Graph, v: Value, channels: np.ndarray, masks: dict[st
             zeroed.extend((user.inputs[1].name, *more))
 
 
+def _group_rows(graph: Graph, names: list[str]) -> np.ndarray:
+    """The filters of one layer as rows; of tied layers side by side, each layer's scaled to
+    unit norm (so a layer with larger weights does not decide alone)."""
+    if len(names) == 1:
+        node = graph.node_by_name(names[0])
+        return weight_by_out_channel(node, node.inputs[weight_input(node.op_type)].const)
+    parts = []
+    for name in names:
+        node = graph.node_by_name(name)
+        rows = weight_by_out_channel(node, node.inputs[weight_input(node.op_type)].const)
+        rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
+        parts.append(rows / (np.linalg.norm(rows) or 1.0))
+    return np.concatenate(parts, axis=1)
+
+
 def prune(graph: Graph, ratios: Mapping[str, float], *, criterion: str = "l1",
-          default: float = 0.0, exclude: Iterable[str] = (), skip_first: bool = False
-          ) -> PruneResult:
+          default: float = 0.0, exclude: Iterable[str] = (), skip_first: bool = False,
+          coupled: bool = True) -> PruneResult:
     """Prune ``graph`` in place: each layer at ``ratios[key]`` (a node, weight or source
     name), the others at ``default``; ``exclude`` (keys) and, with ``skip_first``, the first
-    layer are left alone. Returns what was done per layer and the masks."""
+    layer are left alone. Returns what was done per layer and the masks.
+
+    ``coupled``: layers whose outputs a residual Add sums (``thin.tied_layers``) are pruned
+    together when all of them are to be pruned: the same channels, chosen by the criterion
+    on their joint filters (each layer's filters scaled to unit norm, side by side), at the
+    smallest of their ratios, so that ``thin`` can remove those channels. Otherwise each
+    layer is pruned alone, and a residual Add keeps the union of its inputs' channels.
+    """
     if criterion not in CRITERIA:
         raise PassError(f"pruning criterion {criterion!r} not one of {list(CRITERIA)}")
     for key, r in {**ratios, "default": default}.items():
@@ -227,21 +251,42 @@ def prune(graph: Graph, ratios: Mapping[str, float], *, criterion: str = "l1",
     layers = prunable_layers(graph)
     if skip_first and layers:
         excluded.add(next(iter(layers)))
+
+    wanted: dict[str, float] = {}
     result = PruneResult([])
     for name, entry in layers.items():
         ratio = per_node.get(name, default)
         if name in excluded or (ratio == 0.0 and name not in per_node):
             continue
-        node = graph.node_by_name(name)
         if isinstance(entry, str):
             if name in per_node:  # asked for by name: say why not
-                result.layers.append(LayerPruning(name, node.op_type, 0, ratio, criterion,
-                                                  skipped=entry))
+                result.layers.append(LayerPruning(name, graph.node_by_name(name).op_type, 0,
+                                                  ratio, criterion, skipped=entry))
             continue
-        w = node.inputs[weight_input(node.op_type)]
-        rows = weight_by_out_channel(node, w.const)
+        wanted[name] = ratio
+    groups: dict[str, list[str]] = {}
+    if coupled:
+        from fc.passes.thin import tied_layers
+
+        for group in tied_layers(graph):
+            if all(wanted.get(n, 0.0) > 0 for n in group):
+                for n in group:
+                    groups[n] = group
+    done: set[str] = set()
+    for name in wanted:
+        if name in done:
+            continue
+        group = groups.get(name, [name])
+        nodes = [graph.node_by_name(n) for n in group]
+        rows = _group_rows(graph, group)
+        ratio = min(wanted[n] for n in group)
         pruned = select_filters(filter_scores(rows, criterion), ratio)
-        zeroed = prune_filters(graph, node, pruned, result.masks) if pruned.size else ()
-        result.layers.append(LayerPruning(name, node.op_type, len(rows), ratio, criterion,
-                                          tuple(int(c) for c in pruned), zeroed))
+        for node in nodes:
+            zeroed = prune_filters(graph, node, pruned, result.masks) if pruned.size else ()
+            result.layers.append(LayerPruning(node.name, node.op_type, len(rows), ratio, criterion,
+                                              tuple(int(c) for c in pruned), zeroed,
+                                              tied=tuple(n for n in group if n != node.name)))
+            done.add(node.name)
+    order = {n: i for i, n in enumerate(layers)}
+    result.layers.sort(key=lambda la: order[la.name])
     return result

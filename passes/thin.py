@@ -47,7 +47,7 @@ from fc.ir.schemas.elementwise import ACTIVATION_OPS, UNARY_OPS
 from fc.passes.infra import Pass, is_private, replace_const_input
 from fc.passes.shape_inference import InferShapes
 
-__all__ = ["LayerThinning", "ThinResult", "thin", "Thin", "channelwise_keeps_zero"]
+__all__ = ["LayerThinning", "ThinResult", "thin", "Thin", "channelwise_keeps_zero", "tied_layers"]
 
 ACT_KEYS = ("activation", "act_alpha", "act_beta")
 
@@ -535,8 +535,7 @@ def _layer_reasons(an: _Analysis, node: Node, removed: set[int], alive: dict[int
                          int(t.zero.sum()), reasons)
 
 
-def thin(graph: Graph) -> ThinResult:
-    """Remove every removable zero channel of ``graph`` in place (module docstring)."""
+def _analyse(graph: Graph) -> _Analysis:
     an = _Analysis(graph)
     for v in graph.inputs:
         an.fresh(v, pin=f"graph input {v.name!r}")
@@ -544,6 +543,25 @@ def thin(graph: Graph) -> ThinResult:
         _RULES.get(node.op_type, _unknown)(an, node)
     for v in graph.outputs:
         an.pin(v, f"graph output {v.name!r}")
+    return an
+
+
+def tied_layers(graph: Graph) -> list[list[str]]:
+    """Groups (two or more, in graph order) of layers whose output channels are the same
+    channels, channel by channel: the layers a residual Add sums. Pruning them with the same
+    channels is what lets ``thin`` remove those channels."""
+    an = _analyse(graph)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for node in graph:
+        if id(node) in an.layers:
+            key = tuple(an.atoms.roots(an.get(node.outputs[0]).atoms).tolist())
+            groups.setdefault(key, []).append(node.name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def thin(graph: Graph) -> ThinResult:
+    """Remove every removable zero channel of ``graph`` in place (module docstring)."""
+    an = _analyse(graph)
 
     atoms = an.atoms
     pins: dict[int, str] = {}

@@ -152,6 +152,30 @@ def test_residual_channels_zero_in_both_inputs_go(residual):
     assert sorted((la.channels, la.kept) for la in result.layers) == [(8, 5), (8, 5)]
 
 
+@pytest.mark.parametrize("criterion", ["l1", "fpgm"])
+def test_residual_coupled_pruning_thins_both_sides(residual, criterion):
+    """The stem and conv_b meet in the residual Add: pruned together (the same channels,
+    chosen on their joint filters) they thin; pruned apart they cannot."""
+    result = prune(residual, {"stem": 0.5, "conv_b": 0.5}, criterion=criterion)
+    stem, conv_b = (_layer(residual, m).name for m in ("stem", "conv_b"))
+    by = {la.name: la for la in result.layers}
+    assert by[stem].pruned == by[conv_b].pruned and len(by[stem].pruned) == 4
+    assert by[stem].tied == (conv_b,) and by[conv_b].tied == (stem,)
+    thinned = _thin_and_compare(residual)
+    assert sorted((la.channels, la.kept) for la in thinned.layers) == [(8, 4), (8, 4)]
+    assert _layer(residual, "head").inputs[1].shape == (5, 4, 1, 1)
+
+
+def test_residual_uncoupled_pruning_does_not_thin(torch_ir):
+    torch.manual_seed(1)
+    g = torch_ir(Residual(), (2, 3, 6, 6))
+    result = prune(g, {"stem": 0.5, "conv_b": 0.5}, coupled=False)
+    both = set(result.layers[0].pruned) & set(result.layers[1].pruned)
+    assert len(both) < 4  # chosen apart, they differ
+    thinned = _thin_and_compare(g)
+    assert [la.kept for la in thinned.layers] == [8 - len(both)] * 2  # only the common ones go
+
+
 class Branches(nn.Module):
     """Two convolutions concatenated on the channels, then a 1x1 convolution."""
 
