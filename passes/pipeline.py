@@ -41,8 +41,8 @@ from fc.passes.dce import EliminateDeadCode
 from fc.passes.eliminate_noop import EliminateNoOps
 from fc.passes.fold_batchnorm import batchnorm_to_scale_pass, fold_batchnorm_pass
 from fc.passes.fold_channel_affine import fold_channel_affine_pass
-from fc.passes.fold_input_affine import fold_input_affine_pass
 from fc.passes.fold_compactor import fold_compactor_pass
+from fc.passes.fold_input_affine import fold_input_affine_pass
 from fc.passes.fold_pad import fold_pad_pass
 from fc.passes.fuse_activation import fuse_activation_pass
 from fc.passes.global_pool import ReduceToGlobalPool
