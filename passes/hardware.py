@@ -20,7 +20,7 @@ HARDWARE_OPS: frozenset[str] = frozenset({
     # standalone where it cannot fuse
     "Add", "Mul", "PRelu", *(a.op_type for a in ACTIVATIONS.values()),
     # normalization and output layers
-    "LRN", "Softmax",
+    "LRN", "Softmax", "LayerNormalization",
     # data movement
     "Concat", "Split", "Slice", "Reshape", "Flatten", "Transpose", "Pad", "Resize",
     "DepthToSpace", "SpaceToDepth",

@@ -4,11 +4,14 @@ Order matters and is fixed here:
 
 1. ``infer_shapes``: every value annotated (importers already do; passes rely on it).
 2. clean-up: no-op elimination (Identity, Dropout, no-op Reshape...), constant folding,
-   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), layout (Transposes pushed through
+   canonical forms (Sum -> Add, Clip(0, inf) -> Relu), decomposed activations and
+   normalizations fused back into one op (Gelu, LayerNormalization, HardSigmoid, HardSwish,
+   SiLU: ``fuse_decomposed``, before a ReduceMean could become a global pool or a constant
+   fold into a layer), layout (Transposes pushed through
    layout-agnostic ops until they cancel), spatial means as global pools, transpose/reshape
    cancellation,
-   Gemm input normalization (MatMul + bias Add becomes a Gemm before its per-channel
-   constants are folded).
+   Gemm input normalization (MatMul + bias Add becomes a Gemm before its
+   per-channel constants are folded).
 3. folding into layers: BatchNormalization into the preceding Conv/ConvTranspose/Gemm,
    per-channel Mul/Add into the preceding layer (or, a model's input normalization, into the
    following Conv where exact), then a lone BN into a ``Scale``. BN must
@@ -45,6 +48,7 @@ from fc.passes.fold_compactor import fold_compactor_pass
 from fc.passes.fold_input_affine import fold_input_affine_pass
 from fc.passes.fold_pad import fold_pad_pass
 from fc.passes.fuse_activation import fuse_activation_pass
+from fc.passes.fuse_decomposed import fuse_decomposed_pass
 from fc.passes.global_pool import ReduceToGlobalPool
 from fc.passes.hardware import HARDWARE_OPS, non_hardware_ops
 from fc.passes.infra import Pass, PassManager, PassReport
@@ -62,6 +66,7 @@ def default_passes() -> list[Pass]:
         EliminateNoOps(),
         CanonicalizeOps(),
         FoldConstants(),
+        fuse_decomposed_pass(),
         OptimizeLayout(),
         ReduceToGlobalPool(),
         CancelTransposes(),
