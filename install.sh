@@ -3,11 +3,21 @@
 #   ./install.sh            then   .venv/bin/fcc compile mxnet resnet50v1b
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v dot >/dev/null 2>&1; then
-  echo "install.sh: installing graphviz (for the graph PNGs)"
-  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq graphviz; } >/dev/null; then
-    echo "install.sh: could not install graphviz; fc will write .dot files instead of PNGs" >&2
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+# System libraries: Graphviz's `dot` for the PNGs; the GCC runtime's OpenMP and quadmath,
+# which mxnet's libmxnet.so links and slim/minimal Debian images lack.
+apt_pkgs=()
+command -v dot >/dev/null 2>&1 || apt_pkgs+=(graphviz)
+libs=$({ ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null || true)
+for lib in libgomp.so.1:libgomp1 libquadmath.so.0:libquadmath0; do
+  case "$libs" in *"${lib%%:*}"*) ;; *) apt_pkgs+=("${lib##*:}") ;; esac
+done
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "install.sh: installing ${apt_pkgs[*]} (graph PNGs, mxnet's runtime libraries)"
+  if ! { $sudo apt-get update -qq \
+         && $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}"; } >/dev/null; then
+    echo "install.sh: could not install ${apt_pkgs[*]}; without graphviz fc writes .dot" \
+         "files instead of PNGs, without libgomp1/libquadmath0 mxnet does not load" >&2
   fi
 fi
 python3 -m venv .venv

@@ -659,6 +659,180 @@ def _yaml_structural(data: Any, seed: bytes) -> bytes:
     return _json_edit(data, as_json)
 
 
+# -- TensorFlow frozen GraphDef (.pb) -------------------------------------------------------------
+
+def _tf_pb_seeds() -> list[bytes]:
+    """A frozen conv net (Conv2D, BiasAdd, FusedBatchNorm, ReLU, MaxPool, Reshape, MatMul)
+    built as a TF1 graph: every weight a Const node, as ``convert_variables_to_constants``
+    leaves them."""
+    if "pb" not in _CACHE:
+        from fc._tf import import_tf
+
+        tf = import_tf()
+        rng = np.random.default_rng(0)
+
+        def const(shape: tuple[int, ...], name: str) -> Any:
+            return tf.constant(rng.standard_normal(shape).astype(np.float32), name=name)
+
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3], name="x")
+            y = tf.nn.conv2d(x, const((3, 3, 3, 4), "conv/w"), 1, "SAME", name="conv")
+            y = tf.nn.bias_add(y, const((4,), "conv/b"), name="bias")
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                y, const((4,), "bn/g"), const((4,), "bn/b"), tf.zeros([4], name="bn/m"),
+                tf.ones([4], name="bn/v"), is_training=False, name="bn")
+            y = tf.nn.relu(y, name="relu")
+            y = tf.nn.max_pool2d(y, 2, 2, "VALID", name="pool")
+            y = tf.reshape(y, [-1, 64], name="flat")
+            y = tf.matmul(y, const((64, 5), "fc/w"), name="fc")
+            tf.identity(y, name="out")
+        _CACHE["pb"] = [g.as_graph_def().SerializeToString()]
+    return _CACHE["pb"]
+
+
+def _tf_pb_structural(data: Any, seed: bytes) -> bytes:
+    """A GraphDef with a node's op, inputs, attributes or constant edited as an attacker
+    would: huge or negative declared dims, unknown dtypes, truncated content, attributes of
+    the wrong kind, dangling, cyclic or duplicated nodes."""
+    import hypothesis.strategies as st
+
+    from fc._tf import import_tf
+
+    tf = import_tf()
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(seed)
+    nodes = list(gd.node)
+    node = nodes[data.draw(st.integers(0, len(nodes) - 1))]
+    names = [n.name for n in nodes]
+    op = data.draw(st.sampled_from(["dims", "dtype", "content", "attr_kind", "attr_value",
+                                    "op", "input", "cycle", "dup", "drop"]))
+    consts = [n for n in nodes if n.op == "Const"]
+    if op in ("dims", "dtype", "content") and consts:
+        t = consts[data.draw(st.integers(0, len(consts) - 1))].attr["value"].tensor
+        if op == "dims":
+            del t.tensor_shape.dim[:]
+            for d in data.draw(st.lists(_ints(st), max_size=5)):
+                t.tensor_shape.dim.add(size=max(min(d, 2**62), -2**62))
+            if not t.tensor_content and data.draw(st.booleans()):
+                t.float_val[:] = [1.0]  # one value filling the declared shape
+        elif op == "dtype":
+            t.dtype = data.draw(st.sampled_from([0, 7, 20, 21, 99, 1000, 101]))
+        else:
+            t.tensor_content = t.tensor_content[: data.draw(st.integers(0, 64))]
+    elif op in ("attr_kind", "attr_value") and node.attr:
+        key = data.draw(st.sampled_from(sorted(node.attr)))
+        a = node.attr[key]
+        kind = data.draw(st.sampled_from(["i", "f", "s", "b", "type", "list_i", "list_s",
+                                          "shape"]))
+        a.Clear()
+        if kind == "i":
+            a.i = max(min(data.draw(_ints(st)), 2**62), -2**62)
+        elif kind == "f":
+            a.f = data.draw(st.floats(allow_nan=True, allow_infinity=True, width=32))
+        elif kind == "s":
+            a.s = data.draw(st.binary(max_size=8))
+        elif kind == "b":
+            a.b = data.draw(st.booleans())
+        elif kind == "type":
+            a.type = data.draw(st.sampled_from([0, 1, 3, 7, 99]))
+        elif kind == "list_i":
+            a.list.i[:] = [max(min(v, 2**62), -2**62)
+                           for v in data.draw(st.lists(_ints(st), max_size=5))]
+        elif kind == "list_s":
+            a.list.s[:] = data.draw(st.lists(st.binary(max_size=4), max_size=4))
+        else:
+            for d in data.draw(st.lists(st.integers(-2, 10**6), max_size=5)):
+                a.shape.dim.add(size=d)
+    elif op == "op":
+        node.op = data.draw(st.sampled_from(["Conv2D", "MatMul", "Relu", "Fill", "Tile",
+                                             "Reshape", "NoSuchOp", "While", "Const", ""]))
+    elif op == "input":
+        node.input.append(data.draw(st.sampled_from(names + ["missing:0", "x:7", "^x"])))
+    elif op == "cycle" and node.input:
+        node.input[0] = node.name
+    elif op == "dup":
+        gd.node.add().CopyFrom(node)
+    elif op == "drop":
+        gd.node.remove(node)
+    return gd.SerializeToString()
+
+
+def _tf_pb_target(data: bytes, tmp: Path) -> None:
+    from fc.api import import_model
+
+    path = tmp / "m.pb"
+    path.write_bytes(data)
+    _compile_and_save(import_model("tf", path).graph, tmp)
+
+
+# -- calibration table (JSON) ------------------------------------------------------------------
+
+def _calibration_seeds() -> list[bytes]:
+    """The table of the IR seed graph, calibrated on a few random images (``max``)."""
+    if "table" not in _CACHE:
+        from fc.np_ops import run
+        from fc.quant.calibration import Calibrator
+
+        graph = _ir_graph()
+        cal = Calibrator([v.name for n in graph for v in n.outputs] +
+                         [v.name for v in graph.inputs], method="max")
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+            cal.observe_inputs(feeds)
+            run(graph, feeds, observer=cal)
+        _CACHE["table"] = [cal.table().to_json().encode()]
+    return _CACHE["table"]
+
+
+def _ir_graph() -> Any:
+    from fc.ir import load
+
+    graph_json, params = _ir_files()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "g_graph.json").write_bytes(graph_json)
+        (Path(tmp) / "g_params.npz").write_bytes(params)
+        return load(Path(tmp) / "g_graph.json", Path(tmp) / "g_params.npz")
+
+
+def _calibration_target(data: bytes, tmp: Path) -> None:
+    """What ``fcc quant quantize`` does with a table it finds: read it, compute every scale
+    of the fused IR for a strategy, write the quantized IR and run it."""
+    from fc.ir import save
+    from fc.np_ops import run
+    from fc.passes.pipeline import compile_graph
+    from fc.quant.calibration import CalibrationTable
+    from fc.quant.quantize import build_spec, quantized_graph
+    from fc.quant.strategies import get_strategy
+
+    (tmp / "table.json").write_bytes(data)
+    table = CalibrationTable.read(tmp / "table.json")
+    fused, _ = compile_graph(_ir_graph())
+    for name in ("minmax", "symmetry_max"):
+        qg = quantized_graph(fused, build_spec(fused, table, get_strategy(name)))
+        save(qg, tmp / f"q_{name}")
+        run(qg, {v.name: np.ones(v.shape, v.dtype) for v in qg.inputs})
+
+
+def _calibration_structural(data: Any, seed: bytes) -> bytes:
+    """JSON edits anywhere, or a tensor's range set to what a broken calibrator writes
+    (NaN, infinities, min above max, zero, huge)."""
+    import hypothesis.strategies as st
+
+    if data.draw(st.booleans()):
+        return _json_edit(data, seed)
+    doc = json.loads(seed)
+    names = sorted(doc["tensors"])
+    for _ in range(data.draw(st.integers(1, 3))):
+        entry = doc["tensors"][data.draw(st.sampled_from(names))]
+        key = data.draw(st.sampled_from(["min", "max", "threshold"]))
+        entry[key] = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf"),
+                                                0.0, -0.0, -1.0, 1e38, 3.5e38, 1e-45, -1e30,
+                                                True, "1.5", None]))
+    return json.dumps(doc).encode()  # NaN and Infinity as Python's json writes them
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("onnx", _onnx_seeds, _onnx_target, _onnx_structural),
     Format("mxnet-symbol", _mx_json_seeds, _mx_json_target, _mx_json_structural),
@@ -669,6 +843,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            lambda d, tmp: _ir_target(_ir_files()[0], d, tmp), _npz_structural),
     Format("torch-pt2", _pt2_seeds, _pt2_target, _zip_structural),
     Format("quant-config", lambda: [_QUANT_CONFIG.encode()], _quant_target, _yaml_structural),
+    Format("tf-pb", _tf_pb_seeds, _tf_pb_target, _tf_pb_structural),
+    Format("calibration-table", _calibration_seeds, _calibration_target,
+           _calibration_structural),
 ]}
 
 

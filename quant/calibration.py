@@ -339,15 +339,39 @@ class CalibrationTable:
             raise FcError(f"{path}: calibration table not found (run `fcc quant calibrate`)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FcError(f"{path}: not a readable calibration table ({e})") from None
+        except RecursionError:
+            raise FcError(f"{path}: not a readable calibration table (JSON nested too "
+                          "deeply)") from None
         if not isinstance(doc, dict) or doc.get("format") != TABLE_FORMAT:
             raise FcError(f"{path}: not an fc calibration table (format {TABLE_FORMAT!r})")
         entries = {}
         try:
             for name, e in doc["tensors"].items():
-                entries[name] = Range(float(e["min"]), float(e["max"]), float(e["threshold"]))
+                entries[name] = _checked_range(path, name, e)
             return cls(entries, str(doc["method"]), dict(doc.get("meta", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise FcError(f"{path}: malformed calibration table ({type(e).__name__}: {e})") from None
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_range(path: Path, name: str, e: Any) -> Range:
+    """One entry of a table read from a file: finite float32 numbers (not booleans or
+    strings), min <= max, threshold >= 0 — what scales can be computed from."""
+    values = {}
+    for key in ("min", "max", "threshold"):
+        v = e[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not abs(v) <= _FLOAT32_MAX:  # NaN fails too
+            raise FcError(f"{path}: tensor {name!r}: {key} must be a finite float32 number, "
+                          f"got {v!r}")
+        values[key] = float(v)
+    if values["min"] > values["max"] or values["threshold"] < 0:
+        raise FcError(f"{path}: tensor {name!r}: needs min <= max and threshold >= 0, got "
+                      f"min {values['min']!r}, max {values['max']!r}, threshold "
+                      f"{values['threshold']!r}")
+    return Range(values["min"], values["max"], values["threshold"])
 
 
 def _f(v: float) -> float:

@@ -29,4 +29,23 @@ def import_mxnet() -> ModuleType:
         raise ImportError_(
             f"mxnet is not installed ({exc}); install it with: pip install 'fc[mxnet]'"
         ) from exc
+    except OSError as exc:  # libmxnet.so found, but a library it links is not (libgomp...)
+        raise ImportError_(f"mxnet is installed but its library does not load: "
+                           f"{_one_line(exc)}{_system_hint(exc)}") from exc
     return mxnet
+
+
+#: system libraries libmxnet.so links that slim images lack -> the Debian package with them
+_SYSTEM_LIBS = {"libgomp": "libgomp1", "libquadmath": "libquadmath0", "libgfortran": "libgfortran5"}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _system_hint(exc: BaseException) -> str:
+    text = str(exc)
+    pkgs = [pkg for lib, pkg in _SYSTEM_LIBS.items() if lib in text]
+    if pkgs:
+        return f"; install it with: apt-get install {' '.join(pkgs)} (./install.sh does)"
+    return "; reinstall it with: pip install --force-reinstall 'fc[mxnet]'"

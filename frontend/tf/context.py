@@ -21,9 +21,10 @@ from fc.frontend._context import ConvertContextBase
 from fc.frontend.attrs import LiteralAttrs
 from fc.frontend.tf.load import tensor_name
 from fc.ir.core import Graph, Value
+from fc.limits import check_tensor
 
-__all__ = ["TFContext", "decode_attrs", "GraphView", "nchw_layer", "NHWC_TO_NCHW",
-           "NCHW_TO_NHWC"]
+__all__ = ["TFContext", "decode_attrs", "const_array", "GraphView", "nchw_layer",
+           "NHWC_TO_NCHW", "NCHW_TO_NHWC"]
 
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -31,7 +32,28 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 Env = dict[str, "Value | np.ndarray"]
 
 
-def _decode_one(tf: Any, kind: str, v: Any) -> Any:
+def const_array(tf: Any, proto: Any, where: str) -> np.ndarray:
+    """The value of a ``TensorProto``, judged by its declared shape before TF allocates it
+    (one ``float_val`` fills any declared shape: a few bytes can ask for gigabytes), and
+    whatever TF cannot decode is one line naming ``where``."""
+    try:
+        dtype = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype)
+    except (TypeError, KeyError, ValueError):
+        raise ImportError_(f"{where}: constant of TF element type {proto.dtype} has no numpy "
+                           "dtype") from None
+    dims = [int(d.size) for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in dims):
+        raise ImportError_(f"{where}: constant of unknown shape {dims}")
+    check_tensor(dims, dtype, f"{where}: its value")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as e:  # noqa: BLE001 - TF's decoder raises anything on a bad proto
+        text = " ".join(str(e).split())[:200]
+        raise ImportError_(f"{where}: its value cannot be decoded ({type(e).__name__}: "
+                           f"{text})") from None
+
+
+def _decode_one(tf: Any, kind: str, v: Any, where: str = "attribute") -> Any:
     if kind == "s":
         return bytes(v)
     if kind in ("i", "f", "b"):
@@ -39,12 +61,15 @@ def _decode_one(tf: Any, kind: str, v: Any) -> Any:
     if kind == "type":
         try:
             return np.dtype(tf.dtypes.as_dtype(v).as_numpy_dtype).name
-        except (TypeError, KeyError):  # resource, variant, ...: no numpy dtype
-            return tf.dtypes.as_dtype(v).name
+        except (TypeError, KeyError, ValueError):  # resource, variant, ...: no numpy dtype
+            try:
+                return tf.dtypes.as_dtype(v).name
+            except (TypeError, KeyError, ValueError):  # not a TF type at all
+                return f"<unknown TF type {v}>"
     if kind == "shape":
         return None if v.unknown_rank else [d.size for d in v.dim]
     if kind == "tensor":
-        return tf.make_ndarray(v)
+        return const_array(tf, v, where)
     if kind == "func":
         return v.name
     return None
@@ -59,14 +84,15 @@ def decode_attrs(tf: Any, node: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """A NodeDef's attributes as Python values, and TF's kind of each (for messages)."""
     values, kinds = {}, {}
     for name, attr in node.attr.items():
+        where = f"node {node.name!r} ({node.op}): attribute {name!r}"
         which = attr.WhichOneof("value")
         if which == "list":
             lst = attr.list
             kind = next((k for k in _LIST_KINDS if len(getattr(lst, k))), "i")
-            values[name] = [_decode_one(tf, kind, x) for x in getattr(lst, kind)]
+            values[name] = [_decode_one(tf, kind, x, where) for x in getattr(lst, kind)]
             kinds[name] = f"list({_KIND_NAMES[kind]})"
         elif which is not None:
-            values[name] = _decode_one(tf, which, getattr(attr, which))
+            values[name] = _decode_one(tf, which, getattr(attr, which), where)
             kinds[name] = _KIND_NAMES.get(which, which)
     return values, kinds
 
@@ -119,9 +145,9 @@ class GraphView:
             return entry.const
         node = self.nodes.get(tensor_name(tensor).split(":")[0])
         if entry is None and node is not None and node.op == "Const":
-            from tensorflow.python.framework.tensor_util import MakeNdarray
+            import tensorflow as tf
 
-            return MakeNdarray(node.attr["value"].tensor)
+            return const_array(tf, node.attr["value"].tensor, f"node {node.name!r} (Const)")
         return None
 
     def only_reader(self, node_name: str) -> str | None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from fc.errors import ImportError_
+from fc.errors import FcError, ImportError_
 from fc.frontend.tf.context import decode_attrs
+from fc.limits import check_tensor
 
 __all__ = ["fold_node", "NUMPY_FOLDERS"]
 
@@ -108,9 +109,18 @@ def _real_div(attrs: Any, xs: Arrays) -> Arrays | None:
 NUMPY_FOLDERS["RealDiv"] = _real_div  # type: ignore[assignment]
 
 
+_BROADCASTING = frozenset({"AddV2", "Add", "Sub", "Mul", "Maximum", "Minimum", "RealDiv"})
+
+
 def fold_node(tf: Any, node: Any, inputs: Sequence[np.ndarray], where: str) -> Arrays:
     """The outputs of ``node`` evaluated on constant ``inputs``."""
     fn = NUMPY_FOLDERS.get(node.op)
+    if node.op in _BROADCASTING and len(inputs) == 2:  # a broadcast can multiply sizes
+        try:
+            shape = np.broadcast_shapes(*(np.shape(x) for x in inputs))
+        except ValueError as e:
+            raise ImportError_(f"{where}: constant folding failed: {e}") from None
+        check_tensor(shape, np.result_type(*inputs), f"{where}: its folded output")
     if fn is not None:
         attrs, _ = decode_attrs(tf, node)
         try:
@@ -140,8 +150,14 @@ def _fold_with_tf(tf: Any, node: Any, inputs: Sequence[np.ndarray], where: str) 
             lambda: tf.compat.v1.import_graph_def(gd, name=""), [])
         g = wrapped.graph
         op = g.get_operation_by_name(node.name)
+        for t in op.outputs:  # TF's shape inference knows them from the constant inputs
+            if t.shape.is_fully_defined():
+                check_tensor(t.shape.as_list(), t.dtype.as_numpy_dtype,
+                             f"{where}: its folded output")
         fn = wrapped.prune([], list(op.outputs))
         return [np.asarray(t) for t in fn()]
+    except FcError:
+        raise
     except Exception as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ImportError_(f"{where}: constant folding failed in TensorFlow: "

@@ -27,13 +27,20 @@ import numpy as np
 from fc._tf import import_tf as _import_tensorflow
 from fc.errors import FcError, ImportError_
 from fc.frontend.registry import Refusals
-from fc.frontend.tf.context import NCHW_TO_NHWC, NHWC_TO_NCHW, GraphView, TFContext
+from fc.frontend.tf.context import (
+    NCHW_TO_NHWC,
+    NHWC_TO_NCHW,
+    GraphView,
+    TFContext,
+    const_array,
+)
 from fc.frontend.tf.fold import fold_node
 from fc.frontend.tf.load import FrozenModel, InputShapes, load_source, tensor_name
 from fc.frontend.tf.registry import CONVERTERS
 from fc.ir.core import Graph, Value
 from fc.ir.layout import NHWC
 from fc.ir.verify import verify
+from fc.limits import Budget
 
 __all__ = ["import_tf", "import_frozen", "CONTROL_FLOW"]
 
@@ -88,6 +95,7 @@ class _Importer:
             readers.setdefault(t.split(":")[0], []).append("<output>")
         self.view = GraphView(self.nodes, readers, self.env, read, frozen.weight_names)
         self.refusals = Refusals("TensorFlow", self.source)
+        self.budget = Budget(self.source)
         self.seconds = 0.0
 
     # -- graph structure ----------------------------------------------------------------------
@@ -196,7 +204,10 @@ class _Importer:
             return
         inputs = GraphView.data_inputs(node)
         if node.op == "Const":
-            self.env[f"{node.name}:0"] = self.tf.make_ndarray(node.attr["value"].tensor)
+            where = f"{self.source}: node {node.name!r} (Const)"
+            arr = const_array(self.tf, node.attr["value"].tensor, where)
+            self.budget.add(arr.nbytes, where)
+            self.env[f"{node.name}:0"] = arr
             return
         if any(i not in self.env for i in inputs):  # downstream of a refused node
             return

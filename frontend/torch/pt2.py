@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from fc.errors import ImportError_
+from fc.limits import Budget
 
 __all__ = ["load_pt2"]
 
@@ -34,6 +35,9 @@ def _refuse(path: Path, why: str) -> ImportError_:
 
 def _check_archive(path: Path, zf: zipfile.ZipFile) -> None:
     names = zf.namelist()
+    budget = Budget(str(path))  # sizes from the zip directory, before anything is inflated
+    for info in zf.infolist():
+        budget.add(info.file_size, f"member {info.filename!r}")
     if not _member_suffix(names, "archive_version"):
         raise ImportError_(f"{path}: not a torch.export archive (no archive_version member)")
     for n in names:
@@ -74,6 +78,7 @@ def load_pt2(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ImportError_(f"{path}: no such file")
+    Budget(str(path)).add(path.stat().st_size, "the file", one_tensor=False)  # read whole
     data = path.read_bytes()
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))

@@ -62,3 +62,34 @@ def test_parameter_above_the_limit_is_refused(tmp_path, capsys):
     assert "m-0000.params: array #0 float32 data would take 48 B, above fc's limit of 32 B" \
         in err, err
     assert _compile(tmp_path, _conv_symbol(), params, "--input-shape", "data=1,3,4,4") == 0
+
+
+_LIBGOMP_MISSING = """
+import ctypes, sys
+real = ctypes.CDLL
+class CDLL(real):
+    def __init__(self, name, *args, **kwargs):
+        if "libmxnet" in str(name):  # what the loader says on an image without libgomp1
+            raise OSError("libgomp.so.1: cannot open shared object file: No such file or "
+                          "directory")
+        super().__init__(name, *args, **kwargs)
+ctypes.CDLL = CDLL
+from fc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_mxnet_library_that_does_not_load_is_one_line(tmp_path):
+    """A slim image without libgomp1: libmxnet.so raises OSError at import; fcc says what to
+    install in one line (the loader's failure is simulated: the library is present here)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _LIBGOMP_MISSING, "compile", "mxnet",
+                           "resnet18_v1b", "-o", str(tmp_path / "out"), "--no-png"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "mxnet is installed but its library does not load: libgomp.so.1" in proc.stderr
+    assert "apt-get install libgomp1" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()

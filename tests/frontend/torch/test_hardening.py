@@ -48,3 +48,23 @@ def test_corrupt_archive_is_one_line(corrupt, fragment, pt2: bytes, tmp_path: Pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2"]
+
+
+def test_member_above_the_limit_is_refused_from_the_zip_directory(pt2: bytes, tmp_path: Path,
+                                                                  capsys) -> None:
+    """A 2 MiB member deflated to a few KiB: judged by the size the directory declares,
+    before torch inflates it (the limit lowered to 1 MiB to keep the test small)."""
+    buf = io.BytesIO(pt2)
+    prefix = zipfile.ZipFile(buf).namelist()[0].split("/")[0]
+    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{prefix}/data/weights/weight_9", bytes(2 << 20))
+    path = tmp_path / "m.pt2"
+    path.write_bytes(buf.getvalue())
+    assert path.stat().st_size < len(pt2) + 20_000
+    assert main(["compile", "torch", str(path), "-o", str(tmp_path / "out"),
+                 "--max-tensor-size", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"member '{prefix}/data/weights/weight_9' would take 2 MiB, above fc's limit of " \
+           "1 MiB per tensor" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2"]
