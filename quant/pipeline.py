@@ -24,7 +24,7 @@ from fc.quant.quantize import QUANTIZED_PREFIX, QuantSpec, build_spec, quantized
 from fc.quant.report import ErrorReport, error_report
 
 __all__ = ["load_model", "calibrate", "table_for", "spec_for", "write_quantized", "write_pb", "error",
-           "input_tensor", "output_tensor", "preprocess_for"]
+           "accuracy", "input_tensor", "output_tensor", "preprocess_for"]
 
 log = logging.getLogger("fc.quant")
 
@@ -197,3 +197,17 @@ def error(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, progress: bool = T
     xs = _image_batches(cfg, graph, cfg.require(ev + "input_images"), cfg[ev + "batch_size"],
                         None, f"error {spec.strategy.name}", progress)
     return error_report(graph, spec, xs, output=output_tensor(cfg, graph), isolated=isolated)
+
+
+def accuracy(cfg: QuantConfig, graph: Graph, spec: QuantSpec | None, *, progress: bool = True,
+             dataset: Any = None, float_top1: np.ndarray | None = None,
+             skip_missing: bool = False) -> Any:
+    """Top-1/top-k of ``spec``'s quantized IR (None: the float graph) on the config's labelled
+    list (``fc.quant.accuracy``): an ``Accuracy`` with ``.top1``, ``.top5``, ``.images``."""
+    from fc.quant.accuracy import dataset_for, evaluate
+
+    ds = dataset if dataset is not None else dataset_for(cfg, skip_missing=skip_missing)
+    name = None if spec is None else spec.strategy.name
+    wq = "perchannel" if spec is None or spec.per_channel else "perlayer"
+    return evaluate(graph, cfg, name, wq, ds, spec=spec, float_top1=float_top1,
+                    progress=progress)

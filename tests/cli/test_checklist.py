@@ -114,21 +114,21 @@ def test_quantization_distances_are_those_of_fcc_quant_error(checklist, capsys):
         assert 0 < strategies[name]["final_distance"] < 0.05
 
 
-def test_accuracy_is_no_until_fc_quant_measures_it(checklist):
-    """The config names labelled images, so the accuracy columns must be filled; until
-    fc.quant can measure accuracy (issue 12) the step says so and fails the checklist."""
-    from fc.quant import pipeline
-
+def test_accuracy_columns_are_those_of_fc_quant_accuracy(checklist):
+    """The config names labelled images: the accuracy step measures every strategy on them."""
     rc, _, doc, _ = checklist
     (model,) = doc["models"]
     step = next(s for s in model["steps"] if s["key"] == "quant_accuracy")
-    if hasattr(pipeline, "accuracy"):
-        pytest.fail("fc.quant.pipeline.accuracy exists: check 'acc top1' and 'quantacc' against "
-                    "`fcc quant accuracy` here")
-    assert step["status"] == FAILED and "issue 12" in step["reason"]
-    assert model["row"]["acc top1"] == model["row"]["quantacc (fpga/asic)"] == "no"
-    assert rc == 1 and not model["passed"]
-    assert [s["status"] for s in model["steps"]] == [OK] * 5 + [FAILED]
+    assert step["status"] == OK, step["reason"]
+    rows = {r["strategy"]: r for r in step["figures"]["rows"]}
+    from fc.quant.strategies import STRATEGIES
+
+    assert list(rows) == list(STRATEGIES)
+    assert rows["null"]["images"] == 120 and rows["null"]["top1"] >= 0.9
+    assert model["row"]["acc top1"] == f"{rows['null']['top1']:.4f}"
+    assert model["row"]["quantacc (fpga/asic)"] == (f"{rows['scale_shift_t']['top1']:.4f} / "
+                                                    f"{rows['symmetry_max_t']['top1']:.4f}")
+    assert rc == 0 and model["passed"]
 
 
 def test_the_markdown_holds_the_row_and_a_section_per_step(checklist):
