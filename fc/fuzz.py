@@ -766,6 +766,57 @@ def _tf_pb_target(data: bytes, tmp: Path) -> None:
     _compile_and_save(import_model("tf", path).graph, tmp)
 
 
+# -- Keras (.keras) ------------------------------------------------------------------------------
+
+def _keras_seeds() -> list[bytes]:
+    """A small Keras conv net saved as ``.keras`` (a zip: config.json, metadata.json,
+    model.weights.h5)."""
+    if "keras" not in _CACHE:
+        from fc._tf import import_tf
+
+        import_tf()
+        import keras
+
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+            keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(name="relu"),
+            keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(5, name="fc")])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "m.keras"
+            model.save(path)
+            _CACHE["keras"] = [path.read_bytes()]
+    return _CACHE["keras"]
+
+
+def _keras_structural(data: Any, seed: bytes) -> bytes:
+    """The archive's members edited (:func:`_zip_structural`), or its config.json edited as
+    JSON: layer sizes, shapes, class names and dtypes an attacker would choose."""
+    import hypothesis.strategies as st
+
+    if data.draw(st.booleans()):
+        return _zip_structural(data, seed)
+    src = zipfile.ZipFile(io.BytesIO(seed))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for info in src.infolist():
+            raw = src.read(info)
+            if info.filename == "config.json":
+                raw = _json_edit(data, raw, st.sampled_from(
+                    ["Lambda", "float64", "int8", "same", "valid", "channels_first", "relu",
+                     "keras.layers", "__main__", "builtins", "eval"]))
+            zf.writestr(info, raw)
+    return buf.getvalue()
+
+
+def _keras_target(data: bytes, tmp: Path) -> None:
+    from fc.api import import_model
+
+    path = tmp / "m.keras"
+    path.write_bytes(data)
+    _compile_and_save(import_model("tf", path).graph, tmp)
+
+
 # -- calibration table (JSON) ------------------------------------------------------------------
 
 def _calibration_seeds() -> list[bytes]:
@@ -844,6 +895,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("torch-pt2", _pt2_seeds, _pt2_target, _zip_structural),
     Format("quant-config", lambda: [_QUANT_CONFIG.encode()], _quant_target, _yaml_structural),
     Format("tf-pb", _tf_pb_seeds, _tf_pb_target, _tf_pb_structural),
+    Format("tf-keras", _keras_seeds, _keras_target, _keras_structural),
     Format("calibration-table", _calibration_seeds, _calibration_target,
            _calibration_structural),
 ]}

@@ -19,7 +19,8 @@ custom layer is refused with Keras' message naming its class.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from fc._tf import import_tf
-from fc.errors import ImportError_
+from fc.errors import FcError, ImportError_
+from fc.limits import Budget, nbytes_of
 from fc.spelling import input_shape_hint
 
 __all__ = ["FrozenModel", "load_source", "freeze_keras", "tensor_name"]
@@ -318,12 +320,75 @@ def _keras_file(path: Path, input_shapes: InputShapes) -> FrozenModel:
         raise ImportError_(f"{path}: Keras cannot load it: it uses custom class(es) "
                            f"{', '.join(custom)}, which are not part of Keras (fc loads Keras "
                            "files without running code from them)")
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:
-        raise ImportError_(f"{path}: Keras cannot load it ({_first_line(e)})") from None
+    _judge_keras_archive(path)
+    with _weights_judged(keras, path) as judged:
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except Exception as e:
+            if judged.error is not None:  # Keras may wrap it in its own exception
+                raise judged.error from None
+            raise ImportError_(f"{path}: Keras cannot load it ({_first_line(e)})") from None
     return _with_variables(model, lambda: freeze_keras(model, input_shapes=input_shapes,
                                                        source=str(path), name=path.stem))
+
+
+def _judge_keras_archive(path: Path) -> None:
+    """A ``.keras`` zip's members judged by the sizes its directory declares, before Keras
+    inflates them; an ``.h5`` file by its size (read whole by h5py's cache at worst)."""
+    import zipfile
+
+    budget = Budget(str(path))
+    if path.suffix.lower() != ".keras":
+        budget.add(path.stat().st_size, "the file", one_tensor=False)
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
+        return  # Keras' own error says it is not an archive
+    for info in infos:
+        budget.add(info.file_size, f"member {info.filename!r}")
+
+
+class _Judged:
+    error: FcError | None = None
+
+
+@contextmanager
+def _weights_judged(keras: Any, path: Path) -> Iterator[_Judged]:
+    """Keras builds every layer from the file's config and allocates its weights at the
+    declared sizes *before* reading the weights file: a 2 KB config with
+    ``Dense(units=10**9)`` asks for gigabytes. Keras has no hook for that, so while fc loads
+    a Keras file, ``Layer.add_weight`` judges each weight with ``fc.limits`` first (restored
+    afterwards; a Keras file loads in one thread)."""
+    from keras.src.layers.layer import Layer
+
+    real = Layer.add_weight
+    judged, budget = _Judged(), Budget(str(path))
+
+    def add_weight(self: Any, *args: Any, **kwargs: Any) -> Any:
+        shape = kwargs.get("shape", args[0] if args else None) or ()
+        dtype = kwargs.get("dtype") or getattr(self, "variable_dtype", None) or "float32"
+        try:
+            dims = [int(d) for d in shape]
+            np_dtype = np.dtype(keras.backend.standardize_dtype(dtype))
+        except (TypeError, ValueError, OverflowError):
+            dims = []  # not a plain shape: Keras says what is wrong with it
+        if dims and all(d >= 0 for d in dims):
+            what = (f"{path}: layer {getattr(self, 'name', '?')!r}: weight {kwargs.get('name')!r} "
+                    f"({np_dtype.name}{dims})")
+            try:
+                budget.add(nbytes_of(dims, np_dtype), what)
+            except FcError as e:
+                judged.error = judged.error or e
+                raise
+        return real(self, *args, **kwargs)
+
+    Layer.add_weight = add_weight
+    try:
+        yield judged
+    finally:
+        Layer.add_weight = real
 
 
 def _custom_classes(path: Path) -> list[str]:

@@ -130,3 +130,53 @@ def test_real_ctrl_c(library: str, delay: float, tmp_path: Path) -> None:
     else:
         assert (proc.returncode, err.decode()) == (130, "fcc: interrupted\n")
         assert left == []
+
+
+def _wait_for_temp(directory: Path, pid: int, timeout: float = 120.0) -> None:
+    """Block until fcc has made its temporary output directory (``.out.*.tmp``) in
+    ``directory``: the signal then lands while the output files are being written."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and Path(f"/proc/{pid}").exists():
+        if any(p.name.startswith(".out.") for p in directory.iterdir()):
+            return
+        time.sleep(0.002)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+@pytest.mark.parametrize("phase", [
+    pytest.param(("libmxnet", 1.0), id="mxnet_plus_1s", marks=pytest.mark.slow),
+    pytest.param(("libmxnet", 2.5), id="mxnet_plus_2_5s", marks=pytest.mark.slow),
+    pytest.param(("temp", 0.0), id="while_writing"),
+    pytest.param(("temp", 0.05), id="while_writing_plus_50ms", marks=pytest.mark.slow),
+])
+@pytest.mark.parametrize("existing", [pytest.param(False, id="new_out"),
+                                      pytest.param(True, id="existing_out")])
+def test_ctrl_c_at_varying_moments(phase: tuple[str, float], existing: bool,
+                                   tmp_path: Path) -> None:
+    """Wherever Ctrl-C lands, fcc exits 130 with "fcc: interrupted" and leaves OUT as it was
+    (no OUT, or OUT with its old files only) with no temporary directory, or it had already
+    finished and OUT is complete: never exit 0 with a partial OUT, never a silent kill."""
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    proc = subprocess.Popen([sys.executable, "-m", "fc", "compile", "mxnet", "mobilenet0.5",
+                             "-o", str(out), "--no-png"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    what, delay = phase
+    if what == "temp":
+        _wait_for_temp(out if existing else tmp_path, proc.pid)
+    else:
+        _wait_for_library(proc.pid, what)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    before = ["keep.txt"] if existing else None
+    now = sorted(os.listdir(out)) if out.exists() else None
+    expected = ["out"] if existing or proc.returncode == 0 else []
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected  # no .out.*.tmp
+    if proc.returncode == 0:  # finished before the signal: then the output is complete
+        assert now is not None and len(set(now) - set(before or [])) == 5, now
+    else:
+        assert (proc.returncode, err.decode()) == (130, "fcc: interrupted\n")
+        assert now == before

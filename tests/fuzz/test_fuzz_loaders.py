@@ -11,8 +11,9 @@ import pytest
 from fc.errors import FcError
 from fc.fuzz import FORMATS, Format, fuzz, judge
 
-#: cases per format in the default run (a .pt2 case runs torch.export.load: seconds each)
-CASES = {"torch-pt2": 5}
+#: cases per format in the default run (a .pt2 case runs torch.export.load: seconds each; a
+#: .keras case builds and traces a Keras model: half a second)
+CASES = {"torch-pt2": 5, "tf-keras": 10}
 DEFAULT_CASES = 60
 #: formats whose few short-run mutants may all be refused: a config is all validation, and
 #: a .pt2 (CRC-checked zip members) rarely survives a mutation; their long runs accept some

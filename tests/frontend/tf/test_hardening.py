@@ -129,3 +129,52 @@ def test_the_limit_can_be_raised_for_a_graph_def(tmp_path: Path, capsys) -> None
     assert "above fc's limit of 100 KiB per tensor" in capsys.readouterr().err
     assert main(["compile", "tf", str(path), "-o", str(tmp_path / "b"), "--no-png",
                  "--max-tensor-size", "1M"]) == 0
+
+
+def _keras_file(tmp_path: Path, units: int) -> Path:
+    """A saved Dense(4) model whose config then declares ``units`` (its weights file keeps
+    the 4-unit kernel): what an edited or hostile .keras looks like."""
+    import json
+    import zipfile
+
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="d")])
+    src = tmp_path / "src.keras"
+    model.save(src)
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            raw = zin.read(info)
+            if info.filename == "config.json":
+                config = json.loads(raw)
+                config["config"]["layers"][-1]["config"]["units"] = units
+                raw = json.dumps(config).encode()
+            zout.writestr(info, raw)
+    src.unlink()
+    return path
+
+
+def test_keras_config_declaring_a_huge_layer_is_refused_before_keras_builds_it(
+        tmp_path: Path, capsys) -> None:
+    """Keras allocates a layer's weights from the config before reading the weights file;
+    fc judges each one first (the limit lowered so a failure of the guard stays small)."""
+    path = _keras_file(tmp_path, 300_000)
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png",
+                 "--max-tensor-size", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{path}: layer 'd': weight 'kernel' (float32[4, 300000]) would take 4.58 MiB, " \
+           "above fc's limit of 1 MiB per tensor" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_keras_layers_are_built_as_usual_after_a_load(tmp_path: Path, capsys) -> None:
+    """The guard is fc's only while it loads a file: a Keras model built afterwards (and
+    the file itself, at its real size) is not judged by it."""
+    keras = pytest.importorskip("keras")
+    path = _keras_file(tmp_path, 4)
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 0
+    from keras.src.layers.layer import Layer
+
+    assert Layer.add_weight.__module__.startswith("keras"), Layer.add_weight
+    assert keras.layers.Dense(300_000)(keras.ops.zeros((1, 4))).shape == (1, 300_000)
