@@ -81,6 +81,37 @@ def test_entropy_matches_onnxruntime_within_one_bin(kind):
     assert got < np.abs(np.concatenate([b.ravel() for b in batches])).max()
 
 
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("relu", "laplace", "heavy")])
+def test_entropy_closed_form_picks_the_window_of_the_window_by_window_definition(kind):
+    """The vectorized threshold (series in e/h, group prefix sums) against the literal
+    per-window computation that the onnxruntime test above pins down."""
+    from fc.quant.calibration import _entropy, _entropy_reference
+
+    st = _stats(_batches(kind))
+    assert _entropy(st, 255) == _entropy_reference(st, 255)
+    sparse = TensorStats(2048)  # many empty bins: windows take the exact fallback
+    sparse.update(np.random.default_rng(1).integers(0, 256, 3000).astype(np.float32) / 255)
+    assert _entropy(sparse, 255) == _entropy_reference(sparse, 255)
+
+
+@pytest.mark.parametrize("signed", [pytest.param(s, id=["relu", "signed"][s]) for s in (0, 1)])
+def test_chunked_binning_is_floor_of_the_scaled_value(signed):
+    """Each value lands in bin n/2 + floor(x * float32(1 / width)), over several chunks and
+    through a channels-last view (no copy), the end values in the end bins."""
+    from fc.quant import calibration
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 20, 20, 40)).astype(np.float32)
+    x = (x if signed else np.maximum(x, 0)).transpose(0, 3, 1, 2)
+    st = TensorStats(64)
+    st.update(x)
+    n = len(st.hist)
+    d = x.ravel().astype(np.float32)
+    idx = np.floor(d * np.float32(1 / st.width)).astype(np.int64) + n // 2
+    ref = np.bincount(np.clip(idx, 0, n - 1), minlength=n)
+    assert x.size > calibration._CHUNK and np.array_equal(st.hist, ref)
+
+
 def test_mse_threshold_minimizes_the_error_of_its_candidates():
     batches = _batches("heavy")
     st = _stats(batches)
