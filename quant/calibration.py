@@ -83,18 +83,14 @@ class TensorStats:
         x = np.asarray(x)
         if x.size == 0:
             return
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
-        self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += x.size
-        if self.num_bins:
-            # order "K": the executor's channels-last views ravel without a copy
-            self._histogram(x.ravel(order="K"), lo, hi)
-
-    def _histogram(self, x: np.ndarray, lo: float, hi: float) -> None:
-        amax = max(-lo, hi)
-        if self.hist is None:
+        if not self.num_bins or self.hist is None:
+            # the first batch fixes the bin width from its own max|x|: a whole-array pass
+            lo, hi = float(x.min()), float(x.max())
+            self._extend(lo, hi)
+            if not self.num_bins:
+                return
+            amax = max(-lo, hi)
             if amax == 0:
                 self._zeros += x.size
                 return
@@ -102,12 +98,72 @@ class TensorStats:
             self.hist = np.zeros(self.num_bins, np.int64)
             if self._zeros:  # the all-zero batches seen before: their bin is [0, width)
                 self.hist[self.num_bins // 2] += self._zeros
-        elif amax > self.half_range:
-            k = math.ceil((amax - self.half_range) / self.width)
-            self.hist = np.pad(self.hist, k)
-            while len(self.hist) > MAX_BINS:
-                self._merge_pairs()
-        _bin_counts(self.hist, x, np.float32(1 / self.width), lo < 0)
+            known = lo < 0
+        else:
+            known = None  # min and max per chunk, while the chunk is in cache
+        # order "K": the executor's channels-last views ravel without a copy
+        self._bin(x.ravel(order="K"), known)
+
+    def _extend(self, lo: float, hi: float) -> None:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+        if lo < self.min:
+            self.min = lo
+        if hi > self.max:
+            self.max = hi
+
+    def _grow(self, amax: float) -> None:
+        """Whole bins on both sides until [-A, A] holds amax (merging pairs past MAX_BINS)."""
+        k = math.ceil((amax - self.half_range) / self.width)
+        self.hist = np.pad(self.hist, k)
+        while len(self.hist) > MAX_BINS:
+            self._merge_pairs()
+
+    def _bin(self, x: np.ndarray, signed: bool | None) -> None:
+        """hist[n/2 + floor(x * float32(1 / width))] += 1 for every x (end values clamp into
+        the end bins), chunk by chunk so the index array stays in cache: one multiply, one
+        conversion and ``np.bincount`` per element, no full-size temporaries. ``signed`` None:
+        each chunk's min and max are taken here (growing the range when a chunk exceeds it);
+        otherwise they are known for the whole array. Non-negative chunks (ReLU outputs) skip
+        the floor (truncation is the floor there) and count into the upper half directly."""
+        buf = getattr(_scratch, "buf", None)
+        if buf is None:
+            buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
+        fbuf, ibuf = buf
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        for start in range(0, x.size, _CHUNK):
+            c = x[start:start + _CHUNK]
+            neg = signed
+            if neg is None:
+                lo, hi = float(c.min()), float(c.max())
+                self._extend(lo, hi)
+                if max(-lo, hi) > self.half_range:
+                    self._grow(max(-lo, hi))
+                neg = lo < 0
+            hist = self.hist
+            n = len(hist)
+            half = n // 2
+            inv = np.float32(1 / self.width)
+            m = c.size
+            idx = ibuf[:m]
+            if neg:
+                f = fbuf[:m]
+                np.multiply(c, inv, out=f)
+                np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
+                np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
+                origin = -1  # counts[j] belongs to bin j - 1
+            else:
+                np.multiply(c, inv, out=idx, casting="unsafe")
+                origin = half
+            counts = np.bincount(idx)
+            skip = -origin if origin < 0 else 0
+            if skip:
+                hist[0] += counts[:skip].sum()
+            k = min(len(counts), n - origin)
+            hist[origin + skip:origin + k] += counts[skip:k]
+            if len(counts) > k:  # values at +A (or rounded past it) go to the last bin
+                hist[n - 1] += counts[k:].sum()
 
     def _merge_pairs(self) -> None:
         h = self.hist
@@ -125,44 +181,6 @@ class TensorStats:
 
 _CHUNK = 1 << 15  # elements binned at a time: the scratch (float32 + intp) stays in L2
 _scratch = threading.local()
-
-
-def _bin_counts(hist: np.ndarray, x: np.ndarray, inv_width: np.float32, signed: bool) -> None:
-    """hist[n/2 + floor(x * inv_width)] += 1 for every x (float32 product, end bins clamp).
-
-    Chunked so the index array never leaves the cache: the cost is one multiply, one
-    conversion and ``np.bincount`` per element, with no full-size temporaries (the old
-    whole-array version wrote three of them and clipped an int64 array). Non-negative data
-    (the outputs of ReLU) skip the floor (truncation is the floor there) and count into the
-    upper half directly.
-    """
-    n = len(hist)
-    half = n // 2
-    buf = getattr(_scratch, "buf", None)
-    if buf is None:
-        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
-    fbuf, ibuf = buf
-    if x.dtype != np.float32:
-        x = x.astype(np.float32)
-    top = half if not signed else 0  # where index 0 of a chunk's counts lands
-    low = np.float32(-half)
-    for a in range(0, x.size, _CHUNK):
-        c = x[a:a + _CHUNK]
-        m = c.size
-        idx = ibuf[:m]
-        if signed:
-            f = fbuf[:m]
-            np.multiply(c, inv_width, out=f)
-            np.floor(f, out=f)
-            np.maximum(f, low, out=f)  # -A * (1/w) may round below -n/2
-            np.add(f, np.float32(half), out=idx, casting="unsafe")
-        else:
-            np.multiply(c, inv_width, out=idx, casting="unsafe")
-        counts = np.bincount(idx)
-        k = min(len(counts), n - top)
-        hist[top:top + k] += counts[:k]
-        if len(counts) > k:  # values at +A (or rounded past it) go to the last bin
-            hist[n - 1] += counts[k:].sum()
 
 
 # -- threshold methods ------------------------------------------------------------------------

@@ -97,19 +97,28 @@ def test_entropy_closed_form_picks_the_window_of_the_window_by_window_definition
 @pytest.mark.parametrize("signed", [pytest.param(s, id=["relu", "signed"][s]) for s in (0, 1)])
 def test_chunked_binning_is_floor_of_the_scaled_value(signed):
     """Each value lands in bin n/2 + floor(x * float32(1 / width)), over several chunks and
-    through a channels-last view (no copy), the end values in the end bins."""
+    through a channels-last view (no copy), the end values in the end bins; a second batch
+    with a larger range (min and max taken chunk by chunk) grows the histogram by whole
+    bins, so the first batch's counts keep their bins."""
     from fc.quant import calibration
 
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((3, 20, 20, 40)).astype(np.float32)
-    x = (x if signed else np.maximum(x, 0)).transpose(0, 3, 1, 2)
+    xs = []
+    for scale in (1.0, 1.7):
+        x = rng.standard_normal((3, 20, 20, 40)).astype(np.float32) * np.float32(scale)
+        xs.append((x if signed else np.maximum(x, 0)).transpose(0, 3, 1, 2))
     st = TensorStats(64)
-    st.update(x)
-    n = len(st.hist)
-    d = x.ravel().astype(np.float32)
-    idx = np.floor(d * np.float32(1 / st.width)).astype(np.int64) + n // 2
-    ref = np.bincount(np.clip(idx, 0, n - 1), minlength=n)
-    assert x.size > calibration._CHUNK and np.array_equal(st.hist, ref)
+    ref = np.zeros(64, np.int64)
+    for x in xs:
+        st.update(x)
+        n = len(st.hist)
+        ref = np.pad(ref, (n - len(ref)) // 2)
+        idx = np.floor(x.ravel() * np.float32(1 / st.width)).astype(np.int64) + n // 2
+        ref += np.bincount(np.clip(idx, 0, n - 1), minlength=n)  # clamped at that batch's ends
+    assert len(st.hist) > 64 and xs[0].size > calibration._CHUNK
+    d = np.concatenate([x.ravel() for x in xs])
+    assert (st.min, st.max, st.count) == (d.min(), d.max(), d.size)
+    assert np.array_equal(st.hist, ref)
 
 
 def test_mse_threshold_minimizes_the_error_of_its_candidates():
