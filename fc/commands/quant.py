@@ -3,6 +3,7 @@
     fcc quant calibrate --config configs/resnet50_v1b.yml [--method entropy]
     fcc quant quantize  --config C.yml      # IR_quantized_for_CModel_* beside the fused IR
     fcc quant error     --config C.yml      # per-layer report (+ the quantized IR)
+    fcc quant accuracy  --config C.yml [--jobs N | --dask ADDRESS]   # top-1/top-5 table
 
 Flags override the config's keys (``--set QUAN.qconfig.bits=6`` for any key).
 """
@@ -62,6 +63,19 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                                   "distance")):
         p = qs.add_parser(name, parents=[common, opts], help=help_)
         p.set_defaults(func=run_command)
+    p = qs.add_parser("accuracy", parents=[common, opts],
+                      help="top-1/top-5 of every strategy (per-layer and per-channel weights) on "
+                           "EVALUATION.image_file; table as CSV/JSON/Markdown + PNG")
+    p.add_argument("--strategies", help="comma-separated (default: all); null is always run")
+    p.add_argument("--weight-modes", dest="weight_modes", default="perlayer,perchannel",
+                   help="comma-separated weight quantizations (default: perlayer,perchannel)")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the tasks on this Dask scheduler")
+    p.add_argument("--shards", type=int, help="parts of the list per configuration (default: "
+                                              "1, or the number of workers)")
+    p.add_argument("--skip-missing", dest="skip_missing", action="store_true",
+                   help="drop malformed lines, missing images and unknown labels (counted)")
+    p.set_defaults(func=run_command)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,8 +105,10 @@ def run_command(args: argparse.Namespace) -> int:
     from fc.quant import pipeline
     from fc.quant.config import load_config
 
-    cfg = load_config(args.config, _overrides(args))
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.quant_command == "accuracy":
+        return _accuracy(args, progress)
+    cfg = load_config(args.config, _overrides(args))
     graph = pipeline.load_model(cfg)
     step = args.quant_command
     if step == "calibrate":
@@ -123,5 +139,34 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"wrote the integer layer outputs to {args.dump}")
     stem = f"error_{spec.strategy.name}_{cfg['QUAN.qconfig.weight_quan']}"
     for p in report.write(cfg.output_dir, stem):
+        print(f"wrote {p}")
+    return 0
+
+
+def _accuracy(args: argparse.Namespace, progress: bool) -> int:
+    from fc.errors import FcError
+    from fc.quant.config import load_config
+    from fc.quant.sweep import configurations, sweep
+
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
+    if args.jobs < 1:
+        raise FcError(f"--jobs {args.jobs}: must be at least 1")
+    names = None if args.strategies is None else [s.strip() for s in args.strategies.split(",")
+                                                  if s.strip()]
+    modes = [m.strip() for m in args.weight_modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("perlayer", "perchannel"):
+            raise FcError(f"--weight-modes: {m!r} is not perlayer or perchannel")
+    shards = args.shards or (args.jobs if args.dask is None else 2)
+    table = sweep(args.config, overrides, configs=configurations(names, modes), shards=shards,
+                  jobs=args.jobs, dask=args.dask, skip_missing=args.skip_missing,
+                  progress=progress)
+    print(f"calibration table: {table.table or '(none needed)'} "
+          f"({'reused' if table.table_reused else 'calibrated now'})")
+    if table.skipped:
+        print(f"skipped {table.skipped} line(s) of {table.source} (--skip-missing)")
+    print("\n".join(table.lines()))
+    for p in table.write(cfg.output_dir, "accuracy", png=not args.no_png):
         print(f"wrote {p}")
     return 0
