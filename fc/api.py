@@ -26,7 +26,7 @@ from fc.ir.serialize import write_directory
 from fc.spelling import option
 
 __all__ = ["FRAMEWORKS", "Imported", "CompileSummary", "import_model", "compile_model", "run",
-           "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
+           "export_onnx", "RECONSTRUCT_PREFIX", "FUSED_PREFIX"]
 
 RECONSTRUCT_PREFIX = "IR_for_reconstruct"
 FUSED_PREFIX = "IR_fused_for_CModel"
@@ -212,6 +212,13 @@ def run(graph: Graph, inputs: Mapping[str, Any] | Any) -> dict[str, Any]:
                           f"{[v.name for v in graph.inputs]}; pass a dict")
         inputs = {graph.inputs[0].name: inputs}
     return to_source_layout(graph, run_ir(graph, to_ir_layout(graph, inputs)))
+
+
+def export_onnx(graph: Graph, path: str | os.PathLike) -> Any:
+    """Write ``graph`` (either IR) as an ONNX model (``fcc export onnx``; ``fc.reconstruct.onnx``)."""
+    from fc.reconstruct.onnx import export_onnx as _export
+
+    return _export(graph, path)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

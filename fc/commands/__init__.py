@@ -5,8 +5,8 @@ A command module has ``add_parser(sub, common)`` (its argparse sub-parser, with
 module and one line here.
 """
 
-from fc.commands import checklist, compile, complexity, compress, info, quant, reconstruct, run
+from fc.commands import checklist, compile, complexity, compress, export, info, quant, reconstruct, run
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = (compile, run, reconstruct, info, complexity, quant, compress, checklist)
+COMMANDS = (compile, run, reconstruct, export, info, complexity, quant, compress, checklist)

@@ -33,10 +33,12 @@ _EMITTERS = {"add_node", "helper", "emit"}  # the context calls that create an I
 def _ir_tables() -> dict[str, object]:
     """Table name -> its ``fc.ir.registry.OpTable`` (imported here: the TF one loads TF)."""
     from fc.np_ops.registry import KERNELS
+    from fc.reconstruct.onnx.registry import EXPORTERS as ONNX_EXPORTERS
     from fc.reconstruct.tf.registry import LOWERINGS as TF_LOWERINGS
     from fc.reconstruct.torch.registry import LOWERINGS as TORCH_LOWERINGS
 
-    return {"kernel": KERNELS, "torch lowering": TORCH_LOWERINGS, "TF lowering": TF_LOWERINGS}
+    return {"kernel": KERNELS, "torch lowering": TORCH_LOWERINGS, "TF lowering": TF_LOWERINGS,
+            "ONNX export": ONNX_EXPORTERS}
 
 
 def _converters(frontend: str):
