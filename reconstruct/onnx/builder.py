@@ -19,7 +19,9 @@ on the ONNX node that writes its output; the nodes an expansion adds are named
 ``fc.op`` (its IR op) and ``fc.provenance`` (the source-model nodes it came from, comma
 separated), and the same provenance in its ``doc_string``; the model's ``metadata_props``
 hold the graph's name and its inputs'/outputs' source layouts (``fc.layouts``, JSON), so
-the exported fused graph reads beside the source model (Netron shows both).
+the exported fused graph reads beside the source model (Netron shows both). The ONNX model
+itself takes and returns the IR's layout (NCHW), as the golden executor's ``fc.np_ops.run``
+does; a Keras model's NHWC boundary is only recorded there.
 
 The model is opset 17 (LayerNormalization's first opset), IR version 10.
 """

@@ -333,3 +333,28 @@ def test_thinned_graph_exports_and_runs_the_same(tmp_path):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": x})[0]
     assert rel_l2(got, ref) <= 1e-5, rel_l2(got, ref)
+
+
+def test_expanded_activations_fuse_back_on_reimport(tmp_path):
+    """The ONNX ops an export expands a fused activation into are the decomposed forms
+    fuse_decomposed recognises: exported, re-imported and compiled, the graph is the same."""
+    from fc.frontend.onnx import import_onnx
+
+    g = Graph("acts")
+    x = g.add_input("x", (2, 8))
+    rng = np.random.default_rng(0)
+    y = x
+    for i, act in enumerate(("gelu", "silu", "hard_swish", "hard_sigmoid")):
+        w = g.add_const(f"w{i}", rng.standard_normal((8, 8)).astype(np.float32))
+        alpha, beta = (1.0, 0.0) if i == 0 else (0.0, 0.0)
+        if act == "hard_sigmoid":
+            alpha, beta = 0.2, 0.5
+        y = g.add_node("Gemm", [y, w], {"transB": 1, "activation": act, "act_alpha": alpha,
+                                        "act_beta": beta}, name=f"fc{i}").output
+    g.outputs = [y]
+    export_onnx(g, tmp_path / "acts.onnx")
+    back, _ = compile_graph(import_onnx(tmp_path / "acts.onnx"))
+    assert [(n.op_type, n.attrs["activation"], n.attrs["act_alpha"]) for n in back] == [
+        (n.op_type, n.attrs["activation"], pytest.approx(n.attrs["act_alpha"])) for n in g]
+    feeds = _feeds(g)
+    assert rel_l2(run(back, feeds)[back.outputs[0].name], run(g, feeds)[y.name]) <= REL_L2
