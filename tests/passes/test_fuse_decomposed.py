@@ -378,3 +378,23 @@ def test_refuse_layernorm_centered_used_elsewhere():
     g.outputs.append(sub.output)
     assert_refused(FuseLayerNorm(), g, "Sub output 'sub_1_out' is a graph output", at="div_1",
                    single=False)
+
+
+def test_vit_tiny_exported_by_torch_fuses(tmp_path):
+    """fc's ViT-tiny as torch.onnx.export writes it at opset 13 (LayerNorm and GELU spelled
+    out): 5 LayerNormalization, every GELU fused into its bias Add, nothing decomposed left."""
+    import fc.zoo.torch as zoo
+
+    model = zoo.vit_tiny(seed=0).eval()
+    g = _export(model, (1, 3, 32, 32), tmp_path / "vit.onnx")
+    before = g.op_histogram()
+    assert (before["Erf"], before["Pow"], before["Sqrt"], before["ReduceMean"]) == (2, 5, 5, 10)
+    fused, _ = compile_graph(g, verify=True)
+    hist = fused.op_histogram()
+    assert not DECOMPOSED & set(hist), hist
+    assert hist["LayerNormalization"] == 5 and "Gelu" not in hist
+    assert sum(n.attrs.get("activation") == "gelu" for n in fused) == 2
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    check_close(run(fused, {"x": x})["y"], ref, rtol=1e-4, atol=1e-5)
