@@ -817,6 +817,62 @@ def _keras_target(data: bytes, tmp: Path) -> None:
     _compile_and_save(import_model("tf", path).graph, tmp)
 
 
+# -- labelled image list (accuracy) -------------------------------------------------------------
+
+_IMAGE_LIST = """# relative/path label
+cls_a/0.png 0
+cls_a/1.png n01440764
+cls_b/2.png n01443537
+cls_b/3.png 1
+"""
+_LABELS = "n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n"
+
+
+def _image_list_target(data: bytes, tmp: Path) -> None:
+    """What ``fcc quant accuracy`` does with a list: read it (label file beside it), then
+    load and preprocess every image it names (four 4x4 PNGs under ``root``)."""
+    from fc.quant.accuracy import read_dataset
+    from fc.quant.images import Preprocess, batches
+
+    root = tmp / "images"
+    png = _CACHE.get("png")
+    if png is None:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(buf, format="PNG")
+        png = _CACHE["png"] = buf.getvalue()
+    for rel in ("cls_a/0.png", "cls_a/1.png", "cls_b/2.png", "cls_b/3.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(png)
+    (tmp / "labels.txt").write_text(_LABELS)
+    (tmp / "val.txt").write_bytes(data)
+    dataset = read_dataset(tmp / "val.txt", root, tmp / "labels.txt")
+    dataset.fingerprint_parts()
+    for _ in batches(list(dataset.files), Preprocess(4, 4, 3), 2, progress=False):
+        pass
+
+
+def _image_list_structural(data: Any, seed: bytes) -> bytes:
+    """Lines replaced by what a hand-edited list holds: paths out of the root, absolute,
+    with NUL or backslashes, labels that are names, huge, negative or non-ASCII digits."""
+    import hypothesis.strategies as st
+
+    lines = seed.decode().splitlines()
+    path = st.sampled_from(["cls_a/0.png", "../val.txt", "/etc/hostname", "cls_a", "a\x00b",
+                            "cls_a\\0.png", "nope.png", "", "labels.txt", "../labels.txt"])
+    label = st.one_of(st.sampled_from(["0", "1", "-1", "2", "--1", "\u00b2", "\u0661", "1e3",
+                                       "9" * 5000, "tench", "n01443537", "n0", "#"]),
+                      st.integers(-2**70, 2**70).map(str), st.text(max_size=4))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(lines)))
+        sep = data.draw(st.sampled_from([" ", "\t", "  ", ""]))
+        line = data.draw(path) + sep + data.draw(label)
+        lines.insert(i, line) if data.draw(st.booleans()) else lines.__setitem__(
+            min(i, len(lines) - 1), line)
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
 # -- calibration table (JSON) ------------------------------------------------------------------
 
 def _calibration_seeds() -> list[bytes]:
@@ -898,6 +954,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("tf-keras", _keras_seeds, _keras_target, _keras_structural),
     Format("calibration-table", _calibration_seeds, _calibration_target,
            _calibration_structural),
+    Format("image-list", lambda: [_IMAGE_LIST.encode()], _image_list_target,
+           _image_list_structural),
 ]}
 
 

@@ -18,6 +18,7 @@ calibration's (``fc.quant.images.Preprocess``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ def _read_lines(path: Path, what: str) -> list[str]:
         raise DatasetError(f"{path}: cannot read {what} ({e})") from None
 
 
+_INDEX = re.compile(r"-?[0-9]{1,18}")
+
+
 def read_dataset(image_file: str | os.PathLike, root: str | os.PathLike,
                  label_file: str | os.PathLike | None = None, *, skip_missing: bool = False,
                  num_classes: int | None = None) -> Dataset:
@@ -119,7 +123,7 @@ def read_dataset(image_file: str | os.PathLike, root: str | os.PathLike,
             problem = f"{where}: expected 'relative/path label', got {text!r}"
         else:
             rel, lab = parts
-            if lab.lstrip("-").isdigit():
+            if _INDEX.fullmatch(lab):  # ASCII digits only ("\u00b2".isdigit() is True)
                 label = int(lab)
                 if label < 0 or (bound is not None and label >= bound):
                     problem = f"{where}: label {label} is not a class index (0..{(bound or 1) - 1})"
@@ -129,7 +133,9 @@ def read_dataset(image_file: str | os.PathLike, root: str | os.PathLike,
                 problem = (f"{where}: unknown label {lab!r}" +
                            (f" (not in {label_file})" if label_file else " (no label_file)"))
             path = root / rel
-            if problem is None and not path.is_file():
+            if problem is None and "\0" in rel:
+                problem = f"{where}: the path holds a NUL character"
+            elif problem is None and not path.is_file():
                 problem = f"{where}: image not found: {path}"
         if problem is not None:
             if skip_missing:

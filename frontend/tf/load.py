@@ -484,7 +484,11 @@ def _graph_def_file(path: Path, input_shapes: InputShapes, outputs: Sequence[str
             shape: list[int | None] = [None] * len(given[n.name])
         else:
             shape = [None if d.size < 0 else d.size for d in shape_attr.dim]
-        dtype = np.dtype(tf.dtypes.as_dtype(n.attr["dtype"].type).as_numpy_dtype).name
+        try:
+            dtype = np.dtype(tf.dtypes.as_dtype(n.attr["dtype"].type).as_numpy_dtype).name
+        except (TypeError, ValueError, KeyError):  # found by fc.fuzz: dtype 0, 99, resource
+            raise ImportError_(f"{path}: input {n.name!r} has TF element type "
+                               f"{n.attr['dtype'].type}, which has no numpy dtype") from None
         inputs[n.name] = (n.name, _static_shape(n.name, shape, given.get(n.name), str(path)), dtype)
     if outputs:
         fetches = [tensor_name(o) for o in outputs]

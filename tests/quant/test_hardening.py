@@ -58,3 +58,21 @@ def test_well_formed_calibration_table_is_read(tmp_path) -> None:
     path = tmp_path / "table.json"
     path.write_text(_table(_ENTRY))
     assert CalibrationTable.read(path)["conv"] == Range(-1.0, 2.0, 2.0)
+
+
+@pytest.mark.parametrize(("line", "fragment"), [
+    pytest.param("a.png \u00b2", "unknown label '\u00b2'", id="superscript_digit_label"),
+    pytest.param("a.png " + "9" * 5000, "unknown label '999", id="5000_digit_label"),
+    pytest.param("a\0b.png 0", "the path holds a NUL character", id="nul_in_path"),
+])
+def test_malformed_image_list_line_is_one_line(line: str, fragment: str, tmp_path) -> None:
+    """Found by fc.fuzz: int() of a non-ASCII digit, a NUL byte reaching the file system."""
+    from fc.quant.accuracy import DatasetError, read_dataset
+
+    (tmp_path / "a.png").write_bytes(b"")
+    path = tmp_path / "val.txt"
+    path.write_text(f"a.png 0\n{line}\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as err:
+        read_dataset(path, tmp_path, num_classes=10)
+    assert str(err.value).startswith(f"{path}:2: ") and "\n" not in str(err.value)
+    assert fragment in str(err.value), str(err.value)

@@ -88,7 +88,15 @@ def _broadcast(gd) -> str:
     return "add"
 
 
+def _input_dtype_0(gd) -> str:
+    """Found by fc.fuzz: a Placeholder of element type 0 (DT_INVALID)."""
+    gd.node[0].attr["dtype"].type = 0
+    return "x"
+
+
 CASES = {
+    "input_dtype_0": (_input_dtype_0, "input 'x' has TF element type 0, which has no numpy "
+                                      "dtype"),
     "filled_constant_2e8": (_filled_constant, "node 'big' (Const): its value "
                                               "(float32[200000000]) would take 763 MiB, above "
                                               "fc's limit of 512 MiB per tensor"),
