@@ -40,7 +40,8 @@ import numpy as np
 
 __all__ = ["INT32_MIN", "INT32_MAX", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "quantize_multiplier", "multiply_by_quantized_multiplier",
-           "shift_round", "requantize", "div_round",
+           "quantize_multipliers", "shift_round", "requantize", "div_round", "div_round_away",
+    "ROUNDINGS", "avg_pool_sums",
            "int_conv", "int_matmul"]
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -87,28 +88,60 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return q, shift
 
 
-def requantize(acc: np.ndarray, real: np.ndarray | float) -> np.ndarray:
+def quantize_multipliers(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``quantize_multiplier`` for any real > 0, elementwise: (M0, right shift n, left shift)
+    with real ~= M0 * 2^-31 * 2^(left - n); left > 0 only when real >= 1 (then n = 0), as
+    TFLite's QuantizeMultiplier splits its signed exponent. M0 = 0 when real < 2^-62 (the
+    product of an int32 and M0 * 2^-62 rounds to zero)."""
+    r = np.asarray(real, np.float64)
+    if np.any(~(r > 0)) or np.any(~np.isfinite(r)):
+        raise ValueError(f"requantization multipliers must be finite and > 0, got {r.min()}")
+    mant, exp = np.frexp(r)  # r = mant * 2^exp, mant in [0.5, 1)
+    q = np.floor(mant * 2.0 ** 31 + 0.5).astype(np.int64)  # exact in float64; half away
+    top = q == (1 << 31)
+    q = np.where(top, q // 2, q)
+    exp = exp.astype(np.int64) + top
+    left = np.maximum(exp, 0)
+    n = np.maximum(-exp, 0)
+    tiny = n > 31
+    return np.where(tiny, 0, q), np.where(tiny, 0, n), left
+
+
+ROUNDINGS = ("gemmlowp", "single")
+
+
+def requantize(acc: np.ndarray, real: np.ndarray | float, *, rounding: str = "gemmlowp"
+               ) -> np.ndarray:
     """acc * real for any real > 0 (per channel along axis 1 when ``real`` is 1-D), the TFLite
-    way: a left shift first when real >= 1, then the fixed-point multiply and rounding shift.
-    Intermediate values saturate to int32."""
+    way.
+
+    - ``rounding="gemmlowp"`` (TFLite's default MultiplyByQuantizedMultiplier): a left shift
+      first when real >= 1 (saturated to int32), then SaturatingRoundingDoublingHighMul by M0
+      and RoundingDivideByPOT by n: two roundings, half away from zero each; the first can
+      make a tie of the second, so about 2^-(n+1) of the results differ by one from
+      round(acc * real) (measured on EfficientNet-Lite0: 0.1-0.4 % of each layer's outputs).
+    - ``rounding="single"`` (TFLite built with TFLITE_SINGLE_ROUNDING):
+      (acc * M0 + 2^(s-1)) >> s with s = 31 + n - left, in int64: one rounding, half up;
+      equal to round(acc * M0 * 2^-s) exactly.
+
+    The result saturates to int32."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding {rounding!r} is not one of {ROUNDINGS}")
     acc = np.asarray(acc, np.int64)
-    reals = np.atleast_1d(np.asarray(real, np.float64))
-    out = np.empty(acc.shape, np.int32)
-    chan = reals.size > 1
-    for c, r in enumerate(reals):
-        a = acc[:, c] if chan else acc
-        left = 0
-        while r >= 1:  # M = r * 2^-left < 1
-            r /= 2
-            left += 1
-        m0, n = quantize_multiplier(r)
-        a = np.clip(a << left, INT32_MIN, INT32_MAX).astype(np.int32)
-        res = multiply_by_quantized_multiplier(a, m0, n) if m0 else np.zeros_like(a)
-        if chan:
-            out[:, c] = res
-        else:
-            out[...] = res
-    return out
+    reals = np.asarray(real, np.float64)
+    m0, n, left = quantize_multipliers(reals)
+    if reals.ndim == 1 and reals.size > 1:
+        shape = (1, -1) + (1,) * (acc.ndim - 2)
+        m0, n, left = m0.reshape(shape), n.reshape(shape), left.reshape(shape)
+    if rounding == "single":
+        s = 31 + n - left
+        if np.any(s < 1):
+            raise ValueError(f"requantization multiplier {reals.max()} >= 2^31")
+        a = np.clip(acc, INT32_MIN, INT32_MAX)
+        y = (a * m0 + (np.int64(1) << (s - 1))) >> s  # |a * m0| < 2^62
+        return np.clip(y, INT32_MIN, INT32_MAX).astype(np.int32)
+    a = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    return multiply_by_quantized_multiplier(a, m0, n)
 
 
 def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shift: np.ndarray | int
@@ -117,20 +150,20 @@ def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shif
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc, m0), shift)
 
 
-def shift_round(acc: np.ndarray, k: int) -> np.ndarray:
+def shift_round(acc: np.ndarray, k: np.ndarray | int) -> np.ndarray:
     """acc * 2^-k rounded half to even (k > 0; the rounding fc's simulation uses everywhere,
     so scale_shift_t's integers are the simulation's), or acc * 2^-k saturated to int32
-    (k <= 0). On integers: q = acc >> k (floor), r = acc & (2^k - 1); q + 1 when r > 2^(k-1),
-    or r == 2^(k-1) and q is odd."""
+    (k <= 0); ``k`` broadcasts against ``acc`` (per channel: shape (1, C, 1, 1)). On
+    integers: q = acc >> k (floor), r = acc & (2^k - 1); q + 1 when r > 2^(k-1), or
+    r == 2^(k-1) and q is odd."""
     a = np.asarray(acc, np.int64)
-    if k <= 0:
-        return np.clip(a << -k, INT32_MIN, INT32_MAX).astype(np.int32)  # |a| < 2^32: fits
-    if k > 62:
-        return np.zeros(a.shape, np.int32)
-    q = a >> k
-    r = a & ((np.int64(1) << k) - 1)
-    half = np.int64(1) << (k - 1)
-    q += (r > half) | ((r == half) & (q & 1).astype(bool))
+    k = np.asarray(k, np.int64)
+    right = np.clip(k, 0, 62)  # |acc| < 2^61: a shift by 62 rounds to 0 like any larger one
+    q = a >> right
+    r = a & ((np.int64(1) << right) - 1)
+    half = (np.int64(1) << np.maximum(right - 1, 0)) * (right > 0)
+    q = q + ((right > 0) & ((r > half) | ((r == half) & (q & 1).astype(bool))))
+    q = np.clip(q, INT32_MIN, INT32_MAX) << np.clip(-k, 0, 32)  # |q| <= 2^31: fits after 32
     return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
@@ -142,6 +175,38 @@ def div_round(num: np.ndarray, den: int) -> np.ndarray:
     twice = 2 * r
     q += (twice > den) | ((twice == den) & (q & 1).astype(bool))
     return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def div_round_away(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
+    """num / den (den > 0) rounded half away from zero, as TFLite's integer AveragePool does
+    it: (num + den / 2) / den for num > 0, (num - den / 2) / den otherwise, with C's
+    truncating division (den / 2 also truncated: for odd den no tie exists)."""
+    n = np.asarray(num, np.int64)
+    d = np.asarray(den, np.int64)
+    half = d // 2
+    t = np.where(n > 0, n + half, n - half)
+    q = np.abs(t) // d * np.sign(t)
+    return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def avg_pool_sums(x: np.ndarray, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+                  pads: tuple[int, ...], ceil_mode: int, count_include_pad: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The int64 window sums of integers ``x`` (already minus the zero point, so padding is 0)
+    and the (Ho, Wo) map of the counts AveragePool divides them by (fc.np_ops.nn's rule:
+    input positions, or input + pads with count_include_pad, never a ceil_mode overhang)."""
+    from fc.np_ops.nn import _pad2d, _pool_geometry, _window_reduce
+
+    x = np.asarray(x, np.int64)
+    ho, wo, eh, ew = _pool_geometry("AveragePool", x, kernel_shape, strides, pads, (1, 1),
+                                    ceil_mode)
+    xp = _pad2d(x, pads[0], pads[1], pads[2] + eh, pads[3] + ew, 0)
+    sums = _window_reduce(xp, np.add, kernel_shape, strides, (1, 1), ho, wo)
+    ones = np.ones((1, 1) + x.shape[2:], np.int64)
+    inside = _pad2d(ones, pads[0], pads[1], pads[2], pads[3], 1 if count_include_pad else 0)
+    inside = _pad2d(inside, 0, 0, eh, ew, 0)
+    counts = _window_reduce(inside, np.add, kernel_shape, strides, (1, 1), ho, wo)[0, 0]
+    return np.ascontiguousarray(sums), counts
 
 
 def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int = 0, *,

@@ -12,20 +12,49 @@ integers from the integers it reads:
 - residual Add: both inputs rescaled as TFLite does (left shift 20, each by
   s_i / (2 max(s_a, s_b)), the sum by 2 max(s_a, s_b) / (2^20 s_out); ``scale_shift_t``: each
   input shifted left to the finer exponent, exactly, then the sum shifted once);
-- GlobalAveragePool: the int32 sum over H x W requantized by s_in / (N s_out) in fixed point;
+- GlobalAveragePool: the int32 sum over H x W requantized by s_in / (N s_out) in fixed point
+  with one rounding (the pools always use ``rounding="single"``: their multipliers are
+  large, s_in / s_out ~ 1 divided by N, with right shifts n of 1-6, where gemmlowp's double
+  rounding would move 2^-(n+1) of the means, a quarter at n = 1);
   ``scale_shift_t``: sum * 2^(f_out - f_in) / N by one exact integer division rounding half
   to even (``div_round``);
-- Concat: each input requantized to the output's scale;
+- AveragePool: the int32 window sums S over the N counted positions (a divisor map, as the
+  float kernel counts them); with the input's scale kept (the plan's inherited case), S / N
+  by an exact integer division rounding half to even (``div_round``: ties are common, S / 4
+  of a 2x2 window, and half to even keeps them the simulation's; TFLite's kernel rounds them
+  away from zero, ``div_round_away``), otherwise S requantized by s_in / (N s_out) in fixed
+  point with one rounding (one multiplier per distinct N);
+  ``scale_shift_t``: S * 2^(f_out - f_in) / N by ``div_round`` (half to even), like the pool;
+- MaxPool (and every other scale-preserving op) on the int8 values themselves;
+- Concat: each input requantized to the output's scale (fixed point; an input already at the
+  output's scale and zero point is copied; ``scale_shift_t``: a rounding shift);
 - a fused ReLU / ReLU6 is a clamp in the integer domain: [z_out + round(alpha / s_out),
   z_out + round(beta / s_out)] intersected with [qmin, qmax].
 
 Floats appear only where the graph input is quantized and its outputs dequantized. Ops
 outside this set are listed at once (``IntegerError``), or run in float on dequantized
-inputs with ``allow_float=True`` (the caller warns).
+inputs with ``allow_float=True`` (a warning names them).
+
+**Rounding, in one place.** ``symmetry_max_t`` rounds as gemmlowp/TFLite do: half away from
+zero, twice in a fixed-point requantization (the high multiply, then the shift;
+``rounding="single"`` selects TFLite's TFLITE_SINGLE_ROUNDING, one rounding, half up); the
+pools requantize with one rounding, and an exact integer division (AveragePool keeping its
+input's scale) rounds half to even. ``scale_shift_t`` rounds half to even everywhere
+(every requantization one shift, the pools one exact division), the rule of fc's simulation
+(``fc.quant.qparams``), so its integers are the simulation's bit for bit.
+
+**Accumulator overflow.** A Conv/Gemm accumulator is sum((q_x - z_x) q_w) + q_b. Per output
+channel it is bounded by B = max|q_x - z_x| * sum|q_w| + |q_b| (``accumulator_bounds``);
+int8 products alone stay below 2^31 for K < 66,576 taps (ResNet-50's largest K is 4,608), so
+only biases near the int32 limit (channels whose weights are all but zero, their scale tiny)
+can overflow. Every run checks the int64 sum: an accumulator outside int32 saturates, as a
+saturating adder would, and is recorded in ``overflows`` (node -> count) and logged naming
+the node once; ``overflow="raise"`` makes it an ``IntegerError`` naming the node instead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +67,10 @@ from fc.np_ops import Interpreter
 from fc.np_ops import integer as ia
 from fc.quant.plan import SCALE_PRESERVING
 
-__all__ = ["IntegerInterpreter", "IntegerError", "INTEGER_OPS"]
+__all__ = ["IntegerInterpreter", "IntegerError", "INTEGER_OPS", "run_integer"]
 
-INTEGER_OPS = frozenset({"Conv", "Gemm", "Add", "GlobalAveragePool", "Concat"})
+INTEGER_OPS = frozenset({"Conv", "Gemm", "Add", "GlobalAveragePool", "AveragePool", "Concat"})
+_log = logging.getLogger(__name__)
 
 
 class IntegerError(ExecutionError):
@@ -52,6 +82,8 @@ class _P:
     scale: np.ndarray  # float64, () or (C,)
     zero: np.ndarray   # int64
     shift: np.ndarray | None = None
+    lo: int = -128  # the integers' range (the zero point's dtype)
+    hi: int = 127
 
 
 def _const(node: Node, i: int) -> np.ndarray:
@@ -62,9 +94,16 @@ class IntegerInterpreter(Interpreter):
     """Runs a quantized IR in integers (see the module docstring)."""
 
     def __init__(self, graph: Graph, *, pow2: bool = False, allow_float: bool = False,
-                 **kw: Any):
+                 rounding: str = "gemmlowp", overflow: str = "saturate", **kw: Any):
         super().__init__(graph, **kw)
+        if rounding not in ia.ROUNDINGS:
+            raise IntegerError(f"rounding {rounding!r} is not one of {ia.ROUNDINGS}")
+        if overflow not in ("saturate", "raise"):
+            raise IntegerError(f"overflow {overflow!r} is not 'saturate' or 'raise'")
         self.pow2 = pow2
+        self.rounding = rounding
+        self.overflow = overflow
+        self.overflows: dict[str, int] = {}
         self.params: dict[str, _P] = {}      # value -> parameters of its integers
         self.out_q: dict[str, Node] = {}     # layer node -> the QuantizeLinear of its output
         self.float_nodes: list[Node] = []
@@ -73,8 +112,10 @@ class IntegerInterpreter(Interpreter):
         for node in graph:
             if node.op_type == "DequantizeLinear" and node.inputs[0].const is None:
                 base = node.inputs[1].name[: -len("_scale")]
+                info = np.iinfo(_const(node, 2).dtype)
                 self.params[node.output.name] = _P(np.float64(_const(node, 1)),
-                                                   np.int64(_const(node, 2)), shifts.get(base + "_shift"))
+                                                   np.int64(_const(node, 2)), shifts.get(base + "_shift"),
+                                                   int(info.min), int(info.max))
             elif node.op_type in SCALE_PRESERVING and node.inputs[0].name in self.params:
                 for v in node.outputs:
                     self.params[v.name] = self.params[node.inputs[0].name]
@@ -98,6 +139,10 @@ class IntegerInterpreter(Interpreter):
             listed = "; ".join(f"{op} x{len(v)} ({', '.join(v[:3])})" for op, v in sorted(by_op.items()))
             raise IntegerError(f"graph {graph.name!r}: {len(self.float_nodes)} node(s) outside the "
                                f"integer op set {sorted(INTEGER_OPS | SCALE_PRESERVING)}: {listed}")
+        if self.float_nodes:
+            _log.warning("graph %r: %d node(s) run in float on dequantized inputs: %s", graph.name,
+                         len(self.float_nodes), ", ".join(f"{n.name} ({n.op_type})"
+                                                          for n in self.float_nodes))
         self._float_names = {n.name for n in self.float_nodes}
         self._int_q = {q.name for q in self.out_q.values()}
 
@@ -118,14 +163,11 @@ class IntegerInterpreter(Interpreter):
 
     def _rescale(self, acc: np.ndarray, real: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
         if self.pow2 and shift is not None:
-            ks = np.atleast_1d(shift).astype(np.int64)
-            if ks.size == 1:
-                return ia.shift_round(acc, int(ks[0]))
-            out = np.empty(acc.shape, np.int32)
-            for c, k in enumerate(ks):
-                out[:, c] = ia.shift_round(acc[:, c], int(k))
-            return out
-        return ia.requantize(acc, real)
+            ks = np.asarray(shift, np.int64)
+            if ks.ndim == 1 and ks.size > 1:
+                ks = ks.reshape((1, -1) + (1,) * (acc.ndim - 2))
+            return ia.shift_round(acc, ks.reshape(()) if ks.size == 1 else ks)
+        return ia.requantize(acc, real, rounding=self.rounding)
 
     def _finish(self, node: Node, y: np.ndarray) -> np.ndarray:
         q, p = self._out(node)
@@ -187,6 +229,7 @@ class IntegerInterpreter(Interpreter):
         if len(node.inputs) > 2 and node.inputs[2] is not None:
             bq, _ = self._weight(node, 2)
             acc = acc.astype(np.int64) + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+            self._check_overflow(node, acc)
         _, po = self._out(node)
         real = px.scale * pw.scale / po.scale
         shift = None
@@ -194,6 +237,41 @@ class IntegerInterpreter(Interpreter):
             shift = px.shift.astype(np.int64) + pw.shift.astype(np.int64) - po.shift.astype(np.int64)
         acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX).astype(np.int32)
         return self._finish(node, self._rescale(acc, real, shift))
+
+    def _check_overflow(self, node: Node, acc: np.ndarray) -> None:
+        bad = int(np.count_nonzero((acc > ia.INT32_MAX) | (acc < ia.INT32_MIN)))
+        if not bad:
+            return
+        worst = int(np.abs(acc).max())
+        if self.overflow == "raise":
+            raise IntegerError(f"node {node.name!r} ({node.op_type}): {bad} int32 accumulator(s) "
+                               f"overflow (|acc| up to {worst})")
+        if node.name not in self.overflows:
+            _log.warning("node %r (%s): %d int32 accumulator(s) overflow (|acc| up to %d); "
+                         "saturated", node.name, node.op_type, bad, worst)
+        self.overflows[node.name] = self.overflows.get(node.name, 0) + bad
+
+    def accumulator_bounds(self) -> dict[str, int]:
+        """Per Conv/Gemm run in integers: the largest |accumulator| any input can produce,
+        max|q_x - z_x| * sum|q_w| + |q_b| over output channels (int32 overflow is impossible
+        where it is <= 2^31 - 1)."""
+        out: dict[str, int] = {}
+        for node in self.graph:
+            if node.name not in self.out_q or node.op_type not in ("Conv", "Gemm"):
+                continue
+            p = self.params[node.inputs[0].name]
+            xmax = max(p.hi - int(p.zero), int(p.zero) - p.lo)
+            wq, _ = self._weight(node, 1)
+            w = np.abs(wq.astype(np.int64))
+            if node.op_type == "Gemm":
+                per = w.sum(axis=1 if node.attrs["transB"] else 0)
+            else:
+                per = w.reshape(w.shape[0], -1).sum(axis=1)
+            b = np.zeros_like(per)
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                b = np.abs(self._weight(node, 2)[0].astype(np.int64))
+            out[node.name] = int((xmax * per + b).max())
+        return out
 
     def _add(self, node: Node, args: list[Any]) -> np.ndarray:
         pa, pb = self.params[node.inputs[0].name], self.params[node.inputs[1].name]
@@ -208,9 +286,10 @@ class IntegerInterpreter(Interpreter):
             return self._finish(node, ia.shift_round(y, f - fo))
         left = 20
         twice_max = 2 * max(float(pa.scale), float(pb.scale))
-        sa = ia.requantize((a << left).astype(np.int32), float(pa.scale) / twice_max)
-        sb = ia.requantize((b << left).astype(np.int32), float(pb.scale) / twice_max)
-        y = ia.requantize(sa.astype(np.int64) + sb, twice_max / ((1 << left) * float(po.scale)))
+        sa = ia.requantize(a << left, float(pa.scale) / twice_max, rounding=self.rounding)
+        sb = ia.requantize(b << left, float(pb.scale) / twice_max, rounding=self.rounding)
+        y = ia.requantize(sa.astype(np.int64) + sb, twice_max / ((1 << left) * float(po.scale)),
+                          rounding=self.rounding)
         return self._finish(node, y)
 
     def _globalaveragepool(self, node: Node, args: list[Any]) -> np.ndarray:
@@ -224,17 +303,54 @@ class IntegerInterpreter(Interpreter):
             num, den = (acc << k, n) if k >= 0 else (acc, n << -k)
             return self._finish(node, ia.div_round(num, den))
         real = float(px.scale) / (n * float(po.scale))
-        return self._finish(node, ia.requantize(acc.astype(np.int32), real))
+        return self._finish(node, ia.requantize(acc, real, rounding="single"))
+
+    def _averagepool(self, node: Node, args: list[Any]) -> np.ndarray:
+        px = self.params[node.inputs[0].name]
+        _, po = self._out(node)
+        a = node.attrs
+        sums, counts = ia.avg_pool_sums(args[0].astype(np.int64) - px.zero,
+                                        kernel_shape=a["kernel_shape"], strides=a["strides"],
+                                        pads=a["pads"], ceil_mode=a["ceil_mode"],
+                                        count_include_pad=a["count_include_pad"])
+        if self.pow2 and px.shift is not None and po.shift is not None:
+            k = int(po.shift) - int(px.shift)
+            num, den = (sums << k, counts) if k >= 0 else (sums, counts << -k)
+            return self._finish(node, ia.div_round(num, den))
+        if float(px.scale) == float(po.scale):
+            return self._finish(node, ia.div_round(sums, counts))
+        y = np.empty(sums.shape, np.int32)
+        for n in np.unique(counts):
+            at = counts == n
+            y[:, :, at] = ia.requantize(sums[:, :, at], float(px.scale) / (int(n) * float(po.scale)),
+                                        rounding="single")
+        return self._finish(node, y)
 
     def _concat(self, node: Node, args: list[Any]) -> np.ndarray:
         _, po = self._out(node)
         parts = []
         for v, a in zip(node.inputs, args):
             p = self.params[v.name]
-            parts.append(ia.requantize((a.astype(np.int64) - p.zero).astype(np.int32),
-                                       float(p.scale) / float(po.scale)))
+            d = a.astype(np.int64) - p.zero
+            if float(p.scale) == float(po.scale):
+                parts.append(d)
+            elif self.pow2 and p.shift is not None and po.shift is not None:
+                parts.append(ia.shift_round(d, int(p.shift) - int(po.shift)))
+            else:
+                parts.append(ia.requantize(d, float(p.scale) / float(po.scale),
+                                           rounding=self.rounding))
         return self._finish(node, np.concatenate(parts, axis=node.attrs["axis"]))
 
 
-def run_integer(graph: Graph, inputs: Mapping[str, np.ndarray], **kw: Any) -> dict[str, np.ndarray]:
-    return IntegerInterpreter(graph, **kw).run(inputs)
+def run_integer(graph: Graph, inputs: Mapping[str, np.ndarray], *, strategy: str | None = None,
+                **kw: Any) -> dict[str, np.ndarray]:
+    """The outputs of the quantized IR ``graph`` run in integers (a plain function for the
+    accuracy and error commands). ``strategy``: the ``_t`` strategy's name; ``scale_shift*``
+    selects the power-of-two arithmetic; without it, a graph carrying ``*_shift`` tensors is
+    taken as ``scale_shift_t``. Other keywords go to ``IntegerInterpreter`` (``rounding``,
+    ``overflow``, ``allow_float``, ``intermediate`` is ``run``'s)."""
+    intermediate = kw.pop("intermediate", False)
+    if "pow2" not in kw:
+        kw["pow2"] = (strategy.startswith("scale_shift") if strategy is not None
+                      else any(n.endswith("_shift") for n in graph.initializers))
+    return IntegerInterpreter(graph, **kw).run(inputs, intermediate=intermediate)

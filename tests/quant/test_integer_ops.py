@@ -1,0 +1,166 @@
+"""The integer executor's op set on a small CNN that has every op of it (ReLU6 and ReLU as
+clamps, MaxPool on int8, non-global AveragePool, Concat of differently scaled inputs, a
+residual Add, GlobalAveragePool, Gemm), against fc's fake-quant simulation of the same
+strategy on the same integers (each layer on the simulation's own inputs: isolated), and
+the accumulator overflow rule."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fc.np_ops import run
+from fc.quant.integer_run import IntegerError, IntegerInterpreter, run_integer
+from fc.quant.quantize import build_spec, quantized_graph
+from fc.quant.strategies import get_strategy
+from fc.quant.testing import calibrate_arrays, torch_to_fused
+
+
+class AllOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 1)
+        self.pool_max = nn.MaxPool2d(2)
+        self.pool_avg = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.mix = nn.Conv2d(16, 16, 3, padding=1, groups=2)
+        self.res = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        y = torch.cat([self.pool_max(torch.clamp(self.a(x), 0, 6)),
+                       self.pool_avg(self.b(x))], 1)  # two scales into one Concat
+        y = torch.relu(self.mix(y))
+        y = y + torch.relu(self.res(y))  # (a bare 1x1 branch would be re-parameterized)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.fixture(scope="module")
+def allops():
+    torch.manual_seed(0)
+    model = AllOps().eval()
+    fused = torch_to_fused(model, torch.zeros(1, 3, 16, 16), "allops")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (16, 3, 16, 16)).astype(np.float32)
+    table = calibrate_arrays(fused, [x[:8], x[8:]])
+    return fused, table, x
+
+
+def test_the_model_has_every_op_of_the_integer_set(allops):
+    fused = allops[0]
+    ops = {n.op_type for n in fused}
+    assert {"Conv", "MaxPool", "AveragePool", "Concat", "Add", "GlobalAveragePool", "Gemm"} <= ops
+    acts = {n.attrs.get("activation") for n in fused if n.op_type == "Conv"}
+    assert {"relu", "clip"} <= acts
+
+
+def _layers(ii: IntegerInterpreter, qg, sim: dict) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each integer layer run on the simulation's integers (isolated): (node, got, want)."""
+    out = []
+    for node in qg:
+        if node.name not in ii.out_q:
+            continue
+        args = []
+        for v in node.inputs:
+            if v is None or v.name not in ii.params:
+                args.append(None)
+                continue
+            src = v  # the integers: through scale-preserving ops back to a DequantizeLinear
+            while src.producer.op_type != "DequantizeLinear":
+                src = src.producer.inputs[0]
+            chain = []
+            w = v
+            while w is not src:
+                chain.append(w.producer)
+                w = w.producer.inputs[0]
+            a = sim[src.producer.inputs[0].name]
+            for n in reversed(chain):
+                a = ii.run_node(n, [a] + [None if u is None else u.const for u in n.inputs[1:]])[0]
+            args.append(a)
+        got = getattr(ii, f"_{node.op_type.lower()}")(node, args)
+        out.append((node, got, sim[ii.out_q[node.name].output.name]))
+    return out
+
+
+@pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
+def test_symmetry_max_t_layers_are_the_simulation_within_one_step(allops, rounding):
+    fused, table, x = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
+    sim = run(qg, {"input": x}, intermediate=True)
+    ii = IntegerInterpreter(qg, rounding=rounding)
+    seen = set()
+    for node, got, want in _layers(ii, qg, sim):
+        d = np.abs(got.astype(int) - want.astype(int))
+        assert d.max() <= 1, node.name
+        # the fixed point differs from the one exact rounding by gemmlowp's double rounding
+        # (about 2^-(n+1) of the values for a right shift n: 1/8 for the AveragePool's
+        # multiplier 0.228 = M0 2^-31 2^-2) and by float32 noise of the simulation
+        assert np.mean(d) <= (0.15 if rounding == "gemmlowp" else 0.001), node.name
+        seen.add(node.op_type)
+    assert seen == {"Conv", "AveragePool", "Concat", "Add", "GlobalAveragePool", "Gemm"}
+
+
+def test_scale_shift_t_is_the_simulation_bit_for_bit_on_every_op(allops):
+    fused, table, x = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("scale_shift_t")))
+    sim = run(qg, {"input": x}, intermediate=True)
+    ints = run_integer(qg, {"input": x}, strategy="scale_shift_t", intermediate=True)
+    for n in qg:
+        if n.op_type == "QuantizeLinear":
+            np.testing.assert_array_equal(ints[n.output.name], sim[n.output.name], err_msg=n.name)
+    np.testing.assert_array_equal(ints["logits"], sim["logits"])
+
+
+def test_fused_relu6_and_relu_are_integer_clamps(allops):
+    """The integers of a ReLU6 layer end at round(6 / s) (+ zero point), of a ReLU layer at
+    the zero point, and MaxPool moves them unchanged (its output is its input's grid)."""
+    fused, table, x = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
+    ii = IntegerInterpreter(qg)
+    ints = ii.run({"input": x}, intermediate=True)
+    for node in qg:
+        if node.name in ii.out_q and node.attrs.get("activation") in ("relu", "clip"):
+            q = ii.out_q[node.name]
+            s, z = float(q.inputs[1].const), int(q.inputs[2].const)
+            v = ints[q.output.name].astype(int)
+            assert v.min() >= z
+            if node.attrs["activation"] == "clip":
+                assert v.max() <= z + round(6 / s)
+    mp = next(n for n in qg if n.op_type == "MaxPool")
+    assert ints[mp.output.name].dtype == np.int8
+    assert np.isin(ints[mp.output.name], ints[mp.inputs[0].name]).all()
+
+
+def test_accumulator_bounds_hold_and_overflow_names_the_node(allops, caplog):
+    fused, table, x = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
+    ii = IntegerInterpreter(qg)
+    bounds = ii.accumulator_bounds()
+    assert set(bounds) == {n.name for n in qg if n.name in ii.out_q and n.op_type in ("Conv", "Gemm")}
+    assert max(bounds.values()) < 2 ** 31 - 1  # here overflow is impossible
+    assert ii.overflows == {}
+    # a bias at the int32 limit: the accumulator overflows on positive sums
+    conv = next(n for n in qg if n.op_type == "Conv" and n.name in ii.out_q)
+    bias = conv.inputs[2].producer.inputs[0]
+    bias.const = np.full_like(bias.const, 2 ** 31 - 1)
+    ii = IntegerInterpreter(qg)
+    assert ii.accumulator_bounds()[conv.name] > 2 ** 31 - 1
+    with caplog.at_level(logging.WARNING, logger="fc.quant.integer_run"):
+        ii.run({"input": x})
+    assert ii.overflows.get(conv.name, 0) > 0
+    assert conv.name in caplog.text
+    with pytest.raises(Exception, match=rf"{conv.name}.*overflow"):
+        IntegerInterpreter(qg, overflow="raise").run({"input": x})
+
+
+def test_unknown_rounding_is_refused(allops):
+    fused, table, _ = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
+    with pytest.raises(IntegerError, match="rounding 'even'"):
+        IntegerInterpreter(qg, rounding="even")
