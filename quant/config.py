@@ -15,7 +15,8 @@ QUAN:
     pow2:           ceil (default) | mse   (scale_shift's power-of-two rule for weights)
     unsigned:       false  (true: ReLU/ReLU6 outputs in [0, 2^b - 1], zero point 0)
     batch_size:     16           num_images: all
-    layers:         {node name: float | {bits: 16}}   mixed precision
+    layers:         {node name: float | {bits: 16}}   mixed precision (or the path of a YAML
+                    file holding that mapping, as ``fcc quant sensitivity`` writes it)
     allow_float:    false  (the _t strategies: run ops outside the integer set in float)
 PREPROCESS:         (no keys: resize to the model input's HxW, its channel count, [0, 1])
     resize: [H, W] or S (shorter side)    crop: [H, W] or S (centre)
@@ -71,7 +72,7 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str | None]] = {
     "QUAN.qconfig.unsigned": ((bool,), False, None),
     "QUAN.qconfig.batch_size": ((int,), 16, None),
     "QUAN.qconfig.num_images": ((int, type(None)), None, None),
-    "QUAN.qconfig.layers": ((dict, type(None)), None, None),
+    "QUAN.qconfig.layers": ((dict, str, type(None)), None, "file"),
     "QUAN.qconfig.allow_float": ((bool,), False, None),
     "PREPROCESS.resize": ((int, list, type(None)), None, None),
     "PREPROCESS.crop": ((int, list, type(None)), None, None),
@@ -150,20 +151,48 @@ class QuantConfig:
     def act_bits(self) -> int:
         return self.values["QUAN.qconfig.act_bits"] or self.values["QUAN.qconfig.bits"]
 
-    def layer_settings(self) -> dict[str, Any]:
+    def layer_settings(self, graph: Any = None) -> dict[str, Any]:
+        """``qconfig.layers`` as ``LayerSetting`` by node name; with ``graph``, every name must
+        be one of its nodes."""
         from fc.quant.plan import LayerSetting
 
+        layers, where = self._layers()
         out = {}
-        for name, v in (self.values["QUAN.qconfig.layers"] or {}).items():
-            where = f"{self.path}: QUAN.qconfig.layers.{name}"
+        names = None if graph is None else {n.name for n in graph}
+        for name, v in layers.items():
+            key = f"{where}: QUAN.qconfig.layers.{name}"
+            if names is not None and str(name) not in names:
+                raise ConfigError(f"{key}: no node of that name in graph {graph.name!r}")
             if v == "float":
                 out[str(name)] = LayerSetting(float=True)
             elif isinstance(v, dict) and set(v) <= {"bits"} and isinstance(v.get("bits"), int) \
-                    and 2 <= v["bits"] <= 16:
+                    and not isinstance(v["bits"], bool) and 2 <= v["bits"] <= 16:
                 out[str(name)] = LayerSetting(weight_bits=v["bits"], act_bits=v["bits"])
             else:
-                raise ConfigError(f"{where}: expected 'float' or {{bits: 2..16}}, got {v!r}")
+                raise ConfigError(f"{key}: expected 'float' or {{bits: 2..16}}, got {v!r}")
         return out
+
+    def _layers(self) -> tuple[dict[Any, Any], str]:
+        """The mapping and where it came from (the config, or the layers file it names)."""
+        v = self.values["QUAN.qconfig.layers"]
+        if not isinstance(v, str):
+            return v or {}, str(self.path)
+        import yaml
+
+        where = f"{self.path}: QUAN.qconfig.layers file {v}"
+        try:
+            doc = yaml.safe_load(Path(v).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{where}: cannot read ({e})") from None
+        except yaml.YAMLError as e:
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        if doc is None:
+            return {}, v
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of node name to float or "
+                              f"{{bits: N}}, got {type(doc).__name__}")
+        return dict(doc), v
 
     def strategy_object(self) -> Any:
         from fc.quant.strategies import get_strategy

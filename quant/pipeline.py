@@ -72,6 +72,14 @@ def _calibration_key(cfg: QuantConfig, graph: Graph) -> str:
                        preprocess_for(cfg, graph).settings())
 
 
+def _to_calibrate(cfg: QuantConfig, graph: Graph) -> list[str]:
+    """The tensors the full plan quantizes, plus those only the config's mixed precision
+    quantizes (a tensor after a float layer's scale-preserving follower)."""
+    full = make_plan(graph).calibrated
+    extra = make_plan(graph, cfg.layer_settings(graph)).calibrated
+    return full + [t for t in extra if t not in set(full)]
+
+
 def calibrate(cfg: QuantConfig, graph: Graph, *, progress: bool = True, write: bool = True
               ) -> CalibrationTable:
     """Run the float graph over ``image_path`` (batched), observe every quantized tensor,
@@ -79,7 +87,7 @@ def calibrate(cfg: QuantConfig, graph: Graph, *, progress: bool = True, write: b
     from fc.np_ops import Interpreter
 
     q = "QUAN.qconfig."
-    cal = Calibrator(make_plan(graph).calibrated, method=cfg[q + "method"],
+    cal = Calibrator(_to_calibrate(cfg, graph), method=cfg[q + "method"],
                      num_bins=cfg[q + "num_bins"], percentile=cfg[q + "percentile"],
                      quantized_bins=cfg[q + "quantized_bins"], bits=cfg.act_bits)
     runner = Interpreter(graph, observer=cal)
@@ -101,7 +109,8 @@ def table_for(cfg: QuantConfig, graph: Graph, *, progress: bool = True) -> tuple
     path = cfg.table_path
     if path.exists() and cfg["QUAN.qconfig.image_path"]:
         table = CalibrationTable.read(path)
-        if table.meta.get("key") == _calibration_key(cfg, graph):
+        if table.meta.get("key") == _calibration_key(cfg, graph) and all(
+                t in table for t in _to_calibrate(cfg, graph)):
             return table, True
         log.info("%s: made from other inputs; recalibrating", path)
     elif path.exists():
@@ -116,7 +125,7 @@ def spec_for(cfg: QuantConfig, graph: Graph, table: CalibrationTable, strategy: 
         per_channel = cfg["QUAN.qconfig.weight_quan"] == "perchannel"
     return build_spec(graph, table, strategy, per_channel=per_channel,
                       weight_bits=cfg.weight_bits, act_bits=cfg.act_bits,
-                      layers=cfg.layer_settings() if layers is None else layers)
+                      layers=cfg.layer_settings(graph) if layers is None else layers)
 
 
 def write_quantized(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, draw: bool = True

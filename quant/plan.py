@@ -22,9 +22,16 @@ float engines round by noise, each its own way; with a calibrated scale of its o
 no systematic ties, and the integer kernel folds the 1 / N into its requantization.)
 ``Concat`` requantizes its inputs to its own calibrated output scale (the inputs keep theirs).
 
-**Mixed precision.** A node listed as ``float`` keeps float weights and computes in float;
-its output stays float unless a quantized node downstream reads it as integers (then it is
-quantized as usual); a node with ``bits`` uses them for its weights and output.
+**Mixed precision** (``qconfig.layers``). A node listed as ``float`` keeps float weights
+and computes in float: nothing of its own is quantized, so a float layer between float layers
+(or at the graph input) has no quantize/dequantize around it and its output is the float
+run's. Its output is quantized only when a quantized node downstream reads it as integers
+(that quantizer is the consumer's input, at the consumer's bits). A node with ``bits`` uses
+them for its weights, its output *and its inputs*: a tensor is quantized at the largest bit
+width among its quantized producer and its quantized consumers (through scale-preserving
+ops), so a 16-bit layer between 8-bit layers computes on 16-bit inputs (its producer
+requantizes its accumulator to 16 bits) and a 8-bit consumer of a 16-bit tensor reads it as it
+is.
 """
 
 from __future__ import annotations
@@ -130,21 +137,26 @@ def make_plan(graph: Graph, layers: Mapping[str, LayerSetting] | None = None, *,
     # unless it only moves them (scale-preserving), in which case it needs them when its
     # outputs are needed. Computed backwards, so a float layer's output is quantized exactly
     # when something downstream consumes it in integers.
-    needed: dict[str, bool] = {v.name: False for v in graph.outputs}
+    # needed[t]: the largest act bits among the quantized consumers of t (0: none).
+    needed: dict[str, int] = {v.name: 0 for v in graph.outputs}
     for node in reversed(graph.nodes):
-        if setting(node).float:
+        s = setting(node)
+        if s.float:
             continue
-        if _scale_preserving(node) and not any(needed.get(v.name, False) for v in node.outputs):
-            continue
+        if _scale_preserving(node):
+            want = max((needed.get(v.name, 0) for v in node.outputs), default=0)
+            if not want:
+                continue
+        else:
+            want = s.act_bits
         for v in node.inputs:
             if v is not None and v.const is None:
-                needed[v.name] = True
+                needed[v.name] = max(needed.get(v.name, 0), want)
 
     for v in graph.inputs:
-        if v.dtype == "float32" and needed.get(v.name, False):
+        if v.dtype == "float32" and needed.get(v.name, 0):
             plan.kind[v.name] = "own"
-            users = [setting(u) for u in v.users if not setting(u).float]
-            plan.bits[v.name] = max((s.act_bits for s in users), default=act_bits)
+            plan.bits[v.name] = needed[v.name]
     for node in graph:
         s = setting(node)
         plan.settings[node.name] = s
@@ -158,10 +170,11 @@ def make_plan(graph: Graph, layers: Mapping[str, LayerSetting] | None = None, *,
                 plan.bits[v.name] = plan.bits[plan.root(first.name)]
             elif v.name in outputs and node.op_type in FLOAT_RESULT_OPS:
                 plan.kind[v.name] = "float"
-            elif (s.float or _scale_preserving(node)) and not needed.get(v.name, False):
+            elif (s.float or _scale_preserving(node)) and not needed.get(v.name, 0):
                 plan.kind[v.name] = "float"
             else:
                 plan.kind[v.name] = "own"
-                plan.bits[v.name] = s.act_bits
+                own = 0 if s.float or _scale_preserving(node) else s.act_bits
+                plan.bits[v.name] = max(own, needed.get(v.name, 0))
     plan.calibrated = [t for t, k in plan.kind.items() if k == "own"]
     return plan

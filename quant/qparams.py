@@ -13,7 +13,8 @@ agree with fc except where ``x / s`` lies within a float32 rounding error of a t
 may differ by one step. The integer kernels (``fc.np_ops.integer``) requantize with gemmlowp's
 fixed-point rounding by definition; see there.
 
-Storage: at most 8 bits in int8/uint8, at most 16 bits in int16/uint16, biases in int32.
+Storage: at most 8 bits in int8/uint8, at most 16 bits in int16/uint16, biases in int32 (int64
+when the input and weight bits add up to more than 16: a 16-bit layer's accumulator is wider).
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["QParams", "storage_dtype", "fake_quant", "quantize", "dequantize", "INT32_RANGE"]
+__all__ = ["QParams", "storage_dtype", "fake_quant", "quantize", "dequantize", "INT32_RANGE",
+           "INT64_RANGE"]
 
 INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
+INT64_RANGE = (-(2 ** 63), 2 ** 63 - 1)
 
 
 def storage_dtype(qmin: int, qmax: int) -> np.dtype:
     """The smallest integer dtype holding [qmin, qmax] (int8/uint8, int16/uint16, int32)."""
-    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64):
         info = np.iinfo(dt)
         if info.min <= qmin and qmax <= info.max:
             return np.dtype(dt)

@@ -99,7 +99,8 @@ def build_spec(graph: Graph, table: CalibrationTable, strategy: Strategy, *,
                 spec.weights[(node.name, i)] = (quantize(arr, wq), wq)
             elif role == "bias" and wq is not None and s_in is not None and (
                     node.op_type != "Gemm" or node.attrs["alpha"] == node.attrs["beta"] == 1.0):
-                bq = bias_qparams(s_in.scale, wq.scale, 0)
+                wide = s.weight_bits + plan.bits[plan.root(x.name)] > 16
+                bq = bias_qparams(s_in.scale, wq.scale, 0, wide=wide)
                 spec.weights[(node.name, i)] = (quantize(arr, bq), bq)
     return spec
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fc.errors import FcError
-from fc.quant.qparams import INT32_RANGE, QParams
+from fc.quant.qparams import INT32_RANGE, INT64_RANGE, QParams
 
 __all__ = ["Strategy", "Range", "STRATEGIES", "get_strategy", "bias_qparams"]
 
@@ -242,9 +242,13 @@ def get_strategy(name: str, *, pow2: str = "ceil", unsigned: bool = False) -> St
     return cls(unsigned=unsigned) if cls.symmetric and cls.quantizes else cls()
 
 
-def bias_qparams(s_in: np.ndarray, s_w: np.ndarray, axis: int | None) -> QParams:
-    """int32 at scale s_in * s_w (computed in float64, stored float32), zero point 0."""
+def bias_qparams(s_in: np.ndarray, s_w: np.ndarray, axis: int | None, *, wide: bool = False
+                 ) -> QParams:
+    """int32 at scale s_in * s_w (computed in float64, stored float32), zero point 0; int64
+    when ``wide`` (more than 8 + 8 bits of input and weight: at 16 x 16 bits s_in * s_w is so
+    small that an ordinary bias overflows int32, as the accumulator would)."""
     s = (np.float64(s_in) * np.asarray(s_w, np.float64)).astype(np.float32)
     s = np.where(s > 0, s, np.float32(np.finfo(np.float32).tiny)).astype(np.float32)
-    return QParams(s, np.zeros(s.shape, np.int64), *INT32_RANGE, axis if s.ndim else None)
+    rng = INT64_RANGE if wide else INT32_RANGE
+    return QParams(s, np.zeros(s.shape, np.int64), *rng, axis if s.ndim else None)
 

@@ -14,7 +14,7 @@ from fc.ir.schemas._rules import check, norm_axis
 
 __all__ = ["QUANT_DTYPES"]
 
-QUANT_DTYPES = ("int8", "uint8", "int16", "uint16", "int32")
+QUANT_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "int64")  # int64: 16-bit biases
 
 
 def _check_params(x, scale, zero_point, axis):
