@@ -175,7 +175,7 @@ def mul(ctx: TFContext) -> Value:
         k = _scalar(ctx, i)
         if k is not None and k != 0:  # x * (1/6): a hard sigmoid or hard swish
             found = patterns.hard_sigmoid(ctx, other, 1.0 / k) or \
-                patterns.hard_swish_scaled(ctx, other, 1.0 / k)
+                patterns.hard_swish_scaled(ctx, other, 1.0 / k, ctx.input_name(1 - i))
             if found is not None:
                 return found
     found = patterns.silu(ctx, a, b) or patterns.hard_swish(ctx, a, b)
@@ -194,7 +194,7 @@ def div(ctx: TFContext) -> Value:
     k = _scalar(ctx, 1)
     if k is not None:
         found = patterns.hard_sigmoid(ctx, ctx.value(0), k) or \
-            patterns.hard_swish_scaled(ctx, ctx.value(0), k)
+            patterns.hard_swish_scaled(ctx, ctx.value(0), k, ctx.input_name(0))
         if found is not None:
             return found
     return ctx.add_node("Div", [ctx.value(0), ctx.value(1)]).output

@@ -327,10 +327,14 @@ def hard_swish(ctx: TFContext, a: Value, b: Value, divisor: float = 1.0) -> Valu
     return None
 
 
-def hard_swish_scaled(ctx: TFContext, prod: Value, divisor: float) -> Value | None:
-    """``Mul(x, Relu6(x + 3)) / 6`` or ``* (1/6)``: the product node ``prod``."""
+def hard_swish_scaled(ctx: TFContext, prod: Value, divisor: float, tensor: str
+                      ) -> Value | None:
+    """``Mul(x, Relu6(x + 3)) / 6`` or ``* (1/6)``: the product node ``prod``, the source
+    tensor ``tensor``. The product must be read by this node only: in the source graph
+    (the fc node of this op does not exist yet, so ``prod.uses`` cannot tell)."""
     mul = _producer(prod, "Mul")
-    if mul is None or len(prod.uses) != 1:
+    source = _node(ctx, tensor)
+    if mul is None or prod.uses or source is None or not _private(ctx, source):
         return None
     return hard_swish(ctx, mul.inputs[0], mul.inputs[1], divisor)
 

@@ -81,6 +81,12 @@ def conv(ctx: LowerContext, x: Lt, w: Lt, b: Lt | None = None, *, strides: tuple
     t = ctx.nhwc(x)
     padding = _conv_padding(x, (kh, kw), strides, dilations, pads)
     if group > 1 and group == c and cg == 1:  # depthwise: (C*mult, 1, kh, kw) -> (kh, kw, C, mult)
+        step = strides
+        if strides[0] != strides[1]:
+            # TF's CPU depthwise kernel takes equal strides only: convolve at stride 1 over
+            # the explicitly padded input and keep every stride-th row/column (exact).
+            padding = [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]]
+            strides = (1, 1)
         if isinstance(padding, list):
             # grappler's shape inference aborts on a depthwise convolution with explicit
             # padding fused with its bias (TF 2.21): pad first, as Keras's ZeroPadding2D does
@@ -88,10 +94,38 @@ def conv(ctx: LowerContext, x: Lt, w: Lt, b: Lt | None = None, *, strides: tuple
         filt = ctx.weight(w, (2, 3, 1, 0), (kh, kw, c, m // c))
         y = tf.nn.depthwise_conv2d(t, filt, strides=[1, *strides, 1], padding=padding,
                                    dilations=list(dilations))
-    else:  # grouped convolution: TF's Conv2D takes (kh, kw, C/group, M) on CPU too
+        if step != strides:
+            y = y[:, ::step[0], ::step[1], :]
+    elif group == 1:
         y = tf.nn.conv2d(t, ctx.weight(w, (2, 3, 1, 0)), strides=[1, *strides, 1],
                          padding=padding, dilations=[1, *dilations, 1])
+    else:
+        # Grouped: one Conv2D per group, concatenated. A single grouped Conv2D followed by
+        # its BiasAdd is rewritten by grappler's remapper into _FusedConv2D, which refuses
+        # groups at run time ("Fused conv implementation does not support grouped
+        # convolutions", TF 2.21).
+        filt = ctx.weight(w, (2, 3, 1, 0))  # (kh, kw, C/group, M)
+        cin, mg = c // group, m // group
+        y = tf.concat([tf.nn.conv2d(t[..., g * cin:(g + 1) * cin],
+                                    filt[..., g * mg:(g + 1) * mg], strides=[1, *strides, 1],
+                                    padding=padding, dilations=[1, *dilations, 1])
+                       for g in range(group)], axis=-1)
     return _finish(ctx, y, b, activation, act_alpha, act_beta)
+
+
+def _dilate_kernel(tf: Any, filt: Any, dilations: tuple[int, ...]) -> Any:
+    """An HWxx kernel with ``d - 1`` zeros between its taps along H and W (differentiable,
+    so the trainable form keeps training the original taps)."""
+    for axis, d in enumerate(dilations):
+        if d == 1:
+            continue
+        k = filt.shape[axis]
+        moved = tf.experimental.numpy.moveaxis(filt, axis, 0)
+        rest = moved.shape[1:]
+        spread = tf.concat([moved[:, None], tf.zeros([k, d - 1, *rest], moved.dtype)], axis=1)
+        spread = tf.reshape(spread, [k * d, *rest])[:(k - 1) * d + 1]
+        filt = tf.experimental.numpy.moveaxis(spread, 0, axis)
+    return filt
 
 
 @LOWERINGS.register("ConvTranspose")
@@ -110,6 +144,11 @@ def conv_transpose(ctx: LowerContext, x: Lt, w: Lt, b: Lt | None = None, *,
             zip((h, wd), strides, dilations, (kh, kw))]
     inner = [op if op < s else 0 for op, s in zip(output_padding, strides)]
     filt = ctx.weight(w, (2, 3, 1, 0))  # (kh, kw, M/group, C)
+    if any(d > 1 for d in dilations):
+        # TF's CPU Conv2DBackpropInput refuses dilations: the same maths with the kernel
+        # dilated (zeros between its taps), at dilation 1.
+        filt = _dilate_kernel(tf, filt, dilations)
+        dilations = (1, 1)
     batch = tf.shape(t)[0]
     cin = c // group
     ys = []

@@ -260,3 +260,44 @@ def test_fused_batch_norm_and_conv_transpose_from_tf1_ops(check_tf_function, see
 
     g = check_tf_function(fn, seeded((1, 5, 5, 3)), op="ConvTranspose")
     assert ops_of(g) == ["ConvTranspose", "BatchNormalization", "Relu"]
+
+
+RESIZES = [
+    P(lambda x: _tf().image.resize(x, (7, 3), method="nearest"), id="nearest_half_pixel"),
+    P(lambda x: _tf().image.resize(x, (3, 7)), id="bilinear_half_pixel_down_up"),
+    P(lambda x: _tf().image.resize(x, (9, 11)), id="bilinear_half_pixel_up"),
+    P(lambda x: _tf().compat.v1.image.resize_bilinear(x, (7, 3)), id="bilinear_asymmetric"),
+    P(lambda x: _tf().compat.v1.image.resize_bilinear(x, (3, 7), align_corners=True),
+      id="bilinear_align_corners_down"),
+    P(lambda x: _tf().compat.v1.image.resize_nearest_neighbor(x, (3, 7), align_corners=True),
+      id="nearest_align_corners_down"),
+    P(lambda x: _tf().compat.v1.image.resize_nearest_neighbor(x, (7, 3)),
+      id="nearest_asymmetric_non_integer"),
+]
+
+
+@pytest.mark.parametrize("fn", RESIZES)
+def test_resize_modes(fn: Callable[[Any], Any], check_tf_function, seeded) -> None:
+    """ResizeBilinear/ResizeNearestNeighbor in each of TF's coordinate modes (align_corners,
+    half_pixel_centers, neither) at non-integer scales, where the modes differ."""
+    g = check_tf_function(fn, seeded((2, 4, 5, 3)), op="Resize")
+    assert ops_of(g) == ["Resize"], ops_of(g)
+
+
+PATTERNS = [
+    P(lambda x: _tf().nn.silu(x), "SiLU", id="silu_through_identity_n"),
+    P(lambda x: x * _tf().sigmoid(x), "SiLU", id="swish_as_mul_sigmoid"),
+    P(lambda x: _tf().nn.gelu(x), "Gelu", id="gelu_exact_erfc"),
+    P(lambda x: _tf().nn.gelu(x, approximate=True), "Gelu", id="gelu_tanh"),
+    P(lambda x: x * _tf().nn.relu6(x + 3.0) / 6.0, "HardSwish", id="hard_swish_ops"),
+    P(lambda x: _tf().nn.relu6(x + 3.0) / 6.0, "HardSigmoid", id="hard_sigmoid_ops"),
+]
+
+
+@pytest.mark.parametrize(("fn", "op"), PATTERNS)
+def test_activation_patterns_of_tf_ops(fn: Callable[[Any], Any], op: str, check_tf_function,
+                                       seeded) -> None:
+    """Activations TF writes as several ops (custom gradients through IdentityN, MobileNetV3's
+    hard swish) come out as fc's one node, with TF's value."""
+    g = check_tf_function(fn, seeded((2, 3, 4, 5)) * 4.0, op="Gelu")
+    assert ops_of(g) == [op], ops_of(g)
