@@ -4,6 +4,7 @@
     fcc quant quantize  --config C.yml      # IR_quantized_for_CModel_* beside the fused IR
     fcc quant error     --config C.yml      # per-layer report (+ the quantized IR)
     fcc quant accuracy  --config C.yml [--jobs N | --dask ADDRESS]   # top-1/top-5 table
+    fcc quant sensitivity --config C.yml [--target-drop 0.5]         # per-layer sensitivity
 
 Flags override the config's keys (``--set QUAN.qconfig.bits=6`` for any key).
 """
@@ -76,6 +77,16 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--skip-missing", dest="skip_missing", action="store_true",
                    help="drop malformed lines, missing images and unknown labels (counted)")
     p.set_defaults(func=run_command)
+    p = qs.add_parser("sensitivity", parents=[common, opts],
+                      help="per layer: only it quantized, and all but it; final distance and "
+                           "top-1 drop; sorted CSV, JSON, PNG; --target-drop proposes a mix")
+    p.add_argument("--target-drop", dest="target_drop", type=float,
+                   help="top-1 points: keep the fewest layers at --keep-precision to meet it")
+    p.add_argument("--target-distance", dest="target_distance", type=float,
+                   help="the same with an output rel-L2 target (no labels needed)")
+    p.add_argument("--keep-precision", dest="keep", default="16", choices=("16", "float"),
+                   help="precision of the layers kept (default 16 bits)")
+    p.set_defaults(func=run_command)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,6 +121,10 @@ def run_command(args: argparse.Namespace) -> int:
         return _accuracy(args, progress)
     cfg = load_config(args.config, _overrides(args))
     graph = pipeline.load_model(cfg)
+    if args.quant_command == "sensitivity":
+        from fc.quant.sensitivity import run_sensitivity
+
+        return run_sensitivity(cfg, graph, args, progress)
     step = args.quant_command
     if step == "calibrate":
         table = pipeline.calibrate(cfg, graph, progress=progress)
