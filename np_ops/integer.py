@@ -48,28 +48,40 @@ INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
-    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 arrays (computed in int64)."""
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 arrays (computed in int64).
+
+    gemmlowp: (a*b + nudge) / 2^31 truncating, nudge = 2^30 (a*b >= 0) or 1 - 2^30. Both
+    cases are floor((a*b + 2^30) / 2^31): for a*b < 0, truncation is floor after adding
+    2^31 - 1, and 1 - 2^30 + 2^31 - 1 = 2^30. So one add and one arithmetic shift."""
     a64 = np.asarray(a, np.int64)
     b64 = np.asarray(b, np.int64)
-    overflow = (a64 == INT32_MIN) & (b64 == INT32_MIN)
-    ab = a64 * b64  # |a * b| <= 2^62: fits int64
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    s = ab + nudge
-    # C++ integer division truncates toward zero
-    q = np.where(s >= 0, s >> 31, -((-s) >> 31))
-    return np.where(overflow, INT32_MAX, q).astype(np.int32)
+    q = (a64 * b64 + np.int64(1 << 30)) >> 31  # |a * b| <= 2^62: fits int64
+    if np.any(b64 == INT32_MIN) and np.any(a64 == INT32_MIN):
+        q = np.where((a64 == INT32_MIN) & (b64 == INT32_MIN), INT32_MAX, q)
+    return q.astype(np.int32)
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
-    """gemmlowp's RoundingDivideByPOT: x / 2^exponent, ties away from zero (0..31)."""
-    x64 = np.asarray(x, np.int64)
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent, ties away from zero (0..31).
+
+    gemmlowp: (x >> e) + (remainder > threshold), remainder = x & (2^e - 1), threshold =
+    (2^e - 1) >> 1 plus 1 for x < 0. The same integer is (x + 2^(e-1) - [x < 0]) >> e for
+    e > 0 (adding half, less one for negatives so that their ties go down), x for e = 0."""
+    return _rdbpot64(np.asarray(x, np.int64), exponent).astype(np.int32)
+
+
+def _rdbpot64(x64: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
     e = np.asarray(exponent, np.int64)
     if np.any((e < 0) | (e > 31)):
         raise ValueError(f"RoundingDivideByPOT exponent must be in 0..31, got {exponent}")
-    mask = (np.int64(1) << e) - 1
-    remainder = x64 & mask
-    threshold = (mask >> 1) + (x64 < 0)
-    return ((x64 >> e) + (remainder > threshold)).astype(np.int32)
+    half = (np.int64(1) << e) >> 1  # 0 for e = 0
+    if e.ndim == 0:
+        if int(e) == 0:
+            return x64
+        return (x64 + (half + (x64 >> 63))) >> e  # x >> 63: -1 for negatives
+    if np.all(e > 0):
+        return (x64 + (half + (x64 >> 63))) >> e
+    return (x64 + half + (x64 >> 63) * (half > 0)) >> e
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -140,14 +152,19 @@ def requantize(acc: np.ndarray, real: np.ndarray | float, *, rounding: str = "ge
         a = np.clip(acc, INT32_MIN, INT32_MAX)
         y = (a * m0 + (np.int64(1) << (s - 1))) >> s  # |a * m0| < 2^62
         return np.clip(y, INT32_MIN, INT32_MAX).astype(np.int32)
-    a = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    a = np.clip(acc << left, INT32_MIN, INT32_MAX) if np.any(left) else acc
     return multiply_by_quantized_multiplier(a, m0, n)
 
 
 def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shift: np.ndarray | int
                                      ) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier for right shifts: RDBPOT(SRDHM(acc, M0), n)."""
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc, m0), shift)
+    """TFLite's MultiplyByQuantizedMultiplier for right shifts: RDBPOT(SRDHM(acc, M0), n),
+    kept in int64 between the two (M0 >= 0 is never INT32_MIN: no saturation case)."""
+    m = np.asarray(m0, np.int64)
+    if np.any(m < 0):
+        return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc, m0), shift)
+    hi = (np.asarray(acc, np.int64) * m + np.int64(1 << 30)) >> 31
+    return _rdbpot64(hi, shift).astype(np.int32)
 
 
 def shift_round(acc: np.ndarray, k: np.ndarray | int) -> np.ndarray:
@@ -217,7 +234,10 @@ def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int =
     from fc.np_ops.registry import call
 
     x = np.asarray(xq, np.float64) - np.float64(x_zp)
-    w = np.asarray(wq, np.float64) - np.asarray(w_zp, np.float64).reshape(-1, *(1,) * (wq.ndim - 1))
+    if wq.dtype == np.float64 and not np.any(w_zp):
+        w = wq  # already the integers as float64 (a cached weight)
+    else:
+        w = np.asarray(wq, np.float64) - np.asarray(w_zp, np.float64).reshape(-1, *(1,) * (wq.ndim - 1))
     y = call("Conv", x, w, strides=strides, pads=pads, dilations=dilations, group=group)
     return _exact_int32(y)
 
@@ -225,7 +245,8 @@ def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int =
 def int_matmul(aq: np.ndarray, a_zp: int, bq: np.ndarray, b_zp: np.ndarray | int = 0) -> np.ndarray:
     """The int32 accumulators of (q_a - z_a) @ (q_b - z_b), exact through float64 BLAS."""
     a = np.asarray(aq, np.float64) - np.float64(a_zp)
-    b = np.asarray(bq, np.float64) - np.asarray(b_zp, np.float64)
+    b = bq if bq.dtype == np.float64 and not np.any(b_zp) else (
+        np.asarray(bq, np.float64) - np.asarray(b_zp, np.float64))
     return _exact_int32(a @ b)
 
 

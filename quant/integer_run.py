@@ -104,6 +104,7 @@ class IntegerInterpreter(Interpreter):
         self.rounding = rounding
         self.overflow = overflow
         self.overflows: dict[str, int] = {}
+        self._w64: dict[str, np.ndarray] = {}  # layer -> its int8 weights as float64 (BLAS)
         self.params: dict[str, _P] = {}      # value -> parameters of its integers
         self.out_q: dict[str, Node] = {}     # layer node -> the QuantizeLinear of its output
         self.float_nodes: list[Node] = []
@@ -209,7 +210,7 @@ class IntegerInterpreter(Interpreter):
         xq = args[0]
         px = self.params[node.inputs[0].name]
         wq, pw = self._weight(node, 1)
-        acc = ia.int_conv(xq, int(px.zero), wq, 0, strides=node.attrs["strides"],
+        acc = ia.int_conv(xq, int(px.zero), self._float64(node, wq), 0, strides=node.attrs["strides"],
                           pads=node.attrs["pads"], dilations=node.attrs["dilations"],
                           group=node.attrs["group"])
         return self._requant_layer(node, acc, px, pw)
@@ -221,27 +222,33 @@ class IntegerInterpreter(Interpreter):
                                "in integers")
         px = self.params[node.inputs[0].name]
         wq, pw = self._weight(node, 1)
-        w = wq.T if a["transB"] else wq
+        w = self._float64(node, wq.T if a["transB"] else wq)
         acc = ia.int_matmul(args[0], int(px.zero), w, 0)
         return self._requant_layer(node, acc, px, pw)
+
+    def _float64(self, node: Node, wq: np.ndarray) -> np.ndarray:
+        w = self._w64.get(node.name)
+        if w is None:
+            w = self._w64[node.name] = np.ascontiguousarray(wq, np.float64)
+        return w
 
     def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
         if len(node.inputs) > 2 and node.inputs[2] is not None:
             bq, _ = self._weight(node, 2)
             acc = acc.astype(np.int64) + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
-            self._check_overflow(node, acc)
+            if self._check_overflow(node, acc):
+                acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX)
         _, po = self._out(node)
         real = px.scale * pw.scale / po.scale
         shift = None
         if px.shift is not None and pw.shift is not None and po.shift is not None:
             shift = px.shift.astype(np.int64) + pw.shift.astype(np.int64) - po.shift.astype(np.int64)
-        acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX).astype(np.int32)
         return self._finish(node, self._rescale(acc, real, shift))
 
-    def _check_overflow(self, node: Node, acc: np.ndarray) -> None:
+    def _check_overflow(self, node: Node, acc: np.ndarray) -> bool:
+        if ia.INT32_MIN <= acc.min() and acc.max() <= ia.INT32_MAX:
+            return False
         bad = int(np.count_nonzero((acc > ia.INT32_MAX) | (acc < ia.INT32_MIN)))
-        if not bad:
-            return
         worst = int(np.abs(acc).max())
         if self.overflow == "raise":
             raise IntegerError(f"node {node.name!r} ({node.op_type}): {bad} int32 accumulator(s) "
@@ -250,6 +257,7 @@ class IntegerInterpreter(Interpreter):
             _log.warning("node %r (%s): %d int32 accumulator(s) overflow (|acc| up to %d); "
                          "saturated", node.name, node.op_type, bad, worst)
         self.overflows[node.name] = self.overflows.get(node.name, 0) + bad
+        return True
 
     def accumulator_bounds(self) -> dict[str, int]:
         """Per Conv/Gemm run in integers: the largest |accumulator| any input can produce,
