@@ -179,6 +179,15 @@ def measure_floor(shapes: list[tuple[int, int, int, int]], batch: int, repeat: i
     return total, rows
 
 
+def load_note() -> str:
+    """The 1-minute load average now, printed next to each timing: above the core count, other
+    processes took CPU from that measurement."""
+    try:
+        return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "load unknown"
+
+
 def thread_note(name: str) -> str:
     if name in FC_ENGINES:
         return f"numpy/OpenBLAS {numpy_blas_threads()}"
@@ -214,14 +223,15 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
         time.sleep(args.settle)
         floor, floor_rows = measure_floor(shapes, batch, repeat)
         floors.append(floor)
-        print(f"  batch {batch} round {rnd + 1}: GEMM floor {floor * 1e3:8.1f} ms", flush=True)
+        print(f"  batch {batch} round {rnd + 1}: GEMM floor {floor * 1e3:8.1f} ms ({load_note()})",
+              flush=True)
         for name in engines:
             timing, out = time_runs(lambda e=built[name]: e(x), repeat=repeat,
                                     warmup=args.warmup, settle=args.settle)
             results[name]["times"] += timing.times
             results[name]["out"] = np.asarray(out)
             print(f"  batch {batch} round {rnd + 1}: {name:<15} median {timing.median_ms:8.1f} ms "
-                  f"over {repeat} runs", flush=True)
+                  f"over {repeat} runs ({load_note()})", flush=True)
     for name in engines:
         results[name]["timing"] = Timing(results[name]["times"])
         results[name]["repeat"] = len(results[name]["times"])
@@ -323,6 +333,7 @@ def one_core_cpu_times(onnx_path: str, batches: list[int], repeat: int, seed: in
     threadpool_limits(1, user_api="blas")
     out = {}
     for batch in batches:
+        load_before = os.getloadavg()[0]
         x = make_input(batch, seed)
         engine = build_engine("fc fused", onnx_path, batch, seed)
         shapes = gemm_shapes(fused_graph(onnx_path, batch), batch)
@@ -333,16 +344,18 @@ def one_core_cpu_times(onnx_path: str, batches: list[int], repeat: int, seed: in
             engine(x)
             fc_times.append(time.process_time() - start)
         floor, _ = measure_floor(shapes, batch, repeat, clock=time.process_time)
-        out[batch] = (statistics.median(fc_times), floor)
+        out[batch] = (statistics.median(fc_times), floor, max(load_before, os.getloadavg()[0]))
     return out
 
 
-def report_one_core(times: dict[int, tuple[float, float]]) -> None:
+def report_one_core(times: dict[int, tuple[float, float, float]]) -> None:
     print_table("one core, CPU time (a spawned process pinned to one CPU; robust to other "
-                "processes' load): fc fused over its GEMM floor",
-                ["batch", "fc fused CPU ms", "floor CPU ms", "fc/floor", "img/s per core"],
-                [[b, f"{t * 1e3:.1f}", f"{f * 1e3:.1f}", f"{t / f:.2f}", f"{b / t:.1f}"]
-                 for b, (t, f) in times.items()])
+                "processes' load, though a load far above the core count still inflates CPU "
+                "time through shared caches): fc fused over its GEMM floor",
+                ["batch", "fc fused CPU ms", "floor CPU ms", "fc/floor", "img/s per core",
+                 "load (1 min, max)"],
+                [[b, f"{t * 1e3:.1f}", f"{f * 1e3:.1f}", f"{t / f:.2f}", f"{b / t:.1f}",
+                  f"{ld:.1f}"] for b, (t, f, ld) in times.items()])
 
 
 def coretype_unset_child(args: argparse.Namespace) -> None:
