@@ -301,3 +301,20 @@ def test_activation_patterns_of_tf_ops(fn: Callable[[Any], Any], op: str, check_
     hard swish) come out as fc's one node, with TF's value."""
     g = check_tf_function(fn, seeded((2, 3, 4, 5)) * 4.0, op="Gelu")
     assert ops_of(g) == [op], ops_of(g)
+
+
+@pytest.mark.parametrize("layer", [
+    P(lambda: L.Rescaling(1 / 127.5, offset=-1), id="rescaling"),
+    P(lambda: L.Normalization(mean=[0.5, -0.2, 0.1], variance=[0.25, 2.0, 1.5]),
+      id="normalization"),
+])
+def test_input_normalization_folds_into_the_first_conv(layer: Callable[[], Any], check_keras,
+                                                       seeded) -> None:
+    """Rescaling/Normalization before an unpadded Conv: exact to fold, so the fused IR is the
+    Conv alone, and it still computes Keras' value."""
+    from fc.passes.pipeline import compile_graph
+
+    x = seeded((2, 8, 8, 3))
+    g = check_keras(model_of(layer(), L.Conv2D(4, 3), x=x), x, op="Conv")
+    fused, _ = compile_graph(g)
+    assert ops_of(fused) == ["Conv"], ops_of(fused)
