@@ -30,7 +30,7 @@ from fc.ir.core import Graph, Node, Value
 from fc.quant.calibration import CalibrationTable
 from fc.quant.plan import LayerSetting, Plan, make_plan, weight_inputs
 from fc.quant.qparams import QParams, dequantize, fake_quant, quantize
-from fc.quant.strategies import Strategy, bias_qparams
+from fc.quant.strategies import Range, Strategy, bias_qparams
 
 __all__ = ["QuantSpec", "build_spec", "quantized_graph", "QUANTIZED_PREFIX"]
 
@@ -82,7 +82,13 @@ def build_spec(graph: Graph, table: CalibrationTable, strategy: Strategy, *,
                       f"{', '.join(missing[:3])}: recalibrate")
     values = {v.name: v for v in graph.inputs} | {v.name: v for n in graph for v in n.outputs}
     for t in plan.calibrated:
-        spec.acts[t] = strategy.activation(table[t], plan.bits[t], is_non_negative(values[t]))
+        r = table[t]
+        if plan.bits[t] > act_bits and r.threshold < max(-r.min, r.max):
+            # a layer kept at more bits than the table was made for: the method's clip was
+            # chosen against the rounding noise of act_bits, which is 2^(extra bits) larger
+            # than this tensor's; its full observed range loses less.
+            r = Range(r.min, r.max, max(-r.min, r.max))
+        spec.acts[t] = strategy.activation(r, plan.bits[t], is_non_negative(values[t]))
     for node in graph:
         s = plan.settings[node.name]
         if s.float or not strategy.quantizes:

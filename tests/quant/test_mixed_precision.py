@@ -98,6 +98,20 @@ def test_sixteen_bits_recover_the_float_output(digits, table):
     assert every < 5e-3 < some < base  # (what is left: calibration clipping, not precision)
 
 
+def test_sixteen_bit_outputs_use_the_full_range_of_a_clipping_table(digits):
+    """A percentile table clips for 8 bits; a 16-bit layer's output takes max|x| instead."""
+    _, data, fused = digits
+    t = calibrate_arrays(fused, split(data.x_train[:256], 64), method="percentile", percentile=99.0)
+    out = fused.node_by_name(CONV1).outputs[0].name
+    spec = build_spec(fused, t, get_strategy("symmetry_max"),
+                      layers={CONV1: LayerSetting(weight_bits=16, act_bits=16)})
+    r = t[out]
+    assert r.threshold < r.max
+    assert float(spec.acts[out].scale) == pytest.approx(max(-r.min, r.max) / 32767, rel=1e-6)
+    other = fused.node_by_name("/conv2/conv2.0/Conv").outputs[0].name
+    assert float(spec.acts[other].scale) == pytest.approx(t[other].threshold / 127, rel=1e-6)
+
+
 def test_all_float_layers_are_the_float_graph(digits, table):
     _, data, fused = digits
     spec = build_spec(fused, table, get_strategy("symmetry_max"),
