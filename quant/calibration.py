@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from fc.errors import FcError
+from fc.np_ops._parallel import parallel_for
 from fc.quant.strategies import Range
 
 __all__ = ["METHODS", "TensorStats", "Calibrator", "CalibrationTable", "threshold",
@@ -121,17 +122,61 @@ class TensorStats:
 
     def _bin(self, x: np.ndarray, signed: bool | None) -> None:
         """hist[n/2 + floor(x * float32(1 / width))] += 1 for every x (end values clamp into
-        the end bins), chunk by chunk so the index array stays in cache: one multiply, one
-        conversion and ``np.bincount`` per element, no full-size temporaries. ``signed`` None:
-        each chunk's min and max are taken here (growing the range when a chunk exceeds it);
-        otherwise they are known for the whole array. Non-negative chunks (ReLU outputs) skip
-        the floor (truncation is the floor there) and count into the upper half directly."""
-        buf = getattr(_scratch, "buf", None)
-        if buf is None:
-            buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
-        fbuf, ibuf = buf
+        the end bins), chunk by chunk so the index array stays in cache (``_count``).
+        ``signed`` None: each chunk's min and max are taken here, while it is in cache, and
+        the range grows when a chunk exceeds it; otherwise they are known for the whole array.
+
+        Large arrays are split over fc's thread pool (numpy's ufunc loops and bincount's
+        counting loop release the GIL): each part counts into its own histogram on the same
+        bin grid (bins k * width), growing its own range by whole bins; the parts are then
+        centred and added, which gives the bins the sequential loop gives. A part whose range
+        would pass MAX_BINS gives up, and the array is counted sequentially (with merges)."""
         if x.dtype != np.float32:
             x = x.astype(np.float32)
+        n_chunks = -(-x.size // _CHUNK)
+        if n_chunks < 4:
+            self._bin_sequential(x, signed)
+            return
+        width, n0 = self.width, len(self.hist)
+        inv = np.float32(1 / width)
+        parts: dict[int, tuple[np.ndarray, float, float]] = {}
+
+        def work(c0: int, c1: int) -> None:
+            loc = np.zeros(n0, np.int64)
+            lo_all, hi_all = math.inf, -math.inf
+            for ci in range(c0, c1):
+                c = x[ci * _CHUNK:(ci + 1) * _CHUNK]
+                neg = signed
+                if neg is None:
+                    lo, hi = float(c.min()), float(c.max())
+                    if not (math.isfinite(lo) and math.isfinite(hi)):
+                        raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+                    lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
+                    amax = max(-lo, hi)
+                    half_range = width * (len(loc) // 2)
+                    if amax > half_range:
+                        loc = np.pad(loc, math.ceil((amax - half_range) / width))
+                        if len(loc) > MAX_BINS:
+                            raise _TooWide
+                    neg = lo < 0
+                _count(loc, c, inv, neg)
+            parts[c0] = (loc, lo_all, hi_all)
+
+        try:
+            parallel_for(work, n_chunks, x.nbytes)
+        except _TooWide:
+            self._bin_sequential(x, signed)
+            return
+        n = max(len(loc) for loc, _, _ in parts.values())
+        if n > len(self.hist):
+            self.hist = np.pad(self.hist, (n - len(self.hist)) // 2)
+        for loc, lo, hi in parts.values():
+            if signed is None:
+                self._extend(lo, hi)
+            k = (n - len(loc)) // 2
+            self.hist[k:k + len(loc)] += loc
+
+    def _bin_sequential(self, x: np.ndarray, signed: bool | None) -> None:
         for start in range(0, x.size, _CHUNK):
             c = x[start:start + _CHUNK]
             neg = signed
@@ -141,29 +186,7 @@ class TensorStats:
                 if max(-lo, hi) > self.half_range:
                     self._grow(max(-lo, hi))
                 neg = lo < 0
-            hist = self.hist
-            n = len(hist)
-            half = n // 2
-            inv = np.float32(1 / self.width)
-            m = c.size
-            idx = ibuf[:m]
-            if neg:
-                f = fbuf[:m]
-                np.multiply(c, inv, out=f)
-                np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
-                np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
-                origin = -1  # counts[j] belongs to bin j - 1
-            else:
-                np.multiply(c, inv, out=idx, casting="unsafe")
-                origin = half
-            counts = np.bincount(idx)
-            skip = -origin if origin < 0 else 0
-            if skip:
-                hist[0] += counts[:skip].sum()
-            k = min(len(counts), n - origin)
-            hist[origin + skip:origin + k] += counts[skip:k]
-            if len(counts) > k:  # values at +A (or rounded past it) go to the last bin
-                hist[n - 1] += counts[k:].sum()
+            _count(self.hist, c, np.float32(1 / self.width), neg)
 
     def _merge_pairs(self) -> None:
         h = self.hist
@@ -181,6 +204,43 @@ class TensorStats:
 
 _CHUNK = 1 << 15  # elements binned at a time: the scratch (float32 + intp) stays in L2
 _scratch = threading.local()
+
+
+class _TooWide(Exception):
+    """A part's own range passed MAX_BINS (count that array sequentially, with merges)."""
+
+
+def _count(hist: np.ndarray, c: np.ndarray, inv: np.float32, neg: bool) -> None:
+    """hist[n/2 + floor(c * inv)] += 1 for one chunk (at most ``_CHUNK`` values): one
+    multiply, one conversion and ``np.bincount``, the index array in a per-thread scratch
+    buffer. Non-negative chunks (ReLU outputs) skip the floor (truncation is the floor
+    there) and count into the upper half directly; values at +A (or rounded past it) go to
+    the last bin, values rounded below -A to the first."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None:
+        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
+    fbuf, ibuf = buf
+    n = len(hist)
+    half = n // 2
+    m = c.size
+    idx = ibuf[:m]
+    if neg:
+        f = fbuf[:m]
+        np.multiply(c, inv, out=f)
+        np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
+        np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
+        origin = -1  # counts[j] belongs to bin j - 1
+    else:
+        np.multiply(c, inv, out=idx, casting="unsafe")
+        origin = half
+    counts = np.bincount(idx)
+    skip = -origin if origin < 0 else 0
+    if skip:
+        hist[0] += counts[:skip].sum()
+    k = min(len(counts), n - origin)
+    hist[origin + skip:origin + k] += counts[skip:k]
+    if len(counts) > k:
+        hist[n - 1] += counts[k:].sum()
 
 
 # -- threshold methods ------------------------------------------------------------------------

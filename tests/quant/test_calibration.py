@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fc.quant.calibration import CalibrationTable, Calibrator, TensorStats, threshold
+from fc.quant.calibration import MAX_BINS, CalibrationTable, Calibrator, TensorStats, threshold
 from fc.quant.strategies import Range
 
 
@@ -105,7 +105,7 @@ def test_chunked_binning_is_floor_of_the_scaled_value(signed):
     rng = np.random.default_rng(3)
     xs = []
     for scale in (1.0, 1.7):
-        x = rng.standard_normal((3, 20, 20, 40)).astype(np.float32) * np.float32(scale)
+        x = rng.standard_normal((3, 40, 40, 40)).astype(np.float32) * np.float32(scale)
         xs.append((x if signed else np.maximum(x, 0)).transpose(0, 3, 1, 2))
     st = TensorStats(64)
     ref = np.zeros(64, np.int64)
@@ -115,10 +115,27 @@ def test_chunked_binning_is_floor_of_the_scaled_value(signed):
         ref = np.pad(ref, (n - len(ref)) // 2)
         idx = np.floor(x.ravel() * np.float32(1 / st.width)).astype(np.int64) + n // 2
         ref += np.bincount(np.clip(idx, 0, n - 1), minlength=n)  # clamped at that batch's ends
-    assert len(st.hist) > 64 and xs[0].size > calibration._CHUNK
+    assert len(st.hist) > 64 and xs[0].size > 4 * calibration._CHUNK  # split over threads
     d = np.concatenate([x.ravel() for x in xs])
     assert (st.min, st.max, st.count) == (d.min(), d.max(), d.size)
     assert np.array_equal(st.hist, ref)
+
+
+def test_a_range_past_max_bins_merges_and_still_counts_every_value():
+    """A batch 5000x wider than the first: a thread's own range would pass MAX_BINS, so the
+    array is counted sequentially, merging pairs of bins (the width doubles)."""
+    rng = np.random.default_rng(4)
+    small = rng.standard_normal(1000).astype(np.float32)
+    wide = rng.standard_normal(300_000).astype(np.float32) * 5000
+    st = TensorStats(64)
+    st.update(small)
+    w0 = st.width
+    st.update(wide)
+    data = np.concatenate([small, wide])
+    assert len(st.hist) <= MAX_BINS and st.width > w0 and st.hist.sum() == data.size
+    assert st.half_range >= np.abs(data).max() and (st.min, st.max) == (data.min(), data.max())
+    assert abs(threshold(st, "percentile", percentile=99.0) - np.percentile(np.abs(data), 99.0)
+               ) <= st.width
 
 
 def test_mse_threshold_minimizes_the_error_of_its_candidates():
