@@ -502,36 +502,39 @@ def _quant_error_lines(f: dict[str, Any]) -> list[str]:
 
 
 def _quant_accuracy(job: Job) -> tuple[dict[str, Any], list[Path]]:
-    """Top-1/top-5 of every strategy on the config's labelled list (``EVALUATION.image_file``
-    under ``input_images``, classes in ``label_file``), through
-    ``fc.quant.pipeline.accuracy(cfg, graph, spec, progress=)`` — the job behind
-    ``fcc quant accuracy`` (issue 12), called per strategy as ``error`` is."""
+    """``fcc quant accuracy`` with the config's weight quantization: top-1/top-5 of the float
+    model and every strategy on the config's labelled list (``EVALUATION.image_file`` under
+    ``input_images``, classes in ``label_file``), the float predictions reused for each row's
+    agreement (``fc.quant.sweep``); the table written as that command writes it."""
     cfg = _quant_config(job)
     for key in ("EVALUATION.image_file", "EVALUATION.label_file", "EVALUATION.input_images"):
         if not cfg[key]:
             raise Skip(key)
-    from fc.quant import pipeline
+    from fc.quant.sweep import configurations, sweep
 
-    evaluate = getattr(pipeline, "accuracy", None)
-    if evaluate is None:
-        raise FcError("fc.quant cannot measure accuracy over a labelled list yet "
-                      "(fc.quant.pipeline.accuracy, `fcc quant accuracy`: issue 12)")
-    graph = pipeline.load_model(cfg)
-    table, _ = pipeline.table_for(cfg, graph, progress=job.progress)
-    rows = []
-    for name in _strategies():
-        scfg = _quant_config(job, name)
-        acc = evaluate(scfg, graph, pipeline.spec_for(scfg, graph, table), progress=job.progress)
-        rows.append({"strategy": name, "weight_quan": scfg["QUAN.qconfig.weight_quan"],
-                     "top1": acc.top1, "top5": acc.top5, "images": acc.images})
-    return {"rows": rows, "list": str(cfg["EVALUATION.image_file"]),
-            "command": _quant_command(job, "accuracy")}, []
+    wq = cfg["QUAN.qconfig.weight_quan"]
+    table = sweep(job.entry.config, _quant_overrides(job), configs=configurations(weight_quan=[wq]),
+                  progress=job.progress)
+    files = table.write(cfg.output_dir, "accuracy", png=job.draw)
+    rows, failures = [], []
+    for d in table.dicts():
+        if d["error"]:
+            failures.append(f"{d['strategy']}: {d['error']}")
+            continue
+        rows.append({"strategy": d["strategy"], "weight_quan": d["weight_quan"], "top1": d["top1"],
+                     "top5": d["top5"], "agreement": d["agreement"], "images": d["images"]})
+    figures = {"rows": rows, "list": str(cfg["EVALUATION.image_file"]),
+               "command": _quant_command(job, "accuracy") + f" --weight-modes {wq}"}
+    if failures:
+        raise Failed("; ".join(failures), figures, files)
+    return figures, files
 
 
 def _quant_accuracy_lines(f: dict[str, Any]) -> list[str]:
     out = [", ".join(f"{r['strategy']} {r['top1']:.4f}" for r in f["rows"]) + " (top-1)"]
     out += [f"{r['strategy']} ({r['weight_quan']} weights): top-1 {r['top1']:.4f}, top-5 "
-            f"{r['top5']:.4f} on {r['images']} images" for r in f["rows"]]
+            f"{r['top5']:.4f}, agreement with float {r.get('agreement', 1.0):.4f} on "
+            f"{r['images']} images" for r in f["rows"]]
     return out
 
 

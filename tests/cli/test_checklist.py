@@ -114,8 +114,9 @@ def test_quantization_distances_are_those_of_fcc_quant_error(checklist, capsys):
         assert 0 < strategies[name]["final_distance"] < 0.05
 
 
-def test_accuracy_columns_are_those_of_fc_quant_accuracy(checklist):
-    """The config names labelled images: the accuracy step measures every strategy on them."""
+def test_accuracy_columns_are_those_of_fcc_quant_accuracy(checklist, capsys):
+    """The config names labelled images: the accuracy step measures every strategy on them,
+    and its figures are those `fcc quant accuracy` prints."""
     rc, _, doc, _ = checklist
     (model,) = doc["models"]
     step = next(s for s in model["steps"] if s["key"] == "quant_accuracy")
@@ -124,10 +125,19 @@ def test_accuracy_columns_are_those_of_fc_quant_accuracy(checklist):
     from fc.quant.strategies import STRATEGIES
 
     assert list(rows) == list(STRATEGIES)
+    rc2, text = _fcc(capsys, *shlex.split(step["figures"]["command"])[1:])
+    assert rc2 == 0
+    printed = {}
+    for name, top1, top5, agree in re.findall(
+            r"^(\S+)\s+([\d.]+)\s+([\d.]+)\s+-?[\d.]+\s+-?[\d.]+\s+([\d.]+)\s+[\d.]+$", text, re.M):
+        printed[name.split("/")[0]] = (top1, top5, agree)
+    assert set(printed) == set(rows), text
+    for name, r in rows.items():
+        assert printed[name] == (f"{r['top1']:.4f}", f"{r['top5']:.4f}", f"{r['agreement']:.4f}")
     assert rows["null"]["images"] == 120 and rows["null"]["top1"] >= 0.9
-    assert model["row"]["acc top1"] == f"{rows['null']['top1']:.4f}"
-    assert model["row"]["quantacc (fpga/asic)"] == (f"{rows['scale_shift_t']['top1']:.4f} / "
-                                                    f"{rows['symmetry_max_t']['top1']:.4f}")
+    assert model["row"]["acc top1"] == printed["null"][0]
+    assert model["row"]["quantacc (fpga/asic)"] == (f"{printed['scale_shift_t'][0]} / "
+                                                    f"{printed['symmetry_max_t'][0]}")
     assert rc == 0 and model["passed"]
 
 
