@@ -139,6 +139,7 @@ def test_accuracy_columns_are_those_of_fcc_quant_accuracy(checklist, capsys):
     assert model["row"]["quantacc (fpga/asic)"] == (f"{printed['scale_shift_t'][0]} / "
                                                     f"{printed['symmetry_max_t'][0]}")
     assert rc == 0 and model["passed"]
+    print("\n| " + " | ".join(model["row"].values()) + " |\n" + text)
 
 
 def test_the_markdown_holds_the_row_and_a_section_per_step(checklist):
