@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,12 @@ def test_the_seed_sequence_runs_verbatim(digits_project, monkeypatch, capsys):
     assert 0 < final < 0.05
     assert (root / "pbs" / "digits_quan.pb").exists()
     assert (root / "moffett_ir" / "IR_quantized_for_CModel_graph.json").exists()
+
+    out = _script(capsys, "test_imagenet_quantize_acc.py", "--config-file", "digits.yml")
+    assert "calibration table: " in out and "(reused)" in out
+    rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()
+            if re.match(r"(null|\w+/per(layer|channel)) +[\d.]+ ", ln)}
+    assert len(rows) == 11, out
+    assert float(rows["null"][0]) >= 0.9
+    assert abs(float(rows["symmetry_max/perchannel"][0]) - float(rows["null"][0])) <= 0.02
+    assert (root / "moffett_ir" / "quant" / "accuracy.md").exists()
