@@ -163,11 +163,17 @@ def _calibrate_batchnorm(net: Any, probe: Any, rng: np.random.Generator) -> None
 
     batchnorms = _batchnorms(net, mx.gluon.nn.BatchNorm)
     handles = [bn.register_forward_pre_hook(hook) for bn in batchnorms]
+    # The probe pass runs in float64: float32 sums depend on the CPU's BLAS kernel (AVX2 vs
+    # AVX-512 orders them differently), so statistics measured in float32 -- and the weights
+    # and IR files made from them -- would differ between machines in their last bits. In
+    # float64 that noise is ~1e-16 and vanishes when the statistics are cast to float32.
+    net.cast("float64")
     try:
-        net(probe).wait_to_read()
+        net(probe.astype("float64")).wait_to_read()
     finally:
         for handle in handles:
             handle.detach()
+        net.cast("float32")
 
 
 def get_model(name: str, *, seed: int = 0) -> Any:
@@ -176,7 +182,8 @@ def get_model(name: str, *, seed: int = 0) -> Any:
     * conv/dense weights: MSRA (Xavier, gaussian, fan-in, magnitude 2) under
       ``mx.random.seed(seed)``;
     * from ``numpy.random.default_rng(seed)``: BN gamma ~ U(0.5, 1.5), BN beta and biases
-      ~ N(0, 0.1), and BN running statistics calibrated on a N(0, 1) probe input and then
+      ~ N(0, 0.1), and BN running statistics calibrated on a N(0, 1) probe input (in float64,
+      so they do not depend on the machine's BLAS kernel) and then
       perturbed (mean + N(0, 0.1) std, var * U(0.5, 1.5); see :func:`_calibrate_batchnorm`).
 
     BN is therefore not the identity, yet activations stay O(1) through deep residual
