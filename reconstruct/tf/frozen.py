@@ -1,9 +1,12 @@
 """IR -> a frozen TensorFlow GraphDef (.pb): TF1's deployment format, readable by any
 TensorFlow with ``tf.compat.v1.GraphDef`` + ``import_graph_def``.
 
-The IR is lowered inside a ``tf.function`` trace with its weights as constants (already in
-TF's arrangement), and the concrete function is frozen with
-``convert_variables_to_constants_v2``, which also inlines it into one flat graph. The .pb's
+The IR is lowered straight into a TF1-style ``tf.Graph`` with its weights as constants (already
+in TF's arrangement): that graph *is* the frozen GraphDef, with no function to trace and no
+variables to convert (``convert_variables_to_constants_v2`` took 5 of ResNet-50's 7 s to
+inline and prune a function that held only constants). A trained ``tf.Module``
+(:mod:`fc.reconstruct.tf.trainable`) still freezes its concrete function with
+``convert_variables_to_constants_v2`` (:func:`freeze_concrete`). The .pb's
 input placeholders and output nodes are named after the IR's inputs and outputs, and take
 and return the source model's layout (NHWC for a Keras model); the batch dim is left open,
 as the IR's is.
@@ -145,14 +148,24 @@ def freeze(graph: Graph, *, overrides: Overrides | None = None) -> FrozenGraph:
     tf = import_tf()
     check_lowerable(graph, overrides)
     names = [v.name for v in graph.inputs]
-
-    def forward(*xs: Any) -> list[Any]:
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        xs = [tf.compat.v1.placeholder(spec.dtype, spec.shape, name=spec.name)
+              for spec in input_specs(tf, graph)]
         outputs, _ = lower_graph(tf, graph, dict(zip(names, xs)), ConstWeights(tf),
                                  overrides=overrides)
-        return outputs
-
-    concrete = tf.function(forward, autograph=False).get_concrete_function(
-        *input_specs(tf, graph))
-    result = freeze_concrete(concrete, graph)
+        # outputs named after the IR's, as a frozen concrete function's are (freeze_concrete)
+        taken = {op.name for op in tf_graph.get_operations()}
+        out_names = []
+        for t, v in zip(outputs, graph.outputs):
+            wanted = name = tf_name(v.name)
+            i = 0
+            while name in taken:
+                i += 1
+                name = f"{wanted}_{i}"
+            taken.add(name)
+            out_names.append(tf.identity(t, name=name).name)
+    result = FrozenGraph(tf_graph.as_graph_def(), [x.name for x in xs], out_names,
+                         [v.name for v in graph.outputs], names)
     result.seconds = time.perf_counter() - start
     return result
