@@ -1,6 +1,7 @@
 """The Keras zoo (keras.applications, weights=None, seeded): Keras is the oracle for the IR
-for reconstruct, the fused IR, the model imported from its own frozen .pb, the reconstructed
-.pb and the trainable form; and a plain CNN's fused IR has no Transpose.
+for reconstruct, the fused IR, the model imported from a saved .keras file and from its own
+frozen .pb, the reconstructed .pb and the trainable form; and a plain CNN's fused IR has no
+Transpose.
 
 The bound is ``MODEL_REL_L2`` or twice the model's float32 noise floor, when that is larger:
 the distance between Keras in float32 and the same model in float64 (random weights make a
@@ -74,6 +75,13 @@ def test_zoo_model(name: str, size: int, tmp_path: Path) -> None:
         got = fc.api.run(g, x)[out]
         check_close(got, k32, rel_l2_max=bound, what=f"{which} vs Keras {what}")
         check_close(got.astype(np.float64), k64, rel_l2_max=bound, what=f"{which} vs Keras fp64")
+
+    # the same model from a saved .keras file
+    keras_file = tmp_path / f"{name}.keras"
+    model.save(keras_file)
+    from_keras = import_tf(keras_file, input_shapes=x.shape)
+    got_keras = next(iter(fc.api.run(from_keras, x).values()))
+    check_close(got_keras, k32, rel_l2_max=bound, what=f"from .keras vs Keras {what}")
 
     # the same model from its own frozen GraphDef (TF's freezing)
     concrete = tf.function(lambda t: model(t, training=False)).get_concrete_function(
