@@ -113,6 +113,15 @@ def run_graph_def(graph_def: Any, inputs: Sequence[str], outputs: Sequence[str],
     return [np.asarray(t) for t in fn(*[tf.constant(a) for a in arrays])]
 
 
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``wanted_1``, ``wanted_2``, ... : the first not in ``taken``."""
+    name, i = wanted, 0
+    while name in taken:
+        i += 1
+        name = f"{wanted}_{i}"
+    return name
+
+
 def freeze_concrete(concrete: Any, graph: Graph) -> FrozenGraph:
     """Freeze a concrete function of ``graph`` (variables become constants) and name its
     output nodes after the IR's outputs."""
@@ -127,12 +136,8 @@ def freeze_concrete(concrete: Any, graph: Graph) -> FrozenGraph:
     outputs = []
     for t, v in zip(frozen.outputs, graph.outputs):
         node = by_name[t.name.split(":")[0]]
-        wanted = tf_name(v.name)
-        name, i = wanted, 0
-        while name in taken and name != node.name:
-            i += 1
-            name = f"{wanted}_{i}"
         taken.discard(node.name)
+        name = _free_name(tf_name(v.name), taken)
         taken.add(name)
         # outputs are Identity nodes nothing else reads, so renaming needs no rewiring
         node.name = name
@@ -158,11 +163,7 @@ def freeze(graph: Graph, *, overrides: Overrides | None = None) -> FrozenGraph:
         taken = {op.name for op in tf_graph.get_operations()}
         out_names = []
         for t, v in zip(outputs, graph.outputs):
-            wanted = name = tf_name(v.name)
-            i = 0
-            while name in taken:
-                i += 1
-                name = f"{wanted}_{i}"
+            name = _free_name(tf_name(v.name), taken)
             taken.add(name)
             out_names.append(tf.identity(t, name=name).name)
     result = FrozenGraph(tf_graph.as_graph_def(), [x.name for x in xs], out_names,
