@@ -8,9 +8,11 @@ quant-config, tf-pb, tf-keras, calibration-table, image-list) is fed
 inputs mutated byte-wise and structurally by hypothesis; a *failure* is anything but a result
 or one ``FcError`` line (another exception, a multi-line message, a case over 20 s, a
 MemoryError under the address-space cap). Progress is printed every 30 s; at the end, a table
-of cases, cases per second, the accepted/refused share and failures per format, then each
-failure kind with its message. ``--out`` keeps each failing input to reproduce it with
-``fc.fuzz.run_case(FORMATS[name], Path(file).read_bytes())``.
+per format (each row from that format's own report): cases, distinct inputs among them, the
+accepted/refused/failure split, wall and CPU seconds, cases per CPU second; the load average at
+the start and the end; then each failure kind with its message. Run one format per process
+(``--formats NAME``, its own log) to keep the formats' figures apart. ``--out`` keeps each
+failing input to reproduce it with ``fc.fuzz.run_case(FORMATS[name], Path(file).read_bytes())``.
 """
 
 from __future__ import annotations
@@ -41,8 +43,30 @@ class _Log:
     def progress(self, report: Report) -> None:
         if time.monotonic() - self.last >= 30:
             self.last = time.monotonic()
-            print(f"  {report.format}: {report.cases} cases, {report.failures} failures",
+            print(f"  {report.format}: {report.cases} cases ({report.distinct} distinct), "
+                  f"{report.failures} failures, load {_load()}",
                   flush=True)
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def table(reports: list[Report]) -> str:
+    """One row per format, each from its own report: cases tried, how many of them were
+    different inputs, the outcomes (accepted + refused + failures = cases), wall and CPU
+    seconds, and cases per CPU second (the rate that does not depend on the machine's load)."""
+    width = max([len("format"), *(len(r.format) for r in reports)]) + 2
+    head = (f"{'format':<{width}}{'cases':>9}{'distinct':>10}{'accepted':>10}{'refused':>9}"
+            f"{'failures':>10}{'kinds':>7}{'wall s':>8}{'cpu s':>8}{'cases/cpu s':>13}")
+    rows = [head]
+    for r in reports:
+        assert r.outcomes["accepted"] + r.outcomes["refused"] + r.failures == r.cases, r
+        rows.append(f"{r.format:<{width}}{r.cases:>9}{r.distinct:>10}{r.outcomes['accepted']:>10}"
+                    f"{r.outcomes['refused']:>9}{r.failures:>10}{len(r.kinds):>7}"
+                    f"{r.seconds:>8.0f}{r.cpu_seconds:>8.0f}"
+                    f"{r.cases / max(r.cpu_seconds, 1e-9):>13.1f}")
+    return "\n".join(rows)
 
 
 def main() -> int:
@@ -58,8 +82,8 @@ def main() -> int:
     cap = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
     print(f"fuzz_loaders: {args.seconds:.0f} s per format, address space <= "
-          f"{args.memory_gib:g} GiB, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}",
-          flush=True)
+          f"{args.memory_gib:g} GiB, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}"
+          f", nice {os.nice(0)}, load average {_load()}", flush=True)
 
     reports: list[Report] = []
     for name in args.formats:
@@ -69,12 +93,8 @@ def main() -> int:
                             on_failure=log.keep, progress=log.progress))
 
     print()
-    print(f"{'format':<14}{'cases':>9}{'cases/s':>9}{'accepted':>10}{'refused':>9}"
-          f"{'failures':>10}{'kinds':>7}")
-    for r in reports:
-        print(f"{r.format:<14}{r.cases:>9}{r.cases / max(r.seconds, 1e-9):>9.1f}"
-              f"{r.outcomes['accepted']:>10}{r.outcomes['refused']:>9}{r.failures:>10}"
-              f"{len(r.kinds):>7}")
+    print(table(reports))
+    print(f"load average at the end: {_load()}")
     for r in reports:
         for kind, n in r.kinds.most_common():
             print(f"{r.format}: {n} x {kind}: {r.examples[kind].message}")

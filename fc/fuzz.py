@@ -25,6 +25,7 @@ seconds and counts failures by kind (exception type and the fc source line it ca
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -968,18 +969,30 @@ class Report:
     format: str
     cases: int = 0
     seconds: float = 0.0
+    #: CPU seconds of this process while the format ran (wall seconds mean little under load)
+    cpu_seconds: float = 0.0
     kinds: Counter = field(default_factory=Counter)
     examples: dict[str, Failure] = field(default_factory=dict)
     #: accepted / refused / failure counts (a fuzzer whose mutants are all refused at the
     #: first byte explores nothing: the accepted share says how deep the cases went)
     outcomes: Counter = field(default_factory=Counter)
+    #: digests of the inputs tried: how many *different* inputs the cases were (hypothesis
+    #: repeats itself, and a mutation that does not apply returns its seed)
+    digests: set = field(default_factory=set, repr=False)
 
     @property
     def failures(self) -> int:
         return sum(self.kinds.values())
 
-    def add(self, failure: Failure | None, outcome: str = "") -> None:
+    @property
+    def distinct(self) -> int:
+        return len(self.digests)
+
+    def add(self, failure: Failure | None, outcome: str = "", data: bytes | None = None
+            ) -> None:
         self.cases += 1
+        if data is not None:
+            self.digests.add(hashlib.blake2b(data, digest_size=16).digest())
         self.outcomes[outcome or ("failure" if failure else "accepted")] += 1
         if failure is not None:
             self.kinds[failure.kind] += 1
@@ -996,7 +1009,7 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
 
     report = Report(fmt.name)
     seeds = fmt.seeds()
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     end = start + seconds if seconds is not None else float("inf")
     limit = cases if cases is not None else 10**12
 
@@ -1010,7 +1023,7 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
         else:
             blob = apply_bytes(base, data.draw(mutation(st)))
         failure, outcome = judge(fmt, blob)
-        report.add(failure, outcome)
+        report.add(failure, outcome, blob)
         if failure is not None and on_failure is not None:
             on_failure(failure)
         if progress is not None:
@@ -1036,6 +1049,8 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
         if report.cases == before:  # hypothesis had nothing left to try
             break
     report.seconds = time.monotonic() - start
+    report.cpu_seconds = time.process_time() - cpu_start
+    assert sum(report.outcomes.values()) == report.cases, (report.outcomes, report.cases)
     return report
 
 

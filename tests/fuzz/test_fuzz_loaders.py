@@ -54,3 +54,32 @@ def test_the_harness_reports_what_breaks_the_promise() -> None:
     assert judge(fmt, b"\x01")[0].kind.startswith("multi-line FcError")  # type: ignore[union-attr]
     report = fuzz(fmt, cases=40, seed=1)
     assert report.failures > 0 and report.outcomes["refused"] > 0
+
+
+def _runner():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "benchmarks" / "fuzz_loaders.py"
+    spec = importlib.util.spec_from_file_location("fuzz_loaders", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_the_long_runs_table_gives_each_format_its_own_counts() -> None:
+    """Two formats in one run: each row is that format's report (the 2026-12-02 note gave
+    calibration-table and image-list the same 8,880 cases), the outcomes add up to the
+    cases, and the distinct inputs are counted (a format with one possible input has 1)."""
+    a = fuzz(Format("alpha-format-with-a-long-name", lambda: [b"\x02" * 8], _target),
+             cases=40, seed=1)
+    b = fuzz(Format("beta", lambda: [b"\x02"], lambda d, t: None), cases=20, seed=1)
+    assert (a.cases, b.cases) == (40, 20)
+    assert 1 < a.distinct <= 40 and b.distinct <= 20
+    assert sum(a.outcomes.values()) == 40 and b.outcomes["accepted"] == 20
+    rows = _runner().table([a, b]).splitlines()
+    head = rows[0].split()
+    cells = [dict(zip(head[:7], r.split()[:7], strict=True)) for r in rows[1:]]
+    assert [c["format"] for c in cells] == [a.format, "beta"]
+    assert [int(c["cases"]) for c in cells] == [40, 20]
+    assert [int(c["distinct"]) for c in cells] == [a.distinct, b.distinct]
+    assert int(cells[0]["refused"]) + int(cells[0]["failures"]) + int(cells[0]["accepted"]) == 40
