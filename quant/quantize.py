@@ -97,18 +97,49 @@ def build_spec(graph: Graph, table: CalibrationTable, strategy: Strategy, *,
         x = node.inputs[0]
         s_in = spec.params(x.name) if x is not None else None
         wq: QParams | None = None
+        bias_at = next((i for i, (role, _) in roles.items() if role == "bias"), None)
+        int_bias = bias_at is not None and s_in is not None and (
+            node.op_type != "Gemm" or node.attrs["alpha"] == node.attrs["beta"] == 1.0)
         for i, (role, axis) in sorted(roles.items()):
             arr = node.inputs[i].const
             if role == "weight":
                 ax = axis if per_channel else None
                 wq = strategy.weight(arr, ax, s.weight_bits)
+                wide = int_bias and s.weight_bits + plan.bits[plan.root(x.name)] > 16
+                if int_bias and not wide:
+                    wq = _fit_bias(strategy, arr, wq, node.inputs[bias_at].const, s_in.scale)
                 spec.weights[(node.name, i)] = (quantize(arr, wq), wq)
-            elif role == "bias" and wq is not None and s_in is not None and (
-                    node.op_type != "Gemm" or node.attrs["alpha"] == node.attrs["beta"] == 1.0):
+            elif role == "bias" and wq is not None and int_bias:
                 wide = s.weight_bits + plan.bits[plan.root(x.name)] > 16
                 bq = bias_qparams(s_in.scale, wq.scale, 0, wide=wide)
                 spec.weights[(node.name, i)] = (quantize(arr, bq), bq)
     return spec
+
+
+BIAS_LIMIT = 2 ** 30
+"""The largest |q_b| of an int32 bias: a weight scale is raised until the bias fits, so
+that sum((q_x - z_x) q_w) + q_b stays in int32 (the products take the other 2^30: 255 * 127 *
+K < 2^30 for K < 33,000 taps)."""
+
+
+def _fit_bias(strategy: Strategy, w: np.ndarray, wq: QParams, bias: np.ndarray,
+              s_in: np.ndarray) -> QParams:
+    """``wq`` with each weight scale raised to at least |b| / (s_in * BIAS_LIMIT).
+
+    A channel whose weights are all but zero (a dead channel after BN folding: max|w| ~ 1e-9)
+    gets a tiny scale, and its bias b / (s_in * s_w) would leave int32 (clamped, the bias is
+    lost; unclamped, the int32 accumulator overflows). As onnxruntime's quantizer does (its
+    ``_adjust_weight_scale_for_int32_bias``, after TFLite's ``AdjustWeightsForBiasScale``) the
+    weight scale is raised instead: those weights then quantize to (nearly) 0, which they
+    are, and the bias, which carries the channel, stays exact. fc leaves half of int32 to the
+    products. Per-tensor weights take the largest |b|."""
+    b = np.abs(np.asarray(bias, np.float64))
+    if wq.axis is None:
+        b = b.max(initial=0.0)
+    smallest = b / (np.float64(s_in) * BIAS_LIMIT)
+    if not np.any(np.asarray(wq.scale, np.float64) < smallest):
+        return wq
+    return strategy.widen_weight(w, wq, smallest)
 
 
 # -- the quantized IR ---------------------------------------------------------------------------

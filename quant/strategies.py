@@ -76,6 +76,15 @@ class Strategy:
     def weight(self, w: np.ndarray, axis: int | None, bits: int) -> QParams:
         raise NotImplementedError
 
+    def widen_weight(self, w: np.ndarray, p: QParams, smallest: np.ndarray) -> QParams:
+        """``p`` (from ``weight``) with every scale at least ``smallest`` (float64, p's
+        shape): the symmetric rule, zero point 0, scale max(s, smallest) rounded up to
+        float32."""
+        s = np.maximum(np.asarray(p.scale, np.float64), smallest)
+        s32 = s.astype(np.float32)
+        s32 = np.where(s32.astype(np.float64) < s, np.nextafter(s32, np.float32(np.inf)), s32)
+        return QParams(s32.astype(np.float32), p.zero_point, p.qmin, p.qmax, p.axis)
+
 
 class Null(Strategy):
     """``null``: no quantization, the float baseline every report compares against."""
@@ -173,6 +182,14 @@ class ScaleShift(Strategy):
             f = np.where(errs[1] < errs[0], f + 1, f)
         return self._params(f, qmin, qmax, axis)
 
+    def widen_weight(self, w: np.ndarray, p: QParams, smallest: np.ndarray) -> QParams:
+        """The power of two 2^-f with f = min(f, floor(-log2(smallest))) (exactly: the
+        largest f with 2^-f >= smallest)."""
+        f = np.asarray(p.shift, np.int64)
+        top = np.floor(-np.log2(smallest)).astype(np.int64)
+        top = np.where(np.exp2(-top.astype(np.float64)) < smallest, top - 1, top)
+        return self._params(np.minimum(f, top), p.qmin, p.qmax, p.axis)
+
 
 class ScaleShiftT(ScaleShift):
     """``scale_shift_t``: scale_shift executed in integers, every requantization one rounding
@@ -221,6 +238,16 @@ class MinMax(Strategy):
     def weight(self, w: np.ndarray, axis: int | None, bits: int) -> QParams:
         ax = _reduce_axes(w, axis)
         return self._params(np.min(w, axis=ax), np.max(w, axis=ax), bits, axis)
+
+    def widen_weight(self, w: np.ndarray, p: QParams, smallest: np.ndarray) -> QParams:
+        """The range [min(w, 0), max(w, 0)] widened upwards until s >= smallest (the zero
+        point nudged again from the same lower end)."""
+        ax = _reduce_axes(w, p.axis)
+        lo = np.minimum(np.min(w, axis=ax), 0).astype(np.float64)
+        hi = np.maximum(np.max(w, axis=ax), 0).astype(np.float64)
+        need = lo + np.asarray(smallest, np.float64) * (p.qmax - p.qmin) * (1 + 2 ** -20)
+        return self._params(lo.astype(np.float32), np.maximum(hi, need).astype(np.float32),
+                            (p.qmax - p.qmin + 1).bit_length() - 1, p.axis)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

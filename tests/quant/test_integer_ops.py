@@ -164,3 +164,84 @@ def test_unknown_rounding_is_refused(allops):
     qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
     with pytest.raises(IntegerError, match="rounding 'even'"):
         IntegerInterpreter(qg, rounding="even")
+
+
+@pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
+def test_fixed_point_simulation_is_the_integer_run_on_every_op(allops, rounding):
+    """The float simulation that models the integer arithmetic (``FixedPointSim``: float64
+    layers on dequantized values, the effective multipliers and the rounding mode at each
+    requantization) gives the integer run's integers at every layer, accumulated over the
+    whole network, where the plain float32 simulation differs in single steps."""
+    from fc.quant.simulate import FixedPointSim
+
+    fused, table, x = allops
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
+    fs = FixedPointSim(qg, rounding=rounding).run({"input": x}, intermediate=True)
+    ii = IntegerInterpreter(qg, rounding=rounding)
+    ints = ii.run({"input": x}, intermediate=True)
+    plain = run(qg, {"input": x}, intermediate=True)
+    ops, plain_off = set(), 0
+    for node in qg:
+        if node.name in ii.out_q:
+            name = ii.out_q[node.name].output.name
+            np.testing.assert_array_equal(fs[name], ints[name], err_msg=node.name)
+            plain_off += int(np.count_nonzero(plain[name] != ints[name]))
+            ops.add(node.op_type)
+    assert ops == {"Conv", "AveragePool", "Concat", "Add", "GlobalAveragePool", "Gemm"}
+    np.testing.assert_array_equal(fs["logits"], ints["logits"])
+    assert fs["logits"].dtype == np.float32
+    if rounding == "gemmlowp":
+        assert plain_off > 0  # the double rounding is visible: the model is not vacuous
+
+
+def test_fixed_point_model_rounds_as_the_integer_requantization():
+    """``fixed_point_model`` (float64) against ``requantize`` (int64) on accumulators
+    spread over int32 and at the ties of each rounding, for multipliers below and above 1."""
+    from fc.np_ops import integer as ia
+    from fc.quant.simulate import fixed_point_model
+
+    rng = np.random.default_rng(3)
+    acc = np.concatenate([rng.integers(-2 ** 20, 2 ** 20, 20000), np.arange(-4096, 4097),
+                          [ia.INT32_MIN + 1, ia.INT32_MAX, 0]]).astype(np.int64)
+    for real in (0.5, 0.25, 2 ** -9, 0.0123456, 0.75, 3e-4, 1.0, 1.5, 7.25e-6):
+        for rounding in ia.ROUNDINGS:
+            a = acc if real <= 1 else acc // 4
+            want = ia.requantize(a, real, rounding=rounding).astype(np.float64)
+            got = np.clip(fixed_point_model(a.astype(np.float64), real, rounding),
+                          ia.INT32_MIN, ia.INT32_MAX)
+            np.testing.assert_array_equal(got, want, err_msg=f"{real} {rounding}")
+
+
+@pytest.mark.parametrize("strategy", ["symmetry_max_t", "scale_shift_t", "minmax"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_dead_channel_keeps_its_bias_in_int32(strategy, per_channel):
+    """A channel whose weights are all but zero (1e-9, as BN folding leaves dead channels)
+    with a bias of 0.7: its weight scale is raised until the int32 bias fits in 2^30, so the
+    bias is not clamped (it carries the channel's output: torch's value, within one step)
+    and the integer accumulator cannot overflow."""
+    torch.manual_seed(1)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU6()).eval()
+    with torch.no_grad():
+        conv[0].weight[0] = 1e-9
+        conv[0].bias[0] = 0.7
+    fused = torch_to_fused(conv, torch.zeros(1, 3, 8, 8), "dead")
+    x = np.random.default_rng(0).normal(0, 1, (4, 3, 8, 8)).astype(np.float32)
+    spec = build_spec(fused, calibrate_arrays(fused, [x]), get_strategy(strategy),
+                      per_channel=per_channel)
+    node = next(n for n in fused if n.op_type == "Conv")
+    bq, _ = spec.weights[(node.name, 2)]
+    assert np.abs(bq.astype(np.int64)).max() <= 2 ** 30
+    with torch.no_grad():
+        want = conv(torch.from_numpy(x)).numpy()
+    qg = quantized_graph(fused, spec)
+    step = float(spec.acts[fused.outputs[0].name].scale)
+    from fc.quant.simulate import SimInterpreter
+
+    sim = SimInterpreter(qg).run({"input": x})[qg.outputs[0].name]
+    assert np.abs(sim[:, 0] - want[:, 0]).max() <= 1.01 * step  # 0.7, not ~0
+    if strategy.endswith("_t"):
+        ii = IntegerInterpreter(qg, pow2=strategy.startswith("scale_shift"))
+        assert max(ii.accumulator_bounds().values()) <= 2 ** 31 - 1
+        out = ii.run({"input": x})[qg.outputs[0].name]
+        assert ii.overflows == {}
+        assert np.abs(out[:, 0] - want[:, 0]).max() <= 1.01 * step
