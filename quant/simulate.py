@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from fc.ir.core import Graph, Node
+from fc.ir.core import Graph, Node, Value
 from fc.np_ops import Interpreter
+from fc.quant.plan import SCALE_PRESERVING
 from fc.quant.qparams import QParams, fake_quant
 from fc.quant.quantize import QuantSpec, fake_quant_output
 
-__all__ = ["SimInterpreter", "Lockstep", "LayerObserver"]
+__all__ = ["SimInterpreter", "Lockstep", "LayerObserver", "FixedPointSim", "fixed_point_model"]
 
 # called with (node, float outputs, accumulated outputs, isolated outputs)
 LayerObserver = Callable[[Node, tuple[np.ndarray, ...], tuple[np.ndarray, ...],
@@ -147,3 +148,204 @@ class Lockstep(Interpreter):
                 if self._left[v.name] == 0 and v.name not in self._keep:
                     del self._qenv[v.name]
         return ref
+
+
+# -- the float simulation of the _t arithmetic ----------------------------------------------
+
+_MODELLED = frozenset({"Conv", "Gemm", "Add", "GlobalAveragePool", "AveragePool", "Concat"})
+
+
+def _round(t: np.ndarray, mode: str) -> np.ndarray:
+    """Round float64 ``t`` to integers: ``up`` half towards +inf, ``away`` half away from
+    zero, ``even`` half to even."""
+    if mode == "up":
+        return np.floor(t + 0.5)
+    if mode == "away":
+        return np.copysign(np.floor(np.abs(t) + 0.5), t)
+    return np.rint(t)
+
+
+def fixed_point_model(v: np.ndarray, real: np.ndarray | float, rounding: str) -> np.ndarray:
+    """``v * real`` rounded the way the chip requantizes, in float64 (``v``: the
+    accumulator's value, an integer up to float64 noise; ``real`` > 0, per channel along
+    axis 1 when 1-D). The multiplier is the effective one, M0 * 2^(left - 31 - n) of
+    ``fc.np_ops.integer.quantize_multipliers`` (not the float ratio); ``rounding``:
+
+    - ``"single"``: one rounding, half up (TFLite's TFLITE_SINGLE_ROUNDING);
+    - ``"gemmlowp"``: v * 2^left (saturated to int32), then x * M0 / 2^31 rounded half up
+      (SaturatingRoundingDoublingHighMul's nudge rounds exact ties of negative products
+      towards zero: floor(x + 1/2)), then / 2^n rounded half away from zero
+      (RoundingDivideByPOT).
+
+    float64 is exact enough: the exact value's fraction is a multiple of 2^-(31 + n) and the
+    float64 error of v * M0 2^-(31 + n) is below 2^-40 for |v * real| < 2^12."""
+    from fc.np_ops.integer import INT32_MAX, INT32_MIN, quantize_multipliers
+
+    v = np.asarray(v, np.float64)
+    reals = np.asarray(real, np.float64)
+    m0, n, left = quantize_multipliers(reals)
+    m0, n, left = (a.astype(np.float64) for a in (m0, n, left))
+    if reals.ndim == 1 and reals.size > 1:
+        shape = (1, -1) + (1,) * (v.ndim - 2)
+        m0, n, left = m0.reshape(shape), n.reshape(shape), left.reshape(shape)
+    if rounding == "single":
+        return _round(v * m0 * np.exp2(left - 31 - n), "up")
+    if rounding != "gemmlowp":
+        raise ValueError(f"rounding {rounding!r} is not 'gemmlowp' or 'single'")
+    x = np.clip(v * np.exp2(left), INT32_MIN, INT32_MAX)
+    hi = _round(x * m0 * 2.0 ** -31, "up")
+    return _round(hi * np.exp2(-n), "away")
+
+
+class FixedPointSim(Interpreter):
+    """The simulation of ``symmetry_max_t``: the quantized IR run in float, with each
+    requantization modelling the integer executor's arithmetic, so that the simulation and
+    the integer run agree bit for bit where float64 can tell (in practice everywhere).
+
+    What is float: every activation and weight is its dequantized value (q - z) * s, in
+    float64 (exact: 8 x 24 bits); Conv/Gemm run fc's float kernels on them, AveragePool's
+    and GlobalAveragePool's means and Add's sums are float; every op outside the integer set
+    is float. What is the chip's: at a layer's ``QuantizeLinear``, the value y becomes
+    ``fixed_point_model(y / s_acc, s_acc / s_out)`` with the layer's accumulator scale
+    s_acc (s_x * s_w per channel for Conv/Gemm) and the effective multiplier and rounding
+    of the integer run; the bias enters at s_x * s_w (what the int32 accumulator adds, not
+    the float32 ``B_scale`` of the file, which is s_x * s_w rounded to 24 bits); a fused
+    ReLU/ReLU6 clamps the rounded integers (the integer executor's clamp) instead of the
+    float value; Add rescales each input at 2^20 first and the pools use one rounding,
+    as ``fc.quant.integer_run`` documents. The plain ``SimInterpreter`` (float32, one
+    round-half-to-even at each ``QuantizeLinear`` with the file's scales) is the QDQ
+    graph's own meaning; it differs from the integer run on ~1e-5 of each layer's values
+    (float32 noise at rounding edges, the bias scale, double rounding), and a network
+    amplifies those single steps (see ``tests/quant/test_integer_efficientnet.py``).
+
+    Power-of-two graphs (``scale_shift_t``) need none of this: their integer run is the
+    plain simulation bit for bit."""
+
+    def __init__(self, graph: Graph, *, rounding: str = "gemmlowp", **kw: Any):
+        super().__init__(graph, **kw)
+        if rounding not in ("gemmlowp", "single"):
+            raise ValueError(f"rounding {rounding!r} is not 'gemmlowp' or 'single'")
+        self.rounding = rounding
+        outputs = {v.name for v in graph.outputs}
+        self._q: dict[str, Node] = {}      # layer -> the QuantizeLinear of its output
+        for n in graph:
+            users = n.outputs[0].users if n.outputs else []
+            if (n.op_type in _MODELLED and len(users) == 1 and users[0].op_type == "QuantizeLinear"
+                    and n.outputs[0].name not in outputs):
+                self._q[n.name] = users[0]
+        self._layer_q = {q.name for q in self._q.values()}
+        self._scales: dict[str, tuple[float, float, int]] = {}  # DQ output -> s, z, axis
+        for n in graph:
+            if n.op_type == "DequantizeLinear":
+                self._scales[n.output.name] = (n.inputs[1].const, n.inputs[2].const, n.attrs["axis"])
+            elif n.op_type in SCALE_PRESERVING and n.inputs[0].name in self._scales:
+                for v in n.outputs:  # MaxPool, Reshape, ...: the same integers
+                    self._scales[v.name] = self._scales[n.inputs[0].name]
+        self._outputs = outputs
+        self._const_nodes = {n.name for n in graph
+                             if n.inputs and all(v is None or v.const is not None for v in n.inputs)}
+        self._cache: dict[str, tuple[np.ndarray, ...]] = {}
+        self._ints: dict[str, np.ndarray] = {}
+
+    def _dq(self, node: Node, args: list[Any]) -> np.ndarray:
+        q, s, z = args[0], np.asarray(args[1], np.float64), np.asarray(args[2], np.float64)
+        if s.ndim == 1:
+            shape = [1] * q.ndim
+            shape[node.attrs["axis"] % q.ndim] = -1
+            s, z = s.reshape(shape), z.reshape(shape)
+        return (q.astype(np.float64) - z) * s
+
+    def _scale(self, v: Value) -> np.ndarray:
+        return np.asarray(self._scales[v.name][0], np.float64)
+
+    def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
+        if node.name in self._const_nodes:
+            out = self._cache.get(node.name)
+            if out is None:
+                out = self._cache[node.name] = self._plain(node, args)
+            return out
+        return self._plain(node, args)
+
+    def _plain(self, node: Node, args: list[Any]) -> tuple[np.ndarray, ...]:
+        op = node.op_type
+        if op == "DequantizeLinear" and node.output.name not in self._outputs:
+            return (self._dq(node, args),)
+        if op == "QuantizeLinear" and node.name in self._layer_q:
+            return (self._ints.pop(node.inputs[0].name),)
+        if node.name in self._q:
+            self._ints[node.output.name] = self._layer(node, args)
+            return (np.zeros((), np.float64),)  # stands in; its QuantizeLinear reads _ints
+        return super().run_node(node, args)
+
+    def _layer(self, node: Node, args: list[Any]) -> np.ndarray:
+        op, q = node.op_type, self._q[node.name]
+        s_out = np.float64(q.inputs[1].const)
+        attrs = dict(node.attrs)
+        if "activation" in attrs:
+            attrs["activation"] = ""
+        fn = self.kernel_for(node)
+        if op in ("Conv", "Gemm"):
+            s_acc = self._scale(node.inputs[0]) * self._scale(node.inputs[1])
+            shape = (1, -1) + (1,) * (np.ndim(args[0]) - 2) if op == "Conv" else (1, -1)
+            a = list(args)
+            if len(a) > 2 and a[2] is not None:
+                bq = node.inputs[2].producer.inputs[0].const  # the int32 bias, at s_x * s_w
+                a[2] = bq.astype(np.float64) * s_acc
+            y = fn(*a, **attrs)
+            acc = y / (s_acc.reshape(shape) if s_acc.ndim else s_acc)
+            r = fixed_point_model(acc, s_acc / s_out, self.rounding)
+        elif op == "Add":
+            sa, sb = (float(self._scale(v)) for v in node.inputs[:2])
+            da, db = args[0] / sa, args[1] / sb
+            twice = 2 * max(sa, sb)
+            left = 1 << 20
+            ra = fixed_point_model(da * left, sa / twice, self.rounding)
+            rb = fixed_point_model(db * left, sb / twice, self.rounding)
+            r = fixed_point_model(ra + rb, twice / (left * s_out), self.rounding)
+        elif op == "GlobalAveragePool":
+            s_in = float(self._scale(node.inputs[0]))
+            n = int(np.prod(np.shape(args[0])[2:]))
+            total = fn(*args, **attrs) * n / s_in  # the sum of the integers
+            r = fixed_point_model(total, s_in / (n * s_out), "single")
+        elif op == "AveragePool":
+            from fc.np_ops.integer import avg_pool_sums
+
+            s_in = float(self._scale(node.inputs[0]))
+            x = args[0]
+            counts = avg_pool_sums(np.zeros((1, 1) + x.shape[2:], np.int64),
+                                   kernel_shape=attrs["kernel_shape"], strides=attrs["strides"],
+                                   pads=attrs["pads"], ceil_mode=attrs["ceil_mode"],
+                                   count_include_pad=attrs["count_include_pad"])[1]
+            total = np.rint(fn(x, **attrs) * counts / s_in)  # the window sums of the integers
+            if s_in == s_out:
+                r = _round(total / counts, "even")
+            else:
+                r = np.empty_like(total)
+                for c in np.unique(counts):
+                    at = counts == c
+                    r[:, :, at] = fixed_point_model(total[:, :, at], s_in / (int(c) * s_out),
+                                                    "single")
+        elif op == "Concat":
+            parts = []
+            for v, a in zip(node.inputs, args):
+                s = float(self._scale(v))
+                d = a / s
+                parts.append(d if s == s_out else fixed_point_model(d, s / s_out, self.rounding))
+            r = np.concatenate(parts, axis=attrs["axis"])
+        else:  # pragma: no cover - _MODELLED lists the ops above
+            raise AssertionError(op)
+        return self._clamp(node, q, r)
+
+    @staticmethod
+    def _clamp(node: Node, q: Node, r: np.ndarray) -> np.ndarray:
+        s, z = float(q.inputs[1].const), int(q.inputs[2].const)
+        lo, hi = q.attrs["qmin"], q.attrs["qmax"]
+        act = node.attrs.get("activation", "")
+        if act == "relu":
+            lo = max(lo, z)
+        elif act == "clip":
+            lo = max(lo, z + int(np.rint(node.attrs["act_alpha"] / s)))
+            hi = min(hi, z + int(np.rint(node.attrs["act_beta"] / s)))
+        elif act:
+            raise ValueError(f"node {node.name!r}: fused activation {act!r} is not a clamp")
+        return np.clip(r + z, lo, hi).astype(q.inputs[2].const.dtype)
