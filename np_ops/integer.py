@@ -8,10 +8,11 @@ accumulator ``acc`` becomes
 
     RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, M0), n)
 
-- ``SaturatingRoundingDoublingHighMul(a, b)``: the high 32 bits of 2 * a * b, rounded half
-  away from zero (nudge +2^30 for a non-negative product, 1 - 2^30 for a negative one, then
-  truncating division by 2^31); INT32_MIN * INT32_MIN, the one overflow, saturates to
-  INT32_MAX.
+- ``SaturatingRoundingDoublingHighMul(a, b)``: the high 32 bits of 2 * a * b, rounded to
+  nearest with ties up, towards +inf (nudge +2^30 for a non-negative product, 1 - 2^30 for
+  a negative one, then truncating division by 2^31: a negative tie, a * b = -2^30 (2k + 1),
+  goes towards zero, so this is floor(a * b / 2^31 + 1/2), not half away from zero);
+  INT32_MIN * INT32_MIN, the one overflow, saturates to INT32_MAX.
 - ``RoundingDivideByPOT(x, n)``: x / 2^n rounded half away from zero (mask = 2^n - 1,
   remainder = x & mask, threshold = mask >> 1 plus 1 for negative x; add 1 when remainder >
   threshold), for 0 <= n <= 31.
@@ -129,7 +130,7 @@ def requantize(acc: np.ndarray, real: np.ndarray | float, *, rounding: str = "ge
 
     - ``rounding="gemmlowp"`` (TFLite's default MultiplyByQuantizedMultiplier): a left shift
       first when real >= 1 (saturated to int32), then SaturatingRoundingDoublingHighMul by M0
-      and RoundingDivideByPOT by n: two roundings, half away from zero each; the first can
+      and RoundingDivideByPOT by n: two roundings (ties up, then ties away from zero); the first can
       make a tie of the second, so about 2^-(n+1) of the results differ by one from
       round(acc * real) (measured on EfficientNet-Lite0: 0.1-0.4 % of each layer's outputs).
     - ``rounding="single"`` (TFLite built with TFLITE_SINGLE_ROUNDING):

@@ -206,10 +206,12 @@ class Accuracy:
                         self.seconds + other.seconds, preds)
 
 
-def runner_for(graph: Graph, spec: Any = None, *, allow_float: bool = False
+def runner_for(graph: Graph, spec: Any = None, *, allow_float: bool = False,
+               rounding: str = "gemmlowp"
                ) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """feeds -> outputs for the float graph (``spec`` None or the null strategy), the
-    quantized IR in simulation, or (``_t`` strategies) in integers."""
+    quantized IR in simulation, or (``_t`` strategies) in integers (``rounding``: the
+    requantization's, ``fc.np_ops.integer.requantize``)."""
     from fc.np_ops import Interpreter
 
     if spec is None or not spec.strategy.quantizes:
@@ -221,7 +223,7 @@ def runner_for(graph: Graph, spec: Any = None, *, allow_float: bool = False
         from fc.quant.integer_run import IntegerInterpreter
 
         return IntegerInterpreter(qg, pow2=spec.strategy.name.startswith("scale_shift"),
-                                  allow_float=allow_float).run
+                                  allow_float=allow_float, rounding=rounding).run
     from fc.quant.simulate import SimInterpreter
 
     return SimInterpreter(qg).run
@@ -298,7 +300,8 @@ def evaluate(graph: Graph, cfg: Any, strategy: str | None, weight_quan: str | No
         spec = pipeline.spec_for(cfg, graph, table, strat,
                                  per_channel=(weight_quan or cfg["QUAN.qconfig.weight_quan"])
                                  == "perchannel", layers=layers)
-    run = runner_for(graph, spec, allow_float=cfg["QUAN.qconfig.allow_float"])
+    run = runner_for(graph, spec, allow_float=cfg["QUAN.qconfig.allow_float"],
+                     rounding=cfg["QUAN.qconfig.rounding"])
     name = config_name(strategy if spec is None or strategy is not None else spec.strategy.name,
                        weight_quan)
     preds, seconds = predict(run, dataset, pipeline.preprocess_for(cfg, graph),

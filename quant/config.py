@@ -18,6 +18,8 @@ QUAN:
     layers:         {node name: float | {bits: 16}}   mixed precision (or the path of a YAML
                     file holding that mapping, as ``fcc quant sensitivity`` writes it)
     allow_float:    false  (the _t strategies: run ops outside the integer set in float)
+    rounding:       gemmlowp (default) | single   (symmetry_max_t's requantization: TFLite's
+                    default two roundings, or TFLITE_SINGLE_ROUNDING's one; fc.np_ops.integer)
 PREPROCESS:         (no keys: resize to the model input's HxW, its channel count, [0, 1])
     resize: [H, W] or S (shorter side)    crop: [H, W] or S (centre)
     scale: 1/255   mean: 0   std: 1        value = (pixel * scale - mean) / std
@@ -74,6 +76,7 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str | None]] = {
     "QUAN.qconfig.num_images": ((int, type(None)), None, None),
     "QUAN.qconfig.layers": ((dict, str, type(None)), None, "file"),
     "QUAN.qconfig.allow_float": ((bool,), False, None),
+    "QUAN.qconfig.rounding": ((str,), "gemmlowp", None),
     "PREPROCESS.resize": ((int, list, type(None)), None, None),
     "PREPROCESS.crop": ((int, list, type(None)), None, None),
     "PREPROCESS.scale": (_NUM, 1 / 255, None),
@@ -95,6 +98,7 @@ _CHOICES = {
     "QUAN.qconfig.weight_quan": ("perchannel", "perlayer"),
     "QUAN.qconfig.method": ("max", "percentile", "entropy", "mse"),
     "QUAN.qconfig.pow2": ("ceil", "mse"),
+    "QUAN.qconfig.rounding": ("gemmlowp", "single"),
     "PREPROCESS.channel_order": ("RGB", "BGR"),
 }
 

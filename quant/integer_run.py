@@ -35,9 +35,13 @@ Floats appear only where the graph input is quantized and its outputs dequantize
 outside this set are listed at once (``IntegerError``), or run in float on dequantized
 inputs with ``allow_float=True`` (a warning names them).
 
-**Rounding, in one place.** ``symmetry_max_t`` rounds as gemmlowp/TFLite do: half away from
-zero, twice in a fixed-point requantization (the high multiply, then the shift;
-``rounding="single"`` selects TFLite's TFLITE_SINGLE_ROUNDING, one rounding, half up); the
+**Rounding, in one place.** ``symmetry_max_t`` rounds as gemmlowp/TFLite do, twice in a
+fixed-point requantization: the high multiply by M0 to nearest with ties towards +inf
+(gemmlowp's nudge), then the shift by n to nearest with ties away from zero (the default,
+``rounding="gemmlowp"``, config ``QUAN.qconfig.rounding``; ``"single"`` selects TFLite's
+TFLITE_SINGLE_ROUNDING, one rounding of acc * M0 * 2^-(31 + n), ties up). Its simulation
+is ``fc.quant.simulate.FixedPointSim``, which models exactly this (the plain float32 QDQ
+simulation rounds once, half to even, with the float ratio s_x s_w / s_out); the
 pools requantize with one rounding, and an exact integer division (AveragePool keeping its
 input's scale) rounds half to even. ``scale_shift_t`` rounds half to even everywhere
 (every requantization one shift, the pools one exact division), the rule of fc's simulation

@@ -162,18 +162,22 @@ def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str 
                   progress: bool = True) -> dict[int, int]:
     """For the ``_t`` strategies: run the quantized IR in integers and in simulation on
     ``EVALUATION.input_images``; return the histogram of output differences in quantization
-    steps. ``dump``: a folder receiving every quantized tensor of the integer run on the
-    first batch, as ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
+    steps. The simulation is the one of the same arithmetic: ``FixedPointSim`` with
+    ``QUAN.qconfig.rounding`` for ``symmetry_max_t``, the plain QDQ simulation for the
+    power-of-two ``scale_shift_t`` (whose integer run is it bit for bit). ``dump``: a folder
+    receiving every quantized tensor of the integer run on the first batch, as ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
     import re
 
     from fc.ir.serialize import atomic_write
     from fc.quant.integer_run import IntegerInterpreter
-    from fc.quant.simulate import SimInterpreter
+    from fc.quant.simulate import FixedPointSim, SimInterpreter
 
     qg = quantized_graph(graph, spec)
-    ints = IntegerInterpreter(qg, pow2=spec.strategy.name.startswith("scale_shift"),
-                              allow_float=cfg["QUAN.qconfig.allow_float"])
-    sim = SimInterpreter(qg)
+    pow2 = spec.strategy.name.startswith("scale_shift")
+    rounding = cfg["QUAN.qconfig.rounding"]
+    ints = IntegerInterpreter(qg, pow2=pow2, allow_float=cfg["QUAN.qconfig.allow_float"],
+                              rounding=rounding)
+    sim = SimInterpreter(qg) if pow2 else FixedPointSim(qg, rounding=rounding)
     out = output_tensor(cfg, graph)
     p = spec.acts.get(out)
     ev = "EVALUATION."

@@ -123,3 +123,25 @@ def test_error_of_a_true_quantization_strategy_dumps_integer_layers(project, tmp
     files = sorted(p.name for p in dump.iterdir())
     assert len(files) == 8 and "input.npy" in files
     assert np.load(dump / "logits.npy").dtype == np.int8
+
+
+@pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
+def test_error_of_symmetry_max_t_takes_the_configs_rounding(project, capsys, monkeypatch, rounding):
+    """QUAN.qconfig.rounding reaches the integer run, and the simulation it is checked
+    against (the fixed-point one of the same rounding) equals it bit for bit."""
+    from fc.quant import integer_run
+
+    root, cfg = project
+    seen = {}
+    orig = integer_run.IntegerInterpreter.__init__
+
+    def spy(self, graph, **kw):
+        seen["rounding"] = kw.get("rounding")
+        orig(self, graph, **kw)
+
+    monkeypatch.setattr(integer_run.IntegerInterpreter, "__init__", spy)
+    assert main(["quant", "error", "--config", str(cfg), "--strategy", "symmetry_max_t", "--no-png",
+                 "--set", f"QUAN.qconfig.rounding={rounding}"]) == 0
+    out = capsys.readouterr().out
+    assert seen["rounding"] == rounding
+    assert "integer run vs simulation, output differences in steps: {0: 640} (100.00% within" in out

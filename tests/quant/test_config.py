@@ -32,6 +32,7 @@ def test_defaults_and_relative_paths(tmp_path):
     assert cfg.weight_bits == cfg.act_bits == 8 and cfg["QUAN.qconfig.weight_quan"] == "perchannel"
     assert cfg.table_path == tmp_path / "calibration.json"
     assert cfg["PREPROCESS.scale"] == pytest.approx(1 / 255)
+    assert cfg["QUAN.qconfig.rounding"] == "gemmlowp"
 
 
 def test_overrides_win_and_resolve_against_cwd(tmp_path, monkeypatch):
@@ -52,6 +53,10 @@ def test_overrides_win_and_resolve_against_cwd(tmp_path, monkeypatch):
     pytest.param(BASE + "        bits: 17\n", "QUAN.qconfig.bits: 17 is not in 2..16", id="bits"),
     pytest.param(BASE + "        method: kl\n", "QUAN.qconfig.method: 'kl' is not one of",
                  id="choice"),
+    pytest.param(BASE + "        rounding: even\n",
+                 "QUAN.qconfig.rounding: 'even' is not one of gemmlowp, single", id="rounding"),
+    pytest.param(BASE + "        rounding: 1\n", "QUAN.qconfig.rounding: expected str, got int",
+                 id="rounding_type"),
     pytest.param(BASE.replace("imgs", "nowhere"), "QUAN.qconfig.image_path: folder not found",
                  id="missing_folder"),
     pytest.param(BASE.replace("m_graph.json", "x_graph.json"), "MODEL.graph: file not found",
