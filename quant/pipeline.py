@@ -165,7 +165,8 @@ def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str 
     steps. The simulation is the one of the same arithmetic: ``FixedPointSim`` with
     ``QUAN.qconfig.rounding`` for ``symmetry_max_t``, the plain QDQ simulation for the
     power-of-two ``scale_shift_t`` (whose integer run is it bit for bit). ``dump``: a folder
-    receiving every quantized tensor of the integer run on the first batch, as ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
+    receiving every quantized tensor of the integer run on the first batch, as
+    ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
     import re
 
     from fc.ir.serialize import atomic_write
