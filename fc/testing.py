@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["TOLERANCES", "tolerance", "check_close", "rel_l2", "max_abs", "cosine", "sqnr_db",
            "MODEL_REL_L2", "onnx_with_seeded_weights", "ACTIVATION_EXAMPLES", "torch_activation",
-           "activation_cases"]
+           "activation_cases", "as_float64"]
 
 # fp32 per-op default; every override is listed here with its reason.
 DEFAULT_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -130,6 +130,22 @@ def onnx_with_seeded_weights(proto: Any, seed: int = 0) -> Any:
     if keep[-1].op_type == "Softmax":
         g.output.append(onnx.ValueInfoProto(name=keep[-1].input[0]))
     return model
+
+
+def as_float64(graph: Any) -> Any:
+    """A copy of ``graph`` computing in float64: every float32 constant and value widened.
+    The golden executor's kernels are dtype-generic, so this run is the model's arithmetic
+    without float32 rounding: the yardstick for how much of a disagreement between two fp32
+    engines is their summation order (fp32 noise) rather than a difference in semantics."""
+    from fc.ir.clone import clone
+
+    wide = clone(graph)
+    for v in wide.values():
+        if v.const is not None and v.const.dtype == np.float32:
+            v.const = v.const.astype(np.float64)
+        if v.dtype == "float32":
+            v.dtype = "float64"
+    return wide
 
 
 def assert_same_outputs(before: Any, after: Any, feeds: dict[str, np.ndarray], *,

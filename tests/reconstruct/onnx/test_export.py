@@ -6,6 +6,7 @@ atomically and fails in one line."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import os
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from fc.np_ops import run
 from fc.passes.pipeline import compile_graph
 from fc.reconstruct.onnx import export_onnx
 from fc.reconstruct.onnx.registry import EXPORTERS, ExportError
-from fc.testing import rel_l2
+from fc.testing import as_float64, rel_l2
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -93,20 +94,6 @@ _MXNET_QUICK = {"squeezenet1.1"}
 _TF_QUICK: set[str] = set()  # the Keras applications take 45 s and more; _tf_blocks is quick
 _TORCH_QUICK = {"vit_tiny"}
 
-#: rel-L2 allowed above REL_L2 (the issue's 1e-6), with the reason: onnxruntime (MLAS) and the
-#: golden executor (numpy/OpenBLAS) sum float32 products in different orders; these deep
-#: models amplify it. The IR for reconstruct and the fused IR measure alike (printed), so the
-#: export adds no error of its own.
-TOLERANCE = {
-    "mxnet_mobilenetv2_0.5": 1e-5,  # measured 6.6e-6 (reconstruct), 4.6e-6 (fused)
-    "mxnet_mobilenet1.0": 1e-5,  # 6.5e-6 / 5.0e-6 (slow)
-    "mxnet_resnet18_v1": 2e-6,  # 1.14e-6 / 1.08e-6
-    "mxnet_resnet18_v2": 2e-6,  # 1.21e-6 / 1.10e-6
-    "torch_unet": 2e-6,  # 1.00e-6 / 9.5e-7
-    "torch_mobilenet_v2": 5e-6,  # 2.3e-6 / 2.4e-6 (slow)
-    "torch_centernet_resnet18": 2e-6,  # 1.30e-6 / 1.29e-6 (slow)
-}
-
 CORPUS = (
     [_param(f"onnx_{n}", functools.partial(_onnx_seeded, n), n in _ONNX_QUICK)
      for n in ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
@@ -128,30 +115,113 @@ def _feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     return {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in graph.inputs}
 
 
-def _ort_matches(graph: Graph, path: Path) -> float:
-    """Export ``graph`` (full check), run it in onnxruntime; the worst rel-L2 of its outputs
-    against the golden executor."""
+def _ort_run(graph: Graph, path: Path) -> dict[str, np.ndarray]:
+    """Export ``graph`` (full check) and run it in onnxruntime, graph optimizations off."""
     export_onnx(graph, path)
-    feeds = _feeds(graph)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-    ref = run(graph, feeds)
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, _feeds(graph))))
+
+
+def _worst(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> float:
     assert list(got) == list(ref)
     return max(rel_l2(got[k], ref[k]) for k in ref)
 
 
+def _ort_matches(graph: Graph, path: Path) -> float:
+    """The worst rel-L2 of the exported graph's outputs in onnxruntime against the golden
+    executor."""
+    return _worst(_ort_run(graph, path), run(graph, _feeds(graph)))
+
+
+def _reference_evaluator(model):
+    """onnx's own evaluator (an implementation independent of fc and onnxruntime) with three of
+    its kernels replaced: its Erf rounds math.erf to float32 whatever the input's type, its
+    HardSwish expands the ONNX function body, whose alpha = 1/6 is a float32 attribute, and its
+    LRN loops over the batch axis where it means channels (onnx 1.x: only channel 0 gets its
+    square sum at batch 1). The replacements follow the ONNX operator definitions literally."""
+    import math
+
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    class Erf(OpRun):
+        op_domain = ""
+
+        def _run(self, x):
+            return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
+
+    class LRN(OpRun):
+        op_domain = ""
+
+        def _run(self, x, alpha=None, beta=None, bias=None, size=None):
+            channels = x.shape[1]
+            square_sum = np.empty_like(x)
+            for c in range(channels):  # window [c - floor((size-1)/2), c + ceil((size-1)/2)]
+                lo, hi = max(0, c - (size - 1) // 2), min(channels, c + size // 2 + 1)
+                square_sum[:, c] = np.sum(x[:, lo:hi] ** 2, axis=1)
+            return (x / (bias + alpha / size * square_sum) ** beta,)
+
+    class HardSwish(OpRun):
+        op_domain = ""
+
+        def _run(self, x):
+            return (x * np.clip(x / 6 + 0.5, 0, 1),)
+
+    return ReferenceEvaluator(model, new_ops=[Erf, LRN, HardSwish])
+
+
+#: The float64 run: onnx's evaluator on the export of the float64 graph against the golden
+#: executor in float64 (see ``fc.testing.as_float64``). What is left is not summation order but
+#: the export itself, except that ONNX stores float attributes (BatchNormalization's epsilon)
+#: as float32 while the IR keeps Python floats: measured up to 2.4e-11 (mxnet_mobilenetv2_0.5).
+REL_L2_EXACT = 1e-9
+
+
+@dataclass
+class Distances:
+    ort: float  # onnxruntime (fp32) vs the golden executor (fp32): the issue's 1e-6
+    noise: float  # golden fp32 vs golden fp64: this model's own float32 rounding
+    ort_exact: float  # onnxruntime (fp32) vs golden fp64
+    exact: float  # onnx's evaluator (fp64) vs golden fp64: the export's semantics
+
+    def __str__(self) -> str:
+        return (f"onnxruntime {self.ort:.3g} (fp32 noise {self.noise:.3g}, vs fp64 "
+                f"{self.ort_exact:.3g}), float64 export {self.exact:.3g}")
+
+
+def _distances(graph: Graph, tmp_path: Path, tag: str) -> Distances:
+    feeds = _feeds(graph)
+    got = _ort_run(graph, tmp_path / f"{tag}.onnx")
+    ref32 = run(graph, feeds)
+    wide = as_float64(graph)
+    feeds64 = {k: v.astype(np.float64) for k, v in feeds.items()}
+    ref64 = run(wide, feeds64)
+    model64 = export_onnx(wide, tmp_path / f"{tag}64.onnx")
+    outs = [o.name for o in model64.graph.output]
+    exact = dict(zip(outs, _reference_evaluator(model64).run(None, feeds64)))
+    return Distances(_worst(got, ref32), _worst(ref32, ref64), _worst(got, ref64),
+                     _worst(exact, ref64))
+
+
 @pytest.mark.parametrize("build", CORPUS)
 def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
+    """Within rel-L2 1e-6 of the golden executor, except where the model's own float32
+    rounding is larger than that (deep depthwise models on random inputs: fp32 noise up to
+    ~4e-6, measured in the same test as the golden executor's distance from its own float64
+    run). There, two fp32 engines summing in different orders cannot agree to 1e-6; what
+    must hold is that onnxruntime on the export is as close to exact arithmetic as fc is, and
+    the float64 export is exact: both are asserted for every model."""
     graph = build()
     fused, _ = compile_graph(graph)
-    d_rec = _ort_matches(graph, tmp_path / "reconstruct.onnx")
-    d_fused = _ort_matches(fused, tmp_path / "fused.onnx")
     key = request.node.callspec.id
-    print(f"{key}: rel_l2 reconstruct {d_rec:.3g}, fused {d_fused:.3g}")
-    tol = TOLERANCE.get(key, REL_L2)
-    assert d_rec <= tol and d_fused <= tol, (d_rec, d_fused)
+    for tag, g in (("reconstruct", graph), ("fused", fused)):
+        d = _distances(g, tmp_path, tag)
+        print(f"{key} {tag}: {d}")
+        assert d.exact <= REL_L2_EXACT, (tag, d)
+        assert d.ort_exact <= max(REL_L2, 2 * d.noise), (tag, d)
+        assert d.ort <= max(REL_L2, 3 * d.noise), (tag, d)
 
 
 def test_every_schema_has_an_exporter():
