@@ -33,7 +33,9 @@ _SUBPACKAGES = _subpackages()
 # (DEVELOPERS.md explains the np.bool alias fc restores before importing mxnet).
 _NUMPY = "numpy>=1.26,<1.27"
 _ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
-_TORCH = ["torch==2.13.0"]
+# onnxscript: torch.onnx.export(dynamo=True), the exporter torch recommends, needs it (tests
+# import its output like the TorchScript exporter's)
+_TORCH = ["torch==2.13.0", "onnxscript>=0.5"]
 _MXNET = ["mxnet==1.9.1"]
 _TF = ["tensorflow-cpu==2.21.*"]
 # benchmarks/ only: which BLAS kernel numpy runs (bench_executor prints it)

@@ -1,5 +1,6 @@
 """ResNets of ``fc.zoo.torch`` exported with torch.onnx (the TorchScript exporter,
-``dynamo=False``: the dynamo one needs onnxscript) with a dynamic batch axis, imported by fc
+``dynamo=False``, and the dynamo one, which folds BN and emits opset 20 with ReduceMean
+pooling) with a dynamic batch axis, imported by fc
 and compared with onnxruntime and with the torch module itself, at the imported batch (1)
 and at another batch (3) to check that the IR is batch-independent."""
 
@@ -20,13 +21,15 @@ import fc.zoo.torch as zoo
 from fc.frontend.onnx import import_onnx
 from fc.testing import MODEL_REL_L2, check_close
 
-# id -> (constructor, opset, training mode): PRESERVE on an eval-mode model keeps the
+# id -> (constructor, opset, training mode, dynamo): PRESERVE on an eval-mode model keeps the
 # BatchNormalization nodes (with zoo's non-trivial running statistics); EVAL lets torch fold
-# them into the convolutions, the default export.
+# them into the convolutions, the default export. The dynamo exporter (opset None: its own
+# default) always folds them.
 VARIANTS = {
-    "resnet50_bn": (zoo.resnet50, 13, torch.onnx.TrainingMode.PRESERVE),
-    "resnet50_folded": (zoo.resnet50, 13, torch.onnx.TrainingMode.EVAL),
-    "resnet18_bn_opset17": (zoo.resnet18, 17, torch.onnx.TrainingMode.PRESERVE),
+    "resnet50_bn": (zoo.resnet50, 13, torch.onnx.TrainingMode.PRESERVE, False),
+    "resnet50_folded": (zoo.resnet50, 13, torch.onnx.TrainingMode.EVAL, False),
+    "resnet18_bn_opset17": (zoo.resnet18, 17, torch.onnx.TrainingMode.PRESERVE, False),
+    "resnet18_dynamo_folded": (zoo.resnet18, None, torch.onnx.TrainingMode.EVAL, True),
 }
 IDS = [pytest.param(k, id=k) for k in VARIANTS]
 
@@ -36,15 +39,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[torch.
     """Each variant's module and ONNX file, exported once per session."""
     out = {}
     folder = tmp_path_factory.mktemp("torch_resnet")
-    for key, (build, opset, mode) in VARIANTS.items():
+    for key, (build, opset, mode, dynamo) in VARIANTS.items():
         model = build(seed=0)
         path = folder / f"{key}.onnx"
+        if dynamo:
+            axes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+        else:
+            axes = {"dynamic_axes": {"image": {0: "batch"}, "logits": {0: "batch"}},
+                    "training": mode, "opset_version": opset}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
-                              opset_version=opset, training=mode, input_names=["image"],
-                              output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=dynamo,
+                              input_names=["image"], output_names=["logits"], **axes)
         out[key] = (model, path)
     return out
 
