@@ -15,11 +15,20 @@ numpy allocates ufunc outputs in the inputs' memory order. What the layout buys:
   rows, and the padding copy moves whole rows;
 - the bias is a row vector added along the contiguous axis.
 
-The rows are processed in blocks of about ``_BLOCK_BYTES`` of im2col matrix: build the block
-(a copy split over the thread pool, ``fc.np_ops._parallel``), one GEMM on it (numpy's BLAS,
-its own threads), then bias + activation on the block's output while it is in cache (split
-over the pool again). The arithmetic is unchanged: each output is one float32 dot product
-of length C*kh*kw computed by BLAS, then + bias, then the activation, as before.
+Who runs the GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
+OpenBLAS whose thread count fc can scope (``fc.np_ops._blas``), OpenBLAS is set to one thread
+for the convolution and the pool hands out tiles from a shared counter: blocks of output rows
+(at least ``_MIN_TILE_ROWS`` GEMM rows, at most ``_BLOCK_BYTES`` of im2col, two or more per
+thread), each thread building its tile's im2col block in a buffer of its own (reused across
+layers), multiplying it and applying bias + activation while it is in its cache; an image
+too small for that many row blocks (batch 1, late layers) is split into blocks of output
+channels instead, on one im2col matrix. No GEMM then waits for a thread the OS has not
+scheduled (OpenBLAS's static split does), and OpenBLAS's idle workers stop spinning on the
+cores. Otherwise the rows are processed in blocks of about ``_BLOCK_BYTES`` of im2col matrix
+one after the other: build the block (a copy split over the pool), one GEMM on it (BLAS's
+own threads), then bias + activation on the block's output while it is in cache. Either way
+the arithmetic is unchanged: each output is one float32 dot product of length C*kh*kw
+computed by BLAS, then + bias, then the activation.
 
 The weights of a kh x kw convolution are reordered once to (kh*kw*C, M), matching the
 im2col columns, and cached for the array's lifetime (``_packed_weight``; reordering every
@@ -42,7 +51,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from fc.errors import ExecutionError
-from fc.np_ops import _parallel
+from fc.np_ops import _blas, _parallel
 from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.registry import kernel
@@ -55,6 +64,10 @@ Array = np.ndarray
 _BLOCK_BYTES = 2 << 20
 #: but at least this many rows per GEMM, which OpenBLAS needs to run near its peak
 _MIN_BLOCK_ROWS = 512
+#: when fc's pool runs the GEMMs (one BLAS thread each): GEMM rows per tile at least, and the
+#: granularity of output-channel tiles (small images)
+_MIN_TILE_ROWS = 128
+_M_ALIGN = 32
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
@@ -161,7 +174,6 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     k = c * kh * kw
     xh = x.transpose(0, 2, 3, 1)
     y = np.empty((n, ho, wo, m), dtype=x.dtype)
-    y2 = y.reshape(n * ho * wo, m)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
 
     pointwise = kh == kw == 1 and not any(pads)
@@ -175,36 +187,143 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                           (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
         wmat = _packed_weight(w)
     # A 1x1 stride-1 conv of a channels-last input multiplies the input rows in place.
-    direct = pointwise and sh == sw == 1 and xh.flags.c_contiguous
-
-    block_rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (k * x.itemsize))
-    step = max(1, block_rows // wo)  # in output rows (of Wo pixels each)
-    total = n * ho
-    cols = None if direct else np.empty((min(step, total) * wo, k), dtype=x.dtype)
-    a_all = xh.reshape(n * h * wd, c) if direct else None
-    epilogue = bias is not None or bool(activation)
-    done: Array | None = None  # the previous block's output, its epilogue still to run
-    for q0 in range(0, total, step):
-        q1 = min(total, q0 + step)
-        r0, r1 = q0 * wo, q1 * wo
-        copies: list[tuple[Array, Array]] = []
-        if direct:
-            a = a_all[r0:r1]
-        else:
-            a = cols[:r1 - r0]
-            blk = a.reshape(r1 - r0, kh, kw, c)
-            r = 0
-            for i, h0, h1 in _segments(q0, q1, ho):
-                rows = (h1 - h0) * wo
-                copies.append((blk[r:r + rows].reshape(h1 - h0, wo, kh, kw, c), view[i, h0:h1]))
-                r += rows
-        # One trip to the pool per block: this block's im2col and the last block's epilogue.
-        _split_work(copies, done, bias, activation, alpha, beta)
-        out = y2[r0:r1]
-        np.matmul(a, wmat, out=out)
-        done = out if epilogue else None
-    _split_work([], done, bias, activation, alpha, beta)
+    a_all = (xh.reshape(n * h * wd, c)
+             if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
+    conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
+                       activation, alpha, beta)
+    workers = _parallel.num_workers()
+    touched = (conv.rows * k + k * m + conv.rows * m) * x.itemsize
+    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES:
+        with _blas.single_threaded() as own_threads:
+            if own_threads:
+                conv.run_tiles(workers)
+                return y.transpose(0, 3, 1, 2)
+    conv.run_blocks()
     return y.transpose(0, 3, 1, 2)
+
+
+_local = threading.local()
+
+
+def _thread_cols(rows: int, k: int, dtype: np.dtype) -> Array:
+    """A (rows, k) im2col buffer of the calling thread, reused across tiles and layers."""
+    buf = getattr(_local, "cols", None)
+    if buf is None or buf.dtype != dtype or buf.size < rows * k:
+        buf = _local.cols = np.empty(rows * k, dtype=dtype)
+    return buf[:rows * k].reshape(rows, k)
+
+
+class _Im2colGemm:
+    """One channels-last convolution as GEMMs over blocks of output rows: ``view`` is the
+    (N, Ho, Wo, kh, kw, C) im2col view (``a_all`` the GEMM operand itself when no copy is
+    needed), ``y2`` the (N*Ho*Wo, M) output."""
+
+    def __init__(self, view: Array, a_all: Array | None, wmat: Array, y2: Array, ho: int,
+                 wo: int, bias: Array | None, activation: str, alpha: float, beta: float):
+        self.view, self.a_all, self.wmat, self.y2 = view, a_all, wmat, y2
+        self.ho, self.wo = ho, wo
+        self.total = view.shape[0] * ho  # output rows of Wo pixels, over the batch
+        self.rows = self.total * wo
+        self.kh, self.kw, self.c = view.shape[3:]
+        self.k = wmat.shape[0]
+        self.bias, self.act = bias, (activation, alpha, beta)
+        self.epilogue = bias is not None or bool(activation)
+
+    def copies(self, q0: int, q1: int, cols: Array) -> list[tuple[Array, Array]]:
+        """(destination, source) pairs that fill ``cols`` with the im2col rows of output
+        rows ``q0:q1``."""
+        blk = cols.reshape(-1, self.kh, self.kw, self.c)
+        out, r, wo = [], 0, self.wo
+        for i, h0, h1 in _segments(q0, q1, self.ho):
+            rows = (h1 - h0) * wo
+            out.append((blk[r:r + rows].reshape(h1 - h0, wo, self.kh, self.kw, self.c),
+                        self.view[i, h0:h1]))
+            r += rows
+        return out
+
+    # -- fc's pool runs the GEMMs (BLAS single-threaded) ------------------------------------
+
+    def run_tiles(self, workers: int) -> None:
+        """Tiles handed out by the pool, each thread doing its tiles' im2col, GEMM and
+        epilogue in its own cache: blocks of output rows, at least ``_MIN_TILE_ROWS`` GEMM
+        rows and at most ``_BLOCK_BYTES`` of im2col each, two per thread or more; a batch too
+        small for that splits the output channels instead (the im2col built once)."""
+        wo, k, isz = self.wo, self.k, self.y2.itemsize
+        want = 2 * workers
+        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // (k * isz), self.rows // want))
+        step = max(1, block_rows // wo)  # output rows per tile
+        nblk = -(-self.total // step)
+        m = self.y2.shape[1]
+        mparts = min(want, m // _M_ALIGN)
+        if nblk >= want or mparts < 2:
+            parallel_for(self._row_tiles(step), nblk, 1 << 62)
+            return
+        if self.a_all is not None:
+            a = self.a_all
+        else:
+            a = np.empty((self.rows, k), dtype=self.y2.dtype)
+            _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
+        bounds = [_M_ALIGN * (m // _M_ALIGN * i // mparts) for i in range(mparts)] + [m]
+        bias, act = self.bias, self.act
+
+        def part(p0: int, p1: int) -> None:
+            for p in range(p0, p1):
+                m0, m1 = bounds[p], bounds[p + 1]
+                out = self.y2[:, m0:m1]
+                np.matmul(a, self.wmat[:, m0:m1], out=out)
+                if self.epilogue:
+                    _epilogue(out, None if bias is None else bias[m0:m1], *act)
+
+        parallel_for(part, mparts, 1 << 62)
+
+    def _row_tiles(self, step: int):
+        wo, k = self.wo, self.k
+
+        def part(t0: int, t1: int) -> None:
+            for t in range(t0, t1):
+                q0 = t * step
+                q1 = min(self.total, q0 + step)
+                r0, r1 = q0 * wo, q1 * wo
+                if self.a_all is not None:
+                    a = self.a_all[r0:r1]
+                else:
+                    a = _thread_cols(r1 - r0, k, self.y2.dtype)
+                    for dst, src in self.copies(q0, q1, a):
+                        dst[...] = src
+                out = self.y2[r0:r1]
+                np.matmul(a, self.wmat, out=out)
+                if self.epilogue:
+                    _epilogue(out, self.bias, *self.act)
+
+        return part
+
+    # -- BLAS's own threads run each GEMM ---------------------------------------------------
+
+    def run_blocks(self) -> None:
+        """Blocks of rows one after the other: each GEMM on BLAS's threads, the im2col of a
+        block and the previous block's epilogue split over fc's pool."""
+        wo, k = self.wo, self.k
+        block_rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (k * self.y2.itemsize))
+        step = max(1, block_rows // wo)
+        total = self.total
+        cols = (None if self.a_all is not None
+                else np.empty((min(step, total) * wo, k), dtype=self.y2.dtype))
+        done: Array | None = None  # the previous block's output, its epilogue still to run
+        for q0 in range(0, total, step):
+            q1 = min(total, q0 + step)
+            r0, r1 = q0 * wo, q1 * wo
+            if self.a_all is not None:
+                a, copies = self.a_all[r0:r1], []
+            else:
+                a = cols[:r1 - r0]
+                copies = self.copies(q0, q1, a)
+            # One trip to the pool per block: this block's im2col and the last block's
+            # epilogue.
+            _split_work(copies, done, self.bias, *self.act)
+            out = self.y2[r0:r1]
+            np.matmul(a, self.wmat, out=out)
+            done = out if self.epilogue else None
+        _split_work([], done, self.bias, *self.act)
 
 
 def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,

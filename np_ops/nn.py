@@ -37,6 +37,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 from fc.ir.schemas._rules import pool_out
+from fc.np_ops import _blas, _parallel
 from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.conv import is_channels_last
@@ -195,10 +196,67 @@ def batch_norm(x: Array, scale: Array, b: Array, mean: Array, var: Array, *, eps
 def _matmul2d(a: Array, b: Array) -> Array:
     """a @ b as a new C-ordered array. A product with few rows (a classifier at small batch)
     is computed as (b.T @ a.T).T: OpenBLAS runs that orientation about twice as fast when
-    the rows are few and the columns many (measured 8x2048 @ 2048x1000: 0.84 vs 0.41 ms)."""
-    if a.shape[0] <= 32 and b.shape[1] >= 4 * a.shape[0]:
+    the rows are few and the columns many (measured 8x2048 @ 2048x1000: 0.84 vs 0.41 ms).
+
+    A large product is cut into tiles that fc's pool runs with BLAS on one thread
+    (``fc.np_ops._blas``): blocks of rows, or of columns when the rows are few."""
+    r, k = a.shape
+    n = b.shape[1]
+    few = r <= 32 and n >= 4 * r
+    workers = _parallel.num_workers()
+    touched = (r * k + k * n + r * n) * np.result_type(a, b).itemsize
+    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES and max(r, n) >= 2 * _TILE:
+        with _blas.single_threaded() as own_threads:
+            if own_threads:
+                return _matmul2d_tiles(a, b, few, 2 * workers)
+    if few:
         return np.ascontiguousarray(np.matmul(b.T, a.T).T)
     return np.matmul(a, b)
+
+
+#: rows (or columns) per tile of a 2-D product at least
+_TILE = 32
+
+
+def _matmul2d_tiles(a: Array, b: Array, few: bool, parts: int) -> Array:
+    r, n = a.shape[0], b.shape[1]
+    dtype = np.result_type(a, b)
+    if few:  # (b.T @ a.T) in blocks of b's columns, transposed once at the end
+        out_t = np.empty((n, r), dtype=dtype)
+        bounds = _tile_bounds(n, parts)
+
+        def part(p0: int, p1: int) -> None:
+            for p in range(p0, p1):
+                c0, c1 = bounds[p], bounds[p + 1]
+                np.matmul(b[:, c0:c1].T, a.T, out=out_t[c0:c1])
+
+        parallel_for(part, len(bounds) - 1, 1 << 62)
+        return np.ascontiguousarray(out_t.T)
+    out = np.empty((r, n), dtype=dtype)
+    if r >= parts * _TILE:
+        bounds = _tile_bounds(r, parts)
+
+        def part(p0: int, p1: int) -> None:
+            for p in range(p0, p1):
+                np.matmul(a[bounds[p]:bounds[p + 1]], b, out=out[bounds[p]:bounds[p + 1]])
+    else:
+        bounds = _tile_bounds(n, parts)
+
+        def part(p0: int, p1: int) -> None:
+            for p in range(p0, p1):
+                c0, c1 = bounds[p], bounds[p + 1]
+                np.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
+
+    parallel_for(part, len(bounds) - 1, 1 << 62)
+    return out
+
+
+def _tile_bounds(n: int, parts: int) -> list[int]:
+    """``[0, ..., n]``: at most ``parts`` blocks of a multiple of ``_TILE`` (the last one
+    takes the rest)."""
+    units = n // _TILE
+    parts = max(1, min(parts, units))
+    return [_TILE * (units * i // parts) for i in range(parts)] + [n]
 
 
 @kernel("Gemm")

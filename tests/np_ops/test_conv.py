@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import fc.np_ops
+import fc.np_ops._blas
 import fc.np_ops._parallel
 import fc.np_ops.conv
 import fc.np_ops.nn
@@ -253,3 +254,62 @@ def test_parallel_for_does_not_wait_for_a_busy_pool(force_threads):
         release.set()
         for f in blockers:
             f.result()
+
+
+# -- GEMM tiles on fc's pool (BLAS on one thread) -------------------------------------------
+
+@pytest.mark.parametrize(("min_rows", "m_align"), [
+    pytest.param(1, 1, id="row_tiles"),            # many row tiles, some across images
+    pytest.param(1 << 20, 2, id="channel_tiles"),  # too few rows: output-channel tiles
+])
+@pytest.mark.parametrize(("xs", "ws", "attrs", "layout"), [
+    pytest.param((3, 6, 5, 6), (9, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((3, 6, 5, 6), (9, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((3, 6, 5, 6), (9, 6, 1, 1), {"strides": (2, 1)}, "channels_last",
+                 id="1x1_copied"),
+])
+def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, attrs, layout):
+    """With fc's pool running the GEMMs, every tile (a block of rows or of output channels)
+    gets its bias and activation; the result is torch's."""
+    if fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_TILE_ROWS", min_rows)
+    monkeypatch.setattr(fc.np_ops.conv, "_M_ALIGN", m_align)
+    calls = []
+    real = fc.np_ops.conv._Im2colGemm.run_tiles
+    monkeypatch.setattr(fc.np_ops.conv._Im2colGemm, "run_tiles",
+                        lambda self, workers: calls.append(workers) or real(self, workers))
+    x, w, b = LAYOUTS[layout](rand(50, *xs)), rand(51, *ws, scale=0.3), rand(52, ws[0])
+    y = fc.np_ops.call("Conv", x, w, b, activation="leaky_relu", act_alpha=0.1, **attrs)
+    check_close(y, F.leaky_relu(torch_conv(x, w, b, **attrs), 0.1).numpy(), op="Conv")
+    assert calls == [3], "the tiles path did not run"
+
+
+def test_blas_single_threaded_scopes_and_restores():
+    """OpenBLAS is on one thread inside (nested) blocks and back to its count after."""
+    from fc.np_ops import _blas
+
+    before = _blas.blas_threads()
+    if before is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    with _blas.single_threaded() as own:
+        assert own and _blas.blas_threads() == 1
+        with _blas.single_threaded():
+            assert _blas.blas_threads() == 1
+        assert _blas.blas_threads() == 1
+    assert _blas.blas_threads() == before
+    with pytest.raises(RuntimeError), _blas.single_threaded():
+        raise RuntimeError("inside")
+    assert _blas.blas_threads() == before
+
+
+@pytest.mark.parametrize("shape", [pytest.param((2, 40, 300), id="few_rows"),
+                                   pytest.param((300, 40, 70), id="row_blocks"),
+                                   pytest.param((50, 40, 300), id="column_blocks")])
+def test_matmul_tiles(monkeypatch, force_threads, shape):
+    monkeypatch.setattr(fc.np_ops.nn, "_TILE", 8)
+    r, k, n = shape
+    a, b = rand(60, r, k), rand(61, k, n)
+    y = fc.np_ops.call("MatMul", a, b)
+    assert y.flags.c_contiguous and y.shape == (r, n)
+    check_close(y, torch.matmul(T(a), T(b)).numpy(), op="MatMul")
