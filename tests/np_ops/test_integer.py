@@ -141,9 +141,11 @@ def test_conv_accumulators_equal_onnxruntime_conv_integer(xs, ws, strides, pads,
 @pytest.mark.parametrize("kinds", [pytest.param(("u8", "u8"), id="u8u8"),
                                    pytest.param(("s8", "s8"), id="s8s8")])
 def test_matmul_accumulators_equal_onnxruntime_matmul_integer(shape, kinds):
-    """uint8 x int8 is not fed to onnxruntime: on AVX2 CPUs without VNNI its u8s8 kernel adds
-    pairs of products in saturating int16 (vpmaddubsw), so it is not exact (measured here:
-    off by up to 72,409 on 16x300x50); its u8u8 and s8s8 kernels are."""
+    """uint8 x int8 is not fed to onnxruntime: its u8s8 kernel depends on the CPU; on x86
+    CPUs without VNNI it adds pairs of products in saturating int16 (vpmaddubsw), so it is
+    not exact (measured on the AVX2 host this test was written on: off by up to 72,409 on
+    16x300x50); on the AVX512-VNNI/AMX host of 2026-12-02 18:20 (onnxruntime 1.32) the same
+    case was exact. Its u8u8 and s8s8 kernels are exact on both."""
     from onnx import TensorProto, helper
 
     m, k, n = shape

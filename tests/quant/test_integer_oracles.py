@@ -6,11 +6,11 @@ onnxruntime's accumulator (plus the int32 bias, then the clamp).
 
 Signed activations and weights go to onnxruntime as int8 x int8 (its s8s8 kernels are
 exact). Unsigned activations (``unsigned=True``: uint8) go with the weights shifted to uint8
-(w + 128, zero point 128: the same integer products): onnxruntime's u8s8 MatMulInteger is
-not exact on AVX2 CPUs without VNNI (vpmaddubsw adds pairs of products in saturating int16;
-measured on this machine: off by up to 72,409 on 16x300x50; see
-``tests/np_ops/test_integer.py``). Its u8s8 ConvInteger was exact in one measurement here
-(64 -> 64 channels, 3x3, 14x14); both are fed u8u8 alike, exact by construction."""
+(w + 128, zero point 128: the same integer products): onnxruntime's u8s8 kernels depend on
+the CPU, and on x86 without VNNI they add pairs of products in saturating int16 (vpmaddubsw;
+MatMulInteger was measured off by up to 72,409 on 16x300x50 on an AVX2 host, see
+``tests/np_ops/test_integer.py``); on the AVX512-VNNI/AMX host of this test's writing, u8s8
+MatMulInteger and ConvInteger were exact. u8u8 and s8s8 are exact on both."""
 
 from __future__ import annotations
 
