@@ -15,7 +15,10 @@ ONNX model; load and run an IR; ...) and two kinds of mutation, drawn by hypothe
   archive members truncated, emptied, renamed, duplicated or replaced.
 
 Formats: ``onnx``, ``mxnet-symbol``, ``mxnet-params``, ``ir-json``, ``ir-npz``, ``torch-pt2``
-(``fcc compile torch m.pt2``) and ``quant-config`` (the quantization YAML).
+(``fcc compile torch m.pt2``), ``quant-config`` (the quantization YAML), ``tf-pb`` (a frozen
+GraphDef), ``tf-keras`` (``.keras``), ``tf-savedmodel`` (a SavedModel directory, carried as a
+tar whose files the byte-wise edits reach one at a time), ``tf-h5`` (a legacy Keras ``.h5``),
+``calibration-table`` and ``image-list`` (``fcc quant accuracy``'s labelled list).
 
 :func:`run_case` judges one input; :func:`fuzz` runs a format for a number of cases or
 seconds and counts failures by kind (exception type and the fc source line it came from).
@@ -74,6 +77,9 @@ class Format:
     seeds: Callable[[], list[bytes]]
     target: Callable[[bytes, Path], None]
     structural: Callable[[Any, bytes], bytes] | None = None  # (hypothesis data, seed) -> bytes
+    #: how byte-wise edits apply (default :func:`apply_bytes` to the whole seed; a directory
+    #: format applies them inside one of its files)
+    bytewise: Callable[[bytes, list], bytes] | None = None
 
 
 # -- judging one case ---------------------------------------------------------------------------
@@ -818,6 +824,286 @@ def _keras_target(data: bytes, tmp: Path) -> None:
     _compile_and_save(import_model("tf", path).graph, tmp)
 
 
+# -- TensorFlow SavedModel directory ---------------------------------------------------------------
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    """A directory's files as one uncompressed tar (the fuzzer's form of a directory: tar has
+    no checksum over contents, so a byte-wise edit reaches the files themselves)."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(members[name]), 0, 0o644
+            tar.addfile(info, io.BytesIO(members[name]))
+    return buf.getvalue()
+
+
+def _untar(data: bytes) -> dict[str, bytes]:
+    """The regular files of a tar with plain relative names (what survives a mutation; an
+    unreadable tar is an empty directory)."""
+    import tarfile
+    from pathlib import PurePosixPath
+
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                parts = PurePosixPath(info.name).parts
+                if not info.isfile() or not parts or info.name.startswith("/") or \
+                        any(p in ("..", ".") for p in parts) or "\x00" in info.name:
+                    continue
+                f = tar.extractfile(info)
+                if f is not None:
+                    out["/".join(parts)] = f.read()
+    except (tarfile.TarError, EOFError, OSError, ValueError, UnicodeError):
+        pass
+    return out
+
+
+def _tar_bytewise(seed: bytes, edits: list[tuple[str, float, int, int]]) -> bytes:
+    """Byte-wise edits inside one file of a tarred directory (chosen by the first edit's
+    position, so in proportion to the files' sizes), the tar rebuilt around it: edits of the
+    tar itself would mostly cut its headers and leave an empty directory."""
+    members = _untar(seed)
+    names = sorted(members)
+    sizes = np.cumsum([len(members[n]) for n in names])
+    pick = int(np.searchsorted(sizes, edits[0][1] * sizes[-1], side="right"))
+    name = names[min(pick, len(names) - 1)]
+    members[name] = apply_bytes(members[name], edits)
+    return _tar(members)
+
+
+def _small_keras_model() -> Any:
+    from fc._tf import import_tf
+
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+        keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(name="relu"),
+        keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(5, name="fc")])
+
+
+def _saved_model_seeds() -> list[bytes]:
+    """The small conv net exported as a SavedModel (saved_model.pb, the checkpoint index
+    and data, fingerprint.pb), as a tar."""
+    if "saved" not in _CACHE:
+        model = _small_keras_model()
+        with tempfile.TemporaryDirectory() as tmp:
+            model.export(str(Path(tmp) / "m"), verbose=False)
+            root = Path(tmp) / "m"
+            _CACHE["saved"] = [_tar({str(p.relative_to(root)): p.read_bytes()
+                                     for p in root.rglob("*") if p.is_file()})]
+    return _CACHE["saved"]
+
+
+_INDEX = "variables/variables.index"
+
+
+def _saved_model_structural(data: Any, seed: bytes) -> bytes:
+    """A file of the directory truncated, emptied or removed; a checkpoint entry's declared
+    dtype, shape, offset, size or shard changed (the index rewritten with valid checksums,
+    so TF reads it); saved_model.pb's variables, constants or signature edited."""
+    import hypothesis.strategies as st
+
+    members = _untar(seed)
+    op = data.draw(st.sampled_from(["member", "index", "index", "pb", "pb"]))
+    if op == "member":
+        name = data.draw(st.sampled_from(sorted(members)))
+        how = data.draw(st.sampled_from(["truncate", "empty", "remove"]))
+        if how == "remove":
+            del members[name]
+        else:
+            members[name] = b"" if how == "empty" else \
+                members[name][: data.draw(st.integers(0, len(members[name])))]
+    elif op == "index":
+        members[_INDEX] = _index_edit(data, members[_INDEX])
+    else:
+        members["saved_model.pb"] = _saved_model_pb_edit(data, members["saved_model.pb"])
+    return _tar(members)
+
+
+def _index_edit(data: Any, raw: bytes) -> bytes:
+    import hypothesis.strategies as st
+    from tensorflow.core.protobuf import tensor_bundle_pb2
+
+    from fc.frontend.tf.declared import _entries, write_checkpoint_index
+
+    entries = _entries(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(entries) - 1))
+        key, value = entries[i]
+        if not key:  # the header: shard count, endianness, version
+            h = tensor_bundle_pb2.BundleHeaderProto()
+            h.ParseFromString(value)
+            h.num_shards = data.draw(st.sampled_from([0, 1, 2, 1000, 2**31 - 1]))
+            h.endianness = data.draw(st.sampled_from([0, 1]))
+            entries[i] = (key, h.SerializeToString())
+            continue
+        e = tensor_bundle_pb2.BundleEntryProto()
+        e.ParseFromString(value)
+        field = data.draw(st.sampled_from(["shape", "shape", "dtype", "offset", "size", "shard",
+                                           "key"]))
+        if field == "shape":
+            del e.shape.dim[:]
+            for d in data.draw(st.lists(_ints(st), max_size=5)):
+                e.shape.dim.add(size=max(min(d, 2**62), -2**62))
+        elif field == "dtype":
+            e.dtype = data.draw(st.sampled_from([0, 2, 3, 7, 9, 19, 20, 21, 99]))
+        elif field == "offset":
+            e.offset = data.draw(st.sampled_from([0, 1, 3, 2**31, 2**63 - 1]))
+        elif field == "size":
+            e.size = data.draw(st.sampled_from([0, 1, 16, 2**31, 2**63 - 1]))
+        elif field == "shard":
+            e.shard_id = data.draw(st.sampled_from([1, 5, 2**31 - 1]))
+        else:
+            key = data.draw(st.sampled_from([b"x", b"\xff", b"../x", key + b"/y", b"\x00"]))
+        entries[i] = (key, e.SerializeToString())
+    seen: dict[bytes, bytes] = {}
+    for key, value in entries:
+        seen.setdefault(key, value)
+    return write_checkpoint_index(sorted(seen.items()))
+
+
+def _saved_model_pb_edit(data: Any, raw: bytes) -> bytes:
+    import hypothesis.strategies as st
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString(raw)
+    meta = sm.meta_graphs[0]
+    op = data.draw(st.sampled_from(["variable", "const", "var_op", "signature", "node"]))
+    if op == "variable":
+        variables = [n.variable for n in meta.object_graph_def.nodes
+                     if n.WhichOneof("kind") == "variable"]
+        v = data.draw(st.sampled_from(variables))
+        if data.draw(st.booleans()):
+            del v.shape.dim[:]
+            for d in data.draw(st.lists(_ints(st), max_size=4)):
+                v.shape.dim.add(size=max(min(d, 2**62), -2**62))
+        else:
+            v.dtype = data.draw(st.sampled_from([0, 2, 3, 7, 20, 99]))
+    elif op in ("const", "node"):
+        nodes = [n for f in meta.graph_def.library.function for n in f.node_def]
+        node = data.draw(st.sampled_from([n for n in nodes if n.op == "Const"] if op == "const"
+                                         else nodes))
+        if op == "const":
+            t = node.attr["value"].tensor
+            what = data.draw(st.sampled_from(["dims", "dtype", "content"]))
+            if what == "dims":
+                del t.tensor_shape.dim[:]
+                for d in data.draw(st.lists(_ints(st), max_size=4)):
+                    t.tensor_shape.dim.add(size=max(min(d, 2**62), -2**62))
+            elif what == "dtype":
+                t.dtype = data.draw(st.sampled_from([0, 1, 7, 20, 99]))
+            else:
+                t.tensor_content = t.tensor_content[: data.draw(st.integers(0, 16))]
+        else:
+            node.op = data.draw(st.sampled_from(["Conv2D", "NoSuchOp", "Fill", "While", "",
+                                                 "Const", "ReadVariableOp"]))
+    elif op == "var_op":
+        handles = [n for n in meta.graph_def.node if n.op == "VarHandleOp"]
+        n = data.draw(st.sampled_from(handles))
+        dims = n.attr["shape"].shape.dim
+        del dims[:]
+        for d in data.draw(st.lists(_ints(st), max_size=4)):
+            dims.add(size=max(min(d, 2**62), -2**62))
+    else:
+        sig = meta.signature_def["serving_default"]
+        spec = data.draw(st.sampled_from(list(sig.inputs.values()) + list(sig.outputs.values())))
+        if data.draw(st.booleans()):
+            spec.dtype = data.draw(st.sampled_from([0, 3, 7, 99]))
+        else:
+            del spec.tensor_shape.dim[:]
+            for d in data.draw(st.lists(st.integers(-2, 10**6), max_size=5)):
+                spec.tensor_shape.dim.add(size=d)
+    return sm.SerializeToString()
+
+
+def _saved_model_target(data: bytes, tmp: Path) -> None:
+    """What ``fcc compile tf DIR`` does with a SavedModel directory (the tar's files)."""
+    from fc.api import import_model
+
+    root = tmp / "m"
+    root.mkdir()
+    for name, raw in _untar(data).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(raw)
+    _compile_and_save(import_model("tf", root).graph, tmp)
+
+
+# -- Keras HDF5 (.h5) ----------------------------------------------------------------------------
+
+def _h5_seeds() -> list[bytes]:
+    """The small conv net saved as a legacy Keras .h5 (model_config attribute, one group of
+    datasets per layer)."""
+    if "h5" not in _CACHE:
+        model = _small_keras_model()
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras' notice that .h5 is legacy
+            model.save(Path(tmp) / "m.h5")
+            _CACHE["h5"] = [(Path(tmp) / "m.h5").read_bytes()]
+    return _CACHE["h5"]
+
+
+def _h5_structural(data: Any, seed: bytes) -> bytes:
+    """A dataset re-created with another declared shape (data unwritten: it reads back as
+    fill value) or dtype, removed, moved to external storage or replaced by a link (to
+    another file, or a soft link to anywhere); the ``model_config`` JSON edited."""
+    import h5py
+    import hypothesis.strategies as st
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.h5"
+        path.write_bytes(seed)
+        with h5py.File(path, "r+") as f:
+            names: list[str] = []
+            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            for _ in range(data.draw(st.integers(1, 3))):
+                op = data.draw(st.sampled_from(["shape", "shape", "dtype", "remove", "external",
+                                                "link", "config", "config"]))
+                if op == "config":
+                    raw = f.attrs["model_config"]
+                    raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+                    f.attrs["model_config"] = _json_edit(data, raw, st.sampled_from(
+                        ["Lambda", "float64", "int8", "same", "valid", "channels_first",
+                         "relu", "keras.layers", "__main__", "eval"])).decode()
+                    continue
+                name = data.draw(st.sampled_from(names))
+                if name not in f:
+                    continue
+                old = f[name]
+                shape, dtype = old.shape, old.dtype
+                del f[name]
+                if op == "shape":
+                    dims = [max(0, min(d, 2**40)) for d in
+                            data.draw(st.lists(_ints(st), max_size=4))]
+                    f.create_dataset(name, shape=tuple(dims), dtype=dtype)
+                elif op == "dtype":
+                    f.create_dataset(name, shape=shape, dtype=data.draw(st.sampled_from(
+                        ["f8", "f2", "i8", "u1", "S4", "b1", "c8"])))
+                elif op == "external":
+                    f.create_dataset(name, shape=shape, dtype=dtype,
+                                     external=[(str(Path(tmp) / "elsewhere.bin"), 0, 1 << 20)])
+                elif op == "link":
+                    f[name] = h5py.ExternalLink("/etc/hostname", "/x") if data.draw(
+                        st.booleans()) else h5py.SoftLink(data.draw(st.sampled_from(
+                            ["/", "/model_weights", "/nope", f"/{name}"])))
+        return path.read_bytes()
+
+
+def _h5_target(data: bytes, tmp: Path) -> None:
+    from fc.api import import_model
+
+    path = tmp / "m.h5"
+    path.write_bytes(data)
+    _compile_and_save(import_model("tf", path).graph, tmp)
+
+
 # -- labelled image list (accuracy) -------------------------------------------------------------
 
 _IMAGE_LIST = """# relative/path label
@@ -953,6 +1239,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("quant-config", lambda: [_QUANT_CONFIG.encode()], _quant_target, _yaml_structural),
     Format("tf-pb", _tf_pb_seeds, _tf_pb_target, _tf_pb_structural),
     Format("tf-keras", _keras_seeds, _keras_target, _keras_structural),
+    Format("tf-savedmodel", _saved_model_seeds, _saved_model_target, _saved_model_structural,
+           _tar_bytewise),
+    Format("tf-h5", _h5_seeds, _h5_target, _h5_structural),
     Format("calibration-table", _calibration_seeds, _calibration_target,
            _calibration_structural),
     Format("image-list", lambda: [_IMAGE_LIST.encode()], _image_list_target,
@@ -1021,7 +1310,7 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
             except Exception:  # a mutation that does not apply to this seed
                 blob = base
         else:
-            blob = apply_bytes(base, data.draw(mutation(st)))
+            blob = (fmt.bytewise or apply_bytes)(base, data.draw(mutation(st)))
         failure, outcome = judge(fmt, blob)
         report.add(failure, outcome, blob)
         if failure is not None and on_failure is not None:

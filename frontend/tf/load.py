@@ -334,20 +334,31 @@ def _keras_file(path: Path, input_shapes: InputShapes) -> FrozenModel:
 
 def _judge_keras_archive(path: Path) -> None:
     """A ``.keras`` zip's members judged by the sizes its directory declares, before Keras
-    inflates them; an ``.h5`` file by its size (read whole by h5py's cache at worst)."""
+    inflates them, and its weights file by the tensors it declares; an ``.h5`` file by its
+    size (read whole by h5py's cache at worst) and by every dataset and attribute it declares
+    (:mod:`fc.frontend.tf.declared`)."""
     import zipfile
+
+    from fc.frontend.tf.declared import judge_h5, judge_npz
 
     budget = Budget(str(path))
     if path.suffix.lower() != ".keras":
         budget.add(path.stat().st_size, "the file", one_tensor=False)
+        judge_h5(str(path), path)  # its datasets as declared, before h5py reads them
         return
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+            for info in infos:  # a member holds many tensors (its datasets judged below)
+                budget.add(info.file_size, f"member {info.filename!r}", one_tensor=False)
+            names = {i.filename for i in infos}
+            # the weights file's datasets as declared (a small member can declare gigabytes)
+            for name, judge in (("model.weights.h5", judge_h5), ("model.weights.npz", judge_npz)):
+                if name in names:
+                    with zf.open(name) as f:
+                        judge(f"{path}: {name}", f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
         return  # Keras' own error says it is not an archive
-    for info in infos:
-        budget.add(info.file_size, f"member {info.filename!r}")
 
 
 class _Judged:
@@ -429,12 +440,31 @@ def _custom_classes(path: Path) -> list[str]:
     return found
 
 
+@contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """TF's loader logs a traceback through absl when fingerprint.pb is corrupt, and loads
+    on (found by fc.fuzz): fc's output stays fc's while TF loads."""
+    import logging
+
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _saved_model(path: Path, input_shapes: InputShapes) -> FrozenModel:
     tf = import_tf()
     if not (path / "saved_model.pb").is_file():
         raise ImportError_(f"{path}: a directory without saved_model.pb is not a SavedModel")
+    from fc.frontend.tf.declared import judge_saved_model
+
+    judge_saved_model(path)  # every declared tensor against fc.limits, before TF loads it
     try:
-        loaded = tf.saved_model.load(str(path))
+        with _quiet_absl():
+            loaded = tf.saved_model.load(str(path))
     except Exception as e:
         raise ImportError_(f"{path}: TensorFlow cannot load the SavedModel ({_first_line(e)})") \
             from None

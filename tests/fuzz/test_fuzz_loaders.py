@@ -12,8 +12,8 @@ from fc.errors import FcError
 from fc.fuzz import FORMATS, Format, fuzz, judge
 
 #: cases per format in the default run (a .pt2 case runs torch.export.load: seconds each; a
-#: .keras case builds and traces a Keras model: half a second)
-CASES = {"torch-pt2": 5, "tf-keras": 10}
+#: .keras case builds and traces a Keras model: half a second; a SavedModel is loaded by TF)
+CASES = {"torch-pt2": 5, "tf-keras": 10, "tf-savedmodel": 20, "tf-h5": 40}
 DEFAULT_CASES = 60
 #: formats whose few short-run mutants may all be refused: a config is all validation, and
 #: a .pt2 (CRC-checked zip members) rarely survives a mutation; their long runs accept some

@@ -186,3 +186,305 @@ def test_keras_layers_are_built_as_usual_after_a_load(tmp_path: Path, capsys) ->
 
     assert Layer.add_weight.__module__.startswith("keras"), Layer.add_weight
     assert keras.layers.Dense(300_000)(keras.ops.zeros((1, 4))).shape == (1, 300_000)
+
+
+# -- SavedModel directories and HDF5 files: judged by what they declare -------------------
+
+def _keras_model():  # noqa: ANN202
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                             keras.layers.GlobalAveragePooling2D(name="gap"),
+                             keras.layers.Dense(5, name="fc")])
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """A SavedModel directory, an .h5 and a .keras file of one small Keras model."""
+    import warnings
+
+    root = tmp_path_factory.mktemp("tf_sources")
+    model = _keras_model()
+    model.export(str(root / "saved"), verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .h5 is legacy
+        model.save(root / "m.h5")
+    model.save(root / "m.keras")
+    return root
+
+
+def _copy_saved(sources: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(sources / "saved", tmp_path / "saved"))
+
+
+def _edit_saved_model(path: Path, edit: Callable) -> None:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((path / "saved_model.pb").read_bytes())
+    edit(sm.meta_graphs[0])
+    (path / "saved_model.pb").write_bytes(sm.SerializeToString())
+
+
+def _index_entry_declares(path: Path, dims: tuple[int, ...] = (200_000_000,)) -> str:
+    """The checkpoint entry of conv's kernel declares float32[2e8] (its data stays 432 bytes):
+    TF's restore allocates the declared tensor before it reads the data."""
+    from fc.frontend.tf.declared import checkpoint_index_entries, write_checkpoint_index
+
+    index = path / "variables" / "variables.index"
+    entries, name = [], None
+    for key, value in checkpoint_index_entries(index):
+        if key and name is None and [d.size for d in _entry(value).shape.dim] == [3, 3, 3, 4]:
+            e = _entry(value)
+            del e.shape.dim[:]
+            for d in dims:
+                e.shape.dim.add(size=d)
+            value = e.SerializeToString()
+            name = key.decode()
+        entries.append((key, value))
+    index.write_bytes(write_checkpoint_index(entries))
+    if dims != (200_000_000,):
+        return f"{index}: tensor {name!r} declares shape {list(dims)}, which no tensor has"
+    return f"{index}: tensor {name!r} (float32[200000000]) would take 763 MiB, above fc's " \
+           "limit of 512 MiB per tensor"
+
+
+def _index_entry_negative_dim(path: Path) -> str:
+    """Found by fc.fuzz: TF's checkpoint reader aborts the whole process (a CHECK failure
+    in TensorShape) on a negative dim, so fc reads the index first."""
+    return _index_entry_declares(path, (3, 3, -3, 4))
+
+
+def _entry(value: bytes):  # noqa: ANN202
+    from tensorflow.core.protobuf import tensor_bundle_pb2
+
+    e = tensor_bundle_pb2.BundleEntryProto()
+    e.ParseFromString(value)
+    return e
+
+
+def _object_graph_variable(path: Path) -> str:
+    def edit(meta) -> None:
+        for node in meta.object_graph_def.nodes:
+            if node.WhichOneof("kind") == "variable":
+                node.variable.shape.dim[0].size = 100_000_000
+                return
+
+    _edit_saved_model(path, edit)
+    return "/conv/kernel' (float32[100000000, 3, 3, 4]) would take 13.4 GiB"
+
+
+def _function_constant(path: Path) -> str:
+    """One float_val filling a Const declared [2e8] inside the saved function."""
+    def edit(meta) -> None:
+        for fn in meta.graph_def.library.function:
+            for node in fn.node_def:
+                if node.op == "Const" and fn.signature.name.startswith("__inference___call_"):
+                    t = node.attr["value"].tensor
+                    node.attr["dtype"].type = t.dtype = 1  # DT_FLOAT
+                    t.ClearField("tensor_content")
+                    t.ClearField("int_val")
+                    t.float_val[:] = [1.0]
+                    del t.tensor_shape.dim[:]
+                    t.tensor_shape.dim.add(size=200_000_000)
+                    edit.where = f"function {fn.signature.name!r}: node {node.name!r} (Const)"
+                    return
+
+    _edit_saved_model(path, edit)
+    return f"{edit.where}: attribute 'value' (float32[200000000]) would take 763 MiB"
+
+
+def _variable_op(path: Path) -> str:
+    def edit(meta) -> None:
+        for node in meta.graph_def.node:
+            if node.op == "VarHandleOp":
+                node.attr["shape"].shape.dim[0].size = 10**9
+                edit.name = node.name
+                return
+
+    _edit_saved_model(path, edit)
+    return f"variable {edit.name!r} (float32[1000000000"
+
+
+def _saved_model_garbage(path: Path) -> str:
+    (path / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff\xff\x0f not a proto")
+    return "saved_model.pb: not a SavedModel (DecodeError"
+
+
+def _index_garbage(path: Path) -> str:
+    index = path / "variables" / "variables.index"
+    index.write_bytes(index.read_bytes()[:-3])
+    return f"{index}: not a TensorFlow checkpoint index (no table footer)"
+
+
+SAVED_MODEL_CASES = {
+    "checkpoint_entry_2e8": _index_entry_declares,
+    "checkpoint_entry_negative_dim": _index_entry_negative_dim,
+    "object_graph_variable_1e8": _object_graph_variable,
+    "function_constant_2e8": _function_constant,
+    "var_handle_op_1e9": _variable_op,
+    "saved_model_pb_garbage": _saved_model_garbage,
+    "index_truncated": _index_garbage,
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(k, id=k) for k in SAVED_MODEL_CASES])
+def test_hostile_saved_model_is_one_line_exit_2(case: str, sources: Path, tmp_path: Path,
+                                                capsys) -> None:
+    path = _copy_saved(sources, tmp_path)
+    fragment = SAVED_MODEL_CASES[case](path)
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fcc: error: {path}") and err.count("\n") == 1, err
+    assert fragment in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+def test_saved_model_limits_count_every_checkpoint_tensor(sources: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    """The real model: refused under a 100-byte tensor or a 1 KiB total limit (its kernels
+    are 432 and 80 bytes, all weights 640), accepted at the defaults; the index read here
+    lists what TF's own checkpoint reader lists."""
+    from tensorflow.python.training import py_checkpoint_reader
+
+    from fc.frontend.tf.declared import read_checkpoint_index
+
+    saved = sources / "saved"
+    prefix = saved / "variables" / "variables"
+    tf_reader = py_checkpoint_reader.NewCheckpointReader(str(prefix))
+    ours = read_checkpoint_index(prefix.with_suffix(".index"))
+    assert {k: [d.size for d in e.shape.dim] for k, e in ours.items()} == \
+        tf_reader.get_variable_to_shape_map()
+    assert {k: e.dtype for k, e in ours.items()} == \
+        {k: v.as_datatype_enum for k, v in tf_reader.get_variable_to_dtype_map().items()}
+    out = tmp_path / "out"
+    assert main(["compile", "tf", str(saved), "-o", str(out), "--no-png",
+                 "--max-tensor-size", "100"]) == 2
+    assert "(float32[3, 3, 3, 4]) would take 432 B, above fc's limit of 100 B per tensor" in \
+        capsys.readouterr().err
+    assert main(["compile", "tf", str(saved), "-o", str(out), "--no-png",
+                 "--max-total-size", "1K"]) == 2
+    assert "its tensors take more than 1 KiB in total" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["compile", "tf", str(saved), "-o", str(out), "--no-png"]) == 0
+
+
+def test_corrupt_fingerprint_loads_without_a_traceback(sources: Path, tmp_path: Path,
+                                                       capfd) -> None:
+    """Found by fc.fuzz: TF loads a SavedModel whose fingerprint.pb is corrupt, logging a
+    Python traceback through absl; fc keeps its own output."""
+    path = _copy_saved(sources, tmp_path)
+    (path / "fingerprint.pb").write_bytes(b"garbage")
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 0
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Fingerprint" not in err, err
+
+
+def _h5_dataset_declared(path: Path) -> str:
+    """conv's kernel re-created as float32[2e8] with nothing written: a small file that
+    reads back as 763 MiB of fill value."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        name = next(n for n in _datasets(f) if f[n].shape == (3, 3, 3, 4))
+        del f[name]
+        f.create_dataset(name, shape=(200_000_000,), dtype="f4")
+    assert path.stat().st_size < 1 << 20
+    return f"dataset {name!r} (float32[200000000]) would take 763 MiB, above fc's limit"
+
+
+def _datasets(f) -> list[str]:  # noqa: ANN001
+    import h5py
+
+    out: list[str] = []
+    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def _h5_external_storage(path: Path) -> str:
+    import h5py
+
+    other = path.parent / "elsewhere.bin"
+    other.write_bytes(np.ones(20, np.float32).tobytes())
+    with h5py.File(path, "r+") as f:
+        name = next(n for n in _datasets(f) if f[n].shape == (5,))
+        del f[name]
+        f.create_dataset(name, shape=(5,), dtype="f4", external=[(str(other), 0, 20)])
+    return f"dataset {name!r} keeps its data outside the file (external storage)"
+
+
+def _h5_external_link(path: Path) -> str:
+    import h5py
+
+    other = path.parent / "elsewhere.h5"
+    with h5py.File(other, "w") as g:
+        g["x"] = np.ones(5, np.float32)
+    with h5py.File(path, "r+") as f:
+        name = next(n for n in _datasets(f) if f[n].shape == (5,))
+        del f[name]
+        f[name] = h5py.ExternalLink(str(other), "/x")
+    return f"{name!r} links to '/x' in another file"
+
+
+def _h5_garbage(path: Path) -> str:
+    path.write_bytes(path.read_bytes()[:2000])
+    return "not a readable HDF5 file ("
+
+
+H5_CASES = {
+    "dataset_declared_2e8": _h5_dataset_declared,
+    "external_storage": _h5_external_storage,
+    "external_link": _h5_external_link,
+    "truncated": _h5_garbage,
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(k, id=k) for k in H5_CASES])
+def test_hostile_h5_is_one_line_exit_2(case: str, sources: Path, tmp_path: Path,
+                                       capsys) -> None:
+    import shutil
+
+    path = Path(shutil.copy(sources / "m.h5", tmp_path / "m.h5"))
+    fragment = H5_CASES[case](path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fcc: error: {path}: ") and err.count("\n") == 1, err
+    assert fragment in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_keras_weights_file_declaring_a_huge_dataset_is_refused(sources: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """The same declared dataset inside a .keras archive's model.weights.h5 (its member
+    stays small, so the zip directory alone does not tell)."""
+    import zipfile
+
+    with zipfile.ZipFile(sources / "m.keras") as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(members["model.weights.h5"])
+    fragment = _h5_dataset_declared(weights)
+    members["model.weights.h5"] = weights.read_bytes()
+    weights.unlink()
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fcc: error: {path}: model.weights.h5: ") and err.count("\n") == 1
+    assert fragment in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_h5_and_keras_limits_count_every_dataset(sources: Path, tmp_path: Path, capsys) -> None:
+    for name in ("m.h5", "m.keras"):
+        out = tmp_path / name
+        assert main(["compile", "tf", str(sources / name), "-o", str(out), "--no-png",
+                     "--max-tensor-size", "100"]) == 2
+        assert "(float32[3, 3, 3, 4]) would take 432 B, above fc's limit of 100 B" in \
+            capsys.readouterr().err
+        assert main(["compile", "tf", str(sources / name), "-o", str(out), "--no-png"]) == 0
