@@ -56,7 +56,7 @@ from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.registry import kernel
 
-__all__ = ["conv", "is_channels_last"]
+__all__ = ["conv", "conv_residual", "is_channels_last"]
 
 Array = np.ndarray
 
@@ -119,10 +119,14 @@ def _packed_weight(w: Array) -> Array:
 
 # -- channels-last path ---------------------------------------------------------------------
 
-def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: float) -> None:
-    """In place on a block of (rows, M) outputs: + bias row, then the activation."""
+def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: float,
+              res: Array | None = None) -> None:
+    """In place on a block of (rows, M) outputs: + bias row, + the residual block (a fused
+    residual Add), then the activation."""
     if b is not None:
         y += b
+    if res is not None:
+        y += res
     if activation:
         r = activate_inplace(y, activation, alpha, beta)
         if r is not y:
@@ -167,7 +171,7 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int) -> Array:
 def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                         strides: tuple[int, ...], pads: tuple[int, ...],
                         dilations: tuple[int, ...], activation: str, alpha: float,
-                        beta: float) -> Array:
+                        beta: float, res2: Array | None = None) -> Array:
     n, c, h, wd = x.shape
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -190,7 +194,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     a_all = (xh.reshape(n * h * wd, c)
              if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
     conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
-                       activation, alpha, beta)
+                       activation, alpha, beta, res2)
     workers = _parallel.num_workers()
     touched = (conv.rows * k + k * m + conv.rows * m) * x.itemsize
     if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES:
@@ -219,7 +223,8 @@ class _Im2colGemm:
     needed), ``y2`` the (N*Ho*Wo, M) output."""
 
     def __init__(self, view: Array, a_all: Array | None, wmat: Array, y2: Array, ho: int,
-                 wo: int, bias: Array | None, activation: str, alpha: float, beta: float):
+                 wo: int, bias: Array | None, activation: str, alpha: float, beta: float,
+                 res2: Array | None = None):
         self.view, self.a_all, self.wmat, self.y2 = view, a_all, wmat, y2
         self.ho, self.wo = ho, wo
         self.total = view.shape[0] * ho  # output rows of Wo pixels, over the batch
@@ -227,7 +232,8 @@ class _Im2colGemm:
         self.kh, self.kw, self.c = view.shape[3:]
         self.k = wmat.shape[0]
         self.bias, self.act = bias, (activation, alpha, beta)
-        self.epilogue = bias is not None or bool(activation)
+        self.res2 = res2  # (N*Ho*Wo, M) rows added after the bias (a fused residual Add)
+        self.epilogue = bias is not None or bool(activation) or res2 is not None
 
     def copies(self, q0: int, q1: int, cols: Array) -> list[tuple[Array, Array]]:
         """(destination, source) pairs that fill ``cols`` with the im2col rows of output
@@ -264,7 +270,7 @@ class _Im2colGemm:
             a = np.empty((self.rows, k), dtype=self.y2.dtype)
             _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
         bounds = [_M_ALIGN * (m // _M_ALIGN * i // mparts) for i in range(mparts)] + [m]
-        bias, act = self.bias, self.act
+        bias, act, res2 = self.bias, self.act, self.res2
 
         def part(p0: int, p1: int) -> None:
             for p in range(p0, p1):
@@ -272,7 +278,8 @@ class _Im2colGemm:
                 out = self.y2[:, m0:m1]
                 np.matmul(a, self.wmat[:, m0:m1], out=out)
                 if self.epilogue:
-                    _epilogue(out, None if bias is None else bias[m0:m1], *act)
+                    _epilogue(out, None if bias is None else bias[m0:m1], *act,
+                              None if res2 is None else res2[:, m0:m1])
 
         parallel_for(part, mparts, 1 << 62)
 
@@ -293,7 +300,8 @@ class _Im2colGemm:
                 out = self.y2[r0:r1]
                 np.matmul(a, self.wmat, out=out)
                 if self.epilogue:
-                    _epilogue(out, self.bias, *self.act)
+                    _epilogue(out, self.bias, *self.act,
+                              None if self.res2 is None else self.res2[r0:r1])
 
         return part
 
@@ -309,6 +317,7 @@ class _Im2colGemm:
         cols = (None if self.a_all is not None
                 else np.empty((min(step, total) * wo, k), dtype=self.y2.dtype))
         done: Array | None = None  # the previous block's output, its epilogue still to run
+        done_res: Array | None = None
         for q0 in range(0, total, step):
             q1 = min(total, q0 + step)
             r0, r1 = q0 * wo, q1 * wo
@@ -319,17 +328,19 @@ class _Im2colGemm:
                 copies = self.copies(q0, q1, a)
             # One trip to the pool per block: this block's im2col and the last block's
             # epilogue.
-            _split_work(copies, done, self.bias, *self.act)
+            _split_work(copies, done, self.bias, *self.act, done_res)
             out = self.y2[r0:r1]
             np.matmul(a, self.wmat, out=out)
             done = out if self.epilogue else None
-        _split_work([], done, self.bias, *self.act)
+            done_res = None if self.res2 is None else self.res2[r0:r1]
+        _split_work([], done, self.bias, *self.act, done_res)
 
 
 def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,
-                activation: str, alpha: float, beta: float) -> None:
-    """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any), each split
-    into row ranges over the pool, in one parallel loop (one wait instead of two)."""
+                activation: str, alpha: float, beta: float, res: Array | None = None) -> None:
+    """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any; ``res``: the
+    residual rows to add), each split into row ranges over the pool, in one parallel loop
+    (one wait instead of two)."""
     nbytes = sum(d.nbytes for d, _ in copies) + (0 if out is None else 2 * out.nbytes)
     if nbytes == 0:
         return
@@ -342,7 +353,8 @@ def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Arra
                 dst[a:b] = src[a:b]
             if out is not None:
                 a, b = out.shape[0] * u // units, out.shape[0] * (u + 1) // units
-                _epilogue(out[a:b], bias, activation, alpha, beta)
+                _epilogue(out[a:b], bias, activation, alpha, beta,
+                          None if res is None else res[a:b])
 
     parallel_for(part, units, nbytes)
 
@@ -398,6 +410,32 @@ def _conv_grouped(x: Array, w: Array, b: Array | None, ho: int, wo: int, group: 
     if b is not None:
         y += np.asarray(b, dtype=y.dtype).reshape(-1, 1, 1)
     return activate_inplace(y, activation, alpha, beta)
+
+
+def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
+                  strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
+                  group: int, activation: str, act_alpha: float, act_beta: float,
+                  add_activation: str, add_alpha: float, add_beta: float) -> Array | None:
+    """``Add(Conv(x, w, b), residual)`` with the Add's activation, the residual added in the
+    convolution's epilogue while each output block is in cache (the executor's fusion of a
+    residual Add, ``fc.np_ops.interpreter``): the same float32 operations in the same order
+    as the two kernels, so the same bits. None when this convolution cannot take it (grouped,
+    its own activation, a residual of another shape, dtype or layout): run the two kernels
+    then."""
+    x, w, residual = np.asarray(x), np.asarray(w), np.asarray(residual)
+    if (group != 1 or activation or x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1]
+            or x.dtype != residual.dtype or w.dtype != x.dtype or not is_channels_last(residual)):
+        return None
+    n, _, h, wd = x.shape
+    m, _, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    if residual.shape != (n, m, ho, wo):
+        return None
+    res2 = residual.transpose(0, 2, 3, 1).reshape(n * ho * wo, m)  # a view (channels-last)
+    return _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, add_activation,
+                               add_alpha, add_beta, res2)
 
 
 @kernel("Conv")

@@ -238,3 +238,81 @@ def test_batch_other_than_compiled(batch):
     assert shapes["conv"] == (batch, 4, 8, 8) and shapes["flatten"] == (batch, 64)
     # The same interpreter runs the compiled batch afterwards.
     check_close(interp.run(x[:1])[g.outputs[0].name], torch_small(g, x[:1]), op="Gemm")
+
+
+# -- the residual Add fused into its Conv's epilogue ----------------------------------------
+
+def residual_graph(conv_b_act: str = "", extra_use: bool = False) -> Graph:
+    """A bottleneck's tail: c1 = Conv(x) (channels-last); c2 = Conv(c1, pad 1); Add(c2, c1)
+    + relu; then Add(Conv 1x1(out), x) with x the NCHW graph input (not fusable: layout).
+    ``extra_use``: c2 is also a graph output (not fusable)."""
+    rng = np.random.default_rng(1)
+    g = Graph("residual")
+    x = g.add_input("x", (2, 4, 6, 6))
+    def const(name, *shape):
+        return g.add_const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    c1 = g.add_node("Conv", [x, const("w1", 4, 4, 1, 1), const("b1", 4)], name="c1").output
+    c2 = g.add_node("Conv", [c1, const("w2", 4, 4, 3, 3), const("b2", 4)],
+                    {"pads": (1, 1, 1, 1), "activation": conv_b_act}, name="c2").output
+    s = g.add_node("Add", [c2, c1], {"activation": "relu"}, name="add1").output
+    c3 = g.add_node("Conv", [s, const("w3", 4, 4, 1, 1)], name="c3").output
+    g.outputs.append(g.add_node("Add", [x, c3], name="add2").output)
+    if extra_use:
+        g.outputs.append(c2)
+    return g
+
+
+def residual_torch(g: Graph, x: np.ndarray, conv_b_act: str = "") -> torch.Tensor:
+    c = {k: T(v.const) for k, v in g.initializers.items()}
+    xt = T(x)
+    c1 = F.conv2d(xt, c["w1"], c["b1"])
+    c2 = F.conv2d(c1, c["w2"], c["b2"], padding=1)
+    c2 = F.relu(c2) if conv_b_act == "relu" else c2
+    return xt + F.conv2d(F.relu(c2 + c1), c["w3"])
+
+
+@pytest.mark.parametrize(("conv_act", "extra_use", "fused"), [
+    pytest.param("", False, 1, id="fused"),
+    pytest.param("relu", False, 0, id="conv_has_activation"),
+    pytest.param("", True, 0, id="conv_output_also_a_graph_output"),
+])
+def test_residual_add_fused_into_conv(monkeypatch, conv_act, extra_use, fused):
+    import fc.np_ops.conv
+
+    calls = []  # per call of conv_residual: whether it fused
+
+    def spy(*a, **k):
+        y = real(*a, **k)
+        calls.append(y is not None)
+        return y
+
+    real = fc.np_ops.conv.conv_residual
+    monkeypatch.setattr(fc.np_ops.conv, "conv_residual", spy)
+    g = residual_graph(conv_act, extra_use)
+    x = np.random.default_rng(2).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    out = fc.np_ops.run(g, x)
+    check_close(out[g.outputs[0].name], residual_torch(g, x, conv_act).numpy(), op="Add")
+    # add2's other operand is the NCHW graph input: conv_residual declines it (layout)
+    assert calls == [True] * fused + [False]
+    # Observers see every node's own output: no fusion then, the same result
+    seen = {}
+    observed = fc.np_ops.run(g, x, observer=lambda n, r: seen.setdefault(n.name, r[0].copy()))
+    assert calls == [True] * fused + [False]
+    np.testing.assert_array_equal(observed[g.outputs[0].name], out[g.outputs[0].name])
+    c = {k: T(v.const) for k, v in g.initializers.items()}
+    c2 = F.conv2d(F.conv2d(T(x), c["w1"], c["b1"]), c["w2"], c["b2"], padding=1)
+    check_close(seen["c2"], (F.relu(c2) if conv_act else c2).numpy(), op="Conv")
+
+
+def test_conv_residual_declines_other_layouts_and_shapes():
+    from fc.np_ops.conv import conv_residual
+
+    x = np.random.default_rng(3).standard_normal((1, 4, 5, 5)).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal((4, 4, 1, 1)).astype(np.float32)
+    attrs = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="",
+                 act_alpha=0.0, act_beta=0.0, add_activation="", add_alpha=0.0, add_beta=0.0)
+    assert conv_residual(x, w, None, x, **attrs) is None  # NCHW residual
+    cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert conv_residual(x, w, None, cl[:, :, :4], **attrs) is None  # shape
+    y = conv_residual(x, w, None, cl, **attrs)
+    check_close(y, (F.conv2d(T(x), T(w)) + T(x)).numpy(), op="Conv")
