@@ -104,11 +104,32 @@ def dequantize(q: np.ndarray, p: QParams) -> np.ndarray:
     return y
 
 
-def fake_quant(x: np.ndarray, p: QParams) -> np.ndarray:
+_BLOCK = 1 << 16  # elements per block of the per-tensor fake_quant (in L2 between its steps)
+
+
+def _flat(a: np.ndarray) -> np.ndarray | None:
+    """``a``'s elements in memory order as a 1-D view (the executor's channels-last views
+    included), or None when that would need a copy."""
+    r = a.ravel(order="K")
+    return r if np.may_share_memory(r, a) else None
+
+
+def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False) -> np.ndarray:
     """dequantize(quantize(x)) without the integer array: the same float32 operations in the
     same order, so the result is bit-identical to a Quantize -> Dequantize pair. (A zero
-    point of 0 is neither added nor subtracted: q + 0 - 0 is exact, so that is the same.)"""
+    point of 0 is neither added nor subtracted: q + 0 - 0 is exact, so that is the same.)
+
+    Per tensor, a large ``x`` is done in cache-sized blocks over fc's thread pool (each block
+    divided, rounded, clamped and scaled while it is in cache: one read and one write of
+    the tensor instead of four of each), into ``x`` itself with ``overwrite`` (the caller
+    owns ``x`` and does not read it again: no new array, no page faults)."""
     x = np.asarray(x, np.float32)
+    if p.axis is None and x.size >= 2 * _BLOCK:
+        y = x if overwrite else np.empty_like(x)
+        fx, fy = _flat(x), _flat(y)
+        if fx is not None and fy is not None and y.strides == x.strides:
+            _fake_quant_blocks(fx, fy, p)
+            return y
     s = p.broadcast(p.scale, x.ndim)
     y = np.atleast_1d(np.divide(x, s, dtype=np.float32))
     np.rint(y, out=y)
@@ -121,3 +142,28 @@ def fake_quant(x: np.ndarray, p: QParams) -> np.ndarray:
         np.clip(y, p.qmin, p.qmax, out=y)
     y *= s
     return y.reshape(x.shape)
+
+
+def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams) -> None:
+    """``fake_quant``'s steps on 1-D ``x`` into ``y`` (which may be ``x``), block by block;
+    the clamp as maximum then minimum (what ``np.clip`` computes, NaN included)."""
+    from fc.np_ops._parallel import parallel_for
+
+    s = p.scale
+    lo, hi = np.float32(p.qmin), np.float32(p.qmax)
+    z = p.zero_point.astype(np.float32) if p.zero_point.any() else None
+
+    def work(b0: int, b1: int) -> None:
+        for i in range(b0 * _BLOCK, min(b1 * _BLOCK, x.size), _BLOCK):
+            yb = y[i:i + _BLOCK]
+            np.divide(x[i:i + _BLOCK], s, out=yb)
+            np.rint(yb, out=yb)
+            if z is not None:
+                yb += z
+            np.maximum(yb, lo, out=yb)
+            np.minimum(yb, hi, out=yb)
+            if z is not None:
+                yb -= z
+            yb *= s
+
+    parallel_for(work, -(-x.size // _BLOCK), 2 * x.nbytes)

@@ -35,7 +35,13 @@ class SimInterpreter(Interpreter):
     """The golden executor with constant subgraphs (dequantized weights) cached, and each
     QuantizeLinear -> DequantizeLinear pair of an activation computed as one ``fake_quant``
     (bit-identical, without the integer array in between), unless an observer wants to see
-    the integers."""
+    the integers. The fake-quantized activation overwrites the tensor it rounds when nothing
+    else can read that tensor (its one consumer is the pair, it is no graph output, and its
+    producer is a computing op, which returns a new array, not a cached constant or a view of
+    another tensor), except in a run with ``intermediate=True``, which returns every tensor."""
+
+    # ops whose kernels return an array of their own (never an input or a view of one)
+    _FRESH = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "GlobalAveragePool"})
 
     def __init__(self, graph: Graph, **kw: Any):
         super().__init__(graph, **kw)
@@ -44,6 +50,8 @@ class SimInterpreter(Interpreter):
                              if n.inputs and all(v is None or v.const is not None for v in n.inputs)}
         self._pairs: set[str] = set()   # QuantizeLinear nodes fused with their DequantizeLinear
         self._passthrough: set[str] = set()
+        self._overwrite: set[str] = set()  # pairs that may round their input in place
+        self._intermediate = False
         if self.observer is None and not self.overrides:
             outputs = {v.name for v in graph.outputs}
             for n in graph:
@@ -53,6 +61,16 @@ class SimInterpreter(Interpreter):
                         and users[0].inputs[2] is n.inputs[2]):
                     self._pairs.add(n.name)
                     self._passthrough.add(users[0].name)
+                    v = n.inputs[0]
+                    prod = v.producer
+                    if (prod is not None and prod.op_type in self._FRESH
+                            and prod.name not in self._const_nodes and len(v.uses) == 1
+                            and v.name not in outputs):
+                        self._overwrite.add(n.name)
+
+    def run(self, inputs: Any, intermediate: bool = False) -> dict[str, np.ndarray]:
+        self._intermediate = intermediate
+        return super().run(inputs, intermediate)
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
         if node.name in self._const_nodes:
@@ -64,7 +82,8 @@ class SimInterpreter(Interpreter):
             x, s, z = args
             a = node.attrs
             p = QParams(s, z, a["qmin"], a["qmax"], None if np.ndim(s) == 0 else a["axis"] % x.ndim)
-            return (fake_quant(x, p),)
+            return (fake_quant(x, p, overwrite=node.name in self._overwrite
+                               and not self._intermediate),)
         if node.name in self._passthrough:
             return (args[0],)
         return super().run_node(node, args)

@@ -105,7 +105,7 @@ def test_chunked_binning_is_floor_of_the_scaled_value(signed):
     rng = np.random.default_rng(3)
     xs = []
     for scale in (1.0, 1.7):
-        x = rng.standard_normal((3, 40, 40, 40)).astype(np.float32) * np.float32(scale)
+        x = rng.standard_normal((6, 40, 40, 40)).astype(np.float32) * np.float32(scale)
         xs.append((x if signed else np.maximum(x, 0)).transpose(0, 3, 1, 2))
     st = TensorStats(64)
     ref = np.zeros(64, np.int64)

@@ -134,3 +134,27 @@ def test_mixed_precision_float_layer_and_16_bits(digits, table):
     err = [sqnr_db(SimInterpreter(quantized_graph(fused, s)).run({"input": x})["logits"], ref)
            for s in (base, mixed)]
     assert err[1] > err[0]
+
+
+def test_simulation_rounding_in_place_changes_no_result_and_no_returned_tensor(digits, table):
+    """SimInterpreter rounds a Conv's output into its own array when nothing else reads it:
+    the outputs equal the plain golden executor's on the QDQ graph (Quantize and Dequantize
+    run as ops, nothing in place), and with ``intermediate=True`` every tensor, the Conv
+    outputs included, is the plain executor's (nothing is overwritten there)."""
+    from fc.np_ops import Interpreter
+
+    _, data, fused = digits
+    _, qg = _quantized(digits, table, "minmax", True)
+    x = data.x_test
+    sim = SimInterpreter(qg)
+    ops = {n.inputs[0].producer.op_type for n in qg if n.name in sim._overwrite}
+    assert "Conv" in ops and "Add" in ops
+    plain = Interpreter(qg).run({"input": x}, intermediate=True)
+    np.testing.assert_array_equal(sim.run({"input": x})["logits"], plain["logits"])
+    env = sim.run({"input": x}, intermediate=True)
+    rounded = [n.inputs[0].name for n in qg if n.name in sim._overwrite]
+    for v in rounded:
+        np.testing.assert_array_equal(env[v], plain[v])
+    from fc.quant.qparams import _BLOCK
+
+    assert max(env[v].size for v in rounded) >= 2 * _BLOCK  # the blocked path ran too

@@ -180,3 +180,35 @@ def test_other_bit_widths_use_their_range(bits):
            for b in (bits, bits + 1)]
     inside = np.abs(x) < 3
     assert err[1][inside].max() < err[0][inside].max()
+
+
+@pytest.mark.parametrize("strategy", ["symmetry_max", "minmax"])
+def test_large_per_tensor_fake_quant_in_blocks_matches_torch_and_the_qdq_pair(strategy):
+    """A feature map large enough for the blocked path (cache-sized blocks over the thread
+    pool, optionally into its own input), in the executor's channels-last layout: torch's
+    fake quantization up to ties, fc's own quantize -> dequantize pair bit for bit, the
+    layout kept, and the input untouched unless ``overwrite``."""
+    import torch
+
+    from fc.quant import qparams
+
+    x = _data((4, 16, 48, 48), seed=5).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    assert x.size >= 2 * qparams._BLOCK and not x.flags.c_contiguous
+    x[0, :, 0, 0] = np.nan  # NaN propagates as through np.clip
+    p = _params(strategy, np.nan_to_num(x), None, weight=False)
+    keep = x.copy()
+    got = fake_quant(x, p)
+    assert got.strides == x.strides and np.array_equal(x, keep, equal_nan=True)
+    ok = ~np.isnan(x)
+    ref = torch.fake_quantize_per_tensor_affine(torch.from_numpy(np.where(ok, x, 0)),
+                                                float(p.scale), int(p.zero_point), p.qmin, p.qmax)
+    assert np.isnan(got[~ok]).all()
+    assert_same_or_tie(np.where(ok, got, 0), ref.numpy(), np.where(ok, x, 0), p)
+    xs = np.where(ok, x, 0).astype(np.float32)
+    np.testing.assert_array_equal(fake_quant(xs, p), dequantize(quantize(xs, p), p))
+    small = fake_quant(xs[:1, :, :8], p)  # the unblocked path on a part of it
+    np.testing.assert_array_equal(small, fake_quant(xs, p)[:1, :, :8])
+    same = x.copy(order="K")
+    out = fake_quant(same, p, overwrite=True)
+    assert out is same
+    np.testing.assert_array_equal(out, got)
