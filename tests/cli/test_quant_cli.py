@@ -145,3 +145,66 @@ def test_error_of_symmetry_max_t_takes_the_configs_rounding(project, capsys, mon
     out = capsys.readouterr().out
     assert seen["rounding"] == rounding
     assert "integer run vs simulation, output differences in steps: {0: 640} (100.00% within" in out
+
+
+_GOOD = """MODEL:
+    graph: 'model/IR_fused_for_CModel_graph.json'
+QUAN:
+    strategy: 'symmetry_max'
+    qconfig:
+        table: 'cal/t.json'
+        image_path: 'calib'
+EVALUATION:
+    input_images: 'calib'
+OUTPUT_DIR: 'reports'
+SAVE_PATH: 'pbs/q.pb'
+"""
+
+
+@pytest.mark.parametrize("step", ["calibrate", "error"])
+@pytest.mark.parametrize("old, new, key, message", [
+    pytest.param("        image_path", "        methd: max\n        image_path",
+                 "QUAN.qconfig.methd", "unknown key", id="unknown_key"),
+    pytest.param("        image_path", "        bits: eight\n        image_path",
+                 "QUAN.qconfig.bits", "expected int, got str", id="wrong_type"),
+    pytest.param("IR_fused_for_CModel_graph.json", "nothing_graph.json",
+                 "MODEL.graph", "file not found", id="missing_file"),
+    pytest.param("'calib'\nEVALUATION", "'no_such_folder'\nEVALUATION",
+                 "QUAN.qconfig.image_path", "folder not found", id="missing_folder"),
+    pytest.param("'symmetry_max'", "'symmetric'", "QUAN.strategy",
+                 "unknown quantization strategy", id="bad_strategy"),
+])
+def test_config_mistakes_exit_2_with_one_line_and_write_nothing(project, tmp_path, capsys, step,
+                                                                old, new, key, message):
+    """The command, not only the loader: each mistake is one stderr line naming the config file
+    and the key, exit status 2, and no file appears anywhere under the config's folder (no
+    table, report, .pb or quantized IR beside the model)."""
+    import shutil
+
+    root, _ = project
+    shutil.copytree(root / "model", tmp_path / "model",
+                    ignore=shutil.ignore_patterns("IR_quantized*"))
+    shutil.copytree(root / "calib", tmp_path / "calib")
+    cfg = tmp_path / "bad.yml"
+    assert old in _GOOD
+    cfg.write_text(_GOOD.replace(old, new, 1))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["quant", step, "--config", str(cfg), "--no-png", "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert str(cfg) in err and key in err and message in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_config_mistake_is_exit_status_2_of_the_process(project, tmp_path):
+    """The same through the installed entry point (``python -m fc``), as a shell sees it."""
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text(_GOOD.replace("    strategy:", "    stratgy:").replace(
+        "'model/", f"'{project[0]}/model/").replace("'calib'", f"'{project[0]}/calib'"))
+    proc = subprocess.run([sys.executable, "-m", "fc", "quant", "calibrate", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown key QUAN.stratgy" in proc.stderr
+    assert str(cfg) in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yml"]
