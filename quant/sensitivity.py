@@ -37,7 +37,8 @@ from fc.quant.plan import LayerSetting, _scale_preserving, make_plan, weight_inp
 from fc.quant.report import Distance
 
 __all__ = ["candidate_layers", "Measure", "LayerSensitivity", "SensitivityReport",
-           "Evaluator", "sensitivity", "propose", "keep_setting", "write_layers_yaml"]
+           "Evaluator", "ArrayEvaluator", "sensitivity", "sensitivity_mixes", "propose",
+           "keep_setting", "write_layers_yaml", "parallel_evaluator", "SensitivityTask"]
 
 
 def candidate_layers(graph: Graph) -> list[str]:
@@ -85,36 +86,67 @@ class Measure:
 Evaluator = Callable[[Mapping[str, LayerSetting]], Measure]
 
 
+class ArrayEvaluator:
+    """An evaluator over in-memory batches: ``build`` makes the QuantSpec of a mix; each
+    batch's float output is computed once, when first needed. ``parts`` gives the per-batch
+    measures of a range of batches (a shard of the work, for a task on a worker); calling it
+    folds every batch's measure in order, so a run split into shards and folded in the same
+    order gives the same sums to the bit."""
+
+    def __init__(self, graph: Graph, build: Callable[[Mapping[str, LayerSetting]], Any],
+                 batches: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
+                 *, output: str | None = None):
+        from fc.np_ops import Interpreter
+
+        self.graph, self.build, self.batches = graph, build, list(batches)
+        self.name = graph.inputs[0].name
+        self.out = output or graph.outputs[0].name
+        self._float = Interpreter(graph)
+        self._ref: dict[int, np.ndarray] = {}
+        self.labels = None if labels is None else [np.asarray(y).reshape(-1) for y in labels]
+
+    def _reference(self, i: int) -> np.ndarray:
+        r = self._ref.get(i)
+        if r is None:
+            r = self._ref[i] = self._float.run({self.name: self.batches[i]})[self.out]
+        return r
+
+    def parts(self, layers: Mapping[str, LayerSetting], start: int = 0, stop: int | None = None
+              ) -> list[Measure]:
+        from fc.quant.quantize import quantized_graph
+        from fc.quant.simulate import SimInterpreter
+
+        sim = SimInterpreter(quantized_graph(self.graph, self.build(layers)))
+        out = []
+        for i in range(start, len(self.batches) if stop is None else stop):
+            x, ref = self.batches[i], self._reference(i)
+            y = sim.run({self.name: x})[self.out]
+            part = Measure(images=len(x))
+            part.distance.add(y, ref)
+            if y.ndim == 2:
+                part.agree = int(np.sum(y.argmax(1) == ref.argmax(1)))
+                if self.labels is not None:
+                    part.correct = int(np.sum(y.argmax(1) == self.labels[i]))
+            out.append(part)
+        return out
+
+    def __call__(self, layers: Mapping[str, LayerSetting]) -> Measure:
+        return fold(self.parts(layers))
+
+
+def fold(parts: Sequence[Measure]) -> Measure:
+    """The measures of consecutive batches added in order (from an empty one)."""
+    m = Measure()
+    for p in parts:
+        m = m.merge(p)
+    return m
+
+
 def array_evaluator(graph: Graph, build: Callable[[Mapping[str, LayerSetting]], Any],
                     batches: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
-                    *, output: str | None = None) -> Evaluator:
-    """An evaluator over in-memory batches (each batch one shard of the work): ``build``
-    makes the QuantSpec of a mix; the float outputs are computed once."""
-    from fc.np_ops import Interpreter
-    from fc.quant.quantize import quantized_graph
-    from fc.quant.simulate import SimInterpreter
-
-    name = graph.inputs[0].name
-    out = output or graph.outputs[0].name
-    runner = Interpreter(graph)
-    ref = [runner.run({name: x})[out] for x in batches]
-    labs = None if labels is None else [np.asarray(y).reshape(-1) for y in labels]
-
-    def evaluate(layers: Mapping[str, LayerSetting]) -> Measure:
-        sim = SimInterpreter(quantized_graph(graph, build(layers)))
-        m = Measure()
-        for i, x in enumerate(batches):
-            y = sim.run({name: x})[out]
-            part = Measure(images=len(x))
-            part.distance.add(y, ref[i])
-            if y.ndim == 2:
-                part.agree = int(np.sum(y.argmax(1) == ref[i].argmax(1)))
-                if labs is not None:
-                    part.correct = int(np.sum(y.argmax(1) == labs[i]))
-            m = m.merge(part)
-        return m
-
-    return evaluate
+                    *, output: str | None = None) -> ArrayEvaluator:
+    """An evaluator over in-memory batches (``ArrayEvaluator``)."""
+    return ArrayEvaluator(graph, build, batches, labels, output=output)
 
 
 @dataclass
@@ -248,35 +280,46 @@ class SensitivityReport:
         return paths + [out / f"{stem}.png"]
 
 
+Mix = dict[str, LayerSetting]
+
+
+def sensitivity_mixes(graph: Graph, names: Sequence[str], keep: str | int) -> list[Mix]:
+    """The runs of a sensitivity report, in order: all float, all quantized, then per layer
+    only it quantized and all but it (kept at ``keep``)."""
+    keepset = keep_setting(keep)
+    others = [n.name for n in graph if not _scale_preserving(n)]
+    mixes: list[Mix] = [{n: LayerSetting(float=True) for n in others}, {}]
+    for name in names:
+        mixes.append({n: LayerSetting(float=True) for n in others if n != name})
+        mixes.append({name: keepset})
+    return mixes
+
+
 def sensitivity(graph: Graph, evaluate: Evaluator, *, strategy: str = "", keep: str | int = "float",
                 labelled: bool = False, layers: Sequence[str] | None = None,
-                progress: bool = True) -> SensitivityReport:
+                progress: bool = True,
+                many: Callable[[Sequence[Mix]], list[Measure]] | None = None) -> SensitivityReport:
     """Every layer alone quantized, and every layer alone kept at ``keep`` (see the module
-    docstring); 2 + 2 * layers runs of ``evaluate``."""
+    docstring); 2 + 2 * layers runs of ``evaluate``, or one call of ``many`` with all of
+    them (``parallel_evaluator``: tasks on a process pool or a Dask cluster)."""
     from tqdm import tqdm
 
     names = list(layers) if layers is not None else candidate_layers(graph)
     if not names:
         raise FcError(f"graph {graph.name!r} has no layer to quantize")
-    keepset = keep_setting(keep)
-    others = [n.name for n in graph if not _scale_preserving(n)]
-    bar = tqdm(total=2 + 2 * len(names), desc="sensitivity", unit="run", disable=not progress,
-               leave=False, dynamic_ncols=True)
-    try:
-        flt = evaluate({n: LayerSetting(float=True) for n in others})
-        bar.update()
-        full = evaluate({})
-        bar.update()
-        rows = []
-        for i, name in enumerate(names):
-            node = graph.node_by_name(name)
-            only = evaluate({n: LayerSetting(float=True) for n in others if n != name})
-            bar.update()
-            but = evaluate({name: keepset})
-            bar.update()
-            rows.append(LayerSensitivity(i, name, node.op_type, only, but))
-    finally:
-        bar.close()
+    mixes = sensitivity_mixes(graph, names, keep)
+    if many is not None:
+        results = many(mixes)
+    else:
+        results = []
+        with tqdm(total=len(mixes), desc="sensitivity", unit="run", disable=not progress,
+                  leave=False, dynamic_ncols=True) as bar:
+            for mix in mixes:
+                results.append(evaluate(mix))
+                bar.update()
+    flt, full = results[:2]
+    rows = [LayerSensitivity(i, name, graph.node_by_name(name).op_type, results[2 + 2 * i],
+                             results[3 + 2 * i]) for i, name in enumerate(names)]
     return SensitivityReport(graph.name, strategy, str(keep), labelled, flt, full, rows)
 
 
@@ -371,31 +414,115 @@ def config_evaluator(cfg: Any, graph: Graph, table: Any, *, progress: bool = Tru
         labels is not None
 
 
-def run_sensitivity(cfg: Any, graph: Graph, args: Any, progress: bool) -> int:
-    """``fcc quant sensitivity``: the report, and with a target the proposal and its
-    layers file, under OUTPUT_DIR."""
+@dataclass(frozen=True)
+class SensitivityTask:
+    """One mix on one shard of the evaluation batches (picklable, for a pool or Dask)."""
+
+    config_path: str
+    overrides: tuple[tuple[str, Any], ...]
+    table_path: str
+    layers: tuple[tuple[str, LayerSetting], ...]
+    shard: int
+    shards: int
+
+
+def run_sensitivity_task(task: SensitivityTask) -> tuple[list[Measure] | None, str]:
+    """The per-batch measures of one task's mix on its shard, or (None, the error's line).
+    The model, table, images and float outputs are read or computed once per worker."""
     from fc.quant import pipeline
+    from fc.quant.calibration import CalibrationTable
+    from fc.quant.config import load_config
+    from fc.quant.sweep import _cached
+
+    try:
+        cfg = load_config(task.config_path, dict(task.overrides))
+        g, tp = cfg.graph_path, Path(task.table_path)
+        gkey = ("graph", str(g), g.stat().st_mtime_ns)
+        graph = _cached(gkey, lambda: pipeline.load_model(cfg))
+        tkey = ("table", str(tp), tp.stat().st_mtime_ns)
+        table = _cached(tkey, lambda: CalibrationTable.read(tp))
+        ev = _cached(("sensitivity", task.config_path, repr(task.overrides), gkey, tkey),
+                     lambda: config_evaluator(cfg, graph, table, progress=False)[0])
+        n = len(ev.batches)
+        a, b = n * task.shard // task.shards, n * (task.shard + 1) // task.shards
+        return ev.parts(dict(task.layers), a, b), ""
+    except FcError as e:
+        return None, str(e).splitlines()[0] if str(e) else repr(e)
+
+
+def parallel_evaluator(config_path: str | os.PathLike, overrides: tuple[tuple[str, Any], ...],
+                       table_path: str | os.PathLike, runner: Any, *, shards: int = 1,
+                       progress: bool = True) -> Callable[[Sequence[Mix]], list[Measure]]:
+    """``many`` for ``sensitivity``: every mix x ``shards`` parts of the batches as tasks on
+    ``runner`` (``fc.quant.sweep.TaskRunner``); each mix's per-batch measures are folded in
+    batch order, so the figures equal the in-process evaluator's to the bit."""
+    from tqdm import tqdm
+
+    path = str(Path(config_path).resolve())
+
+    def many(mixes: Sequence[Mix]) -> list[Measure]:
+        tasks = [SensitivityTask(path, overrides, str(table_path), tuple(sorted(m.items())), i,
+                                 shards) for m in mixes for i in range(shards)]
+        got: list[Any] = [None] * len(tasks)
+        with tqdm(total=len(tasks), desc="sensitivity", unit="task", disable=not progress,
+                  leave=False, dynamic_ncols=True) as bar:
+            for i, (parts, error) in runner.imap(run_sensitivity_task, tasks):
+                if parts is None:
+                    raise FcError(error)
+                got[i] = parts
+                bar.update()
+        return [fold([p for k in range(shards) for p in got[j * shards + k]])
+                for j in range(len(mixes))]
+
+    return many
+
+
+def run_sensitivity(cfg: Any, graph: Graph, args: Any, progress: bool,
+                    overrides: Mapping[str, Any] | None = None) -> int:
+    """``fcc quant sensitivity``: the report, and with a target the proposal and its
+    layers file, under OUTPUT_DIR. With ``--jobs N`` or ``--dask ADDRESS`` the runs are tasks
+    (mix x shard of the images) on ``fc.quant.sweep.TaskRunner``, the same figures."""
+    from fc.quant import pipeline
+    from fc.quant.sweep import TaskRunner
 
     if args.target_drop is not None and args.target_distance is not None:
         raise FcError("--target-drop and --target-distance: give one")
     table, reused = pipeline.table_for(cfg, graph, progress=progress)
     print(f"calibration table: {cfg.table_path} ({'reused' if reused else 'calibrated now'})")
-    evaluate, labelled = config_evaluator(cfg, graph, table, progress=progress)
+    labelled = bool(cfg["EVALUATION.image_file"])
     if args.target_drop is not None and not labelled:
         raise FcError(f"{cfg.path}: --target-drop needs EVALUATION.image_file (labels); "
                       "use --target-distance")
-    report = sensitivity(graph, evaluate, strategy=f"{cfg.strategy}/{cfg['QUAN.qconfig.weight_quan']}",
-                         keep=args.keep, labelled=labelled, progress=progress)
-    stem = f"sensitivity_{cfg.strategy}_{cfg['QUAN.qconfig.weight_quan']}"
-    paths = []
-    if args.target_drop is not None or args.target_distance is not None:
-        prop = propose(report, evaluate, target_drop=args.target_drop,
-                       target_distance=args.target_distance, progress=progress)
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        paths.append(write_layers_yaml(prop, cfg.output_dir / f"{stem}_layers.yml"))
+    with TaskRunner(getattr(args, "jobs", 1) or 1, getattr(args, "dask", None)) as runner:
+        many = None
+        if runner.local:
+            evaluate, labelled = config_evaluator(cfg, graph, table, progress=progress)
+        else:
+            if labelled:  # the list's mistakes as one line here, before any task
+                from fc.quant.accuracy import check_classes, dataset_for
+
+                check_classes(dataset_for(cfg), graph, cfg)
+            shards = getattr(args, "shards", None) or 1
+            frozen = tuple(sorted((k, cfg[k]) for k in (overrides or {}) if k in cfg.values))
+            many = parallel_evaluator(cfg.path, frozen, cfg.table_path, runner, shards=shards,
+                                      progress=progress)
+
+            def evaluate(mix: Mapping[str, LayerSetting]) -> Measure:
+                return many([dict(mix)])[0]
+
+        report = sensitivity(graph, evaluate,
+                             strategy=f"{cfg.strategy}/{cfg['QUAN.qconfig.weight_quan']}",
+                             keep=args.keep, labelled=labelled, progress=progress, many=many)
+        stem = f"sensitivity_{cfg.strategy}_{cfg['QUAN.qconfig.weight_quan']}"
+        paths = []
+        if args.target_drop is not None or args.target_distance is not None:
+            prop = propose(report, evaluate, target_drop=args.target_drop,
+                           target_distance=args.target_distance, progress=progress)
+            cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            paths.append(write_layers_yaml(prop, cfg.output_dir / f"{stem}_layers.yml"))
     print("\n".join(report.lines()))
     paths = report.write(cfg.output_dir, stem) + paths
     for p in paths:
         print(f"wrote {p}")
-    print("(tasks ran in this process, one after another)")
+    print(f"(tasks ran {runner.describe()})")
     return 0

@@ -7,8 +7,10 @@ Each task evaluates one configuration on one shard of the labelled list and retu
 top-k predictions; the shards are merged in order, then every row's agreement with the float
 row is counted, so the float outputs are computed once and reused.
 
-Tasks run in turn (``jobs=1``), in a local process pool (``concurrent.futures``), or on a Dask
-cluster (``dask.distributed.Client(address)``); workers must see the config's files. The
+Tasks run on a ``TaskRunner``: in turn (``jobs=1``), in a local process pool
+(``concurrent.futures``), or on a Dask cluster (``dask.distributed.Client(address)``); workers
+must see the config's files. ``fcc quant sensitivity`` runs its per-layer tasks on the same
+runner. The
 table is the same whichever way the tasks ran (the tests hold it to that).
 """
 
@@ -28,7 +30,7 @@ import numpy as np
 from fc.errors import FcError
 from fc.quant.accuracy import Accuracy, config_name, dataset_for, evaluate
 
-__all__ = ["Config", "configurations", "SweepRow", "AccuracyTable", "sweep"]
+__all__ = ["Config", "configurations", "SweepRow", "AccuracyTable", "sweep", "TaskRunner"]
 
 WEIGHT_QUAN = ("perlayer", "perchannel")
 
@@ -258,6 +260,82 @@ def _bars(configs: Sequence[Config], totals: Mapping[Config, int], progress: boo
                     leave=False, dynamic_ncols=True) for c in configs}
 
 
+class TaskRunner:
+    """Runs independent tasks (a picklable top-level function over picklable arguments) in
+    turn, in a local process pool (``jobs`` > 1, spawned processes) or on the Dask cluster at
+    ``dask`` (``dask.distributed.Client(address)``); one pool or client for the runner's
+    life (``with TaskRunner(...) as r``). ``imap`` yields ``(index, result)`` as tasks finish.
+    The accuracy sweep and ``fcc quant sensitivity`` both run on it."""
+
+    def __init__(self, jobs: int = 1, dask: str | None = None):
+        if jobs < 1:
+            raise FcError(f"--jobs {jobs}: must be at least 1")
+        self.jobs, self.dask = jobs, dask
+        self._pool: Any = None
+        self._client: Any = None
+
+    @property
+    def local(self) -> bool:
+        """True when tasks run in this process, one after another."""
+        return self.dask is None and self.jobs <= 1
+
+    def describe(self) -> str:
+        if self.dask is not None:
+            return f"on the Dask cluster at {self.dask}"
+        return "in this process, one after another" if self.local else \
+            f"in {self.jobs} local worker processes"
+
+    def __enter__(self) -> TaskRunner:
+        if self.dask is not None:
+            try:
+                from dask.distributed import Client
+            except ImportError:
+                raise FcError("--dask needs dask.distributed (pip install -e '.[quant]')") from None
+            try:
+                self._client = Client(self.dask)
+            except (OSError, TimeoutError) as e:
+                raise FcError(f"--dask {self.dask}: cannot reach the scheduler ({e})") from None
+        elif not self.local:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def imap(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterable[tuple[int, Any]]:
+        if self._client is not None:
+            from dask.distributed import as_completed
+
+            futures = self._client.map(fn, list(tasks), pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in as_completed(futures):
+                yield index[fut.key], fut.result()
+        elif self._pool is not None:
+            from concurrent.futures import as_completed
+
+            futs = {self._pool.submit(fn, t): i for i, t in enumerate(tasks)}
+            for fut in as_completed(futs):
+                yield futs[fut], fut.result()
+        else:
+            for i, t in enumerate(tasks):
+                yield i, fn(t)
+
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
+        """The results in the order of ``tasks``."""
+        out: list[Any] = [None] * len(tasks)
+        for i, r in self.imap(fn, tasks):
+            out[i] = r
+        return out
+
+
 def _execute(tasks: Sequence[Task], jobs: int, dask: str | None, progress: bool,
              sizes: Mapping[tuple[Config, int], int]) -> Iterable[TaskResult]:
     configs = list(dict.fromkeys(t.config for t in tasks))
@@ -268,31 +346,10 @@ def _execute(tasks: Sequence[Task], jobs: int, dask: str | None, progress: bool,
     totals = {c: sum(n for (cc, _), n in sizes.items() if cc == c) for c in configs}
     bars = _bars(configs, totals, progress)
     try:
-        if dask is not None:
-            try:
-                from dask.distributed import Client, as_completed
-            except ImportError:
-                raise FcError("--dask needs dask.distributed (pip install -e '.[quant]')") from None
-            try:
-                client = Client(dask)
-            except (OSError, TimeoutError) as e:
-                raise FcError(f"--dask {dask}: cannot reach the scheduler ({e})") from None
-            with client:
-                futures = client.map(run_task, tasks, pure=False)
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    bars[r.config].update(sizes[(r.config, r.shard)])
-                    yield r
-        else:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            from multiprocessing import get_context
-
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                futs = [pool.submit(run_task, t) for t in tasks]
-                for fut in as_completed(futs):
-                    r = fut.result()
-                    bars[r.config].update(sizes[(r.config, r.shard)])
-                    yield r
+        with TaskRunner(jobs, dask) as runner:
+            for _, r in runner.imap(run_task, tasks):
+                bars[r.config].update(sizes[(r.config, r.shard)])
+                yield r
     finally:
         for b in bars.values():
             b.close()

@@ -4,7 +4,7 @@
     fcc quant quantize  --config C.yml      # IR_quantized_for_CModel_* beside the fused IR
     fcc quant error     --config C.yml      # per-layer report (+ the quantized IR)
     fcc quant accuracy  --config C.yml [--jobs N | --dask ADDRESS]   # top-1/top-5 table
-    fcc quant sensitivity --config C.yml [--target-drop 0.5]         # per-layer sensitivity
+    fcc quant sensitivity --config C.yml [--target-drop 0.5] [--jobs N | --dask ADDRESS]
 
 Flags override the config's keys (``--set QUAN.qconfig.bits=6`` for any key).
 """
@@ -86,6 +86,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="the same with an output rel-L2 target (no labels needed)")
     p.add_argument("--keep-precision", dest="keep", default="16", choices=("16", "float"),
                    help="precision of the layers kept (default 16 bits)")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the tasks on this Dask scheduler")
+    p.add_argument("--shards", type=int, help="parts of the images per run (default 1)")
     p.set_defaults(func=run_command)
 
 
@@ -119,12 +122,13 @@ def run_command(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     if args.quant_command == "accuracy":
         return _accuracy(args, progress)
-    cfg = load_config(args.config, _overrides(args))
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
     graph = pipeline.load_model(cfg)
     if args.quant_command == "sensitivity":
         from fc.quant.sensitivity import run_sensitivity
 
-        return run_sensitivity(cfg, graph, args, progress)
+        return run_sensitivity(cfg, graph, args, progress, overrides)
     step = args.quant_command
     if step == "calibrate":
         table = pipeline.calibrate(cfg, graph, progress=progress)

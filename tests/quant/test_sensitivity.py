@@ -99,13 +99,15 @@ def test_proposal_fed_back_meets_the_target(setup, tmp_path, digits):
     assert 100 * (report.float_.top1 - again.top1) <= target + 1e-9
 
 
-def test_cli_writes_sorted_csv_json_png_and_layers(digits, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sens_project(digits, tmp_path_factory):
+    """The digits CNN's fused IR, calibration PNGs, a labelled hold-out list, a 4-bit config."""
     from PIL import Image
 
     import fc.ir
-    from fc.cli import main
 
     _, data, fused = digits
+    tmp_path = tmp_path_factory.mktemp("sens")
     fc.ir.save(fused, tmp_path / "ir" / "IR_fused_for_CModel")
     for d in ("cal", "test"):
         (tmp_path / d).mkdir()
@@ -120,8 +122,16 @@ def test_cli_writes_sorted_csv_json_png_and_layers(digits, tmp_path, capsys):
     cfg = tmp_path / "c.yml"
     cfg.write_text("MODEL:\n  graph: ir/IR_fused_for_CModel_graph.json\nQUAN:\n  qconfig:\n"
                    "    image_path: cal\n    bits: 4\nEVALUATION:\n  input_images: test\n"
-                   "  image_file: test.list\n  label_file: classes.txt\n  batch_size: 60\n"
+                   "  image_file: test.list\n  label_file: classes.txt\n  batch_size: 30\n"
                    "OUTPUT_DIR: out\n")
+    return tmp_path, cfg
+
+
+def test_cli_writes_sorted_csv_json_png_and_layers(digits, sens_project, capsys):
+    from fc.cli import main
+
+    _, _, fused = digits
+    tmp_path, cfg = sens_project
     assert main(["quant", "sensitivity", "--config", str(cfg), "--no-progress",
                  "--target-distance", "0.05"]) == 0
     out = capsys.readouterr().out
@@ -137,3 +147,33 @@ def test_cli_writes_sorted_csv_json_png_and_layers(digits, tmp_path, capsys):
     assert sorted(kept) == sorted(doc["proposal"]["layers"])
     assert main(["quant", "sensitivity", "--config", str(cfg), "--no-progress",
                  "--set", "QUAN.qconfig.layers={nope: float}"]) == 2
+
+
+def test_a_process_pool_and_a_dask_cluster_give_the_same_report(sens_project, tmp_path, capsys):
+    """fcc quant sensitivity with its runs as tasks (mix x image shard) on 2 local processes
+    and on a dask.distributed LocalCluster with 2 workers: the same report file to the byte
+    as the in-process run (the per-batch sums are folded in batch order), proposal included."""
+    from dask.distributed import LocalCluster
+
+    from fc.cli import main
+
+    root, cfg = sens_project
+    docs = {}
+    base = ["quant", "sensitivity", "--config", str(cfg), "--no-progress", "--target-distance",
+            "0.05"]
+    for how, extra in (("local", []), ("pool", ["--jobs", "2", "--shards", "3"])):
+        out = tmp_path / how
+        assert main(base + ["--output-dir", str(out)] + extra) == 0
+        docs[how] = (out / "sensitivity_symmetry_max_perchannel.json").read_text()
+    printed = capsys.readouterr().out
+    assert "(tasks ran in 2 local worker processes)" in printed
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        out = tmp_path / "dask"
+        assert main(base + ["--output-dir", str(out), "--dask", cluster.scheduler_address,
+                            "--shards", "2"]) == 0
+        docs["dask"] = (out / "sensitivity_symmetry_max_perchannel.json").read_text()
+    assert f"(tasks ran on the Dask cluster at {cluster.scheduler_address})" in capsys.readouterr().out
+    assert docs["pool"] == docs["local"] and docs["dask"] == docs["local"]
+    doc = json.loads(docs["local"])
+    assert doc["proposal"]["met"] and len(doc["layers"]) >= 6 and doc["quantized"]["images"] == 120
