@@ -6,16 +6,16 @@ fc's (input/output scales and zero points, the per-channel weight scales, the in
 the int32 bias), so TFLite computes with exactly fc's numbers; it is fed the int8 input the
 layer read in fc's integer run and its int8 output must equal the integer run's, bit for bit.
 
-Compared: a 1x1 Conv with fused ReLU6 (CONV_2D), a 1x1 Conv without activation, a 3x3
-stride-1 depthwise Conv with ReLU6 (DEPTHWISE_CONV_2D), the residual Add (ADD, its
-2^20 rescale) and the classifier (FULLY_CONNECTED, per-channel). The pip build of TFLite
+Compared: every Conv geometry of the network, CONV_2D (the 3x3 stride-2 stem, 1x1 with
+and without ReLU6) and DEPTHWISE_CONV_2D (3x3 and 5x5, strides 1 and 2), torch's pads as an
+explicit PAD op (int8, padding with the zero point) where there are any; the residual Add
+(ADD, its 2^20 rescale) and the classifier (FULLY_CONNECTED, per-channel). The pip build of TFLite
 rounds as ``rounding="gemmlowp"`` (TFLITE_SINGLE_ROUNDING is off), so that is the mode
-compared (with ``rounding="single"`` the three Convs differ from TFLite on 0.3-1.2 % of their
+compared (with ``rounding="single"`` the 1x1 and 3x3 stride-1 Convs differ from TFLite on 0.3-1.2 % of their
 values: the comparison tells the two apart). Not compared: GlobalAveragePool (Keras lowers it
 to TFLite's MEAN, whose int8 kernel requantizes in its own way; fc's one-rounding pool is
-fc's documented choice and was not checked against it), strided Convs (Keras' SAME padding
-of a stride-2 conv is (0, 1), torch's (1, 1): the geometry needs an explicit PAD op, not
-built here), AveragePool and Concat (not in EfficientNet-Lite0), uint8 activations."""
+fc's documented choice and was not checked against it), AveragePool and Concat (not in
+EfficientNet-Lite0), uint8 activations."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def _quant(fb, scale, zero, axis=0):
 
 def _run_patched(tf, buf, patch, feeds):
     """``patch(model, subgraph, fb)`` edits the converted model; then BUILTIN_REF runs it on
-    ``feeds`` (int8 arrays in the input order); returns the int8 output."""
+    ``feeds`` (int8 arrays in the first operator's input order: the interpreter's own input
+    order follows tensor names, which differ from run to run); returns the int8 output."""
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as fb
 
@@ -82,8 +83,11 @@ def _run_patched(tf, buf, patch, feeds):
     interp = tf.lite.Interpreter(model_content=bytes(b.Output()),
                                  experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
-    for d, x in zip(interp.get_input_details(), feeds):
-        interp.set_tensor(d["index"], x)
+    first = model.subgraphs[0].operators[0].inputs
+    assert len(feeds) == len(model.subgraphs[0].inputs)
+    for t, x in zip(first, feeds):
+        assert t in model.subgraphs[0].inputs
+        interp.set_tensor(int(t), x)
     interp.invoke()
     return interp.get_tensor(interp.get_output_details()[0]["index"])
 
@@ -116,17 +120,23 @@ def _pick(qg, ii, want):
     raise AssertionError("no such layer")
 
 
-CONVS = {
-    "conv1x1_relu6": lambda n: (n.op_type == "Conv" and n.attrs["group"] == 1
-                                and n.inputs[1].producer.inputs[0].const.shape[2:] == (1, 1)
-                                and n.attrs.get("activation") == "clip"),
-    "conv1x1_linear": lambda n: (n.op_type == "Conv" and n.attrs["group"] == 1
-                                 and n.inputs[1].producer.inputs[0].const.shape[2:] == (1, 1)
-                                 and not n.attrs.get("activation")),
-    "depthwise3x3_relu6": lambda n: (n.op_type == "Conv" and n.attrs["group"] > 1
-                                     and n.inputs[1].producer.inputs[0].const.shape[2:] == (3, 3)
-                                     and tuple(n.attrs["strides"]) == (1, 1)
-                                     and n.attrs.get("activation") == "clip"),
+def _conv(group, k, stride, act):
+    def want(n):
+        return (n.op_type == "Conv" and (n.attrs["group"] > 1) == (group > 1)
+                and n.inputs[1].producer.inputs[0].const.shape[2:] == (k, k)
+                and tuple(n.attrs["strides"]) == (stride, stride)
+                and bool(n.attrs.get("activation")) == act)
+    return want
+
+
+CONVS = {  # every geometry of EfficientNet-Lite0 (strided ones through an explicit PAD op)
+    "stem3x3_s2_relu6": _conv(1, 3, 2, True),
+    "conv1x1_relu6": _conv(1, 1, 1, True),
+    "conv1x1_linear": _conv(1, 1, 1, False),
+    "depthwise3x3_relu6": _conv(2, 3, 1, True),
+    "depthwise3x3_s2_relu6": _conv(2, 3, 2, True),
+    "depthwise5x5_relu6": _conv(2, 5, 1, True),
+    "depthwise5x5_s2_relu6": _conv(2, 5, 2, True),
 }
 
 
@@ -136,22 +146,35 @@ def test_conv_equals_tflite_reference_kernel(tf, lite0_run, kind):
     node = _pick(qg, ii, CONVS[kind])
     xq, x_p, wq, w_p, bq, b_p, o_p, want = _layer_numbers(qg, ii, env, node)
     n, c, h, w_ = xq.shape
-    cout = wq.shape[0]
-    act = tf.nn.relu6 if node.attrs.get("activation") == "clip" else None
+    cout, k = wq.shape[0], wq.shape[2]
+    a = node.attrs
+    assert a["activation"] in ("", "clip") and tuple(a["dilations"]) == (1, 1)
+    act = tf.nn.relu6 if a["activation"] == "clip" else None
     inp = tf.keras.Input((h, w_, c), batch_size=1)
-    if node.attrs["group"] == 1:
-        layer = tf.keras.layers.Conv2D(cout, wq.shape[2], padding="same", activation=act,
-                                       bias_initializer="ones")
+    top, left, bottom, right = a["pads"]
+    x = inp
+    if any(a["pads"]):  # torch's pads, exactly (Keras' SAME would pad (0, 1) at stride 2)
+        x = tf.keras.layers.ZeroPadding2D(((top, bottom), (left, right)))(x)
+    if a["group"] == 1:
+        layer = tf.keras.layers.Conv2D(cout, k, strides=a["strides"], padding="valid",
+                                       activation=act, bias_initializer="ones")
         w_tfl, axis = wq.transpose(0, 2, 3, 1), 0          # OIHW -> OHWI
     else:
-        layer = tf.keras.layers.DepthwiseConv2D(wq.shape[2], padding="same", activation=act,
-                                                bias_initializer="ones")
+        assert a["group"] == c == cout
+        layer = tf.keras.layers.DepthwiseConv2D(k, strides=a["strides"], padding="valid",
+                                                activation=act, bias_initializer="ones")
         w_tfl, axis = wq.transpose(1, 2, 3, 0), 3          # (C, 1, kh, kw) -> (1, kh, kw, C)
-    buf = _convert(tf, tf.keras.Model(inp, layer(inp)), [(1, h, w_, c)])
+    buf = _convert(tf, tf.keras.Model(inp, layer(x)), [(1, h, w_, c)])
 
     def patch(model, sg, fb):
-        (op,) = sg.operators
-        _set_layer(model, sg, fb, op, x_p, w_tfl, w_p, axis, bq, b_p, o_p)
+        for op in sg.operators:
+            if len(op.inputs) == 3:
+                _set_layer(model, sg, fb, op, x_p, w_tfl, w_p, axis, bq, b_p, o_p)
+            else:  # PAD: int8 in and out on the input's grid (pads with its zero point)
+                for t in (op.inputs[0], op.outputs[0]):
+                    sg.tensors[t].quantization = _quant(fb, x_p.scale, x_p.zero)
+        # (the converter folds a PAD that equals SAME padding into the conv)
+        assert len(sg.operators) in ((1, 2) if any(a["pads"]) else (1,))
 
     got = _run_patched(tf, buf, patch, [np.ascontiguousarray(xq[:1].transpose(0, 2, 3, 1))])
     np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want[:1])
