@@ -504,12 +504,14 @@ def tf_compile_child(repeat: int, seed: int) -> dict:
     t = time.perf_counter()
     frozen = load_source(model)
     freeze = time.perf_counter() - t
-    converts = []
+    converts, converts_cpu = [], []
     for _ in range(repeat):
+        graph = None  # the last conversion's IR goes first: each conversion allocates afresh
         gc.collect()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         graph = import_frozen(frozen)
         converts.append(time.perf_counter() - t)
+        converts_cpu.append(time.process_time() - c)
     fused, _ = compile_graph(graph)
     t = time.perf_counter()
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
@@ -519,6 +521,7 @@ def tf_compile_child(repeat: int, seed: int) -> dict:
     convert_variables_to_constants_v2(concrete)
     peer = time.perf_counter() - t
     return {"build": build, "weights": weights, "freeze": freeze, "convert": converts,
+            "convert_cpu": converts_cpu,
             "trace": trace, "peer_freeze": peer, "nodes": len(graph),
             "transposes": graph.op_histogram().get("Transpose", 0),
             "fused_transposes": fused.op_histogram().get("Transpose", 0)}
@@ -585,17 +588,23 @@ def tf_transposes_child(name: str, size: int, seed: int) -> dict:
 def part_tf(args: argparse.Namespace, tmp: Path) -> None:
     """(f) ``fcc compile tf resnet50`` split into its phases, TF's own freezing as the peer."""
     res = run_isolated(tf_compile_child, args.repeat, args.seed)
-    conv = statistics.median(res["convert"])
-    rows = [("Keras build (keras.applications.ResNet50)", f"{res['build']:.3f}"),
-            ("fc zoo weights (seeded, BN calibrated)", f"{res['weights']:.3f}"),
-            ("freezing (trace + captured variables)", f"{res['freeze']:.3f}"),
-            ("fc's own conversion (median)", f"{conv:.3f}"),
-            ("peer: trace alone", f"{res['trace']:.3f}"),
-            ("peer: convert_variables_to_constants_v2", f"{res['peer_freeze']:.3f}")]
+    first, first_cpu = res["convert"][0], res["convert_cpu"][0]
+    later = res["convert"][1:] or res["convert"]
+    later_cpu = res["convert_cpu"][1:] or res["convert_cpu"]
+    rows = [("Keras build (keras.applications.ResNet50)", f"{res['build']:.3f}", ""),
+            ("fc zoo weights (seeded, BN calibrated)", f"{res['weights']:.3f}", ""),
+            ("freezing (trace + captured variables)", f"{res['freeze']:.3f}", ""),
+            ("fc's own conversion, first (fresh memory)", f"{first:.3f}", f"{first_cpu:.3f}"),
+            (f"fc's own conversion, median of the next {len(later)}",
+             f"{statistics.median(later):.3f}", f"{statistics.median(later_cpu):.3f}"),
+            ("peer: trace alone", f"{res['trace']:.3f}", ""),
+            ("peer: convert_variables_to_constants_v2", f"{res['peer_freeze']:.3f}", "")]
     print_table(f"(f) Keras ResNet-50 -> IR ({res['nodes']} nodes, {res['transposes']} Transposes; "
-                f"fused IR: {res['fused_transposes']}): seconds", ("phase", "seconds"), rows)
-    print(f"fc's own conversion {conv:.3f}s: target <= 0.5s {verdict(conv <= 0.5)}; fc's "
-          f"freezing / TF's (trace + convert_variables_to_constants_v2) = "
+                f"fused IR: {res['fused_transposes']}): seconds (wall; CPU = process time, all "
+                f"threads)", ("phase", "wall", "CPU"), rows)
+    print(f"fc's own conversion {first:.3f}s wall, {first_cpu:.3f}s CPU (the first: the one "
+          f"`fcc compile tf` pays): target <= 0.5s {verdict(first <= 0.5)}; fc's freezing / "
+          f"TF's (trace + convert_variables_to_constants_v2) = "
           f"{res['freeze'] / (res['trace'] + res['peer_freeze']):.2f}x")
 
     rec = run_isolated(tf_reconstruct_child, args.repeat, args.seed)

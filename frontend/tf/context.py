@@ -53,19 +53,31 @@ def const_array(tf: Any, proto: Any, where: str) -> np.ndarray:
                            f"{text})") from None
 
 
+#: TF DataType enum -> its name (numpy's where it has one); numpy's ``dtype.name`` is slow
+#: enough to show in a conversion that decodes thousands of ``T`` attributes
+_TYPE_NAMES: dict[int, str] = {}
+
+
+def _type_name(tf: Any, v: int) -> str:
+    try:
+        return np.dtype(tf.dtypes.as_dtype(v).as_numpy_dtype).name
+    except (TypeError, KeyError, ValueError):  # resource, variant, ...: no numpy dtype
+        try:
+            return tf.dtypes.as_dtype(v).name
+        except (TypeError, KeyError, ValueError):  # not a TF type at all
+            return f"<unknown TF type {v}>"
+
+
 def _decode_one(tf: Any, kind: str, v: Any, where: str = "attribute") -> Any:
     if kind == "s":
         return bytes(v)
     if kind in ("i", "f", "b"):
         return v
     if kind == "type":
-        try:
-            return np.dtype(tf.dtypes.as_dtype(v).as_numpy_dtype).name
-        except (TypeError, KeyError, ValueError):  # resource, variant, ...: no numpy dtype
-            try:
-                return tf.dtypes.as_dtype(v).name
-            except (TypeError, KeyError, ValueError):  # not a TF type at all
-                return f"<unknown TF type {v}>"
+        name = _TYPE_NAMES.get(v)
+        if name is None:
+            name = _TYPE_NAMES[v] = _type_name(tf, v)
+        return name
     if kind == "shape":
         return None if v.unknown_rank else [d.size for d in v.dim]
     if kind == "tensor":
@@ -166,14 +178,16 @@ class TFContext(ConvertContextBase):
     CONST_KIND = "a constant (a Const node or a subgraph of constants)"
 
     def __init__(self, node: Any, *, tf: Any, graph: Graph | None, view: GraphView,
-                 consts: dict[Hashable, Value], source: str, checking: bool = False):
+                 consts: dict[Hashable, Value], source: str, checking: bool = False,
+                 decoded: tuple[dict[str, Any], dict[str, str]] | None = None):
+        """``decoded``: ``decode_attrs(tf, node)`` if the caller has it already."""
         super().__init__(name=node.name, op=node.op, graph=graph, consts=consts, source=source,
                          checking=checking)
         self.node = node
         self.tf = tf
         self.view = view
         self._inputs = GraphView.data_inputs(node)
-        values, kinds = decode_attrs(tf, node)
+        values, kinds = decoded or decode_attrs(tf, node)
         self.attrs = LiteralAttrs(values, self.where, kinds=kinds)
 
     @property

@@ -33,6 +33,7 @@ from fc.frontend.tf.context import (
     GraphView,
     TFContext,
     const_array,
+    decode_attrs,
 )
 from fc.frontend.tf.fold import fold_node
 from fc.frontend.tf.load import FrozenModel, InputShapes, load_source, tensor_name
@@ -83,6 +84,7 @@ class _Importer:
         self.graph = Graph(name)
         self.env: dict[str, Value | np.ndarray] = {}
         self.consts: dict[Any, Value] = {}
+        self.decoded: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
         self.nodes = {n.name: n for n in frozen.graph_def.node}
         self.order = self._needed_in_order()
         readers: dict[str, list[str]] = {}
@@ -196,8 +198,12 @@ class _Importer:
             self.refusals.judge(node.name, node.op, conv, self._ctx(node, checking=True))
 
     def _ctx(self, node: Any, *, checking: bool = False) -> TFContext:
+        decoded = self.decoded.get(node.name)
+        if decoded is None:  # the check and the conversion of a node read its attributes once
+            decoded = self.decoded[node.name] = decode_attrs(self.tf, node)
         return TFContext(node, tf=self.tf, graph=None if checking else self.graph, view=self.view,
-                         consts=self.consts, source=self.source, checking=checking)
+                         consts=self.consts, source=self.source, checking=checking,
+                         decoded=decoded)
 
     def _convert(self, node: Any) -> None:
         if node.op in _SKIP or node.op == "Placeholder":
