@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TOLERANCES", "tolerance", "check_close", "rel_l2", "max_abs", "cosine", "sqnr_db",
-           "MODEL_REL_L2", "onnx_with_seeded_weights", "ACTIVATION_EXAMPLES", "torch_activation",
-           "activation_cases", "as_float64"]
+           "MODEL_REL_L2", "MODEL_TOLERANCES", "model_rel_l2", "onnx_with_seeded_weights",
+           "ACTIVATION_EXAMPLES", "torch_activation", "activation_cases", "as_float64"]
 
 # fp32 per-op default; every override is listed here with its reason.
 DEFAULT_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -38,6 +38,33 @@ TOLERANCES: dict[str, dict[str, float]] = {
 }
 # A whole model against its oracle (relative L2 distance).
 MODEL_REL_L2 = 1e-5
+# Whole models whose fp32 comparisons cannot stay within MODEL_REL_L2, each with its measured
+# reason; every other model is held to MODEL_REL_L2. Key: "<frontend>:<model>" (the input
+# size is the test's). Measured on keras.applications with fc.zoo.tf's seeded weights, two
+# seeded images (tests/frontend/tf/test_zoo.py): the source framework's own fp32 result (TF's
+# oneDNN kernels) lies more than half of 1e-5 from the same model in float64, so two correct
+# fp32 evaluations (Keras, fc's executor, the frozen .pb) can lie up to the sum of their errors
+# apart. The bounds are ~1.6x the largest distance measured.
+MODEL_TOLERANCES: dict[str, float] = {
+    # 32x32: Keras fp32 9.4e-6 from fp64, fc's executor 9.1e-6 (fused IR 8.2e-6); fused IR vs
+    # Keras 1.3e-5, the .pb of the IR for reconstruct vs fc 9.8e-6.
+    "tf:mobilenet_v2": 2e-5,
+    # 64x64: Keras fp32 2.9e-5 from fp64, fc's executor 2.5e-5 (fused IR 2.6e-5); fused IR vs
+    # Keras 3.8e-5, the .pb of the IR for reconstruct (TF's kernels) vs fc 3.6e-5.
+    "tf:resnet50": 6e-5,
+    # 64x64: Keras fp32 1.4e-5 from fp64, fc's executor 4.2e-6; fused IR vs Keras 1.5e-5, the
+    # .pb of the IR for reconstruct vs fc 1.3e-5.
+    "tf:efficientnet_b0": 2.5e-5,
+    # 75x75: Keras fp32 1.2e-5 from fp64, fc's executor 1.1e-5; fused IR vs Keras 1.6e-5, the
+    # .pb of the IR for reconstruct vs fc 1.6e-5.
+    "tf:inception_v3": 2.5e-5,
+}
+
+
+def model_rel_l2(key: str) -> float:
+    """The rel-L2 bound of whole model ``key`` ("tf:resnet50"): its ``MODEL_TOLERANCES`` row,
+    else ``MODEL_REL_L2``."""
+    return MODEL_TOLERANCES.get(key, MODEL_REL_L2)
 
 
 def tolerance(op: str | None = None) -> dict[str, float]:

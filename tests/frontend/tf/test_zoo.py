@@ -3,10 +3,12 @@ for reconstruct, the fused IR, the model imported from a saved .keras file and f
 frozen .pb, the reconstructed .pb and the trainable form; and a plain CNN's fused IR has no
 Transpose.
 
-The bound is ``MODEL_REL_L2`` or twice the model's float32 noise floor, when that is larger:
-the distance between Keras in float32 and the same model in float64 (random weights make a
-deep network amplify rounding; a translation error shows above that floor). MobileNetV2 runs
-by default; the other applications are ``slow``.
+Every comparison is held to rel-L2 ``MODEL_REL_L2`` (1e-5), except the models with a row in
+``fc.testing.MODEL_TOLERANCES`` and its measured reason: there Keras' own float32 result lies
+more than half of 1e-5 from the same model in float64 (TF's oneDNN kernels, random weights through
+a deep network), which the test checks, so that a row stays only while it is needed. Each IR is
+also held to the float64 model. MobileNetV2 runs by default; the other applications are
+``slow``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import fc.api
 from fc.frontend.tf import import_tf
 from fc.passes.pipeline import compile_graph
 from fc.reconstruct.tf import TFModel, freeze
-from fc.testing import MODEL_REL_L2, check_close, rel_l2
+from fc.testing import MODEL_REL_L2, MODEL_TOLERANCES, check_close, model_rel_l2, rel_l2
 from fc.zoo.tf import _MODELS, get_model, sample_input
 
 P = pytest.param
@@ -63,8 +65,11 @@ def test_zoo_model(name: str, size: int, tmp_path: Path) -> None:
     k32 = np.asarray(model(x, training=False))
     k64 = np.asarray(float64_twin(model, name, size)(x.astype(np.float64), training=False))
     noise = rel_l2(k32, k64)
-    bound = max(MODEL_REL_L2, 2 * noise)
-    what = f"(fp32 noise {noise:.2g})"
+    bound = model_rel_l2(f"tf:{name}")
+    what = f"(Keras fp32 vs fp64 {noise:.2g})"
+    if f"tf:{name}" in MODEL_TOLERANCES:  # the row's reason still holds
+        assert noise > MODEL_REL_L2 / 2, f"{name}: Keras' fp32 noise {noise:.2g} no longer " \
+            "needs its MODEL_TOLERANCES row"
 
     graph = import_tf(model, input_shapes=x.shape)
     fused, _ = compile_graph(graph)
