@@ -1,6 +1,7 @@
 """Models the other frontends import, through the TF reconstructor: the frozen .pb (of both
-IRs) computes what the golden executor computes, within the model tolerance; the NCHW input
-of a channels-first model costs one Transpose at the .pb's input and none inside."""
+IRs) and the trainable form compute what the golden executor computes, within the model
+tolerance; the NCHW input of a channels-first CNN costs one Transpose at the .pb's input and
+none inside."""
 
 from __future__ import annotations
 
@@ -34,29 +35,74 @@ def mxnet_zoo(name: str):
     return load_mxnet(name)[0]
 
 
-def torch_zoo(name: str):
+def torch_zoo(name: str, shape: tuple[int, ...] | None = None):
     from fc.frontend.torch import import_torch
+    from fc.zoo.torch import ZOO
 
-    return import_torch(name).graph
+    build, full = ZOO[name]
+    return import_torch(build(seed=0), input_shapes=[shape or full]).graph
 
 
-@pytest.mark.parametrize(("load", "name"), [
-    P(onnx_light, "squeezenet", id="onnx_squeezenet"),
-    P(onnx_light, "inception_v2", id="onnx_inception_v2", marks=pytest.mark.slow),
-    P(mxnet_zoo, "resnet18_v1", id="mxnet_resnet18_v1", marks=pytest.mark.slow),
-    P(mxnet_zoo, "mobilenetv2_0.5", id="mxnet_mobilenetv2", marks=pytest.mark.slow),
-    P(torch_zoo, "resnet18", id="torch_resnet18", marks=pytest.mark.slow),
-])
+# The models the other frontends' tests compile (tests/frontend/onnx/test_model_zoo.py,
+# tests/frontend/mxnet/test_zoo_import.py, tests/frontend/torch/test_zoo.py); the lean ones
+# in the default run, the rest slow.
+ONNX_LIGHT = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
+              "shufflenet", "squeezenet", "vgg19", "zfnet512")
+ONNX_LEAN = {"squeezenet"}
+MXNET_LEAN: set[str] = set()
+TORCH_SMALL = (("resnet18", (1, 3, 64, 64)), ("unet", (1, 3, 32, 32)),
+               ("vit_tiny", (1, 3, 32, 32)), ("centernet_resnet18", (1, 3, 64, 64)))
+TORCH_LEAN = {"vit_tiny"}
+#: fc.zoo.torch.ZOO's names (importing it at collection would import torch)
+TORCH_ZOO = ("resnet18", "resnet50", "mobilenet_v2", "vgg16_bn", "unet", "centernet_resnet18",
+             "vit_tiny")
+
+
+def _cases() -> list:
+    from fc.zoo.mxnet import MODEL_NAMES
+
+    slow = pytest.mark.slow
+    cases = [P(onnx_light, n, id=f"onnx_{n}", marks=() if n in ONNX_LEAN else slow)
+             for n in ONNX_LIGHT]
+    cases += [P(mxnet_zoo, n, id=f"mxnet_{n}", marks=() if n in MXNET_LEAN else slow)
+              for n in MODEL_NAMES]
+    cases += [P(lambda n, _s=shape: torch_zoo(n, _s), n, id=f"torch_{n}_{shape[2]}",
+                marks=() if n in TORCH_LEAN else slow) for n, shape in TORCH_SMALL]
+    cases += [P(torch_zoo, n, id=f"torch_{n}", marks=slow) for n in TORCH_ZOO]
+    return cases
+
+
+def test_every_torch_zoo_model_is_a_case() -> None:
+    from fc.zoo.torch import ZOO
+
+    assert set(TORCH_ZOO) == set(ZOO)
+
+
+@pytest.mark.parametrize(("load", "name"), _cases())
 def test_other_frontends_models(load, name: str) -> None:
+    """Golden executor (both IRs) vs the reconstructed .pb (both IRs) and the trainable form,
+    within the model tolerance; the frontend's own tests hold the golden executor to the
+    source framework."""
+    from fc.reconstruct.tf import TFModel
+
     graph = load(name)
     fused, _ = compile_graph(graph)
     feeds = {v.name: np.random.default_rng(0).standard_normal(v.shape).astype(v.dtype)
              for v in graph.inputs}
+    golden = {}
     for which, g in (("reconstruct IR", graph), ("fused IR", fused)):
         frozen = freeze(g)
-        golden = fc.api.run(g, feeds)
+        golden[which] = fc.api.run(g, feeds)
         got = frozen.run(feeds)
-        for k in golden:
-            check_close(got[k], golden[k], rel_l2_max=MODEL_REL_L2, what=f"{which} {k}")
+        for k in golden[which]:
+            check_close(got[k], golden[which][k], rel_l2_max=MODEL_REL_L2,
+                        what=f".pb of the {which} {k}")
         transposes = [n.name for n in frozen.graph_def.node if n.op == "Transpose"]
-        assert len(transposes) <= len(g.inputs) + len(g.outputs), transposes
+        if "Transpose" not in g.op_histogram():  # a CNN (a transformer permutes its heads)
+            assert len(transposes) <= len(g.inputs) + len(g.outputs), transposes
+    trained = TFModel(graph)(*(feeds[v.name] for v in graph.inputs))
+    outs = trained if isinstance(trained, list) else [trained]
+    assert len(outs) == len(graph.outputs)
+    for v, t in zip(graph.outputs, outs):
+        check_close(np.asarray(t), golden["reconstruct IR"][v.name], rel_l2_max=MODEL_REL_L2,
+                    what=f"trainable form {v.name}")
