@@ -89,8 +89,10 @@ class _Importer:
         self.order = self._needed_in_order()
         readers: dict[str, list[str]] = {}
         read = set(frozen.outputs)
+        #: node name -> its data inputs as tensor names (read three times per node)
+        self.inputs_of = {n.name: GraphView.data_inputs(n) for n in self.order}
         for n in self.order:
-            for i in GraphView.data_inputs(n):
+            for i in self.inputs_of[n.name]:
                 readers.setdefault(i.split(":")[0], []).append(n.name)
                 read.add(i)
         for t in frozen.outputs:  # a graph output counts as a reader
@@ -185,7 +187,7 @@ class _Importer:
             if node.op in ("Const", *_SHAPE_OPS):
                 consts.add(node.name)
             elif node.op not in ("Placeholder", *_SKIP) and all(
-                    i.split(":")[0] in consts for i in GraphView.data_inputs(node)):
+                    i.split(":")[0] in consts for i in self.inputs_of[node.name]):
                 consts.add(node.name)
         return consts
 
@@ -208,7 +210,7 @@ class _Importer:
     def _convert(self, node: Any) -> None:
         if node.op in _SKIP or node.op == "Placeholder":
             return
-        inputs = GraphView.data_inputs(node)
+        inputs = self.inputs_of[node.name]
         if node.op == "Const":
             where = f"{self.source}: node {node.name!r} (Const)"
             arr = const_array(self.tf, node.attr["value"].tensor, where)
