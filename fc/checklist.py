@@ -670,9 +670,11 @@ def load_models(path: str | os.PathLike) -> list[ModelEntry]:
     ``model`` only when that file exists there: it may be a zoo name)."""
     import yaml
 
+    from fc.yamlio import safe_load
+
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ChecklistError(f"{path}: models file not found") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -128,6 +128,15 @@ class _HeldLog(logging.Handler):
             print(self.format(r), file=sys.stderr)
 
 
+def _one_line(text: str) -> str:
+    """An error message as fcc prints it: one line whatever user text it quotes (line breaks
+    and other control characters escaped, lone surrogates escaped so stderr can encode them)."""
+    if text.isprintable():
+        return text
+    out = "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+    return out.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _run(args: Any) -> int:
     from fc.errors import FcError
     from fc.limits import limits, parse_size
@@ -153,7 +162,7 @@ def _run(args: Any) -> int:
         if isinstance(e, FcError):
             if args.debug:
                 raise
-            print(f"fcc: error: {e}", file=sys.stderr)
+            print(f"fcc: error: {_one_line(str(e))}", file=sys.stderr)
             return 2
         if isinstance(e, BrokenPipeError):  # `fcc complexity ... | head`: the reader left
             sys.stderr.close()

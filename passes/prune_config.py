@@ -46,9 +46,11 @@ def _ratio(path: Path, key: str, v: Any) -> float:
 def load_prune_config(path: str | os.PathLike) -> PruneConfig:
     import yaml
 
+    from fc.yamlio import safe_load
+
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FcError(f"{path}: pruning config not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:

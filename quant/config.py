@@ -164,7 +164,7 @@ class QuantConfig:
         out = {}
         names = None if graph is None else {n.name for n in graph}
         for name, v in layers.items():
-            key = f"{where}: QUAN.qconfig.layers.{name}"
+            key = f"{where}: QUAN.qconfig.layers.{_shown(name)}"
             if names is not None and str(name) not in names:
                 raise ConfigError(f"{key}: no node of that name in graph {graph.name!r}")
             if v == "float":
@@ -183,9 +183,11 @@ class QuantConfig:
             return v or {}, str(self.path)
         import yaml
 
+        from fc.yamlio import safe_load
+
         where = f"{self.path}: QUAN.qconfig.layers file {v}"
         try:
-            doc = yaml.safe_load(Path(v).read_text(encoding="utf-8"))
+            doc = safe_load(Path(v).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{where}: cannot read ({e})") from None
         except yaml.YAMLError as e:
@@ -208,6 +210,14 @@ class QuantConfig:
             raise ConfigError(f"{self.path}: QUAN.strategy: {e}") from None
 
 
+def _shown(name: Any) -> str:
+    """A key as a message shows it: as written if printable, else quoted with escapes (found
+    by fc.fuzz: a key holding a newline or a lone surrogate made the error two lines, or
+    unprintable on stderr)."""
+    text = str(name)
+    return text if text.isprintable() else ascii(text)
+
+
 def _flatten(doc: Mapping[str, Any], path: Path, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in doc.items():
@@ -222,7 +232,7 @@ def _flatten(doc: Mapping[str, Any], path: Path, prefix: str = "") -> dict[str, 
             out.update(_flatten(v, path, key + "."))
         else:
             near = sorted(x for x in KEYS if x.startswith(prefix))
-            raise ConfigError(f"{path}: unknown key {key} (known here: "
+            raise ConfigError(f"{path}: unknown key {_shown(key)} (known here: "
                               f"{', '.join(x[len(prefix):] for x in near)})")
     return out
 
@@ -237,6 +247,8 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     line) win over the file, and their relative paths are relative to the current directory."""
     import yaml
 
+    from fc.yamlio import safe_load
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -245,7 +257,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config ({e})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -260,7 +272,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     resolved_from: dict[str, Path] = {k: base for k in flat}
     for k, v in (overrides or {}).items():
         if k not in KEYS:
-            raise ConfigError(f"override {k}: unknown key (known: {', '.join(KEYS)})")
+            raise ConfigError(f"override {_shown(k)}: unknown key (known: {', '.join(KEYS)})")
         if v is not None:
             flat[k] = v
             resolved_from[k] = Path.cwd()

@@ -293,8 +293,10 @@ def _lowrank_config(path: str) -> tuple[dict | None, dict[str, dict], list[str]]
     """(default choice, per-layer choices, exclude) from a lowrank YAML file."""
     import yaml
 
+    from fc.yamlio import safe_load
+
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        doc = safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise FcError(f"{path}: low-rank config not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:

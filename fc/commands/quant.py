@@ -98,6 +98,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     from fc.quant.config import ConfigError
+    from fc.yamlio import safe_load
 
     out: dict[str, Any] = {}
     for dest, key in _FLAGS.items():
@@ -109,7 +110,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            out[key.strip()] = safe_load(text)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: VALUE is not valid YAML") from None
     return out

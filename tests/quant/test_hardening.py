@@ -76,3 +76,129 @@ def test_malformed_image_list_line_is_one_line(line: str, fragment: str, tmp_pat
         read_dataset(path, tmp_path, num_classes=10)
     assert str(err.value).startswith(f"{path}:2: ") and "\n" not in str(err.value)
     assert fragment in str(err.value), str(err.value)
+
+
+# -- YAML only YAML can say (fc.yamlio) ------------------------------------------------------
+
+def _alias_bomb() -> str:
+    """490 bytes that are 9^9 (387 million) strings once walked or printed."""
+    levels = ['&l0 ["ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha"]']
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "[" + ", ".join(levels) + "]"
+
+
+_CONFIG = """MODEL:
+    graph: 'g_graph.json'
+QUAN:
+    strategy: {value}
+    qconfig:
+        image_path: 'imgs'
+"""
+
+
+@pytest.fixture
+def alarm():  # noqa: ANN201
+    """A case that regresses hangs: fail after 20 s instead."""
+    import signal
+
+    def expire(signum, frame):  # noqa: ANN001
+        raise AssertionError("no answer after 20 s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    pytest.param(_alias_bomb(), "line 4: alias *l0: fc's configuration files take no YAML "
+                 "aliases", id="alias_bomb_9_to_the_9"),
+    pytest.param("[" * 3000 + "]" * 3000, "line 4: nested deeper than 64 levels",
+                 id="nested_3000_deep"),
+    pytest.param("2001-13-40", "line 4: timestamp value '2001-13-40' cannot be read "
+                 "(ValueError: month must be in 1..12)", id="unquoted_bad_date"),
+    pytest.param("9" * 5000, "line 4: int value '9999", id="5000_digit_integer"),
+    pytest.param("0x" + "f" * 5000, "has 20000 bits, more than a 64-bit integer",
+                 id="20000_bit_hex_integer"),
+    pytest.param("!!float x", "line 4: float value 'x' cannot be read", id="float_tag_on_text"),
+])
+def test_yaml_only_yaml_can_say_is_one_line(value: str, fragment: str, tmp_path, alarm) -> None:
+    """Before fc.yamlio: the alias bomb hung fcc, growing (its error message printed the
+    value), nesting was a RecursionError and the scalars ValueErrors, all tracebacks."""
+    (tmp_path / "g_graph.json").write_text("{}")
+    (tmp_path / "imgs").mkdir()
+    path = tmp_path / "q.yml"
+    path.write_text(_CONFIG.format(value=value))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: invalid YAML") and "\n" not in str(err.value)
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_every_yaml_reader_refuses_the_bomb(tmp_path, alarm, capsys) -> None:
+    """The pruning config, the checklist's models file, the low-rank config and
+    ``fcc quant --set`` read YAML through fc.yamlio too."""
+    from fc.checklist import load_models
+    from fc.commands.compress import _lowrank_config
+    from fc.passes.prune_config import load_prune_config
+
+    path = tmp_path / "x.yml"
+    path.write_text(f"layers: {_alias_bomb()}\n")
+    for read in (load_prune_config, load_models, _lowrank_config):
+        with pytest.raises(FcError) as err:
+            read(str(path))
+        assert "alias *l0" in str(err.value) and "\n" not in str(err.value), read
+    from fc.cli import main
+
+    assert main(["quant", "quantize", "--config", "cfg.yml", "--set",
+                 f"QUAN.strategy={_alias_bomb()}"]) == 2
+    assert capsys.readouterr().err.startswith("fcc: error: --set 'QUAN.strategy=[&l0")
+
+
+def test_plain_yaml_reads_as_before() -> None:
+    import yaml
+
+    from fc.yamlio import safe_load
+
+    text = "a: [1, 2.5, {b: c}]\nd: 2001-02-03\ne: ~\nf: 0x10\ng: 'x'\n"
+    assert safe_load(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param("a\nb", id="newline"),
+    pytest.param("\udb20\ude0f", id="lone_surrogates"),
+    pytest.param("x\x00y", id="nul"),
+])
+def test_unprintable_config_keys_are_one_printable_line(key: str, tmp_path, capsys) -> None:
+    """Found by the 10-minute quant-config run (14 of 21,940 cases): a key holding a line
+    break or lone surrogates (YAML's "\\u" escapes) made the unknown-key error two lines, and
+    one that fcc could not even print (UnicodeEncodeError on stderr)."""
+    import json
+
+    from fc.cli import main
+
+    (tmp_path / "g_graph.json").write_text("{}")
+    path = tmp_path / "q.yml"
+    path.write_text(json.dumps({"MODEL": {"graph": "g_graph.json", key: 1}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).isprintable(), str(err.value)
+    assert "unknown key 'MODEL." in str(err.value)
+    path.write_text(json.dumps({"MODEL": {"graph": "g_graph.json"},
+                                "QUAN": {"qconfig": {"layers": {key: []}}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).isprintable() and "QUAN.qconfig.layers.'" in str(err.value)
+    assert main(["quant", "quantize", "--config", str(path)]) == 2
+    err_text = capsys.readouterr().err
+    assert err_text.count("\n") == 1 and err_text[:-1].isprintable(), err_text
+    err_text.encode("utf-8")  # printable on any UTF-8 stderr
+
+
+def test_fcc_prints_any_error_as_one_encodable_line(monkeypatch, capsys) -> None:
+    """The CLI's own guard, for messages quoting user text from anywhere."""
+    from fc import cli
+
+    assert cli._one_line("node 'a\nb' \udb20: bad") == "node 'a\\nb' \\udb20: bad"
+    assert cli._one_line("plain é") == "plain é"
