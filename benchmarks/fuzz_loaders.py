@@ -97,7 +97,10 @@ def main() -> int:
     print(f"load average at the end: {_load()}")
     for r in reports:
         for kind, n in r.kinds.most_common():
-            print(f"{r.format}: {n} x {kind}: {r.examples[kind].message}")
+            # messages quote the mutated input: escaped, so that a lone surrogate or a line
+            # break cannot end the report (the quant-config run's UnicodeEncodeError)
+            message = r.examples[kind].message.encode("unicode_escape").decode("ascii")
+            print(f"{r.format}: {n} x {kind}: {message}")
     return 1 if any(r.failures for r in reports) else 0
 
 

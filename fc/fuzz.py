@@ -53,6 +53,8 @@ __all__ = ["FORMATS", "Format", "Failure", "Report", "run_case", "judge", "fuzz"
 
 #: seconds one case may take before it counts as a hang
 CASE_TIMEOUT = 20.0
+#: examples per hypothesis run (a timed run stops inside one: the rest are drawn, not run)
+ROUND = 500
 
 
 class Hang(Exception):
@@ -659,11 +661,41 @@ def _quant_target(data: bytes, tmp: Path) -> None:
     load_config(tmp / "q.yml")
 
 
+def _alias_bomb(levels: int) -> str:
+    parts = ['&l0 ["ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha"]']
+    parts += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+#: YAML a hand-edited or hostile config holds, which JSON cannot say: aliases (a 9^9-value
+#: bomb in 500 bytes), deep nesting, unquoted scalars that resolve to dates or huge integers
+#: and fail to construct, tags (python/object must never construct), merge keys
+_YAML_SNIPPETS = [_alias_bomb(9), _alias_bomb(3), "*nowhere", "&a 1", "{<<: *a}",
+                  "[" * 3000 + "]" * 3000, "{a: " * 200 + "1" + "}" * 200, "9" * 5000,
+                  "0x" + "f" * 5000, "-0b" + "1" * 100, "2001-13-40", "2001-02-03",
+                  "2001-02-03 04:05:06.7", "190:20:30", "1_000", ".inf", ".nan", "~", "''",
+                  "!!float x", "!!int 1.5", "!!binary ===", "!!timestamp x", "!!str", "!!set {a}",
+                  "!!omap [a: 1]", "!!python/object/apply:os.system [echo]", "!!python/name:os",
+                  "!custom x", "? [a, b]\n  : 1", "\t1", "'unterminated", "|\n  block\n  text",
+                  "[1, 2", "{a: 1, a: 2}", "@x", "`x`", "%TAG"]
+
+
 def _yaml_structural(data: Any, seed: bytes) -> bytes:
+    """JSON edits of the config as data (``_json_edit``), or a value's YAML text replaced by
+    a snippet only YAML can say (:data:`_YAML_SNIPPETS`)."""
+    import hypothesis.strategies as st
     import yaml
 
-    as_json = json.dumps(yaml.safe_load(seed)).encode()  # JSON is YAML
-    return _json_edit(data, as_json)
+    if data.draw(st.booleans()):
+        as_json = json.dumps(yaml.safe_load(seed)).encode()  # JSON is YAML
+        return _json_edit(data, as_json)
+    lines = seed.decode().splitlines()
+    for _ in range(data.draw(st.integers(1, 2))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        key, sep, _ = lines[i].partition(":")
+        lines[i] = f"{key}: {data.draw(st.sampled_from(_YAML_SNIPPETS))}" if sep else \
+            data.draw(st.sampled_from(_YAML_SNIPPETS))
+    return "\n".join(lines).encode()
 
 
 # -- TensorFlow frozen GraphDef (.pb) -------------------------------------------------------------
@@ -875,17 +907,18 @@ def _tar_bytewise(seed: bytes, edits: list[tuple[str, float, int, int]]) -> byte
     return _tar(members)
 
 
-def _small_keras_model() -> Any:
+def _small_keras_model(filters: int = 4, units: int = 5) -> Any:
     from fc._tf import import_tf
 
     import_tf()
     import keras
 
     keras.utils.set_random_seed(0)
-    return keras.Sequential([
-        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+    return keras.Sequential([  # named: the same bytes whatever Keras built before
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(filters, 3, padding="same", name="conv"),
         keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(name="relu"),
-        keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(5, name="fc")])
+        keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(units, name="fc")],
+        name="seed")
 
 
 def _saved_model_seeds() -> list[bytes]:
@@ -1042,7 +1075,8 @@ def _h5_seeds() -> list[bytes]:
     """The small conv net saved as a legacy Keras .h5 (model_config attribute, one group of
     datasets per layer)."""
     if "h5" not in _CACHE:
-        model = _small_keras_model()
+        # weights of 10 KB beside 20 KB of HDF5 structure: byte-wise edits reach both
+        model = _small_keras_model(16, 128)
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras' notice that .h5 is legacy
             model.save(Path(tmp) / "m.h5")
@@ -1094,6 +1128,15 @@ def _h5_structural(data: Any, seed: bytes) -> bytes:
                         st.booleans()) else h5py.SoftLink(data.draw(st.sampled_from(
                             ["/", "/model_weights", "/nope", f"/{name}"])))
         return path.read_bytes()
+
+
+def _h5_bytewise(seed: bytes, edits: list[tuple[str, float, int, int]]) -> bytes:
+    """Byte-wise edits of an HDF5 file, those that would shift its bytes mostly turned into
+    overwrites of the same length: HDF5 addresses are absolute, so after a shift h5py only
+    ever reports the end-of-file mismatch, and nothing deeper is tried."""
+    kept = [(("set" if op in ("insert", "delete", "duplicate") and value % 4 else op),
+             where, value, length) for op, where, value, length in edits]
+    return apply_bytes(seed, kept)
 
 
 def _h5_target(data: bytes, tmp: Path) -> None:
@@ -1241,7 +1284,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("tf-keras", _keras_seeds, _keras_target, _keras_structural),
     Format("tf-savedmodel", _saved_model_seeds, _saved_model_target, _saved_model_structural,
            _tar_bytewise),
-    Format("tf-h5", _h5_seeds, _h5_target, _h5_structural),
+    Format("tf-h5", _h5_seeds, _h5_target, _h5_structural, _h5_bytewise),
     Format("calibration-table", _calibration_seeds, _calibration_target,
            _calibration_structural),
     Format("image-list", lambda: [_IMAGE_LIST.encode()], _image_list_target,
@@ -1295,6 +1338,7 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
     comes first); count failures without stopping (``on_failure`` sees each one)."""
     import hypothesis.strategies as st
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import HypothesisDeprecationWarning
 
     report = Report(fmt.name)
     seeds = fmt.seeds()
@@ -1311,6 +1355,9 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
                 blob = base
         else:
             blob = (fmt.bytewise or apply_bytes)(base, data.draw(mutation(st)))
+        if time.monotonic() >= end or report.cases >= limit:
+            return  # the time is up: the rest of the round is drawn (the same way, or
+            # hypothesis calls the strategy flaky) but not run
         failure, outcome = judge(fmt, blob)
         report.add(failure, outcome, blob)
         if failure is not None and on_failure is not None:
@@ -1321,8 +1368,10 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
     rounds = 0
     while report.cases < limit and time.monotonic() < end:
         # hypothesis runs in rounds of examples (each round a fresh random seed, unless
-        # ``seed`` is given); failures are recorded, never raised, so nothing shrinks
-        chunk = int(min(20, limit - report.cases))
+        # ``seed`` is given); failures are recorded, never raised, so nothing shrinks. Long
+        # rounds: hypothesis opens each with its simplest examples, so short ones repeat
+        # those (rounds of 20 tried the same input again and again)
+        chunk = int(min(ROUND, limit - report.cases))
         run = settings(max_examples=chunk, deadline=None, database=None,
                        suppress_health_check=list(HealthCheck))(
             given(st.data())(one))
@@ -1331,7 +1380,11 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
         before = report.cases
         logging.disable(logging.WARNING)  # the importers' notes, thousands of times
         try:
-            run()
+            with warnings.catch_warnings():
+                # hypothesis' notice about _json_value's recursion, printed per example in
+                # the 10-minute quant-config run (12,000 lines of log)
+                warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+                run()
         finally:
             logging.disable(logging.NOTSET)
         rounds += 1
