@@ -4,8 +4,8 @@
     python benchmarks/fuzz_loaders.py --seconds 60 --formats onnx ir-npz --out fuzz_failures
 
 Each format (``fc.fuzz.FORMATS``: onnx, mxnet-symbol, mxnet-params, ir-json, ir-npz, torch-pt2,
-quant-config, tf-pb, tf-keras, tf-savedmodel, tf-h5, calibration-table, image-list) is fed
-inputs mutated byte-wise and structurally by hypothesis; a *failure* is anything but a result
+quant-config, tf-pb, tf-keras, tf-savedmodel, tf-h5, calibration-table, image-list, image) is
+fed inputs mutated byte-wise and structurally by hypothesis; a *failure* is anything but a result
 or one ``FcError`` line (another exception, a multi-line message, a case over 20 s, a
 MemoryError under the address-space cap). Progress is printed every 30 s; at the end, a table
 per format (each row from that format's own report): cases, distinct inputs among them, the

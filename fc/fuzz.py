@@ -18,7 +18,8 @@ Formats: ``onnx``, ``mxnet-symbol``, ``mxnet-params``, ``ir-json``, ``ir-npz``, 
 (``fcc compile torch m.pt2``), ``quant-config`` (the quantization YAML), ``tf-pb`` (a frozen
 GraphDef), ``tf-keras`` (``.keras``), ``tf-savedmodel`` (a SavedModel directory, carried as a
 tar whose files the byte-wise edits reach one at a time), ``tf-h5`` (a legacy Keras ``.h5``),
-``calibration-table`` and ``image-list`` (``fcc quant accuracy``'s labelled list).
+``calibration-table``, ``image-list`` (``fcc quant accuracy``'s labelled list) and ``image``
+(one calibration or evaluation image, loaded and preprocessed).
 
 :func:`run_case` judges one input; :func:`fuzz` runs a format for a number of cases or
 seconds and counts failures by kind (exception type and the fc source line it came from).
@@ -1203,6 +1204,59 @@ def _image_list_structural(data: Any, seed: bytes) -> bytes:
     return "\n".join(lines).encode("utf-8", "surrogatepass")
 
 
+# -- images (calibration folders, labelled lists) -------------------------------------------------
+
+def _image_seeds() -> list[bytes]:
+    """A 12x16 gradient in each format Pillow writes here that fc reads: PNG, JPEG, BMP, TIFF,
+    WebP (when Pillow has it), PPM."""
+    if "images" not in _CACHE:
+        from PIL import Image
+
+        y, x = np.mgrid[0:12, 0:16]
+        img = Image.fromarray(np.stack([x * 16, y * 20, (x + y) * 8], -1).astype(np.uint8))
+        out = []
+        for fmt in ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM"):
+            buf = io.BytesIO()
+            try:
+                img.save(buf, format=fmt)
+            except (KeyError, OSError):  # a Pillow without that codec
+                continue
+            out.append(buf.getvalue())
+        _CACHE["images"] = out
+    return _CACHE["images"]
+
+
+def _image_structural(data: Any, seed: bytes) -> bytes:
+    """A PNG's declared size or bit depth and colour type changed (its CRC recomputed, so
+    Pillow reads the header), or bytes of any format overwritten in place."""
+    import struct
+    import zlib
+
+    import hypothesis.strategies as st
+
+    if not seed.startswith(b"\x89PNG") or data.draw(st.booleans()):
+        return _h5_bytewise(seed, data.draw(mutation(st)))  # in place: headers stay aligned
+    width, height = (data.draw(st.sampled_from([0, 1, 7, 16, 12000, 30000, 2**31 - 1, 2**32 - 1]))
+                     for _ in range(2))
+    depth = data.draw(st.sampled_from([1, 2, 4, 8, 16, 3]))
+    colour = data.draw(st.sampled_from([0, 2, 3, 4, 6, 5]))
+    body = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    ihdr = struct.pack(">I", len(body)) + b"IHDR" + body + \
+        struct.pack(">I", zlib.crc32(b"IHDR" + body) & 0xFFFFFFFF)
+    return seed[:8] + ihdr + seed[8 + len(ihdr):]
+
+
+def _image_target(data: bytes, tmp: Path) -> None:
+    """What calibration and ``fcc quant accuracy`` do with each image: load it and
+    preprocess it to the model's input (8x8 RGB resized; grey, shorter side and crop)."""
+    from fc.quant.images import Preprocess
+
+    path = tmp / "x.img"
+    path.write_bytes(data)
+    Preprocess(8, 8, 3)(path)
+    Preprocess(8, 8, 1, resize=10, crop=8, channel_order="BGR")(path)
+
+
 # -- calibration table (JSON) ------------------------------------------------------------------
 
 def _calibration_seeds() -> list[bytes]:
@@ -1289,6 +1343,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            _calibration_structural),
     Format("image-list", lambda: [_IMAGE_LIST.encode()], _image_list_target,
            _image_list_structural),
+    Format("image", _image_seeds, _image_target, _image_structural),
 ]}
 
 

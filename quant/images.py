@@ -104,16 +104,45 @@ class Preprocess:
         return np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32)
 
 
+def _decoded_bytes(im: Any) -> int:
+    """Bytes Pillow holds for ``im`` decoded: 4 per pixel for images of several bands (RGB
+    too: Pillow keeps 32 bits a pixel), 4 for 32-bit modes, 2 for 16-bit, else 1."""
+    w, h = im.size
+    mode = im.mode
+    if len(im.getbands()) > 1 or mode in ("I", "F") or mode.startswith("I;32"):
+        per = 4
+    elif mode.startswith("I;16"):
+        per = 2
+    else:
+        per = 1
+    return int(w) * int(h) * per
+
+
 def load_image(path: str | os.PathLike, mode: str) -> Any:
-    """A Pillow image in ``mode`` ("RGB" or "L"); one line naming the file if unreadable."""
+    """A Pillow image in ``mode`` ("RGB" or "L"); one line naming the file if unreadable.
+
+    The size its header declares is judged by ``fc.limits`` before Pillow decodes it (a
+    small PNG or JPEG can declare 30000x30000 pixels), and Pillow's own decompression-bomb
+    check is one line too (its warning below that is silenced: fc's limit is the one)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from fc.limits import check_bytes
+
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                check_bytes(_decoded_bytes(im), f"{path}: image of {w}x{h} pixels ({im.mode}) "
+                                                "decoded")
+                im.load()
+                return im.convert(mode)
     except FileNotFoundError:
         raise FcError(f"{path}: image not found") from None
+    except Image.DecompressionBombError as e:
+        raise FcError(f"{path}: refused by Pillow as a decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise FcError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 

@@ -3,6 +3,7 @@ line naming the file."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fc.errors import FcError
@@ -202,3 +203,62 @@ def test_fcc_prints_any_error_as_one_encodable_line(monkeypatch, capsys) -> None
 
     assert cli._one_line("node 'a\nb' \udb20: bad") == "node 'a\\nb' \\udb20: bad"
     assert cli._one_line("plain é") == "plain é"
+
+
+# -- images: judged by the size their header declares ----------------------------------------
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` RGB pixels and holds almost nothing."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + \
+            struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_image_declaring_more_than_the_limit_is_refused_before_decoding(tmp_path) -> None:
+    """A 100-byte PNG declaring 12000 x 12000 RGB pixels: 549 MiB as Pillow holds it, above
+    the 512 MiB limit (and below Pillow's own bomb threshold, which would only warn)."""
+    from fc.quant.images import load_image
+
+    path = tmp_path / "big.png"
+    path.write_bytes(_png_header(12000, 12000))
+    assert path.stat().st_size < 200
+    with pytest.raises(FcError) as err:
+        load_image(path, "RGB")
+    assert str(err.value).startswith(f"{path}: image of 12000x12000 pixels (RGB) decoded "
+                                     "would take 549 MiB, above fc's limit of 512 MiB per "
+                                     "tensor (raise it with "), str(err.value)
+
+
+def test_pillow_decompression_bomb_is_one_line(tmp_path) -> None:
+    """30000 x 30000 pixels: Pillow raises DecompressionBombError at open (a traceback
+    before), whatever fc's limit."""
+    from fc.limits import limits
+    from fc.quant.images import load_image
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header(30000, 30000))
+    with limits(max_tensor_bytes=8 << 30), pytest.raises(FcError) as err:
+        load_image(path, "RGB")
+    assert str(err.value).startswith(f"{path}: refused by Pillow as a decompression bomb (")
+    assert "\n" not in str(err.value)
+
+
+def test_image_limit_counts_what_pillow_holds(tmp_path) -> None:
+    from PIL import Image
+
+    from fc.limits import limits
+    from fc.quant.images import load_image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(path)  # L: one byte a pixel
+    with limits(max_tensor_bytes=120_000):
+        assert load_image(path, "L").size == (400, 300)
+    with limits(max_tensor_bytes=119_999), pytest.raises(FcError, match="would take 117 KiB"):
+        load_image(path, "L")
