@@ -339,7 +339,7 @@ def _judge_keras_archive(path: Path) -> None:
     (:mod:`fc.frontend.tf.declared`)."""
     import zipfile
 
-    from fc.frontend.tf.declared import judge_h5, judge_npz
+    from fc.frontend.tf.declared import judge_h5, judge_npz, member_file
 
     budget = Budget(str(path))
     if path.suffix.lower() != ".keras":
@@ -355,7 +355,7 @@ def _judge_keras_archive(path: Path) -> None:
             # the weights file's datasets as declared (a small member can declare gigabytes)
             for name, judge in (("model.weights.h5", judge_h5), ("model.weights.npz", judge_npz)):
                 if name in names:
-                    with zf.open(name) as f:
+                    with member_file(path, zf, name) as f:
                         judge(f"{path}: {name}", f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
         return  # Keras' own error says it is not an archive
