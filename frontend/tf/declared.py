@@ -189,15 +189,20 @@ def _entries(buf: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
+#: bytes TF holds per element of a type without a fixed numpy size (string, variant,
+#: resource): a ``tstring`` is 24 bytes before its characters, the others are larger
+_OBJECT_ITEMSIZE = 24
+
+
 def _itemsize(tf: Any, dtype_enum: int) -> int | None:
-    """Bytes per element of a TF element type (``None``: strings, resources, variants and
-    unknown types, whose size the tensor's own byte count says)."""
+    """Bytes per element of a TF element type (``None``: not a TF type at all, which TF
+    refuses itself)."""
     try:
         dtype = tf.dtypes.as_dtype(dtype_enum)
         np_dtype = np.dtype(dtype.as_numpy_dtype)
     except (TypeError, ValueError, KeyError):
         return None
-    return None if np_dtype.kind in "OSUV" else np_dtype.itemsize
+    return _OBJECT_ITEMSIZE if np_dtype.kind in "OSUV" else np_dtype.itemsize
 
 
 def _dims(shape: Any) -> list[int] | None:
@@ -209,12 +214,14 @@ def _dims(shape: Any) -> list[int] | None:
 
 
 def _declared(tf: Any, dtype_enum: int, shape: Any) -> tuple[int, str] | None:
+    """``(bytes, "float32[2, 3]")`` of a declared tensor, ``None`` if its shape or type is
+    unknown (a string, variant or resource tensor counted at ``_OBJECT_ITEMSIZE`` bytes an
+    element: TF allocates that much for each before anything else)."""
     dims = _dims(shape)
     size = _itemsize(tf, dtype_enum)
     if dims is None or size is None:
         return None
-    name = np.dtype(tf.dtypes.as_dtype(dtype_enum).as_numpy_dtype).name
-    return math.prod(dims) * size, f"{name}{dims}"
+    return math.prod(dims) * size, f"{tf.dtypes.as_dtype(dtype_enum).name}{dims}"
 
 
 _VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "TemporaryVariable"})
@@ -235,6 +242,22 @@ def _judge_nodes(tf: Any, nodes: Any, where: str) -> None:
             found = _declared(tf, node.attr["dtype"].type, node.attr["shape"].shape)
             if found is not None:
                 check_bytes(found[0], f"{where}: variable {node.name!r} ({found[1]})")
+
+
+def _valid_tf_shape(dims: list[int]) -> bool:
+    """What TF's ``TensorShape`` CHECKs as it adds dims one by one: at most 254 of them,
+    none negative, and no running product above int64 ([2^31, 2^62, 0] aborts at the
+    second dim although it holds no element)."""
+    if len(dims) > 254:
+        return False
+    count = 1
+    for d in dims:
+        if d < 0:
+            return False
+        count *= d
+        if count > 2**63 - 1:
+            return False
+    return True
 
 
 def judge_saved_model(path: Path) -> None:
@@ -273,9 +296,9 @@ def judge_saved_model(path: Path) -> None:
     for key, entry in read_checkpoint_index(index).items():
         what = f"{index}: tensor {key!r}"
         dims = [int(d.size) for d in entry.shape.dim]
-        if entry.shape.unknown_rank or any(d < 0 for d in dims) or math.prod(dims) >= 2**62:
-            # TF's checkpoint reader aborts the process on these (found by fc.fuzz: a
-            # CHECK failure in TensorShape, no exception)
+        if entry.shape.unknown_rank or not _valid_tf_shape(dims):
+            # TF's checkpoint reader aborts the process on these (found by fc.fuzz: CHECK
+            # failures in TensorShape, no exception)
             shape = "an unknown rank" if entry.shape.unknown_rank else f"shape {dims}"
             raise ImportError_(f"{what} declares {shape}, which no tensor has")
         found = _declared(tf, entry.dtype, entry.shape)

@@ -257,6 +257,16 @@ def _index_entry_negative_dim(path: Path) -> str:
     return _index_entry_declares(path, (3, 3, -3, 4))
 
 
+def _index_entry_overflowing_dims(path: Path) -> str:
+    """Found by the 10-minute run: no element ([..., 0, ...]) but a running product above
+    int64 on the way, the same abort."""
+    return _index_entry_declares(path, (2**31 - 1, 2**62, 0, 1, 2**62))
+
+
+def _index_entry_255_dims(path: Path) -> str:
+    return _index_entry_declares(path, (1,) * 255)
+
+
 def _entry(value: bytes):  # noqa: ANN202
     from tensorflow.core.protobuf import tensor_bundle_pb2
 
@@ -322,6 +332,8 @@ def _index_garbage(path: Path) -> str:
 SAVED_MODEL_CASES = {
     "checkpoint_entry_2e8": _index_entry_declares,
     "checkpoint_entry_negative_dim": _index_entry_negative_dim,
+    "checkpoint_entry_overflowing_dims": _index_entry_overflowing_dims,
+    "checkpoint_entry_255_dims": _index_entry_255_dims,
     "object_graph_variable_1e8": _object_graph_variable,
     "function_constant_2e8": _function_constant,
     "var_handle_op_1e9": _variable_op,
@@ -488,3 +500,27 @@ def test_h5_and_keras_limits_count_every_dataset(sources: Path, tmp_path: Path, 
         assert "(float32[3, 3, 3, 4]) would take 432 B, above fc's limit of 100 B" in \
             capsys.readouterr().err
         assert main(["compile", "tf", str(sources / name), "-o", str(out), "--no-png"]) == 0
+
+
+def test_string_constant_is_judged_by_its_element_count(sources: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """A DT_STRING Const declared [3e7] with no value: TF makes 3e7 empty strings (24 bytes
+    each, 687 MiB) before anything reads them."""
+    path = _copy_saved(sources, tmp_path)
+
+    def edit(meta) -> None:
+        for fn in meta.graph_def.library.function:
+            for node in fn.node_def:
+                if node.op == "Const" and fn.signature.name.startswith("__inference___call_"):
+                    t = node.attr["value"].tensor
+                    node.attr["dtype"].type = t.dtype = 7  # DT_STRING
+                    t.ClearField("tensor_content")
+                    t.ClearField("int_val")
+                    del t.tensor_shape.dim[:]
+                    t.tensor_shape.dim.add(size=30_000_000)
+                    return
+
+    _edit_saved_model(path, edit)
+    assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert "attribute 'value' (string[30000000]) would take 687 MiB" in err, err
