@@ -27,7 +27,9 @@ M0 = 2^30 stands for 1/2 there, and rounding twice differs from one rounding on 
 accumulators.
 
 **Accumulation.** numpy's integer matmul has no BLAS and is far too slow, so int8 products
-are summed in float64 BLAS, which is exact: each product of (q_x - z_x) in [-255, 255] and
+are summed in float BLAS: in float32 where every partial sum stays below 2^24 (``int_conv``
+slices the input channels so that each part does, and adds the parts in float64), else in
+float64, which is exact: each product of (q_x - z_x) in [-255, 255] and
 q_w in [-127, 127] is below 2^15 in magnitude, so every partial sum of K products is below
 K * 2^15, far below 2^53 (exactness holds for K < 2^38; a 3x3 convolution over 2048
 channels has K = 18,432).
@@ -71,18 +73,24 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndar
     return _rdbpot64(np.asarray(x, np.int64), exponent).astype(np.int32)
 
 
-def _rdbpot64(x64: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+def _rdbpot64(x64: np.ndarray, exponent: np.ndarray | int, inplace: bool = False) -> np.ndarray:
+    """``inplace``: ``x64`` is an int64 array the caller gives away (the result overwrites
+    it when the shapes allow)."""
     e = np.asarray(exponent, np.int64)
     if np.any((e < 0) | (e > 31)):
         raise ValueError(f"RoundingDivideByPOT exponent must be in 0..31, got {exponent}")
     half = (np.int64(1) << e) >> 1  # 0 for e = 0
-    if e.ndim == 0:
-        if int(e) == 0:
-            return x64
-        return (x64 + (half + (x64 >> 63))) >> e  # x >> 63: -1 for negatives
-    if np.all(e > 0):
-        return (x64 + (half + (x64 >> 63))) >> e
-    return (x64 + half + (x64 >> 63) * (half > 0)) >> e
+    if e.ndim == 0 and int(e) == 0:
+        return x64
+    nudge = x64 >> 63  # -1 for negatives
+    if not np.all(e > 0):
+        nudge *= half > 0
+    nudge += half
+    if inplace and np.broadcast_shapes(x64.shape, nudge.shape) == x64.shape:
+        x64 += nudge
+        x64 >>= e
+        return x64
+    return (x64 + nudge) >> e
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -140,21 +148,59 @@ def requantize(acc: np.ndarray, real: np.ndarray | float, *, rounding: str = "ge
     The result saturates to int32."""
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding {rounding!r} is not one of {ROUNDINGS}")
-    acc = np.asarray(acc, np.int64)
+    acc = np.asarray(acc)
+    if acc.dtype not in (np.int32, np.int64):
+        acc = acc.astype(np.int64)
     reals = np.asarray(real, np.float64)
     m0, n, left = quantize_multipliers(reals)
+    if rounding == "single" and np.any(31 + n - left < 1):
+        raise ValueError(f"requantization multiplier {reals.max()} >= 2^31")
+    # In blocks of ~16K values, so that the int64 temporaries stay in cache (the
+    # requantization is memory-bound: ~1.8x faster than whole-array passes): per channel,
+    # rows of one (image, channel) each with its own multiplier.
     if reals.ndim == 1 and reals.size > 1:
-        shape = (1, -1) + (1,) * (acc.ndim - 2)
-        m0, n, left = m0.reshape(shape), n.reshape(shape), left.reshape(shape)
+        a = np.ascontiguousarray(acc).reshape(acc.shape[0] * acc.shape[1], -1)
+        reps = acc.shape[0]
+        m0, n, left = (np.tile(v, reps).reshape(-1, 1) for v in (m0, n, left))
+    else:
+        a = np.ascontiguousarray(acc).reshape(-1, 1)
+        m0, n, left = (np.asarray(v).reshape(()) for v in (m0, n, left))
+    out = np.empty(a.shape, np.int32)
+    rows = max(1, _BLOCK // max(a.shape[1], 1))
+    per_row = np.ndim(m0) > 0
+    for r0 in range(0, a.shape[0], rows):
+        sl = slice(r0, r0 + rows)
+        p = (m0[sl], n[sl], left[sl]) if per_row else (m0, n, left)
+        out[sl] = _requantize_block(a[sl], *p, rounding)
+    return out.reshape(acc.shape)
+
+
+_BLOCK = 32768
+
+
+def _requantize_block(x: np.ndarray, m0: np.ndarray, n: np.ndarray, left: np.ndarray,
+                      rounding: str) -> np.ndarray:
+    """``requantize`` on one block (its parameters broadcast against it)."""
     if rounding == "single":
         s = 31 + n - left
-        if np.any(s < 1):
-            raise ValueError(f"requantization multiplier {reals.max()} >= 2^31")
-        a = np.clip(acc, INT32_MIN, INT32_MAX)
-        y = (a * m0 + (np.int64(1) << (s - 1))) >> s  # |a * m0| < 2^62
-        return np.clip(y, INT32_MIN, INT32_MAX).astype(np.int32)
-    a = np.clip(acc << left, INT32_MIN, INT32_MAX) if np.any(left) else acc
-    return multiply_by_quantized_multiplier(a, m0, n)
+        y = np.clip(x, INT32_MIN, INT32_MAX).astype(np.int64)
+        y *= m0
+        y += np.int64(1) << (s - 1)
+        y >>= s  # |a * m0| < 2^62
+        return np.clip(y, INT32_MIN, INT32_MAX)
+    if np.any(left):
+        x = np.clip(x.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    hi = np.multiply(x, m0, dtype=np.int64)  # SRDHM: floor((x * M0 + 2^30) / 2^31)
+    hi += np.int64(1 << 30)
+    hi >>= 31
+    nudge = hi >> 63  # RDBPOT (n in 0..31 from quantize_multipliers): + 2^(n-1) - [hi < 0]
+    half = (np.int64(1) << n) >> 1
+    if not np.all(n > 0):
+        nudge *= half > 0
+    nudge += half
+    hi += nudge
+    hi >>= n
+    return hi
 
 
 def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shift: np.ndarray | int
@@ -164,8 +210,10 @@ def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shif
     m = np.asarray(m0, np.int64)
     if np.any(m < 0):
         return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc, m0), shift)
-    hi = (np.asarray(acc, np.int64) * m + np.int64(1 << 30)) >> 31
-    return _rdbpot64(hi, shift).astype(np.int32)
+    hi = np.multiply(acc, m, dtype=np.int64)  # in place from here: one int64 array
+    hi += np.int64(1 << 30)
+    hi >>= 31
+    return _rdbpot64(hi, shift, inplace=True).astype(np.int32)
 
 
 def shift_round(acc: np.ndarray, k: np.ndarray | int) -> np.ndarray:
@@ -227,28 +275,72 @@ def avg_pool_sums(x: np.ndarray, *, kernel_shape: tuple[int, ...], strides: tupl
     return np.ascontiguousarray(sums), counts
 
 
+F32_EXACT = 2 ** 24
+"""Integers below 2^24 in magnitude are exact in float32, and so is every partial sum of
+int8 x int8 products while the sum of their magnitudes stays below it."""
+
+
+def _exact_float(wq: np.ndarray, w_zp: np.ndarray | int) -> np.ndarray:
+    """The (centred) integer weights as float32 (a float32/float64 array of integers with
+    zero point 0 is used as it is)."""
+    if wq.dtype in (np.float32, np.float64) and not np.any(w_zp):
+        return wq
+    zp = np.asarray(w_zp, np.float32)
+    return np.asarray(wq, np.float32) - (zp.reshape(-1, *(1,) * (wq.ndim - 1)) if zp.ndim else zp)
+
+
 def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int = 0, *,
              strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
              group: int) -> np.ndarray:
     """The int32 accumulators of a convolution of integers: sum (q_x - z_x)(q_w - z_w) over
-    each window (padding contributes 0, i.e. the zero point), exact through float64 BLAS."""
+    each window (padding contributes 0, i.e. the zero point), exact through float BLAS.
+
+    float32 when every partial sum is exact in it: K * max|x| * max|w| < 2^24 for K taps
+    per output (a depthwise conv always; an int8 1x1 conv up to K = 1032 input channels);
+    otherwise, for group 1, over slices of the input channels that each meet the bound,
+    the exact float32 parts summed in float64; else (grouped, wide K) in float64 (exact for
+    K < 2^38, see the module docstring)."""
     from fc.np_ops.registry import call
 
-    x = np.asarray(xq, np.float64) - np.float64(x_zp)
-    if wq.dtype == np.float64 and not np.any(w_zp):
-        w = wq  # already the integers as float64 (a cached weight)
-    else:
-        w = np.asarray(wq, np.float64) - np.asarray(w_zp, np.float64).reshape(-1, *(1,) * (wq.ndim - 1))
-    y = call("Conv", x, w, strides=strides, pads=pads, dilations=dilations, group=group)
+    x = np.asarray(xq, np.float32) - np.float32(x_zp)  # exact: |x| <= 2^16
+    w = _exact_float(wq, w_zp)
+    kw = dict(strides=strides, pads=pads, dilations=dilations, group=group)
+    xm = float(np.abs(x).max(initial=0.0))
+    wm = float(np.abs(w).max(initial=0.0))
+    taps = int(np.prod(w.shape[2:]))
+    if xm * wm * w.shape[1] * taps < F32_EXACT:
+        return _exact_int32(call("Conv", x, w.astype(np.float32, copy=False), **kw))
+    per = int((F32_EXACT - 1) // max(xm * wm * taps, 1.0))
+    if group == 1 and per >= 16:
+        w32 = w.astype(np.float32, copy=False)
+        acc = None
+        for c0 in range(0, w.shape[1], per):
+            part = call("Conv", np.ascontiguousarray(x[:, c0:c0 + per]),
+                        np.ascontiguousarray(w32[:, c0:c0 + per]), **kw)
+            acc = part.astype(np.float64) if acc is None else acc + part
+        return _exact_int32(acc)
+    y = call("Conv", x.astype(np.float64), w.astype(np.float64, copy=False), **kw)
     return _exact_int32(y)
 
 
 def int_matmul(aq: np.ndarray, a_zp: int, bq: np.ndarray, b_zp: np.ndarray | int = 0) -> np.ndarray:
-    """The int32 accumulators of (q_a - z_a) @ (q_b - z_b), exact through float64 BLAS."""
-    a = np.asarray(aq, np.float64) - np.float64(a_zp)
-    b = bq if bq.dtype == np.float64 and not np.any(b_zp) else (
-        np.asarray(bq, np.float64) - np.asarray(b_zp, np.float64))
-    return _exact_int32(a @ b)
+    """The int32 accumulators of (q_a - z_a) @ (q_b - z_b), exact through float BLAS
+    (float32 over slices of K that meet ``int_conv``'s bound, their parts summed in
+    float64)."""
+    a = np.asarray(aq, np.float32) - np.float32(a_zp)
+    b = bq if bq.dtype in (np.float32, np.float64) and not np.any(b_zp) else (
+        np.asarray(bq, np.float32) - np.asarray(b_zp, np.float32))
+    am = float(np.abs(a).max(initial=0.0))
+    bm = float(np.abs(b).max(initial=0.0))
+    per = int((F32_EXACT - 1) // max(am * bm, 1.0))
+    b32 = b.astype(np.float32, copy=False)
+    if per >= a.shape[-1]:
+        return _exact_int32(a @ b32)
+    acc = None
+    for k0 in range(0, a.shape[-1], per):
+        part = a[..., k0:k0 + per] @ b32[k0:k0 + per]
+        acc = part.astype(np.float64) if acc is None else acc + part
+    return _exact_int32(acc)
 
 
 def _exact_int32(y: np.ndarray) -> np.ndarray:

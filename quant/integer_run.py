@@ -7,7 +7,7 @@ integers as they are, and each layer whose output feeds a ``QuantizeLinear`` is 
 integers from the integers it reads:
 
 - Conv / Gemm: int32 accumulator sum((q_x - z_x) * q_w) + q_b (``fc.np_ops.integer``: exact
-  through float64 BLAS), requantized by M = s_x * s_w / s_out per output channel (gemmlowp
+  through float BLAS), requantized by M = s_x * s_w / s_out per output channel (gemmlowp
   fixed point; ``scale_shift_t``: one rounding shift by f_x + f_w - f_out), plus z_out;
 - residual Add: both inputs rescaled as TFLite does (left shift 20, each by
   s_i / (2 max(s_a, s_b)), the sum by 2 max(s_a, s_b) / (2^20 s_out); ``scale_shift_t``: each
@@ -90,6 +90,9 @@ class _P:
     hi: int = 127
 
 
+_UNUSED = np.zeros(0, np.float32)
+
+
 def _const(node: Node, i: int) -> np.ndarray:
     return node.inputs[i].const
 
@@ -108,7 +111,7 @@ class IntegerInterpreter(Interpreter):
         self.rounding = rounding
         self.overflow = overflow
         self.overflows: dict[str, int] = {}
-        self._w64: dict[str, np.ndarray] = {}  # layer -> its int8 weights as float64 (BLAS)
+        self._w64: dict[str, np.ndarray] = {}  # layer -> its int8 weights as float32 (BLAS)
         self.params: dict[str, _P] = {}      # value -> parameters of its integers
         self.out_q: dict[str, Node] = {}     # layer node -> the QuantizeLinear of its output
         self.float_nodes: list[Node] = []
@@ -150,6 +153,7 @@ class IntegerInterpreter(Interpreter):
                                                           for n in self.float_nodes))
         self._float_names = {n.name for n in self.float_nodes}
         self._int_q = {q.name for q in self.out_q.values()}
+        self._consts: dict[str, tuple[np.ndarray, ...]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def _weight(self, node: Node, i: int) -> tuple[np.ndarray, _P]:
@@ -188,7 +192,8 @@ class IntegerInterpreter(Interpreter):
         elif act:
             raise IntegerError(f"node {node.name!r} ({node.op_type}): fused activation {act!r} has "
                                "no integer form (only relu and clip are clamps)")
-        y = np.asarray(y, np.int64) + z
+        if z:
+            y = np.asarray(y, np.int64) + z
         return np.clip(y, lo, hi).astype(_const(q, 2).dtype)
 
     # -- execution -------------------------------------------------------------------------
@@ -208,13 +213,22 @@ class IntegerInterpreter(Interpreter):
                    * np.float32(self.params[v.name].scale)
                    for v, a in zip(node.inputs, args)]
             return super().run_node(node, deq)
+        if node.inputs and all(v is None or v.const is not None for v in node.inputs):
+            # a weight's DequantizeLinear: nothing for integer layers (they read the int8
+            # constant), computed once for a float node
+            if all(u.name in self.out_q for u in node.outputs[0].users):
+                return (_UNUSED,)
+            out = self._consts.get(node.name)
+            if out is None:
+                out = self._consts[node.name] = super().run_node(node, args)
+            return out
         return super().run_node(node, args)
 
     def _conv(self, node: Node, args: list[Any]) -> np.ndarray:
         xq = args[0]
         px = self.params[node.inputs[0].name]
         wq, pw = self._weight(node, 1)
-        acc = ia.int_conv(xq, int(px.zero), self._float64(node, wq), 0, strides=node.attrs["strides"],
+        acc = ia.int_conv(xq, int(px.zero), self._float_weights(node, wq), 0, strides=node.attrs["strides"],
                           pads=node.attrs["pads"], dilations=node.attrs["dilations"],
                           group=node.attrs["group"])
         return self._requant_layer(node, acc, px, pw)
@@ -226,14 +240,14 @@ class IntegerInterpreter(Interpreter):
                                "in integers")
         px = self.params[node.inputs[0].name]
         wq, pw = self._weight(node, 1)
-        w = self._float64(node, wq.T if a["transB"] else wq)
+        w = self._float_weights(node, wq.T if a["transB"] else wq)
         acc = ia.int_matmul(args[0], int(px.zero), w, 0)
         return self._requant_layer(node, acc, px, pw)
 
-    def _float64(self, node: Node, wq: np.ndarray) -> np.ndarray:
+    def _float_weights(self, node: Node, wq: np.ndarray) -> np.ndarray:
         w = self._w64.get(node.name)
         if w is None:
-            w = self._w64[node.name] = np.ascontiguousarray(wq, np.float64)
+            w = self._w64[node.name] = np.ascontiguousarray(wq, np.float32)
         return w
 
     def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:

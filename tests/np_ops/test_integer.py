@@ -113,6 +113,10 @@ CONVS = [
     pytest.param((1, 16, 10, 10), (32, 16, 1, 1), (2, 2), (0, 0, 0, 0), 1, id="1x1_stride2"),
     pytest.param((1, 8, 8, 8), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), 8, id="depthwise"),
     pytest.param((1, 64, 7, 7), (64, 64, 3, 3), (1, 1), (0, 1, 2, 1), 1, id="asymmetric_pads"),
+    # K = 4608 taps: past float32's exact range, summed over input-channel slices
+    pytest.param((1, 512, 7, 7), (16, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1, id="wide_k_sliced"),
+    # a grouped conv past it: float64
+    pytest.param((1, 512, 6, 6), (8, 256, 3, 3), (1, 1), (1, 1, 1, 1), 2, id="wide_k_grouped"),
 ]
 
 
