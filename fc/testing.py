@@ -40,11 +40,13 @@ TOLERANCES: dict[str, dict[str, float]] = {
 MODEL_REL_L2 = 1e-5
 # Whole models whose fp32 comparisons cannot stay within MODEL_REL_L2, each with its measured
 # reason; every other model is held to MODEL_REL_L2. Key: "<frontend>:<model>" (the input
-# size is the test's). Measured on keras.applications with fc.zoo.tf's seeded weights, two
-# seeded images (tests/frontend/tf/test_zoo.py): the source framework's own fp32 result (TF's
-# oneDNN kernels) lies more than half of 1e-5 from the same model in float64, so two correct
-# fp32 evaluations (Keras, fc's executor, the frozen .pb) can lie up to the sum of their errors
-# apart. The bounds are ~1.6x the largest distance measured.
+# size is the test's). The reason is always one: an fp32 result of the model (the source
+# framework's, fc's executor's or the frozen .pb's) lies more than half of 1e-5 from the same
+# model in float64 (random weights through a deep network amplify rounding), so two correct
+# fp32 evaluations can lie up to the sum of their errors apart; the tests check that it still
+# holds. The "tf:" rows are measured on keras.applications with fc.zoo.tf's seeded weights and
+# two seeded images (tests/frontend/tf/test_zoo.py; "Keras fp32" = TF's oneDNN kernels). The
+# bounds are ~1.6x the largest distance measured.
 MODEL_TOLERANCES: dict[str, float] = {
     # 32x32: Keras fp32 9.4e-6 from fp64, fc's executor 9.1e-6 (fused IR 8.2e-6); fused IR vs
     # Keras 1.3e-5, the .pb of the IR for reconstruct vs fc 9.8e-6.
@@ -58,6 +60,11 @@ MODEL_TOLERANCES: dict[str, float] = {
     # 75x75: Keras fp32 1.2e-5 from fp64, fc's executor 1.1e-5; fused IR vs Keras 1.6e-5, the
     # .pb of the IR for reconstruct vs fc 1.6e-5.
     "tf:inception_v3": 2.5e-5,
+    # 224x224, seeded weights (fc.zoo.mxnet), the .pb of the IR against fc's executor
+    # (tests/reconstruct/tf/test_models.py): fc's executor in fp32 lies 1.3e-5 (fused IR 1.4e-5)
+    # from itself in float64, the .pb (TF's kernels) 1.6e-5 / 1.4e-5; .pb vs fc 1.2e-5. In
+    # float64 the two agree to 3.4e-14: rounding, not semantics.
+    "mxnet:resnet50_v1b": 2e-5,
 }
 
 

@@ -172,9 +172,10 @@ def conv_transpose(ctx: LowerContext, x: Lt, w: Lt, b: Lt | None = None, *,
 def batch_norm(ctx: LowerContext, x: Lt, scale: Lt, b: Lt, mean: Lt, var: Lt, *, epsilon: float
                ) -> Lt:
     """Inference batch norm; 4-D as Keras emits it (FusedBatchNormV3, NHWC). The running
-    statistics are never trained."""
+    statistics are never trained. FusedBatchNorm has no float64 kernel: a float64 graph (the
+    exact-arithmetic run of a test) takes the unfused ops."""
     tf = ctx.tf
-    if x.rank == 4:
+    if x.rank == 4 and x.dtype != "float64":
         y = tf.raw_ops.FusedBatchNormV3(
             x=ctx.nhwc(x), scale=ctx.weight(scale), offset=ctx.weight(b),
             mean=ctx.weight(mean, trainable=False), variance=ctx.weight(var, trainable=False),
