@@ -43,7 +43,8 @@ import numpy as np
 
 __all__ = ["INT32_MIN", "INT32_MAX", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_pot", "quantize_multiplier", "multiply_by_quantized_multiplier",
-           "quantize_multipliers", "shift_round", "requantize", "div_round", "div_round_away",
+           "quantize_multipliers", "shift_round", "requantize", "add_rescaled", "div_round",
+           "div_round_away",
     "ROUNDINGS", "avg_pool_sums",
            "int_conv", "int_matmul"]
 
@@ -178,6 +179,31 @@ def requantize(acc: np.ndarray, real: np.ndarray | float, *, rounding: str = "ge
 _BLOCK = 32768
 
 
+def add_rescaled(a: np.ndarray, b: np.ndarray, left: int, reals: tuple[float, float, float], *,
+                 rounding: str = "gemmlowp") -> np.ndarray:
+    """TFLite's integer Add on same-shaped (centred) integers, in cache-sized blocks:
+    requantize(requantize(a << left, r_a) + requantize(b << left, r_b), r_out), each
+    ``requantize`` with ``rounding`` (the same integers as the three whole-array calls)."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding {rounding!r} is not one of {ROUNDINGS}")
+    params = [tuple(np.asarray(v).reshape(()) for v in quantize_multipliers(np.float64(r)))
+              for r in reals]
+    if rounding == "single" and any(31 + n - lf < 1 for _, n, lf in params):
+        raise ValueError(f"requantization multiplier {max(reals)} >= 2^31")
+    fa, fb = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
+    out = np.empty(fa.shape, np.int32)
+    for i in range(0, fa.size, _BLOCK):
+        sl = slice(i, i + _BLOCK)
+        ra = _requantize_block(fa[sl].astype(np.int64) << left, *params[0], rounding)
+        rb = _requantize_block(fb[sl].astype(np.int64) << left, *params[1], rounding)
+        if rounding == "single":  # (the single path clips to int32 already)
+            ra += rb
+        else:
+            ra = ra.astype(np.int32).astype(np.int64) + rb.astype(np.int32)
+        out[sl] = _requantize_block(ra, *params[2], rounding)
+    return out.reshape(np.shape(a))
+
+
 def _requantize_block(x: np.ndarray, m0: np.ndarray, n: np.ndarray, left: np.ndarray,
                       rounding: str) -> np.ndarray:
     """``requantize`` on one block (its parameters broadcast against it)."""
@@ -291,7 +317,7 @@ def _exact_float(wq: np.ndarray, w_zp: np.ndarray | int) -> np.ndarray:
 
 def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int = 0, *,
              strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
-             group: int) -> np.ndarray:
+             group: int, cache: dict | None = None) -> np.ndarray:
     """The int32 accumulators of a convolution of integers: sum (q_x - z_x)(q_w - z_w) over
     each window (padding contributes 0, i.e. the zero point), exact through float BLAS.
 
@@ -299,14 +325,19 @@ def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int =
     per output (a depthwise conv always; an int8 1x1 conv up to K = 1032 input channels);
     otherwise, for group 1, over slices of the input channels that each meet the bound,
     the exact float32 parts summed in float64; else (grouped, wide K) in float64 (exact for
-    K < 2^38, see the module docstring)."""
+    K < 2^38, see the module docstring). ``cache``: a dict kept by the caller for this
+    weight (its max |w| and channel slices are computed once)."""
     from fc.np_ops.registry import call
+
+    cache = {} if cache is None else cache
 
     x = np.asarray(xq, np.float32) - np.float32(x_zp)  # exact: |x| <= 2^16
     w = _exact_float(wq, w_zp)
     kw = dict(strides=strides, pads=pads, dilations=dilations, group=group)
     xm = float(np.abs(x).max(initial=0.0))
-    wm = float(np.abs(w).max(initial=0.0))
+    wm = cache.get("max")
+    if wm is None:
+        wm = cache["max"] = float(np.abs(w).max(initial=0.0))
     taps = int(np.prod(w.shape[2:]))
     if xm * wm * w.shape[1] * taps < F32_EXACT:
         return _exact_int32(call("Conv", x, w.astype(np.float32, copy=False), **kw))
@@ -315,8 +346,10 @@ def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int =
         w32 = w.astype(np.float32, copy=False)
         acc = None
         for c0 in range(0, w.shape[1], per):
-            part = call("Conv", np.ascontiguousarray(x[:, c0:c0 + per]),
-                        np.ascontiguousarray(w32[:, c0:c0 + per]), **kw)
+            ws = cache.get((c0, per))
+            if ws is None:
+                ws = cache[(c0, per)] = np.ascontiguousarray(w32[:, c0:c0 + per])
+            part = call("Conv", np.ascontiguousarray(x[:, c0:c0 + per]), ws, **kw)
             acc = part.astype(np.float64) if acc is None else acc + part
         return _exact_int32(acc)
     y = call("Conv", x.astype(np.float64), w.astype(np.float64, copy=False), **kw)

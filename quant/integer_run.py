@@ -154,6 +154,7 @@ class IntegerInterpreter(Interpreter):
         self._float_names = {n.name for n in self.float_nodes}
         self._int_q = {q.name for q in self.out_q.values()}
         self._consts: dict[str, tuple[np.ndarray, ...]] = {}
+        self._wcache: dict[str, dict] = {}  # Conv -> int_conv's cache of its weight
 
     # -- helpers ---------------------------------------------------------------------------
     def _weight(self, node: Node, i: int) -> tuple[np.ndarray, _P]:
@@ -230,7 +231,7 @@ class IntegerInterpreter(Interpreter):
         wq, pw = self._weight(node, 1)
         acc = ia.int_conv(xq, int(px.zero), self._float_weights(node, wq), 0, strides=node.attrs["strides"],
                           pads=node.attrs["pads"], dilations=node.attrs["dilations"],
-                          group=node.attrs["group"])
+                          group=node.attrs["group"], cache=self._wcache.setdefault(node.name, {}))
         return self._requant_layer(node, acc, px, pw)
 
     def _gemm(self, node: Node, args: list[Any]) -> np.ndarray:
@@ -312,10 +313,13 @@ class IntegerInterpreter(Interpreter):
             return self._finish(node, ia.shift_round(y, f - fo))
         left = 20
         twice_max = 2 * max(float(pa.scale), float(pb.scale))
-        sa = ia.requantize(a << left, float(pa.scale) / twice_max, rounding=self.rounding)
-        sb = ia.requantize(b << left, float(pb.scale) / twice_max, rounding=self.rounding)
-        y = ia.requantize(sa.astype(np.int64) + sb, twice_max / ((1 << left) * float(po.scale)),
-                          rounding=self.rounding)
+        reals = (float(pa.scale) / twice_max, float(pb.scale) / twice_max,
+                 twice_max / ((1 << left) * float(po.scale)))
+        if a.shape == b.shape:
+            return self._finish(node, ia.add_rescaled(a, b, left, reals, rounding=self.rounding))
+        sa = ia.requantize(a << left, reals[0], rounding=self.rounding)
+        sb = ia.requantize(b << left, reals[1], rounding=self.rounding)
+        y = ia.requantize(sa.astype(np.int64) + sb, reals[2], rounding=self.rounding)
         return self._finish(node, y)
 
     def _globalaveragepool(self, node: Node, args: list[Any]) -> np.ndarray:

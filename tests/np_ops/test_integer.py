@@ -178,3 +178,20 @@ def test_div_round_is_half_even_on_exact_quotients(den):
 
     num = np.arange(-3 * den - 7, 3 * den + 8, dtype=np.int64)
     assert div_round(num, den).tolist() == [round(Fraction(int(n), den)) for n in num]
+
+
+@pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
+def test_blocked_add_is_the_three_requantizations(rounding):
+    """``add_rescaled`` (blocked) equals TFLite's Add written as three whole-array
+    ``requantize`` calls, over more than one block, at int8/uint8 extremes."""
+    from fc.np_ops.integer import add_rescaled, requantize
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(-255, 256, (2, 3, 150, 151)).astype(np.int64)
+    b = rng.integers(-255, 256, a.shape).astype(np.int64)
+    a.flat[:4] = [-255, 255, 0, -1]
+    for reals in ((0.5, 0.3125, 2.1e-6), (0.41, 0.5, 7.7e-7), (0.5, 0.5, 1.9e-6)):
+        want = requantize(requantize(a << 20, reals[0], rounding=rounding).astype(np.int64)
+                          + requantize(b << 20, reals[1], rounding=rounding), reals[2],
+                          rounding=rounding)
+        np.testing.assert_array_equal(add_rescaled(a, b, 20, reals, rounding=rounding), want)
