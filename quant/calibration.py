@@ -202,7 +202,7 @@ class TensorStats:
         return self.hist[half:] + self.hist[:half][::-1]
 
 
-_CHUNK = 1 << 16  # elements binned at a time: the scratch (float32 + int32) stays in L2
+_CHUNK = 1 << 15  # elements binned at a time: the scratch (float32 + intp) stays in L2
 _scratch = threading.local()
 
 
@@ -210,55 +210,30 @@ class _TooWide(Exception):
     """A part's own range passed MAX_BINS (count that array sequentially, with merges)."""
 
 
-_LANES = 4  # interleaved sub-histograms in one bincount (see _count)
-
-
-def _lane_base(stride: int, offset: int) -> np.ndarray:
-    """float32 ``offset + (i % _LANES) * stride`` for i < _CHUNK, cached per thread."""
-    cache = _scratch.__dict__.setdefault("bases", {})
-    base = cache.get((stride, offset))
-    if base is None:
-        if len(cache) >= 8:
-            cache.clear()
-        lanes = np.arange(_LANES, dtype=np.float32) * np.float32(stride) + np.float32(offset)
-        base = cache[(stride, offset)] = np.tile(lanes, _CHUNK // _LANES)
-    return base
-
-
 def _count(hist: np.ndarray, c: np.ndarray, inv: np.float32, neg: bool) -> None:
-    """hist[n/2 + floor(c * inv)] += 1 for one chunk (at most ``_CHUNK`` values), the values
-    already known to lie in [-A, A] (the caller grew the range first).
-
-    j = floor(c * inv) is in [-n/2 - 1, n/2] (-A * (1/w) may round below -n/2; +A * (1/w)
-    rounds to n/2 at most). One multiply, one floor, one add of ``j``'s offset (exact:
-    integers below 2^24 in float32), one conversion to int32 and one ``np.bincount``, the
-    arrays in a per-thread scratch buffer that stays in cache. Element i counts into lane i mod
-    ``_LANES``, each lane a copy of the bin range ``stride`` apart: consecutive equal values
-    (the zeros of a ReLU output, the narrow peak of most activations) then increment
-    different counters, which bincount's loop does without waiting for the previous store
-    (about twice as fast); the lanes are added afterwards. Non-negative chunks (ReLU
-    outputs) only need the upper half: offset 0 there, bin n/2 + j. Values at +A (j = n/2)
-    go to the last bin, values rounded below -A (j = -n/2 - 1) to the first."""
+    """hist[n/2 + floor(c * inv)] += 1 for one chunk (at most ``_CHUNK`` values): one
+    multiply, one conversion and ``np.bincount``, the index array in a per-thread scratch
+    buffer. Non-negative chunks (ReLU outputs) skip the floor (truncation is the floor
+    there) and count into the upper half directly; values at +A (or rounded past it) go to
+    the last bin, values rounded below -A to the first."""
     buf = getattr(_scratch, "buf", None)
     if buf is None:
-        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.int32))
+        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
     fbuf, ibuf = buf
     n = len(hist)
     half = n // 2
     m = c.size
     idx = ibuf[:m]
-    f = fbuf[:m]
-    np.multiply(c, inv, out=f)
-    np.floor(f, out=f)
     if neg:
-        origin = -1  # index k belongs to bin k - 1: j + n/2 + 1 is in [0, n + 1]
-        stride = n + 2
+        f = fbuf[:m]
+        np.multiply(c, inv, out=f)
+        np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
+        np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
+        origin = -1  # counts[j] belongs to bin j - 1
     else:
-        origin = half  # j in [0, n/2]
-        stride = half + 1
-    np.add(f, _lane_base(stride, half + 1 if neg else 0)[:m], out=f)
-    np.copyto(idx, f, casting="unsafe")  # float32 -> int32 is vectorized (-> intp is not)
-    counts = np.bincount(idx, minlength=_LANES * stride).reshape(_LANES, stride).sum(axis=0)
+        np.multiply(c, inv, out=idx, casting="unsafe")
+        origin = half
+    counts = np.bincount(idx)
     skip = -origin if origin < 0 else 0
     if skip:
         hist[0] += counts[:skip].sum()
