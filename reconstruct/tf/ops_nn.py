@@ -328,11 +328,11 @@ LOWERINGS.register("GlobalMaxPool")(_global("reduce_max"))
 @LOWERINGS.register("LRN")
 def lrn(ctx: LowerContext, x: Lt, *, size: int, alpha: float, beta: float, bias: float) -> Lt:
     """Across channels. An odd ``size`` is TF's LRN (whose alpha is not divided by size);
-    an even one (the IR's window then reaches one channel further up than down) sums the
-    squares with a banded channel matrix."""
+    an even one (the IR's window then reaches one channel further up than down), or any in
+    float64 (TF's LRN kernel has none), sums the squares with a banded channel matrix."""
     tf = ctx.tf
     t = ctx.nhwc(x)
-    if size % 2:
+    if size % 2 and x.dtype != "float64":
         y = tf.nn.local_response_normalization(t, depth_radius=(size - 1) // 2, bias=bias,
                                                alpha=alpha / size, beta=beta)
         return ctx.out(y, NHWC)
