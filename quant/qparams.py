@@ -146,7 +146,8 @@ def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False) -> np.ndar
 
 def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams) -> None:
     """``fake_quant``'s steps on 1-D ``x`` into ``y`` (which may be ``x``), block by block;
-    the clamp as maximum then minimum (what ``np.clip`` computes, NaN included)."""
+    the clamp as maximum then minimum (what ``np.clip`` computes, NaN included), each skipped
+    in a block where it would change nothing."""
     from fc.np_ops._parallel import parallel_for
 
     s = p.scale
@@ -160,8 +161,13 @@ def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams) -> None:
             np.rint(yb, out=yb)
             if z is not None:
                 yb += z
-            np.maximum(yb, lo, out=yb)
-            np.minimum(yb, hi, out=yb)
+            # the clamp only where a value is past a bound (a block of a ReLU output never
+            # is below 0): a min or max reduction is cheaper than np.maximum/np.minimum; a
+            # block with a NaN (its reductions are NaN) is clamped
+            if not yb.min() >= lo:
+                np.maximum(yb, lo, out=yb)
+            if not yb.max() <= hi:
+                np.minimum(yb, hi, out=yb)
             if z is not None:
                 yb -= z
             yb *= s

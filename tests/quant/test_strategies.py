@@ -195,6 +195,7 @@ def test_large_per_tensor_fake_quant_in_blocks_matches_torch_and_the_qdq_pair(st
     x = _data((4, 16, 48, 48), seed=5).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
     assert x.size >= 2 * qparams._BLOCK and not x.flags.c_contiguous
     x[0, :, 0, 0] = np.nan  # NaN propagates as through np.clip
+    x[3, 7, 40, 40], x[3, 9, 47, 47] = 40.0, -40.0  # clamped in a late block without a NaN
     p = _params(strategy, np.nan_to_num(x), None, weight=False)
     keep = x.copy()
     got = fake_quant(x, p)
@@ -206,6 +207,7 @@ def test_large_per_tensor_fake_quant_in_blocks_matches_torch_and_the_qdq_pair(st
     assert_same_or_tie(np.where(ok, got, 0), ref.numpy(), np.where(ok, x, 0), p)
     xs = np.where(ok, x, 0).astype(np.float32)
     np.testing.assert_array_equal(fake_quant(xs, p), dequantize(quantize(xs, p), p))
+    assert fake_quant(xs, p)[3, 7, 40, 40] == np.float32(p.qmax - int(p.zero_point)) * p.scale
     small = fake_quant(xs[:1, :, :8], p)  # the unblocked path on a part of it
     np.testing.assert_array_equal(small, fake_quant(xs, p)[:1, :, :8])
     same = x.copy(order="K")
