@@ -372,9 +372,13 @@ def write_layers_yaml(proposal: Mapping[str, Any], path: str | os.PathLike) -> P
     ``--set QUAN.qconfig.layers=FILE``)."""
     import yaml
 
+    class _NoAliases(yaml.SafeDumper):  # fc's config reader refuses anchors and aliases
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
     value: Any = "float" if proposal["keep"] == "float" else {"bits": int(proposal["keep"])}
-    body = yaml.safe_dump({n: value for n in proposal["layers"]}, default_flow_style=False,
-                          sort_keys=False) if proposal["layers"] else "{}\n"
+    body = yaml.dump({n: value for n in proposal["layers"]}, Dumper=_NoAliases,
+                     default_flow_style=False, sort_keys=False) if proposal["layers"] else "{}\n"
     head = (f"# fcc quant sensitivity: layers kept at {proposal['keep']} ({proposal['verified']})\n"
             "# use as QUAN.qconfig.layers: <this file>\n")
     with atomic_write(path, "w") as f:

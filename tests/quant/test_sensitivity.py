@@ -177,3 +177,21 @@ def test_a_process_pool_and_a_dask_cluster_give_the_same_report(sens_project, tm
     assert docs["pool"] == docs["local"] and docs["dask"] == docs["local"]
     doc = json.loads(docs["local"])
     assert doc["proposal"]["met"] and len(doc["layers"]) >= 6 and doc["quantized"]["images"] == 120
+
+
+def test_a_layers_file_of_several_16_bit_layers_reads_back(digits, tmp_path):
+    """Every kept layer gets its own mapping in the file (no YAML anchor/alias, which fc's
+    config reader refuses), and the config reads them all back at 16 bits."""
+    import fc.ir
+
+    _, _, fused = digits
+    names = candidate_layers(fused)[:3]
+    path = write_layers_yaml({"layers": names, "keep": "16", "verified": "test"},
+                             tmp_path / "layers.yml")
+    assert "&" not in path.read_text() and "*" not in path.read_text()
+    fc.ir.save(fused, tmp_path / "m")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("MODEL:\n  graph: m_graph.json\nQUAN:\n  qconfig:\n    layers: layers.yml\n")
+    layers = load_config(cfg).layer_settings(fused)
+    assert sorted(layers) == sorted(names)
+    assert all(s.weight_bits == s.act_bits == 16 and not s.float for s in layers.values())
