@@ -48,6 +48,18 @@ class _Log:
                   flush=True)
 
 
+def _keeper(path: Path | None):  # type: ignore[no-untyped-def]
+    if path is None:
+        return None
+
+    def keep(data: bytes) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    return keep
+
+
 def _load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -75,6 +87,9 @@ def main() -> int:
     p.add_argument("--formats", nargs="*", default=list(FORMATS), choices=list(FORMATS))
     p.add_argument("--out", type=Path, help="directory for the inputs that failed")
     p.add_argument("--seed", type=int, help="a fixed seed (default: random)")
+    p.add_argument("--keep-last", type=Path, metavar="FILE",
+                   help="write each input to FILE before it runs: after a case that kills "
+                        "the process (a C++ abort in a framework), FILE holds it")
     p.add_argument("--memory-gib", type=float, default=8.0,
                    help="address-space cap of this process, so a blow-up is a MemoryError "
                         "(default 8)")
@@ -90,7 +105,8 @@ def main() -> int:
         print(f"{name}: fuzzing...", flush=True)
         log = _Log(args.out)
         reports.append(fuzz(FORMATS[name], seconds=args.seconds, seed=args.seed,
-                            on_failure=log.keep, progress=log.progress))
+                            on_failure=log.keep, progress=log.progress,
+                            on_case=_keeper(args.keep_last)))
 
     print()
     print(table(reports))

@@ -1388,9 +1388,11 @@ class Report:
 
 def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
          seed: int | None = None, on_failure: Callable[[Failure], None] | None = None,
-         progress: Callable[[Report], None] | None = None) -> Report:
+         progress: Callable[[Report], None] | None = None,
+         on_case: Callable[[bytes], None] | None = None) -> Report:
     """Feed ``fmt`` mutated inputs for ``cases`` cases or ``seconds`` seconds (whichever
-    comes first); count failures without stopping (``on_failure`` sees each one)."""
+    comes first); count failures without stopping (``on_failure`` sees each one;
+    ``on_case`` each input before it runs, to keep one that kills the process)."""
     import hypothesis.strategies as st
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import HypothesisDeprecationWarning
@@ -1413,6 +1415,8 @@ def fuzz(fmt: Format, *, cases: int | None = None, seconds: float | None = None,
         if time.monotonic() >= end or report.cases >= limit:
             return  # the time is up: the rest of the round is drawn (the same way, or
             # hypothesis calls the strategy flaky) but not run
+        if on_case is not None:
+            on_case(blob)
         failure, outcome = judge(fmt, blob)
         report.add(failure, outcome, blob)
         if failure is not None and on_failure is not None:

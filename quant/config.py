@@ -289,9 +289,9 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
                 p = Path(os.path.expanduser(v))
                 v = str(p if p.is_absolute() else (resolved_from[key] / p))
                 if kind == "file" and not Path(v).is_file():
-                    raise ConfigError(f"{path}: {key}: file not found: {v}")
+                    raise ConfigError(f"{path}: {key}: file not found: {_shown(v)}")
                 if kind == "dir" and not Path(v).is_dir():
-                    raise ConfigError(f"{path}: {key}: folder not found: {v}")
+                    raise ConfigError(f"{path}: {key}: folder not found: {_shown(v)}")
         values[key] = v
     cfg = QuantConfig(path, values)
     _check_values(cfg)

@@ -123,6 +123,8 @@ def alarm():  # noqa: ANN201
     pytest.param("0x" + "f" * 5000, "has 20000 bits, more than a 64-bit integer",
                  id="20000_bit_hex_integer"),
     pytest.param("!!float x", "line 4: float value 'x' cannot be read", id="float_tag_on_text"),
+    pytest.param("!!timestamp x", "line 4: timestamp value 'x' cannot be read (AttributeError",
+                 id="timestamp_tag_on_text"),  # the 10-minute run: 90 of 32,296 cases
 ])
 def test_yaml_only_yaml_can_say_is_one_line(value: str, fragment: str, tmp_path, alarm) -> None:
     """Before fc.yamlio: the alias bomb hung fcc, growing (its error message printed the
@@ -262,3 +264,17 @@ def test_image_limit_counts_what_pillow_holds(tmp_path) -> None:
         assert load_image(path, "L").size == (400, 300)
     with limits(max_tensor_bytes=119_999), pytest.raises(FcError, match="would take 117 KiB"):
         load_image(path, "L")
+
+
+def test_path_with_line_breaks_is_one_line(tmp_path) -> None:
+    """Found by the 10-minute quant-config run: a folder path holding line breaks made the
+    folder-not-found error as many lines."""
+    import json
+
+    (tmp_path / "g_graph.json").write_text("{}")
+    path = tmp_path / "q.yml"
+    path.write_text(json.dumps({"MODEL": {"graph": "g_graph.json"},
+                                "QUAN": {"qconfig": {"image_path": "i\n\n\nmgs"}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).isprintable() and "folder not found: '" in str(err.value)
