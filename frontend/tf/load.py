@@ -315,12 +315,12 @@ def _keras_file(path: Path, input_shapes: InputShapes) -> FrozenModel:
     import_tf()
     import keras
 
+    _judge_keras_archive(path)  # first: reading even the config can hang libhdf5
     custom = _custom_classes(path)
     if custom:
         raise ImportError_(f"{path}: Keras cannot load it: it uses custom class(es) "
                            f"{', '.join(custom)}, which are not part of Keras (fc loads Keras "
                            "files without running code from them)")
-    _judge_keras_archive(path)
     with _weights_judged(keras, path) as judged:
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)

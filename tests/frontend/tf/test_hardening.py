@@ -524,3 +524,27 @@ def test_string_constant_is_judged_by_its_element_count(sources: Path, tmp_path:
     assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
     err = capsys.readouterr().err
     assert "attribute 'value' (string[30000000]) would take 687 MiB" in err, err
+
+
+def test_h5_global_heap_that_loops_libhdf5_is_refused(sources: Path, tmp_path: Path) -> None:
+    """Found by the 10-minute tf-h5 run: a global heap collection (where model_config's
+    string lives) whose first object is a free-space entry of size 0 makes libhdf5 loop
+    forever in C (no signal reaches it: fcc hung). Run as a subprocess, so that a
+    regression fails on the timeout instead of hanging the test run."""
+    import subprocess
+    import sys
+
+    data = bytearray((sources / "m.h5").read_bytes())
+    at = data.find(b"GCOL")
+    assert at > 0 and data[at + 4] == 1
+    data[at + 16:at + 32] = bytes(16)  # object index 0, size 0
+    path = tmp_path / "m.h5"
+    path.write_bytes(bytes(data))
+    run = subprocess.run([sys.executable, "-m", "fc", "compile", "tf", str(path), "-o",
+                          str(tmp_path / "out"), "--no-png"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr
+    last = run.stderr.strip().splitlines()[-1]  # TF's own start-up lines come before
+    assert last == f"fcc: error: {path}: not a readable HDF5 file (its global heap at byte " \
+                   f"{at} holds object 0 of size 0, on which libhdf5 loops forever)", last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
