@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -309,60 +310,67 @@ def judge_saved_model(path: Path) -> None:
 
 
 _GCOL = b"GCOL"
-_CHUNK = 16 << 20
 
 
-def _global_heap_fault(f: Any) -> str | None:
+def _global_heap_fault(buf: Any, lo: int = 0, hi: int | None = None) -> str | None:
     """Where an HDF5 global heap collection (the storage of variable-length strings, such
-    as Keras' ``model_config``) would send libhdf5 into an endless loop, else ``None``.
+    as Keras' ``model_config``) in ``buf[lo:hi]`` would send libhdf5 into an endless loop,
+    else ``None``.
 
     libhdf5 walks a collection's objects by their sizes; a free-space object (index 0) of
     size 0, or a size whose sum wraps around, makes no progress and libhdf5 spins forever
     inside C, where no signal reaches it (found by the 10-minute tf-h5 run: fcc hung reading
-    the file's ``model_config``). Collections are found by their signature and walked here
-    the way libhdf5 walks them (8-byte lengths, the default)."""
-    f.seek(0)
-    base, tail = 0, b""
-    while True:
-        chunk = f.read(_CHUNK)
-        if not chunk:
-            return None
-        buf = tail + chunk
-        start = 0
-        while (i := buf.find(_GCOL, start)) >= 0:
-            start = i + 1
-            fault = _walk_collection(f, base - len(tail) + i)
-            if fault is not None:
-                return fault
-        tail = buf[-(len(_GCOL) - 1):]
-        base += len(chunk)
-        f.seek(base)
+    the file's ``model_config``). Collections are found by their signature (``buf`` is an
+    mmap or bytes: no copy) and walked the way libhdf5 walks them (8-byte lengths)."""
+    hi = len(buf) if hi is None else hi
+    pos = lo
+    while (i := buf.find(_GCOL, pos, hi)) >= 0:
+        pos = i + 1
+        fault = _walk_collection(buf, i, hi, i - lo)
+        if fault is not None:
+            return fault
+    return None
 
 
-def _walk_collection(f: Any, at: int) -> str | None:
-    f.seek(at)
-    head = f.read(16)
-    if len(head) < 16 or head[4] != 1:  # version 1; else not a collection
+def _walk_collection(buf: Any, at: int, hi: int, shown: int) -> str | None:
+    if at + 16 > hi or buf[at + 4] != 1:  # version 1; else not a collection
         return None
-    size = int.from_bytes(head[8:16], "little")
-    if size < 4096 or size > 1 << 31:
+    size = int.from_bytes(buf[at + 8:at + 16], "little")
+    if size < 4096 or at + size > hi:
         return None  # libhdf5 refuses these itself
-    body = head + f.read(size - 16)
-    if len(body) < size:
-        return None
     p, mask = 16, (1 << 64) - 1
-    while p < size:
-        if p + 16 > size:
-            break
-        idx = int.from_bytes(body[p:p + 2], "little")
-        length = int.from_bytes(body[p + 8:p + 16], "little")
+    while p + 16 <= size:
+        idx = int.from_bytes(buf[at + p:at + p + 2], "little")
+        length = int.from_bytes(buf[at + p + 8:at + p + 16], "little")
         need = (16 + ((length + 7) & ~7 & mask)) & mask if idx else length
         nxt = (p + need) & mask
         if nxt <= p:
-            return (f"its global heap at byte {at} holds object {idx} of size {length}, on "
-                    "which libhdf5 loops forever")
+            return (f"its global heap at byte {shown} holds object {idx} of size {length}, "
+                    "on which libhdf5 loops forever")
         p = nxt
     return None
+
+
+def _heap_fault_of(file: Any) -> str | None:
+    """:func:`_global_heap_fault` of a path, a stored zip member's window or a file object."""
+    import mmap
+
+    raw = getattr(file, "raw", None)
+    if isinstance(file, str | Path) or isinstance(raw, _Window):
+        f = open(file, "rb") if isinstance(file, str | Path) else raw._f  # noqa: SIM115
+        lo, hi = (0, None) if raw is None else (raw._start, raw._start + raw._size)
+        try:
+            if os.fstat(f.fileno()).st_size == 0:
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                return _global_heap_fault(m, lo, hi)
+        finally:
+            if raw is None:
+                f.close()
+    file.seek(0)
+    data = file.read()
+    file.seek(0)
+    return _global_heap_fault(data)
 
 
 def judge_h5(source: str, file: Any, budget: Budget | None = None) -> None:
@@ -400,16 +408,12 @@ def judge_h5(source: str, file: Any, budget: Budget | None = None) -> None:
             outside.append(f"{name!r} links to {target.path!r} in another file "
                            f"({target.filename!r})")
 
-    opened = open(file, "rb") if isinstance(file, str | Path) else None  # noqa: SIM115
     try:
-        fault = _global_heap_fault(opened or file)
-    finally:
-        if opened is not None:
-            opened.close()
+        fault = _heap_fault_of(file)
+    except OSError as e:
+        raise ImportError_(f"{source}: cannot read ({e})") from None
     if fault is not None:
         raise ImportError_(f"{source}: not a readable HDF5 file ({fault})")
-    if opened is None:
-        file.seek(0)
     try:
         with h5py.File(file, "r") as f:
             attributes("", f)
