@@ -82,6 +82,10 @@ def test_every_torch_zoo_model_is_a_case() -> None:
 #: the .pb of the float64 graph against the golden executor in float64: what is left is the
 #: lowering's semantics, not summation order (measured <= 3.5e-14 on mxnet_resnet50_v1b)
 REL_L2_EXACT = 1e-9
+#: ops whose TF kernel computes in float32 even on float64 tensors, and the float64 bound a
+#: graph holding one gets instead: ResizeBilinear's interpolation weights are float32
+#: (measured 4.5e-8 on torch unet at 32x32)
+FLOAT32_INSIDE = {"Resize": 1e-7}
 
 
 @pytest.mark.parametrize(("load", "name"), _cases())
@@ -105,11 +109,12 @@ def test_other_frontends_models(load, name: str, request: pytest.FixtureRequest)
         golden[which] = fc.api.run(g, feeds)
         got = frozen.run(feeds)
         wide = as_float64(g)
+        exact = max([REL_L2_EXACT, *(FLOAT32_INSIDE.get(op, 0.0) for op in g.op_histogram())])
         golden64 = fc.api.run(wide, feeds64)
         got64 = freeze(wide).run(feeds64)
         for k in golden[which]:
             check_close(got[k], golden[which][k], rel_l2_max=bound, what=f".pb of the {which} {k}")
-            check_close(got64[k], golden64[k], rel_l2_max=REL_L2_EXACT,
+            check_close(got64[k], golden64[k], rel_l2_max=exact,
                         what=f"float64 .pb of the {which} {k}")
             if key in MODEL_TOLERANCES:  # the row's reason: fc's own fp32 rounding
                 noise = rel_l2(golden[which][k], golden64[k])
