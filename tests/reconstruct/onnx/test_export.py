@@ -6,9 +6,9 @@ atomically and fails in one line."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +226,9 @@ def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
     rounding is larger than that (deep depthwise models on random inputs: fp32 noise up to
     ~4e-6, measured in the same test as the golden executor's distance from its own float64
     run). There, two fp32 engines summing in different orders cannot agree to 1e-6; what
-    must hold is that onnxruntime on the export is as close to exact arithmetic as fc is, and
+    must hold is that onnxruntime on the export is about as close to exact arithmetic as fc
+    is (within 3x: MLAS's vectorized logistic/tanh are approximations, EfficientNetB0's swish
+    measured 2.1x), and
     the float64 export is exact: both are asserted for every model."""
     graph = build()
     fused, _ = compile_graph(graph)
@@ -235,7 +237,7 @@ def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
         d = _distances(g, tmp_path, tag)
         print(f"{key} {tag}: {d}")
         assert d.exact <= _exact_bound(d.noise), (tag, d)
-        assert d.ort_exact <= max(REL_L2, 2 * d.noise), (tag, d)
+        assert d.ort_exact <= max(REL_L2, 3 * d.noise), (tag, d)
         assert d.ort <= max(REL_L2, 3 * d.noise), (tag, d)
 
 
