@@ -65,6 +65,17 @@ MODEL_TOLERANCES: dict[str, float] = {
     # from itself in float64, the .pb (TF's kernels) 1.6e-5 / 1.4e-5; .pb vs fc 1.2e-5. In
     # float64 the two agree to 3.4e-14: rounding, not semantics.
     "mxnet:resnet50_v1b": 2e-5,
+    # The same test at 224x224 (seeded weights), the fp32 noise of fc's executor (its distance
+    # from itself in float64, both IRs, measured on the same input by
+    # tests/reconstruct/onnx/test_export.py) beside the largest .pb / trainable vs fc distance:
+    # inceptionv3 2.4e-5 vs 2.4e-5; resnet50_v1 1.4e-5 vs 1.2e-5; resnet50_v2 1.0e-5 vs 1.0e-5;
+    # resnet101_v1b 8.2e-5 vs 7.2e-5; resnet152_v1b 2.8e-4 vs 2.6e-4 (deep seeded ResNets
+    # amplify rounding). In float64 the .pb agrees with fc to < 1e-9.
+    "mxnet:inceptionv3": 4e-5,
+    "mxnet:resnet50_v1": 2e-5,
+    "mxnet:resnet50_v2": 2e-5,
+    "mxnet:resnet101_v1b": 1.2e-4,
+    "mxnet:resnet152_v1b": 4.5e-4,
 }
 
 
