@@ -22,7 +22,7 @@ from fc.np_ops import run
 from fc.passes.pipeline import compile_graph
 from fc.reconstruct.onnx import export_onnx
 from fc.reconstruct.onnx.registry import EXPORTERS, ExportError
-from fc.testing import as_float64, rel_l2
+from fc.testing import as_float64, fp32_noise_ensemble, rel_l2
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -220,6 +220,41 @@ def _distances(graph: Graph, tmp_path: Path, tag: str) -> Distances:
                      _worst(exact, run(stored, feeds64)))
 
 
+def _fp32_bound(graph: Graph, d: Distances) -> float:
+    """How far from float64 (and from fc's fp32 run) onnxruntime may be: 1e-6, or 3x the
+    model's fp32 noise; where that does not hold, twice the largest distance of 16 simulated
+    fp32 engines (``fc.testing.fp32_noise_ensemble``: fc's fp32 rounding errors with random
+    signs), once the simulation is checked to reproduce fc's own fp32 run with the signs kept
+    (to the bit on EfficientNetB0; asserted within 2x of ``d.noise``).
+
+    Why the ensemble: one engine's fp32 noise is one draw of a wide distribution. Keras
+    EfficientNetB0's fused IR on a random input: fc 4.0e-5 from float64 at the softmax,
+    onnxruntime 2.4e-4 (5.9x). Not the export (float64 export 1.6e-14), nor onnxruntime's
+    fusions (optimizations off, basic and extended give the same bits, though extended makes
+    49 QuickGelu and 16 FusedConv+Sigmoid). onnxruntime's fp32 is noisier than fc's in two
+    kernels: its Sigmoid is accurate to 1.7e-7 absolute, not relative (0 at x = -20, 2e-3
+    relative on [-10, -5)), and its GlobalAveragePool sums in order (3.6e-7 on a 112x112
+    plane, numpy's pairwise mean 4.7e-8). Each kernel family's own error injected alone into
+    the float64 run gives at the logits: Sigmoid 4.8e-6 (fc's 2.8e-6), GlobalAveragePool
+    9.5e-6 (4.7e-6), Conv 4.3e-6 (4.9e-6): 1.6x fc in quadrature. The rest is direction: the
+    logits (+-119, std 35) make the softmax's relative error the logits' absolute error on its
+    top three classes (the Softmax kernel: 3.5e-8 on the actual logits), and fc's executor with
+    onnxruntime's Conv, GlobalAveragePool and Sigmoid substituted gives 2.5e-4, with subsets
+    of them 1.0e-5..1.2e-4. 30 simulated engines: 1.3e-5..4.1e-4 (16 of them at the logits:
+    3.5e-6..3.5e-5, fc 7.6e-6, onnxruntime 2.4e-5); 4 of the 30 are closer than fc, 1
+    further than onnxruntime."""
+    bound = max(REL_L2, 3 * d.noise)
+    if d.ort_exact <= bound and d.ort <= bound:
+        return bound
+    feeds = _feeds(graph)
+    replay = fp32_noise_ensemble(graph, feeds, samples=1, randomize=False)[0]
+    assert replay / 2 <= d.noise <= 2 * replay, (replay, d)
+    ensemble = fp32_noise_ensemble(graph, feeds)
+    print(f"  fp32 ensemble {ensemble[0]:.3g}..{ensemble[-1]:.3g} "
+          f"(median {np.median(ensemble):.3g}), replay {replay:.3g}")
+    return max(bound, 2 * ensemble[-1])
+
+
 @pytest.mark.parametrize("build", CORPUS)
 def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
     """Within rel-L2 1e-6 of the golden executor, except where the model's own float32
@@ -227,9 +262,8 @@ def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
     ~4e-6, measured in the same test as the golden executor's distance from its own float64
     run). There, two fp32 engines summing in different orders cannot agree to 1e-6; what
     must hold is that onnxruntime on the export is about as close to exact arithmetic as fc
-    is (within 3x: MLAS's vectorized logistic/tanh are approximations, EfficientNetB0's swish
-    measured 2.1x), and
-    the float64 export is exact: both are asserted for every model."""
+    is (``_fp32_bound``), and the float64 export is exact: both are asserted for every
+    model."""
     graph = build()
     fused, _ = compile_graph(graph)
     key = request.node.callspec.id
@@ -237,8 +271,30 @@ def test_model_round_trips_through_onnxruntime(build, tmp_path, request):
         d = _distances(g, tmp_path, tag)
         print(f"{key} {tag}: {d}")
         assert d.exact <= _exact_bound(d.noise), (tag, d)
-        assert d.ort_exact <= max(REL_L2, 3 * d.noise), (tag, d)
-        assert d.ort <= max(REL_L2, 3 * d.noise), (tag, d)
+        bound = _fp32_bound(g, d)
+        assert d.ort_exact <= bound, (tag, bound, d)
+        assert d.ort <= bound, (tag, bound, d)
+
+
+def test_fp32_noise_ensemble_replays_fc_and_varies_the_signs():
+    """The simulated fp32 engines of ``_fp32_bound``: with the signs kept, fc's own fp32 run
+    to the bit; with random signs, other distances of the same order."""
+    g = Graph("deep")
+    y = g.add_input("x", (1, 8, 10, 10))
+    rng = np.random.default_rng(0)
+    for i, act in enumerate(("silu", "sigmoid", "silu", "relu")):
+        w = g.add_const(f"w{i}", (rng.standard_normal((8, 8, 3, 3)) / 6).astype(np.float32))
+        y = g.add_node("Conv", [y, w], {"pads": (1, 1, 1, 1), "activation": act},
+                       name=f"conv{i}").output
+    g.outputs = [g.add_node("GlobalAveragePool", [y], name="pool").output]
+    ir.verify(g)
+    feeds = _feeds(g)
+    wide = as_float64(g)
+    noise = _worst(run(g, feeds), run(wide, {k: v.astype(np.float64) for k, v in feeds.items()}))
+    assert noise > 0
+    assert fp32_noise_ensemble(g, feeds, samples=1, randomize=False) == [noise]
+    draws = fp32_noise_ensemble(g, feeds, samples=8)
+    assert len(set(draws)) == 8 and noise / 10 < draws[0] and draws[-1] < 10 * noise, (noise, draws)
 
 
 def test_every_schema_has_an_exporter():
