@@ -24,10 +24,19 @@ layers), multiplying it and applying bias + activation while it is in its cache;
 too small for that many row blocks (batch 1, late layers) is split into blocks of output
 channels instead, on one im2col matrix. No GEMM then waits for a thread the OS has not
 scheduled (OpenBLAS's static split does), and OpenBLAS's idle workers stop spinning on the
-cores. Otherwise the rows are processed in blocks of about ``_BLOCK_BYTES`` of im2col matrix
-one after the other: build the block (a copy split over the pool), one GEMM on it (BLAS's
-own threads), then bias + activation on the block's output while it is in cache. Either way
-the arithmetic is unchanged: each output is one float32 dot product of length C*kh*kw
+cores. That holds only for GEMMs with rows enough: fc's pool runs a convolution's GEMMs when
+it has at least ``2 * workers * _OWN_TILE_ROWS`` GEMM rows (N*Ho*Wo), else BLAS's own threads
+do. The reason is packing: OpenBLAS packs the whole (K, M) weight matrix on every call, so
+each of the pool's row tiles packs it once more, while OpenBLAS's threads share one packed
+copy; below ~200 rows per tile the repacking costs more than the pool saves. Measured on
+ResNet-50 (2 cores, SkylakeX kernel, per-layer minimum of interleaved runs in a quiet
+window): the late layers (196 and 49 rows at batch 1, 392 at batch 8) ran 1.1-1.7x faster
+on BLAS's threads, the 784+-row layers with an im2col 1.1-1.3x faster on the pool; the whole
+run went from 60 to 54 ms at batch 1 and from 338 to 297 ms at batch 8. The rule is
+the shape's, not a table of this machine's timings. Otherwise the rows are processed in
+blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block (a
+copy split over the pool), one GEMM on it (BLAS's own threads), then bias + activation on
+the block's output while it is in cache. Either way the arithmetic is unchanged: each output is one float32 dot product of length C*kh*kw
 computed by BLAS, then + bias, then the activation.
 
 The weights of a kh x kw convolution are reordered once to (kh*kw*C, M), matching the
@@ -68,6 +77,10 @@ _MIN_BLOCK_ROWS = 512
 #: granularity of output-channel tiles (small images)
 _MIN_TILE_ROWS = 128
 _M_ALIGN = 32
+#: fc's pool runs the GEMMs only with at least 2 * workers * this many GEMM rows (each thread
+#: two tiles of that many or more); below, each tile's repacking of the weights costs more
+#: than OpenBLAS's own threads, which share one packed copy (see the module docstring)
+_OWN_TILE_ROWS = 192
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
@@ -197,7 +210,8 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                        activation, alpha, beta, res2)
     workers = _parallel.num_workers()
     touched = (conv.rows * k + k * m + conv.rows * m) * x.itemsize
-    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES:
+    if (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
+            and conv.rows >= 2 * workers * _OWN_TILE_ROWS):
         with _blas.single_threaded() as own_threads:
             if own_threads:
                 conv.run_tiles(workers)

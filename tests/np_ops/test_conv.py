@@ -275,6 +275,7 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
         pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_TILE_ROWS", min_rows)
     monkeypatch.setattr(fc.np_ops.conv, "_M_ALIGN", m_align)
+    monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 0)
     calls = []
     real = fc.np_ops.conv._Im2colGemm.run_tiles
     monkeypatch.setattr(fc.np_ops.conv._Im2colGemm, "run_tiles",
@@ -283,6 +284,27 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
     y = fc.np_ops.call("Conv", x, w, b, activation="leaky_relu", act_alpha=0.1, **attrs)
     check_close(y, F.leaky_relu(torch_conv(x, w, b, **attrs), 0.1).numpy(), op="Conv")
     assert calls == [3], "the tiles path did not run"
+
+
+@pytest.mark.parametrize(("hw", "tiles"), [pytest.param(8, False, id="few_rows_blas_threads"),
+                                            pytest.param(64, True, id="many_rows_pool_tiles")])
+def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, tiles):
+    """fc's pool runs the GEMMs only with 2 * workers * _OWN_TILE_ROWS GEMM rows or more
+    (3 forced workers, 16 rows per tile: 96 rows); fewer go to BLAS's own threads in row
+    blocks. Both give torch's result."""
+    if fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 16)
+    calls = []
+    for meth in ("run_tiles", "run_blocks"):
+        real = getattr(fc.np_ops.conv._Im2colGemm, meth)
+        monkeypatch.setattr(fc.np_ops.conv._Im2colGemm, meth,
+                            lambda self, *a, _m=meth, _r=real: calls.append(_m) or _r(self, *a))
+    x, w, b = rand(53, 1, 6, hw, hw), rand(54, 40, 6, 3, 3, scale=0.3), rand(55, 40)
+    attrs = {"pads": (1, 1, 1, 1)}
+    y = fc.np_ops.call("Conv", x, w, b, activation="relu", **attrs)
+    check_close(y, F.relu(torch_conv(x, w, b, **attrs)).numpy(), op="Conv")
+    assert calls == (["run_tiles"] if tiles else ["run_blocks"])
 
 
 def test_blas_single_threaded_scopes_and_restores():
