@@ -36,8 +36,9 @@ run went from 60 to 54 ms at batch 1 and from 338 to 297 ms at batch 8. The rule
 the shape's, not a table of this machine's timings. Otherwise the rows are processed in
 blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block (a
 copy split over the pool), one GEMM on it (BLAS's own threads), then bias + activation on
-the block's output while it is in cache. Either way the arithmetic is unchanged: each output is one float32 dot product of length C*kh*kw
-computed by BLAS, then + bias, then the activation.
+the block's output while it is in cache. Either way the arithmetic is unchanged: each
+output is one float32 dot product of length C*kh*kw computed by BLAS, then + bias, then the
+activation.
 
 The weights of a kh x kw convolution are reordered once to (kh*kw*C, M), matching the
 im2col columns, and cached for the array's lifetime (``_packed_weight``; reordering every
