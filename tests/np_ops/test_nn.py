@@ -314,6 +314,45 @@ def test_max_pool_vs_ort(xs, attrs):
     check_close(y, run_ort("MaxPool", [x], onnx_attrs(**attrs)), op="MaxPool")
 
 
+def _random_max_pool_cases(count: int, seed: int) -> list[tuple[tuple[int, ...], dict]]:
+    """Seeded MaxPool configurations: kernels 1-4, strides 1-3, dilations 1-3, every pad from
+    0 to kernel-1 on its own (asymmetric), ceil_mode both ways; inputs from the smallest that
+    hold one padded window."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        st = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pads = tuple(int(rng.integers(0, k[i % 2])) for i in range(4))
+        # from 1 pixel up: small inputs have windows that read padding only
+        span = [dil[i] * (k[i] - 1) + 1 - pads[i] - pads[i + 2] for i in range(2)]
+        hw = tuple(int(max(1, span[i]) + rng.integers(0, 6)) for i in range(2))
+        attrs = {"kernel_shape": k, "strides": st, "dilations": dil, "pads": pads,
+                 "ceil_mode": int(rng.integers(0, 2))}
+        cases.append(((2, 3) + hw, attrs))
+    return cases
+
+
+@pytest.mark.parametrize("band_bytes", [pytest.param(1, id="one_row_bands"),
+                                        pytest.param(1 << 30, id="whole_images")])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_max_pool_random_configurations_vs_ort(monkeypatch, band_bytes, layout):
+    """MaxPool clips its taps to the input instead of padding it (``_max_pool_unpadded``):
+    on 80 random configurations (asymmetric pads, dilations, strides, ceil_mode), NCHW and
+    channels-last inputs, whole images and one-row bands, the values onnxruntime gives (its
+    padding is -FLT_MAX too: a window of padding only gives -FLT_MAX)."""
+    monkeypatch.setattr(fc.np_ops.nn, "_POOL_BAND_BYTES", band_bytes)
+    for i, (xs, attrs) in enumerate(_random_max_pool_cases(80, 7)):
+        x = rand(100 + i, *xs)
+        if layout == "channels_last":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        y = fc.np_ops.call("MaxPool", x, **attrs)
+        ref = run_ort("MaxPool", [np.ascontiguousarray(x)], onnx_attrs(**attrs))
+        assert y.shape == ref.shape, (xs, attrs)
+        np.testing.assert_array_equal(y, ref, err_msg=f"{xs} {attrs}")
+
+
 AVG_CASES = [
     pytest.param((1, 2, 8, 8), {"kernel_shape": (2, 2), "strides": (2, 2)}, id="2x2_stride2"),
     pytest.param((2, 3, 7, 7), {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1),
