@@ -10,7 +10,9 @@ executor measured in the same run:
 ResNet-50 is fc's torch zoo model (seeded weights) exported to ONNX and compiled, calibrated
 (max) on photo crops (bench_quant's). Each figure is the median of ``--runs`` runs of one
 image, wall and CPU time (process), float runs interleaved with integer runs, so the drift of
-a shared machine hits both alike; the ratio uses CPU time, the load-robust figure. The
+a shared machine hits both alike; the ratio uses CPU time, the load-robust figure (also
+printed: the ratio of the CPU-time minima, the least disturbed runs; the target is judged on
+the median's). The
 integers are also checked against the simulation of the same arithmetic (``FixedPointSim``
 for symmetry_max_t, the plain QDQ simulation for scale_shift_t): the share of output
 elements equal and within one step.
@@ -81,15 +83,16 @@ def main() -> None:
         fw, fc_ = np.median([t[0] for t in fl]), np.median([t[1] for t in fl])
         iw, ic = np.median([t[0] for t in it]), np.median([t[1] for t in it])
         ratio = ic / fc_
+        ratio_min = min(t[1] for t in it) / min(t[1] for t in fl)
         ok = ratio <= TARGET
         ok_all &= ok
         rows.append([strategy, f"{fw * 1e3:.0f}", f"{fc_ * 1e3:.0f}", f"{iw * 1e3:.0f}",
-                     f"{ic * 1e3:.0f}", f"{iw / fw:.2f}x", f"{ratio:.2f}x",
+                     f"{ic * 1e3:.0f}", f"{iw / fw:.2f}x", f"{ratio:.2f}x", f"{ratio_min:.2f}x",
                      f"{np.mean(steps == 0):.4f}", f"{np.mean(steps <= 1):.4f}",
                      f"{verdict(ok)} (<= {TARGET:g}x)"])
     print_table(f"ResNet-50 batch 1, integer run vs float executor (median of {args.runs}, ms)",
                 ["strategy", "float wall", "float cpu", "int wall", "int cpu", "wall ratio",
-                 "cpu ratio", "out equal", "out within 1 step", "target"], rows)
+                 "cpu ratio", "min cpu ratio", "out equal", "out within 1 step", "target"], rows)
     print("\nall targets met" if ok_all else "\nsome targets missed")
 
 

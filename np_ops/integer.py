@@ -26,13 +26,18 @@ steps off, against 0 with half to even). It is not routed through the high multi
 M0 = 2^30 stands for 1/2 there, and rounding twice differs from one rounding on ~0.4% of
 accumulators.
 
+**Fast requantization** (``fast_requantizer``, ``Requantizer``): the same functions in
+float64 passes over the float accumulators, per layer, where a stated bound proves every
+step exact or irrelevant (past the exact range the value clamps either way); otherwise the
+int64 code above runs. Tested against the definitions on Python integers.
+
 **Accumulation.** numpy's integer matmul has no BLAS and is far too slow, so int8 products
-are summed in float BLAS: in float32 where every partial sum stays below 2^24 (``int_conv``
-slices the input channels so that each part does, and adds the parts in float64), else in
-float64, which is exact: each product of (q_x - z_x) in [-255, 255] and
-q_w in [-127, 127] is below 2^15 in magnitude, so every partial sum of K products is below
-K * 2^15, far below 2^53 (exactness holds for K < 2^38; a 3x3 convolution over 2048
-channels has K = 18,432).
+are summed in float BLAS: in float32 where every partial sum stays within 2^24 (bounded per
+output channel by max|x| * sum|w|; else ``int_conv`` slices the input channels so that each
+part does, and adds the parts in float64), else in float64, which is exact: each product
+of (q_x - z_x) in [-255, 255] and q_w in [-127, 127] is below 2^15 in magnitude, so every
+partial sum of K products is below K * 2^15, far below 2^53 (exactness holds for K < 2^38;
+a 3x3 convolution over 2048 channels has K = 18,432).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ __all__ = ["INT32_MIN", "INT32_MAX", "saturating_rounding_doubling_high_mul",
            "quantize_multipliers", "shift_round", "requantize", "add_rescaled", "div_round",
            "div_round_away",
     "ROUNDINGS", "avg_pool_sums",
-           "int_conv", "int_matmul"]
+           "int_conv", "int_matmul", "Requantizer", "fast_requantizer"]
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -229,6 +234,177 @@ def _requantize_block(x: np.ndarray, m0: np.ndarray, n: np.ndarray, left: np.nda
     return hi
 
 
+def _storage_rows(acc: np.ndarray) -> tuple[np.ndarray, bool, tuple[int, ...] | None]:
+    """``acc`` (N, C, ...) as a 2-D array of its storage: (N*H*W, C) rows of channels for a
+    channels-last buffer (``by_row`` False: the channel is the column), else (N*C, H*W) rows
+    of one (image, channel) each of a C-ordered copy (``by_row`` True); ``perm`` to apply to
+    an output buffer of the storage's shape (None: C order)."""
+    if acc.ndim > 2:
+        perm = (0,) + tuple(range(2, acc.ndim)) + (1,)
+        t = acc.transpose(perm)
+        if t.flags.c_contiguous:
+            return t.reshape(-1, acc.shape[1]), False, perm
+        a = np.ascontiguousarray(acc)
+        return a.reshape(acc.shape[0] * acc.shape[1], -1), True, None
+    return np.ascontiguousarray(acc).reshape(acc.shape[0], -1), False, None
+
+
+class Requantizer:
+    """One layer's requantization and output clamp on exact float accumulators, in float64
+    passes over cache-sized blocks, giving the integers of the int64 definitions
+    (``requantize`` / ``shift_round``, plus the bias, then the clamp [lo, hi]) bit for bit.
+    Built once per layer by ``fast_requantizer``, which proves the float arithmetic exact on
+    the layer's numbers (or returns None); called as ``rq(acc)`` with the float32/float64
+    array holding a Conv's or Gemm's accumulators (``int_conv(..., exact_float=True)``), it
+    returns the output integers (``dtype``) in the accumulators' memory layout.
+
+    Per output channel c, with a = acc + b_c the int32 accumulator (|a| < 2^31 is the caller's
+    bound), the steps are, in float64 (every product by a power of two exact):
+
+    - ``gemmlowp``: h = floor(acc * m + (b m + 1/2)) with m = M0 2^-31 is SRDHM(a, M0) =
+      floor((a M0 + 2^30) / 2^31); then u = h 2^-n, clamped to [lo, hi], and rounded half
+      away from zero as trunc(u + copysign(1/2, u)) (the cast), which is RDBPOT(h, n)
+      clamped (rounding is monotone and fixes integers, so clamping first changes nothing).
+    - ``single``: floor(acc * M + (b M + 1/2)) with M = M0 2^-(31 + n), clamped first.
+    - ``pow2``: rint(acc 2^-k + b 2^-k) (half to even), clamped first.
+
+    With ``fold`` False the bias is added first (acc + b, exact: two integers below 2^31)
+    and the constant is 1/2."""
+
+    def __init__(self, mode: str, mult: np.ndarray, const: np.ndarray, post: np.ndarray | None,
+                 bias: np.ndarray | None, lo: int, hi: int, dtype: np.dtype):
+        self.mode = mode
+        self.params = [mult, const] + ([] if post is None else [post]) + (
+            [] if bias is None else [bias])
+        self.has_post, self.has_bias = post is not None, bias is not None
+        self.lo, self.hi = float(lo), float(hi)
+        self.dtype = np.dtype(dtype)
+        self._tiled: dict[int, list[np.ndarray]] = {}
+
+    def _by_row(self, images: int) -> list[np.ndarray]:
+        got = self._tiled.get(images)
+        if got is None:
+            got = self._tiled[images] = [np.tile(p, images).reshape(-1, 1) if p.ndim else p
+                                         for p in self.params]
+        return got
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        a2, by_row, perm = _storage_rows(acc)
+        params = self._by_row(acc.shape[0]) if by_row else self.params
+        out = np.empty(a2.shape, self.dtype)
+        rows = max(1, _BLOCK // max(a2.shape[1], 1))
+        t = np.empty((min(rows, a2.shape[0]), a2.shape[1]))
+        s = np.empty_like(t) if self.mode == "gemmlowp" else None
+        lo, hi = self.lo, self.hi
+        for r0 in range(0, a2.shape[0], rows):
+            r1 = min(r0 + rows, a2.shape[0])
+            p = [v[r0:r1] if by_row and v.ndim else v for v in params]
+            tt = t[: r1 - r0]
+            if self.has_bias:
+                np.add(a2[r0:r1], p[-1], out=tt)
+                tt *= p[0]
+            else:
+                np.multiply(a2[r0:r1], p[0], out=tt)
+            tt += p[1]
+            if self.mode == "gemmlowp":
+                np.floor(tt, out=tt)
+                tt *= p[2]
+                np.minimum(tt, hi, out=tt)
+                np.maximum(tt, lo, out=tt)
+                ss = s[: r1 - r0]
+                np.copysign(0.5, tt, out=ss)
+                tt += ss  # the cast truncates towards zero: half away from zero
+            else:
+                np.minimum(tt, hi, out=tt)
+                np.maximum(tt, lo, out=tt)
+                (np.floor if self.mode == "single" else np.rint)(tt, out=tt)
+            np.copyto(out[r0:r1], tt, casting="unsafe")
+        if perm is None:
+            return out.reshape(acc.shape)
+        shape = tuple(acc.shape[i] for i in perm)
+        inv = tuple(int(i) for i in np.argsort(perm))
+        return out.reshape(shape).transpose(inv)
+
+
+def fast_requantizer(*, bias: np.ndarray | None, lo: int, hi: int, dtype: np.dtype,
+                     real: np.ndarray | float | None = None, rounding: str = "gemmlowp",
+                     shift: np.ndarray | int | None = None) -> Requantizer | None:
+    """The ``Requantizer`` of a layer whose int32 accumulators a = acc + bias cannot overflow
+    (the caller's bound), requantized by ``real`` (per channel or one) with ``rounding``, or
+    by a rounding shift by ``shift`` (k: acc * 2^-k, ``shift_round``), then clamped to
+    [lo, hi] (zero point 0); None when the float64 arithmetic is not proven exact for it
+    (the caller then runs the int64 definitions). The proofs, per channel:
+
+    - ``pow2``: acc 2^-k, b 2^-k and their sum a 2^-k are integers below 2^53 times a power
+      of two: exact; rint is shift_round's half-to-even rounding; its int32 saturation for
+      k < 0 lies outside [lo, hi]. Always exact.
+    - ``gemmlowp`` (M0 in [2^30, 2^31), right shift n; no left shift, i.e. real < 1):
+      with the bias folded (|b| < 2^21: b m + 1/2 is a multiple of 2^-31 below 2^21 + 1, exact),
+      for |a| < R = 2^21 we have |acc| < 2^22, so acc * m (|acc| M0 < 2^53) and the sum
+      a m + 1/2 (a multiple of 2^-31 below 2^22) are exact, and so is h; otherwise the bias is
+      added first (exact) and R = 2^22 - 1 (|a| M0 < 2^53, a m + 1/2 below 2^22). u = h 2^-n
+      clamped to [lo, hi] (|u| <= Q = max(|lo|, |hi|)), plus 1/2, is a multiple of 2^-31
+      below Q + 1 < 2^22: exact. Beyond R the float result is within 2^-20 of a m + 1/2, so h and y move by
+      at most one, and |y - a M| <= 1 (M = M0 2^-(31+n), two roundings of 1/2): |y| >= R M - 2
+      for both, so both clamp to the same bound when R M >= Q + 3 for every channel (the
+      condition checked; on ResNet-50, n <= 12 and Q = 128: 2^21 2^-13 = 256 >= 131).
+    - ``single`` (s = 31 + n, no left shift): the values that can land in [lo, hi] have
+      |a M| <= Q + 4 < 2^qb, so a M + 1/2 is a multiple of 2^-(31+n) below 2^qb: exact when
+      qb + 31 + n <= 52, and so are acc * M (|acc| M0 <= |a| M0 + |b| M0 < 2^53 with the bias
+      folded when |b| M0 < 2^51, else added first) and the sum; every other value is computed
+      within 2^-20, its floor within one, beyond the same bound."""
+    lo, hi = int(lo), int(hi)
+    q = max(abs(lo), abs(hi))
+    b = None if bias is None else np.asarray(bias, np.float64).reshape(-1)
+    if shift is not None:
+        k = np.asarray(shift, np.int64).reshape(-1)
+        if np.any(np.abs(k) > 60):
+            return None
+        k, b = _channels(k, b)
+        e = np.ldexp(1.0, -k)
+        const = np.zeros_like(e) if b is None else b * e
+        return Requantizer("pow2", _row(e), _row(const), None, None, lo, hi, dtype)
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding {rounding!r} is not one of {ROUNDINGS}")
+    m0, n, left = quantize_multipliers(np.asarray(real, np.float64).reshape(-1))
+    if np.any(left):
+        return None
+    (m0, n), b = _channels((m0, n), b)
+    m0f = m0.astype(np.float64)
+    babs = np.zeros_like(m0f) if b is None else np.abs(b)
+    if rounding == "single":
+        qb = int(np.ceil(np.log2(q + 4)))
+        if np.any(qb + 31 + n > 52):
+            return None
+        mult = np.ldexp(m0f, -(31 + n))
+        fold = bool(np.all(babs * m0f < 2.0 ** 51))
+        const = 0.5 + (b * mult if fold and b is not None else np.zeros_like(mult))
+        return Requantizer("single", _row(mult), _row(const), None,
+                           None if fold or b is None else _row(b), lo, hi, dtype)
+    fold = bool(np.all(babs < 2.0 ** 21))
+    radius = 2.0 ** 21 if fold else 2.0 ** 22 - 1
+    if np.any(radius * np.ldexp(m0f, -(31 + n)) < q + 3):
+        return None
+    mult = m0f * 2.0 ** -31
+    const = 0.5 + (b * mult if fold and b is not None else np.zeros_like(mult))
+    return Requantizer("gemmlowp", _row(mult), _row(const), _row(np.ldexp(1.0, -n)),
+                       None if fold or b is None else _row(b), lo, hi, dtype)
+
+
+def _channels(per, b):
+    """The per-channel parameters (an array or a tuple of them) and the bias broadcast to one
+    length (the channels)."""
+    many = per if isinstance(per, tuple) else (per,)
+    c = max([v.size for v in many] + ([] if b is None else [b.size]))
+    many = tuple(np.broadcast_to(v, (c,)) for v in many)
+    return (many if isinstance(per, tuple) else many[0]), (None if b is None else np.broadcast_to(b, (c,)))
+
+
+def _row(v: np.ndarray) -> np.ndarray:
+    v = np.ascontiguousarray(v, np.float64).reshape(-1)
+    return v.reshape(()) if v.size == 1 else v
+
+
 def multiply_by_quantized_multiplier(acc: np.ndarray, m0: np.ndarray | int, shift: np.ndarray | int
                                      ) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier for right shifts: RDBPOT(SRDHM(acc, M0), n),
@@ -302,8 +478,8 @@ def avg_pool_sums(x: np.ndarray, *, kernel_shape: tuple[int, ...], strides: tupl
 
 
 F32_EXACT = 2 ** 24
-"""Integers below 2^24 in magnitude are exact in float32, and so is every partial sum of
-int8 x int8 products while the sum of their magnitudes stays below it."""
+"""Every integer up to 2^24 in magnitude is a float32, so is every partial sum of integer
+products while the sum of their magnitudes stays within it."""
 
 
 def _exact_float(wq: np.ndarray, w_zp: np.ndarray | int) -> np.ndarray:
@@ -315,32 +491,59 @@ def _exact_float(wq: np.ndarray, w_zp: np.ndarray | int) -> np.ndarray:
     return np.asarray(wq, np.float32) - (zp.reshape(-1, *(1,) * (wq.ndim - 1)) if zp.ndim else zp)
 
 
+def _int_max(xq: np.ndarray, zp: float) -> float:
+    """max |xq - zp| (0 for an empty array): two integer reductions for integer arrays (no
+    float copy), else on the values."""
+    if xq.size == 0:
+        return 0.0
+    if np.issubdtype(xq.dtype, np.integer):
+        return float(max(int(xq.max()) - zp, zp - int(xq.min()), 0))
+    return float(np.abs(np.asarray(xq, np.float64) - zp).max())
+
+
+def _centred_float32(xq: np.ndarray, zp: float) -> np.ndarray:
+    """(xq - zp) as float32 (exact: |xq - zp| <= 2^16), in ``xq``'s memory order (an NCHW view
+    of a channels-last buffer stays one)."""
+    x = xq.astype(np.float32)  # order "K"
+    if zp:
+        x -= np.float32(zp)
+    return x
+
+
 def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int = 0, *,
              strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
-             group: int, cache: dict | None = None) -> np.ndarray:
+             group: int, cache: dict | None = None, exact_float: bool = False) -> np.ndarray:
     """The int32 accumulators of a convolution of integers: sum (q_x - z_x)(q_w - z_w) over
     each window (padding contributes 0, i.e. the zero point), exact through float BLAS.
 
-    float32 when every partial sum is exact in it: K * max|x| * max|w| < 2^24 for K taps
-    per output (a depthwise conv always; an int8 1x1 conv up to K = 1032 input channels);
-    otherwise, for group 1, over slices of the input channels that each meet the bound,
-    the exact float32 parts summed in float64; else (grouped, wide K) in float64 (exact for
-    K < 2^38, see the module docstring). ``cache``: a dict kept by the caller for this
-    weight (its max |w| and channel slices are computed once)."""
+    float32 when every partial sum is exact in it: each partial sum of output channel c is
+    a sum of some of its products, so its magnitude is at most max|x| * S_c with S_c =
+    sum |w| over the channel's taps; one float32 convolution when max|x| * max_c S_c <= 2^24
+    (every integer up to 2^24 is a float32, and so is each partial sum, in whatever order and
+    grouping BLAS adds them, FMA or not); otherwise, for group 1, over slices of the input
+    channels that each meet the (coarser) bound K_slice * max|x| * max|w| < 2^24, the exact
+    float32 parts summed in float64; else (grouped, wide K) in float64 (exact for K < 2^38,
+    see the module docstring). ``cache``: a dict kept by the caller for this weight (its
+    max |w|, max S_c and channel slices are computed once). ``exact_float``: return the
+    accumulators as the float array that holds them exactly (float32 or float64, in the
+    convolution's output layout: an NCHW view of a channels-last buffer for group 1) instead
+    of int32."""
     from fc.np_ops.registry import call
 
     cache = {} if cache is None else cache
 
-    x = np.asarray(xq, np.float32) - np.float32(x_zp)  # exact: |x| <= 2^16
+    x = _centred_float32(xq, x_zp)
     w = _exact_float(wq, w_zp)
     kw = dict(strides=strides, pads=pads, dilations=dilations, group=group)
-    xm = float(np.abs(x).max(initial=0.0))
+    xm = _int_max(xq, x_zp)
     wm = cache.get("max")
     if wm is None:
         wm = cache["max"] = float(np.abs(w).max(initial=0.0))
+        cache["smax"] = float(np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(1).max(initial=0.0))
     taps = int(np.prod(w.shape[2:]))
-    if xm * wm * w.shape[1] * taps < F32_EXACT:
-        return _exact_int32(call("Conv", x, w.astype(np.float32, copy=False), **kw))
+    if xm * cache["smax"] <= F32_EXACT:
+        y = call("Conv", x, w.astype(np.float32, copy=False), **kw)
+        return y if exact_float else y.astype(np.int32)
     per = int((F32_EXACT - 1) // max(xm * wm * taps, 1.0))
     if group == 1 and per >= 16:
         w32 = w.astype(np.float32, copy=False)
@@ -349,31 +552,38 @@ def int_conv(xq: np.ndarray, x_zp: int, wq: np.ndarray, w_zp: np.ndarray | int =
             ws = cache.get((c0, per))
             if ws is None:
                 ws = cache[(c0, per)] = np.ascontiguousarray(w32[:, c0:c0 + per])
-            part = call("Conv", np.ascontiguousarray(x[:, c0:c0 + per]), ws, **kw)
+            part = call("Conv", x[:, c0:c0 + per].copy(order="K"), ws, **kw)
             acc = part.astype(np.float64) if acc is None else acc + part
-        return _exact_int32(acc)
+        return acc if exact_float else _exact_int32(acc)
     y = call("Conv", x.astype(np.float64), w.astype(np.float64, copy=False), **kw)
-    return _exact_int32(y)
+    return y if exact_float else _exact_int32(y)
 
 
-def int_matmul(aq: np.ndarray, a_zp: int, bq: np.ndarray, b_zp: np.ndarray | int = 0) -> np.ndarray:
-    """The int32 accumulators of (q_a - z_a) @ (q_b - z_b), exact through float BLAS
-    (float32 over slices of K that meet ``int_conv``'s bound, their parts summed in
-    float64)."""
-    a = np.asarray(aq, np.float32) - np.float32(a_zp)
+def int_matmul(aq: np.ndarray, a_zp: int, bq: np.ndarray, b_zp: np.ndarray | int = 0, *,
+               cache: dict | None = None, exact_float: bool = False) -> np.ndarray:
+    """The int32 accumulators of (q_a - z_a) @ (q_b - z_b), exact through float BLAS: one
+    float32 product when max|a| * max_j sum_k |b_kj| <= 2^24 (``int_conv``'s bound), else
+    over slices of K that meet K_slice * max|a| * max|b| < 2^24, their parts summed in
+    float64. ``cache`` and ``exact_float`` as for ``int_conv``."""
+    cache = {} if cache is None else cache
+    a = _centred_float32(np.asarray(aq), a_zp)
     b = bq if bq.dtype in (np.float32, np.float64) and not np.any(b_zp) else (
         np.asarray(bq, np.float32) - np.asarray(b_zp, np.float32))
-    am = float(np.abs(a).max(initial=0.0))
-    bm = float(np.abs(b).max(initial=0.0))
-    per = int((F32_EXACT - 1) // max(am * bm, 1.0))
+    am = _int_max(np.asarray(aq), a_zp)
+    bm = cache.get("max")
+    if bm is None:
+        bm = cache["max"] = float(np.abs(b).max(initial=0.0))
+        cache["smax"] = float(np.abs(b.astype(np.float64)).sum(axis=0).max(initial=0.0))
     b32 = b.astype(np.float32, copy=False)
-    if per >= a.shape[-1]:
-        return _exact_int32(a @ b32)
+    per = int((F32_EXACT - 1) // max(am * bm, 1.0))
+    if am * cache["smax"] <= F32_EXACT or per >= a.shape[-1]:
+        y = a @ b32
+        return y if exact_float else y.astype(np.int32)
     acc = None
     for k0 in range(0, a.shape[-1], per):
         part = a[..., k0:k0 + per] @ b32[k0:k0 + per]
         acc = part.astype(np.float64) if acc is None else acc + part
-    return _exact_int32(acc)
+    return acc if exact_float else _exact_int32(acc)
 
 
 def _exact_int32(y: np.ndarray) -> np.ndarray:

@@ -31,7 +31,16 @@ integers from the integers it reads:
 - a fused ReLU / ReLU6 is a clamp in the integer domain: [z_out + round(alpha / s_out),
   z_out + round(beta / s_out)] intersected with [qmin, qmax].
 
-Floats appear only where the graph input is quantized and its outputs dequantized. Ops
+Floats appear only where the graph input is quantized and its outputs dequantized.
+
+**How it runs fast, with the same integers.** A Conv/Gemm's accumulators come from
+``int_conv``/``int_matmul`` as the float32 (or float64) array that holds them exactly, in the
+float Conv's channels-last layout, and go straight to the layer's ``Requantizer`` (built once
+here, by ``fast_requantizer``, which proves float64 passes give the int64 definitions'
+integers for that layer's multipliers, bias and clamp, or declines: the layer then runs the
+int64 definitions); its int8 output keeps the layout, so the next 1x1 Conv is a GEMM on it.
+An Add of 8-bit inputs is a function of the pair of integers it reads: its 2^16 outputs are
+computed once by the int64 definitions (``_add_table``) and a run looks them up. Ops
 outside this set are listed at once (``IntegerError``), or run in float on dequantized
 inputs with ``allow_float=True`` (a warning names them).
 
@@ -154,7 +163,13 @@ class IntegerInterpreter(Interpreter):
         self._float_names = {n.name for n in self.float_nodes}
         self._int_q = {q.name for q in self.out_q.values()}
         self._consts: dict[str, tuple[np.ndarray, ...]] = {}
-        self._wcache: dict[str, dict] = {}  # Conv -> int_conv's cache of its weight
+        self._wcache: dict[str, dict] = {}  # Conv/Gemm -> int_conv's cache of its weight
+        # per layer, computed here once: Conv/Gemm -> its float64 requantizer (None: the
+        # int64 definitions run), Add -> its table of all 2^16 input pairs (None: 16-bit)
+        self._requantizers = {n.name: self._fast_requantizer(n) for n in graph
+                              if n.name in self.out_q and n.op_type in ("Conv", "Gemm")}
+        self._add_tables = {n.name: self._add_table(n) for n in graph
+                            if n.name in self.out_q and n.op_type == "Add"}
 
     # -- helpers ---------------------------------------------------------------------------
     def _weight(self, node: Node, i: int) -> tuple[np.ndarray, _P]:
@@ -179,7 +194,9 @@ class IntegerInterpreter(Interpreter):
             return ia.shift_round(acc, ks.reshape(()) if ks.size == 1 else ks)
         return ia.requantize(acc, real, rounding=self.rounding)
 
-    def _finish(self, node: Node, y: np.ndarray) -> np.ndarray:
+    def _clamp(self, node: Node) -> tuple[int, int, int, np.dtype]:
+        """The output integers' range [lo, hi] after the fused activation's clamp, its zero
+        point and dtype."""
         q, p = self._out(node)
         lo, hi = q.attrs["qmin"], q.attrs["qmax"]
         act = node.attrs.get("activation", "")
@@ -193,9 +210,13 @@ class IntegerInterpreter(Interpreter):
         elif act:
             raise IntegerError(f"node {node.name!r} ({node.op_type}): fused activation {act!r} has "
                                "no integer form (only relu and clip are clamps)")
+        return lo, hi, z, _const(q, 2).dtype
+
+    def _finish(self, node: Node, y: np.ndarray) -> np.ndarray:
+        lo, hi, z, dtype = self._clamp(node)
         if z:
             y = np.asarray(y, np.int64) + z
-        return np.clip(y, lo, hi).astype(_const(q, 2).dtype)
+        return np.clip(y, lo, hi).astype(dtype)
 
     # -- execution -------------------------------------------------------------------------
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
@@ -231,7 +252,8 @@ class IntegerInterpreter(Interpreter):
         wq, pw = self._weight(node, 1)
         acc = ia.int_conv(xq, int(px.zero), self._float_weights(node, wq), 0, strides=node.attrs["strides"],
                           pads=node.attrs["pads"], dilations=node.attrs["dilations"],
-                          group=node.attrs["group"], cache=self._wcache.setdefault(node.name, {}))
+                          group=node.attrs["group"], cache=self._wcache.setdefault(node.name, {}),
+                          exact_float=True)
         return self._requant_layer(node, acc, px, pw)
 
     def _gemm(self, node: Node, args: list[Any]) -> np.ndarray:
@@ -242,7 +264,8 @@ class IntegerInterpreter(Interpreter):
         px = self.params[node.inputs[0].name]
         wq, pw = self._weight(node, 1)
         w = self._float_weights(node, wq.T if a["transB"] else wq)
-        acc = ia.int_matmul(args[0], int(px.zero), w, 0)
+        acc = ia.int_matmul(args[0], int(px.zero), w, 0, cache=self._wcache.setdefault(node.name, {}),
+                            exact_float=True)
         return self._requant_layer(node, acc, px, pw)
 
     def _float_weights(self, node: Node, wq: np.ndarray) -> np.ndarray:
@@ -251,17 +274,48 @@ class IntegerInterpreter(Interpreter):
             w = self._w64[node.name] = np.ascontiguousarray(wq, np.float32)
         return w
 
-    def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
-        if len(node.inputs) > 2 and node.inputs[2] is not None:
-            bq, _ = self._weight(node, 2)
-            acc = acc.astype(np.int64) + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
-            if self._check_overflow(node, acc):
-                acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX)
+    def _multiplier(self, node: Node) -> tuple[np.ndarray, np.ndarray | None]:
+        """A Conv's/Gemm's requantization: the real multiplier s_x s_w / s_out (per channel or
+        one) and, for scale_shift_t's power-of-two scales, the shift f_x + f_w - f_out."""
+        px = self.params[node.inputs[0].name]
+        _, pw = self._weight(node, 1)
         _, po = self._out(node)
         real = px.scale * pw.scale / po.scale
         shift = None
         if px.shift is not None and pw.shift is not None and po.shift is not None:
             shift = px.shift.astype(np.int64) + pw.shift.astype(np.int64) - po.shift.astype(np.int64)
+        return real, shift
+
+    def _fast_requantizer(self, node: Node) -> ia.Requantizer | None:
+        """The layer's float64 requantizer (``fc.np_ops.integer.fast_requantizer``, proven
+        exact on its numbers), or None where the int64 definitions run: an accumulator bound
+        past int32 (overflow is then checked on every run), an output zero point, a fused
+        activation without an integer form (reported when it runs), or numbers the float64
+        proof does not cover."""
+        try:
+            lo, hi, z, dtype = self._clamp(node)
+        except IntegerError:
+            return None
+        if z or self._bound(node) > ia.INT32_MAX:
+            return None
+        real, shift = self._multiplier(node)
+        bias = self._weight(node, 2)[0] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        if self.pow2 and shift is not None:
+            return ia.fast_requantizer(bias=bias, lo=lo, hi=hi, dtype=dtype, shift=shift)
+        return ia.fast_requantizer(bias=bias, lo=lo, hi=hi, dtype=dtype, real=real,
+                                   rounding=self.rounding)
+
+    def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
+        rq = self._requantizers.get(node.name)
+        if rq is not None:
+            return rq(acc)
+        acc = acc.astype(np.int64)  # exact integers in float
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            bq, _ = self._weight(node, 2)
+            acc = acc + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        if self._check_overflow(node, acc):
+            acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX)
+        real, shift = self._multiplier(node)
         return self._finish(node, self._rescale(acc, real, shift))
 
     def _check_overflow(self, node: Node, acc: np.ndarray) -> bool:
@@ -282,25 +336,49 @@ class IntegerInterpreter(Interpreter):
         """Per Conv/Gemm run in integers: the largest |accumulator| any input can produce,
         max|q_x - z_x| * sum|q_w| + |q_b| over output channels (int32 overflow is impossible
         where it is <= 2^31 - 1)."""
-        out: dict[str, int] = {}
-        for node in self.graph:
-            if node.name not in self.out_q or node.op_type not in ("Conv", "Gemm"):
-                continue
-            p = self.params[node.inputs[0].name]
-            xmax = max(p.hi - int(p.zero), int(p.zero) - p.lo)
-            wq, _ = self._weight(node, 1)
-            w = np.abs(wq.astype(np.int64))
-            if node.op_type == "Gemm":
-                per = w.sum(axis=1 if node.attrs["transB"] else 0)
-            else:
-                per = w.reshape(w.shape[0], -1).sum(axis=1)
-            b = np.zeros_like(per)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                b = np.abs(self._weight(node, 2)[0].astype(np.int64))
-            out[node.name] = int((xmax * per + b).max())
-        return out
+        return {node.name: self._bound(node) for node in self.graph
+                if node.name in self.out_q and node.op_type in ("Conv", "Gemm")}
+
+    def _bound(self, node: Node) -> int:
+        p = self.params[node.inputs[0].name]
+        xmax = max(p.hi - int(p.zero), int(p.zero) - p.lo)
+        wq, _ = self._weight(node, 1)
+        w = np.abs(wq.astype(np.int64))
+        if node.op_type == "Gemm":
+            per = w.sum(axis=1 if node.attrs["transB"] else 0)
+        else:
+            per = w.reshape(w.shape[0], -1).sum(axis=1)
+        b = np.zeros_like(per)
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            b = np.abs(self._weight(node, 2)[0].astype(np.int64))
+        return int((xmax * per + b).max())
 
     def _add(self, node: Node, args: list[Any]) -> np.ndarray:
+        table = self._add_tables.get(node.name)
+        if table is not None and args[0].dtype.itemsize == args[1].dtype.itemsize == 1:
+            return _lookup_pairs(table, args[0], args[1])
+        return self._add_integers(node, args)
+
+    def _add_table(self, node: Node) -> np.ndarray | None:
+        """The residual Add of two 8-bit inputs is a function of the pair of integers it
+        reads: its output for each of the 2^16 pairs, computed once by ``_add_integers`` (the
+        int64 definitions below, activation clamp included), at index u_a * 256 + u_b of the
+        inputs' bytes u (``_lookup_pairs``), so a run is one lookup per element and gives
+        the definitions' integers by construction. None for inputs wider than 8 bits."""
+        pa, pb = self.params[node.inputs[0].name], self.params[node.inputs[1].name]
+        if pa.hi - pa.lo > 255 or pb.hi - pb.lo > 255:
+            return None
+        da = np.int8 if pa.lo < 0 else np.uint8
+        db = np.int8 if pb.lo < 0 else np.uint8
+        byte = np.arange(256, dtype=np.uint8)
+        qa = np.repeat(byte.view(da), 256).reshape(256, 256)
+        qb = np.tile(byte.view(db), 256).reshape(256, 256)
+        try:
+            return np.ascontiguousarray(self._add_integers(node, [qa, qb])).reshape(-1)
+        except IntegerError:
+            return None  # reported when the node runs
+
+    def _add_integers(self, node: Node, args: list[Any]) -> np.ndarray:
         pa, pb = self.params[node.inputs[0].name], self.params[node.inputs[1].name]
         _, po = self._out(node)
         a = args[0].astype(np.int64) - pa.zero
@@ -370,6 +448,40 @@ class IntegerInterpreter(Interpreter):
                 parts.append(ia.requantize(d, float(p.scale) / float(po.scale),
                                            rounding=self.rounding))
         return self._finish(node, np.concatenate(parts, axis=node.attrs["axis"]))
+
+
+def _lookup_pairs(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """table[u_a * 256 + u_b] elementwise for 8-bit arrays ``a``, ``b`` (u: their bytes): in
+    cache-sized blocks, in their memory layout, when both share one (a channels-last buffer,
+    C order), else through numpy's broadcasting."""
+    ua, ub = a.view(np.uint8), b.view(np.uint8)
+    fa, perm = _storage_flat(ua)
+    if fa is not None and ua.shape == ub.shape and ua.strides == ub.strides:
+        fb = ub.transpose(perm).reshape(-1)
+        shape = tuple(ua.shape[i] for i in perm)
+        out = np.empty(shape, table.dtype)
+        fo = out.reshape(-1)
+        idx = np.empty(min(fa.size, _LOOKUP_BLOCK), np.uint16)
+        for i in range(0, fa.size, _LOOKUP_BLOCK):
+            j = min(i + _LOOKUP_BLOCK, fa.size)
+            ix = idx[: j - i]
+            np.left_shift(fa[i:j], 8, out=ix, dtype=np.uint16)
+            ix |= fb[i:j]
+            table.take(ix, out=fo[i:j])
+        return out.transpose(tuple(int(k) for k in np.argsort(perm)))
+    idx = np.left_shift(ua, 8, dtype=np.uint16) | ub
+    return table.take(idx)
+
+
+_LOOKUP_BLOCK = 16384
+
+
+def _storage_flat(x: np.ndarray) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """``x``'s elements in memory order as a 1-D view, with the axis order that gives it
+    (None when ``x`` is not a permuted C-ordered array)."""
+    perm = tuple(sorted(range(x.ndim), key=lambda i: -x.strides[i]))
+    t = x.transpose(perm)
+    return (t.reshape(-1) if t.flags.c_contiguous else None), perm
 
 
 def run_integer(graph: Graph, inputs: Mapping[str, np.ndarray], *, strategy: str | None = None,

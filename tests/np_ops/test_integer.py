@@ -195,3 +195,125 @@ def test_blocked_add_is_the_three_requantizations(rounding):
                           + requantize(b << 20, reals[1], rounding=rounding), reals[2],
                           rounding=rounding)
         np.testing.assert_array_equal(add_rescaled(a, b, 20, reals, rounding=rounding), want)
+
+
+def _ref_layer(a: int, real: float | None, k: int | None, rounding: str, lo: int, hi: int) -> int:
+    """One accumulator a (bias included) to the layer's clamped output, on Python integers:
+    gemmlowp's MultiplyByQuantizedMultiplier (``ref_srdhm`` then ``ref_rdbpot``), TFLite's
+    single rounding (a * M0 + 2^(s-1)) >> s with s = 31 + n, or half-to-even a / 2^k."""
+    from fractions import Fraction
+
+    if k is not None:
+        y = round(Fraction(a) * Fraction(2) ** -k)
+    else:
+        m0, n = quantize_multiplier(real)
+        if rounding == "gemmlowp":
+            y = ref_rdbpot(ref_srdhm(a, m0), n)
+        else:
+            s = 31 + n
+            y = (a * m0 + (1 << (s - 1))) >> s
+    return max(lo, min(hi, y))
+
+
+def _layer_accumulators(rng, c: int, reals, lo: int, hi: int) -> np.ndarray:
+    """(2, c, 40, 50) int64 accumulators per channel: dense around the values that land in
+    [lo, hi] (every integer of a window there, so both roundings' ties occur), random ones up
+    to int32's limits, and 2^21 / 2^22 and their neighbours (the exact float ranges)."""
+    per = 2 * 40 * 50
+    out = np.empty((c, per), np.int64)
+    q = max(abs(lo), abs(hi)) + 3
+    for ch in range(c):
+        span = int(q / reals[ch]) if reals is not None else q << 8
+        dense = np.arange(-600, 600) + int(rng.integers(-span, span))
+        edges = np.array([2 ** 21, 2 ** 22, 2 ** 22 - 1, 2 ** 21 - 1, 2 ** 21 + 1, INT32_MAX - 1])
+        edges = np.concatenate([edges, -edges, [0, 1, -1]])
+        rest = per - dense.size - edges.size
+        wide = np.concatenate([rng.integers(-span, span, rest // 2),
+                               rng.integers(-(2 ** 31) + 2 ** 30, 2 ** 31 - 2 ** 30, rest - rest // 2)])
+        out[ch] = np.concatenate([dense, edges, wide])
+    return out.reshape(c, 2, 40, 50).transpose(1, 0, 2, 3)
+
+
+REQUANT_CASES = [
+    # (mode, lo, hi, bias magnitude, channels-last storage, the smallest multiplier: at the
+    # limit of what fast_requantizer accepts for that range and bias)
+    pytest.param("gemmlowp", -128, 127, 2 ** 12, True, 6.3e-5, id="gemmlowp-int8-nhwc"),
+    pytest.param("gemmlowp", 0, 127, 2 ** 30, False, 3.2e-5, id="gemmlowp-relu-bias2^30-nchw"),
+    pytest.param("gemmlowp", 0, 255, 2 ** 10, True, 1.3e-4, id="gemmlowp-uint8"),
+    pytest.param("single", 3, 50, 2 ** 12, True, 1.68e-5, id="single-clip"),
+    pytest.param("single", -128, 127, 2 ** 28, False, 6.3e-5, id="single-bias2^28-nchw"),
+    pytest.param("pow2", -128, 127, 2 ** 30, True, None, id="pow2-int8"),
+    pytest.param("pow2", 0, 255, 2 ** 8, False, None, id="pow2-uint8-nchw"),
+]
+
+
+@pytest.mark.parametrize("mode, lo, hi, bias_mag, channels_last, smallest", REQUANT_CASES)
+def test_float_requantizer_is_the_published_definitions(mode, lo, hi, bias_mag, channels_last,
+                                                        smallest):
+    """``fast_requantizer``'s float64 passes give, for every accumulator, the clamped integer
+    of the definitions written out on Python integers (gemmlowp, TFLite single rounding, or
+    half-to-even shifts): at both roundings' ties, at the edges of its exact ranges and far
+    past them, with the bias folded into the constant or added first, in both layouts."""
+    from fc.np_ops.integer import fast_requantizer
+
+    rng = np.random.default_rng(7)
+    c = 6
+    bias = rng.integers(-bias_mag, bias_mag, c, endpoint=True)
+    if mode == "pow2":
+        ks = np.array([-2, 0, 1, 7, 12, 24])
+        reals = 2.0 ** -ks
+        rq = fast_requantizer(bias=bias, lo=lo, hi=hi, dtype=np.uint8 if lo >= 0 and hi > 127 else np.int8,
+                              shift=ks)
+    else:
+        # a power of two (M0 = 2^30: ties in the high multiply), 0.5 (n = 0) and odd reals
+        reals = np.array([2.0 ** -9, 0.5, 0.0123456, 3.1e-3, 0.37, smallest])
+        rq = fast_requantizer(bias=bias, lo=lo, hi=hi, dtype=np.uint8 if hi > 127 else np.int8,
+                              real=reals, rounding=mode)
+    assert rq is not None
+    a = _layer_accumulators(rng, c, reals, lo, hi)
+    a = np.clip(a, INT32_MIN + 2 ** 30 + 1, INT32_MAX - 2 ** 30 - 1)  # a + b stays int32
+    acc = (a - bias.reshape(1, -1, 1, 1)).astype(np.float64)  # what BLAS hands over
+    if channels_last:
+        acc = np.ascontiguousarray(acc.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    got = rq(acc)
+    assert got.shape == a.shape  # in the accumulators' layout
+    assert (got.transpose(0, 2, 3, 1) if channels_last else got).flags.c_contiguous
+    for ch in range(c):
+        want = [_ref_layer(int(v), float(reals[ch]), int(ks[ch]) if mode == "pow2" else None,
+                           mode, lo, hi) for v in a[:, ch].ravel()]
+        assert got[:, ch].ravel().tolist() == want, (mode, ch)
+
+
+def test_float_requantizer_declines_what_it_cannot_prove():
+    """None (the int64 definitions run) for a multiplier >= 1 (a left shift), single rounding
+    with a shift past 13, and a multiplier too small for the out-of-range values to clamp."""
+    from fc.np_ops.integer import fast_requantizer
+
+    kw = dict(bias=np.array([5, -7]), lo=-128, hi=127, dtype=np.int8)
+    assert fast_requantizer(real=np.array([0.3, 1.5]), **kw) is None
+    assert fast_requantizer(real=np.array([0.3, 2.0 ** -16]), rounding="single", **kw) is None
+    assert fast_requantizer(real=np.array([0.3, 2.0 ** -15.5]), **kw) is None
+    assert fast_requantizer(real=np.array([0.3, 2.0 ** -12]), **kw) is not None
+
+
+@pytest.mark.parametrize("over", [False, True], ids=["at_2^24", "past_2^24"])
+def test_conv_per_channel_bound_at_float32s_limit(over):
+    """One float32 convolution while max|x| * sum|w| <= 2^24 for every output channel: all
+    products positive, so the sum runs up to max|x| * S_c exactly; one unit past it the input
+    channels are sliced. Both against onnxruntime's ConvInteger."""
+    from onnx import TensorProto, helper
+
+    k = 132104  # 127 * 132104 = 2^24 - 8; past it: 127 * 132113, odd, not a float32
+    cin = 128  # 1152 taps: K * max|x| * max|w| = 18.6e6 > 2^24 (the bound before)
+    x = np.full((1, cin, 3, 3), 127, np.int8)
+    w = np.zeros((2, cin, 3, 3), np.int8)
+    w[0].flat[: k // 127] = 127
+    w[0].flat[k // 127] = k % 127 + (9 if over else 0)
+    w[1].flat[::2] = -127
+    got = int_conv(x, 0, w, 0, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    vi = helper.make_tensor_value_info
+    ref = _ort([helper.make_node("ConvInteger", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+               [vi("x", TensorProto.INT8, x.shape), vi("w", TensorProto.INT8, w.shape)],
+               [vi("y", TensorProto.INT32, None)], {"x": x, "w": w})
+    assert ref.max() == 127 * (k + (9 if over else 0))
+    np.testing.assert_array_equal(got, ref)

@@ -178,6 +178,9 @@ def test_fixed_point_simulation_is_the_integer_run_on_every_op(allops, rounding)
     qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t")))
     fs = FixedPointSim(qg, rounding=rounding).run({"input": x}, intermediate=True)
     ii = IntegerInterpreter(qg, rounding=rounding)
+    # the fast paths are what is compared: every layer's float64 requantizer, the Add's table
+    assert ii._requantizers and all(v is not None for v in ii._requantizers.values())
+    assert ii._add_tables and all(v is not None for v in ii._add_tables.values())
     ints = ii.run({"input": x}, intermediate=True)
     plain = run(qg, {"input": x}, intermediate=True)
     ops, plain_off = set(), 0
@@ -245,3 +248,29 @@ def test_a_dead_channel_keeps_its_bias_in_int32(strategy, per_channel):
         out = ii.run({"input": x})[qg.outputs[0].name]
         assert ii.overflows == {}
         assert np.abs(out[:, 0] - want[:, 0]).max() <= 1.01 * step
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "mixed", "broadcast"])
+def test_pair_table_lookup_reads_each_element_pair(layout):
+    """``_lookup_pairs``: table[u_a * 256 + u_b] for every element pair, int8 with uint8, in
+    the blocked path (both operands in one memory layout, over several blocks) and the
+    broadcasting one; the output keeps the operands' layout when they share one."""
+    from fc.quant.integer_run import _lookup_pairs
+
+    rng = np.random.default_rng(4)
+    table = rng.integers(-128, 128, 65536).astype(np.int8)
+    shape = (2, 24, 30, 31)
+    a = rng.integers(-128, 128, shape).astype(np.int8)
+    b = rng.integers(0, 256, shape).astype(np.uint8)
+    if layout in ("channels_last", "mixed"):
+        a = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "channels_last":
+        b = np.ascontiguousarray(b.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "broadcast":
+        b = b[:, :, :1]
+    want = table[a.view(np.uint8).astype(np.int64) * 256 + b.astype(np.int64)]
+    got = _lookup_pairs(table, a, b)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int8
+    if layout != "mixed":
+        assert np.argsort(got.strides).tolist() == np.argsort(a.strides).tolist()
