@@ -14,6 +14,8 @@ MatMulInteger and ConvInteger were exact. u8u8 and s8s8 are exact on both."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,24 @@ def _ort_accumulator(node, xq, x_zp, wq):
     return _session(op, feeds).run(None, feeds)[0]
 
 
+def _tflite_activation_range(act, attrs, scale, zero, qmin, qmax):
+    """[act_min, act_max] of a fused activation as TFLite's CalculateActivationRangeQuantized
+    (kernel_util.cc) computes it, written out from the output's scale and zero point:
+    quantize(f) = zero + (int32) std::round(f / scale) in float32 (round: half away from
+    zero); ReLU: [max(qmin, quantize(0)), qmax]; ReLU6 (here any clip [alpha, beta]):
+    [max(qmin, quantize(alpha)), min(qmax, quantize(beta))]; none: [qmin, qmax]."""
+    def quantize(f):
+        t = float(np.float32(f) / np.float32(scale))  # the float32 quotient, exactly
+        return zero + int(math.copysign(math.floor(abs(t) + 0.5), t))  # + 0.5 exact in float64
+
+    if act == "relu":
+        return max(qmin, quantize(0.0)), qmax
+    if act == "clip":
+        return max(qmin, quantize(attrs["act_alpha"])), min(qmax, quantize(attrs["act_beta"]))
+    assert not act, act
+    return qmin, qmax
+
+
 def _check_layers(qg, x, rounding="gemmlowp"):
     """Every Conv/Gemm of the integer run of ``qg`` on ``x``; returns the layers compared."""
     ii = IntegerInterpreter(qg, rounding=rounding)
@@ -83,14 +103,9 @@ def _check_layers(qg, x, rounding="gemmlowp"):
         acc = ref.astype(np.int64) + bq.reshape((1, -1) + (1,) * (ref.ndim - 2))
         q, po = ii._out(node)
         y = ia.requantize(acc, p.scale * pw.scale / po.scale, rounding=rounding).astype(np.int64)
-        lo, hi = q.attrs["qmin"], q.attrs["qmax"]
-        act = node.attrs.get("activation", "")
+        lo, hi = _tflite_activation_range(node.attrs.get("activation", ""), node.attrs, float(po.scale),
+                                          int(po.zero), q.attrs["qmin"], q.attrs["qmax"])
         z = int(po.zero)
-        if act == "relu":
-            lo = max(lo, z)
-        elif act == "clip":
-            lo = max(lo, z + int(np.rint(node.attrs["act_alpha"] / float(po.scale))))
-            hi = min(hi, z + int(np.rint(node.attrs["act_beta"] / float(po.scale))))
         np.testing.assert_array_equal(np.clip(y + z, lo, hi), env[q.output.name], err_msg=node.name)
         done.append(node.op_type)
     return done
