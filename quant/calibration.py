@@ -33,7 +33,9 @@ import hashlib
 import json
 import math
 import os
+import queue
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +82,9 @@ class TensorStats:
         """A: the histogram covers [-A, A]."""
         return 0.0 if self.hist is None else self.width * (len(self.hist) // 2)
 
-    def update(self, x: np.ndarray) -> None:
+    def update(self, x: np.ndarray, parallel: bool = True) -> None:
+        """Fold one batch of values in. ``parallel``: a large array's binning is split over
+        fc's thread pool (the same bins; False for a caller that is itself a worker)."""
         x = np.asarray(x)
         if x.size == 0:
             return
@@ -103,7 +107,7 @@ class TensorStats:
         else:
             known = None  # min and max per chunk, while the chunk is in cache
         # order "K": the executor's channels-last views ravel without a copy
-        self._bin(x.ravel(order="K"), known)
+        self._bin(x.ravel(order="K"), known, parallel)
 
     def _extend(self, lo: float, hi: float) -> None:
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -120,7 +124,7 @@ class TensorStats:
         while len(self.hist) > MAX_BINS:
             self._merge_pairs()
 
-    def _bin(self, x: np.ndarray, signed: bool | None) -> None:
+    def _bin(self, x: np.ndarray, signed: bool | None, parallel: bool = True) -> None:
         """hist[n/2 + floor(x * float32(1 / width))] += 1 for every x (end values clamp into
         the end bins), chunk by chunk so the index array stays in cache (``_count``).
         ``signed`` None: each chunk's min and max are taken here, while it is in cache, and
@@ -134,7 +138,7 @@ class TensorStats:
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         n_chunks = -(-x.size // _CHUNK)
-        if n_chunks < 4:
+        if n_chunks < 4 or not parallel:
             self._bin_sequential(x, signed)
             return
         width, n0 = self.width, len(self.hist)
@@ -177,16 +181,86 @@ class TensorStats:
             self.hist[k:k + len(loc)] += loc
 
     def _bin_sequential(self, x: np.ndarray, signed: bool | None) -> None:
-        for start in range(0, x.size, _CHUNK):
+        """``_bin`` on the calling thread, chunk by chunk (the bins of ``_count``). With
+        ``signed`` None each chunk's min is taken (it picks the index path, and a min below
+        the range grows it) but not its max: the top bin a chunk reaches is the length of its
+        ``np.bincount``, and its exact max is taken only when that bin is within one of the
+        running max's bin (a new max can only be there) or past the range, which then grows
+        (whole bins, or merged pairs past ``MAX_BINS``) and the chunk is counted again."""
+        fbuf, ibuf = _buffers()
+        start, size = 0, x.size
+        grid = None
+        while start < size:
+            if grid is None:  # (re)read the bin grid: at the start and after a growth
+                hist, width = self.hist, self.width
+                inv = np.float32(1 / width)
+                n = len(hist)
+                half = n // 2
+                half_range = width * half
+                top = self._top_bin(inv, half) if signed is None else n + 1
+                grid = True
             c = x[start:start + _CHUNK]
-            neg = signed
-            if neg is None:
-                lo, hi = float(c.min()), float(c.max())
-                self._extend(lo, hi)
-                if max(-lo, hi) > self.half_range:
-                    self._grow(max(-lo, hi))
+            m = c.size
+            idx = ibuf[:m]
+            if signed is None:
+                lo = float(c.min())
+                if not lo >= -half_range:  # below the range, or NaN
+                    self._grow_to(lo, float(c.max()))
+                    grid = None
+                    continue
+                if lo < self.min:
+                    self.min = lo
                 neg = lo < 0
-            _count(self.hist, c, np.float32(1 / self.width), neg)
+            else:
+                neg = signed
+            if neg:
+                f = fbuf[:m]
+                np.multiply(c, inv, out=f)
+                np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
+                np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
+                origin = -1  # counts[j] belongs to bin j - 1
+            else:
+                np.multiply(c, inv, out=idx, casting="unsafe")
+                origin = half
+            try:
+                counts = np.bincount(idx)
+            except ValueError:  # a negative index: inf, NaN or past intp (cast to its least)
+                self._grow_to(float(c.min()), float(c.max()))
+                grid = None
+                continue
+            k = len(counts)
+            if origin + k >= top:  # the chunk's top bin (origin + k - 1) is >= top - 1
+                hi = float(c.max())
+                if not hi <= half_range:  # past the range
+                    self._grow_to(self.min, hi)
+                    grid = None
+                    continue
+                if hi > self.max:
+                    self.max = hi
+                    top = self._top_bin(inv, half)
+            if origin < 0:
+                hist[0] += counts[0]  # rounded below -A: the first bin
+                counts = counts[1:]
+                k -= 1
+                origin = 0
+            if origin + k > n:  # values at +A (or rounded past it): the last bin
+                hist[n - 1] += counts[n - origin:].sum()
+                k = n - origin
+            hist[origin:origin + k] += counts[:k]
+            start += m
+
+    def _grow_to(self, lo: float, hi: float) -> None:
+        self._extend(lo, hi)  # raises on a non-finite value
+        if not max(-lo, hi) > self.half_range:
+            raise AssertionError(f"no growth for [{lo}, {hi}] in +-{self.half_range}")
+        self._grow(max(-lo, hi))
+
+    def _top_bin(self, inv: np.float32, half: int) -> int:
+        """The bin of the running max (as ``_count`` computes it); ``len(hist)`` before the
+        first value."""
+        if self.max == -math.inf:
+            return -2
+        return half + math.floor(float(np.float32(self.max) * inv))
 
     def _merge_pairs(self) -> None:
         h = self.hist
@@ -210,16 +284,21 @@ class _TooWide(Exception):
     """A part's own range passed MAX_BINS (count that array sequentially, with merges)."""
 
 
+def _buffers() -> tuple[np.ndarray, np.ndarray]:
+    """This thread's scratch buffers for one chunk: float32 products and intp indices."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf[0]) != _CHUNK:
+        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
+    return buf
+
+
 def _count(hist: np.ndarray, c: np.ndarray, inv: np.float32, neg: bool) -> None:
     """hist[n/2 + floor(c * inv)] += 1 for one chunk (at most ``_CHUNK`` values): one
     multiply, one conversion and ``np.bincount``, the index array in a per-thread scratch
     buffer. Non-negative chunks (ReLU outputs) skip the floor (truncation is the floor
     there) and count into the upper half directly; values at +A (or rounded past it) go to
     the last bin, values rounded below -A to the first."""
-    buf = getattr(_scratch, "buf", None)
-    if buf is None:
-        buf = _scratch.buf = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.intp))
-    fbuf, ibuf = buf
+    fbuf, ibuf = _buffers()
     n = len(hist)
     half = n // 2
     m = c.size
@@ -477,10 +556,25 @@ class Calibrator:
 
     Use: ``cal = Calibrator(names, method="entropy")``; per batch, ``cal.observe_inputs(feeds)``
     then ``fc.np_ops.run(graph, feeds, observer=cal)``; finally ``cal.table()``.
+
+    ``background`` (the default): the node outputs are folded in on one worker thread while
+    the executor runs the next nodes (numpy releases the GIL in its ufunc loops and in
+    ``np.bincount``'s counting loop). The observer only queues the array; the queue holds at
+    most ``QUEUE_DEPTH`` arrays (the executor waits when it is full), so memory stays bounded:
+    at most ``QUEUE_DEPTH + 1`` layer outputs are kept alive past their last use, whatever
+    the number of images. One thread, first in first out, so every tensor sees its batches
+    in order and the statistics are those of ``background=False`` to the bit. It relies on
+    what the executor's hook promises: a tensor is not written after its node produced it.
+    The graph inputs are folded in at once (the caller may refill its input buffer). An error
+    of the worker (a non-finite value) is raised by the next observation, ``flush`` or
+    ``table``.
     """
 
+    QUEUE_DEPTH = 2
+
     def __init__(self, tensors: Iterable[str], *, method: str = "max", num_bins: int = DEFAULT_BINS,
-                 percentile: float = 99.99, quantized_bins: int = 255, bits: int = 8):
+                 percentile: float = 99.99, quantized_bins: int = 255, bits: int = 8,
+                 background: bool = True):
         if method not in METHODS:
             raise FcError(f"unknown calibration method {method!r}; fc has {', '.join(METHODS)}")
         self.method = method
@@ -491,8 +585,36 @@ class Calibrator:
         self.stats: dict[str, TensorStats] = {t: TensorStats(num_bins, hist) for t in tensors}
         self.batches = 0
         self.images = 0
+        self.background = background
+        self._queue: queue.Queue | None = None
+        self._errors: list[BaseException] = []
+
+    def _submit(self, st: TensorStats, arr: np.ndarray) -> None:
+        if self._errors:
+            self._raise()
+        if not self.background:
+            st.update(arr)
+            return
+        if self._queue is None:
+            self._queue = queue.Queue(self.QUEUE_DEPTH)
+            threading.Thread(target=_fold_queued, args=(self._queue, self._errors),
+                             name="fc-calibration", daemon=True).start()
+            weakref.finalize(self, self._queue.put, None)  # ends the thread with self
+        self._queue.put((st, arr))
+
+    def flush(self) -> None:
+        """Wait until every queued array is folded in (raise the worker's error, if any)."""
+        if self._queue is not None:
+            self._queue.join()
+        if self._errors:
+            self._raise()
+
+    def _raise(self) -> None:
+        raise self._errors[0]
 
     def observe_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
+        if self._errors:
+            self._raise()
         for name, arr in feeds.items():
             if name in self.stats:
                 self.stats[name].update(arr)
@@ -503,9 +625,10 @@ class Calibrator:
         for v, arr in zip(node.outputs, outputs):
             st = self.stats.get(v.name)
             if st is not None:
-                st.update(arr)
+                self._submit(st, arr)
 
     def table(self, meta: Mapping[str, Any] | None = None) -> CalibrationTable:
+        self.flush()
         missing = [n for n, st in self.stats.items() if st.count == 0]
         if missing:
             raise FcError(f"calibration saw no values for {len(missing)} tensor(s): "
@@ -519,6 +642,23 @@ class Calibrator:
         if self.method == "percentile":
             info["percentile"] = self.percentile
         return CalibrationTable(entries, self.method, {**info, **(meta or {})})
+
+
+def _fold_queued(q: queue.Queue, errors: list[BaseException]) -> None:
+    """The ``Calibrator``'s worker: ``(stats, array)`` items in order until ``None``. After an
+    error the remaining items are dropped (the producer sees the error at its next call)."""
+    while True:
+        item = q.get()
+        try:
+            if item is None:
+                return
+            if not errors:
+                item[0].update(item[1], parallel=False)
+        except BaseException as e:  # handed to the producer
+            errors.append(e)
+        finally:
+            item = None  # the array goes now, not at the next get
+            q.task_done()
 
 
 # -- the table --------------------------------------------------------------------------------

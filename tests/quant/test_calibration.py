@@ -94,8 +94,9 @@ def test_entropy_closed_form_picks_the_window_of_the_window_by_window_definition
     assert _entropy(sparse, 255) == _entropy_reference(sparse, 255)
 
 
+@pytest.mark.parametrize("parallel", [pytest.param(p, id=["one-thread", "pool"][p]) for p in (0, 1)])
 @pytest.mark.parametrize("signed", [pytest.param(s, id=["relu", "signed"][s]) for s in (0, 1)])
-def test_chunked_binning_is_floor_of_the_scaled_value(signed):
+def test_chunked_binning_is_floor_of_the_scaled_value(signed, parallel):
     """Each value lands in bin n/2 + floor(x * float32(1 / width)), over several chunks and
     through a channels-last view (no copy), the end values in the end bins; a second batch
     with a larger range (min and max taken chunk by chunk) grows the histogram by whole
@@ -110,7 +111,7 @@ def test_chunked_binning_is_floor_of_the_scaled_value(signed):
     st = TensorStats(64)
     ref = np.zeros(64, np.int64)
     for x in xs:
-        st.update(x)
+        st.update(x, parallel=bool(parallel))
         n = len(st.hist)
         ref = np.pad(ref, (n - len(ref)) // 2)
         idx = np.floor(x.ravel() * np.float32(1 / st.width)).astype(np.int64) + n // 2
@@ -119,6 +120,38 @@ def test_chunked_binning_is_floor_of_the_scaled_value(signed):
     d = np.concatenate([x.ravel() for x in xs])
     assert (st.min, st.max, st.count) == (d.min(), d.max(), d.size)
     assert np.array_equal(st.hist, ref)
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "spikes"])
+def test_one_thread_binning_grows_chunk_by_chunk(order):
+    """The one-thread path takes each chunk's min but not its max (the chunk's top bin from
+    its bincount, the exact max only near the running max's bin): values that rise chunk after
+    chunk (the range grows in every chunk), fall, or jump to new maxima inside the top bin still
+    give the floor definition's bins and the exact min and max."""
+    from fc.quant import calibration
+
+    rng = np.random.default_rng(5)
+    first = rng.standard_normal(1000).astype(np.float32)
+    if order == "spikes":  # new maxima a fraction of a bin above the last, in late chunks
+        x = np.maximum(rng.standard_normal(12 * calibration._CHUNK), 0).astype(np.float32)
+        top = float(np.abs(first).max())
+        for k, pos in enumerate(rng.choice(x.size, 9, replace=False)):
+            x[pos] = top * (1 + 0.001 * k)
+    else:
+        x = np.sort(rng.standard_normal(12 * calibration._CHUNK) * 3).astype(np.float32)
+        x = x if order == "ascending" else x[::-1].copy()
+    st = TensorStats(64)
+    st.update(first)
+    st.update(x, parallel=False)
+    n = len(st.hist)
+    inv = np.float32(1 / st.width)
+    ref = np.zeros(n, np.int64)
+    for v in (first, x):
+        ref += np.bincount(np.clip(np.floor(v * inv).astype(np.int64) + n // 2, 0, n - 1),
+                           minlength=n)
+    d = np.concatenate([first, x])
+    assert (st.min, st.max, st.count) == (d.min(), d.max(), d.size)
+    assert np.array_equal(st.hist, ref) and st.half_range >= np.abs(d).max()
 
 
 def test_a_range_past_max_bins_merges_and_still_counts_every_value():
@@ -188,6 +221,82 @@ def test_calibrator_observes_named_outputs_only():
     t = cal.table()
     assert t["a"] == Range(0.5, 2.0, 2.0) and t["x"] == Range(-3.0, 1.0, 3.0)
     assert "b" not in t
+
+
+class _V:
+    def __init__(self, name):
+        self.name = name
+
+
+class _N:
+    def __init__(self, *names):
+        self.outputs = [_V(n) for n in names]
+
+
+def test_background_calibrator_gives_the_statistics_of_the_foreground_one():
+    """The worker thread folds each tensor's batches in order: the same histograms, min, max
+    and thresholds to the bit as folding them in the observer call."""
+    rng = np.random.default_rng(6)
+    node = _N("r", "s")
+    cals = [Calibrator(["r", "s"], method="entropy", background=b) for b in (True, False)]
+    for i in range(5):
+        r = np.maximum(rng.standard_normal((4, 8, 64, 64)) * (1 + i), 0).astype(np.float32)
+        s = rng.laplace(0, 1 + 0.5 * i, (4, 8, 64, 64)).astype(np.float32)
+        for cal in cals:
+            cal(node, (r.transpose(0, 2, 3, 1), s))  # a channels-last view, as the executor has
+    bg, fg = (cal.table() for cal in cals)
+    assert bg.entries == fg.entries
+    for name in ("r", "s"):
+        a, b = cals[0].stats[name], cals[1].stats[name]
+        assert np.array_equal(a.hist, b.hist) and a.width == b.width
+
+
+def test_background_calibrator_raises_the_workers_error_and_bounds_its_queue(monkeypatch):
+    """A non-finite value found on the worker is raised by the next call (here ``table``);
+    the queue holds at most QUEUE_DEPTH arrays, so a slow worker holds the executor back
+    instead of keeping every layer's output alive; the thread ends with its calibrator."""
+    import gc
+    import threading
+
+    from fc.errors import FcError
+
+    cal = Calibrator(["t"], method="percentile")
+    cal(_N("t"), (np.array([1.0, np.nan], np.float32),))
+    with pytest.raises(FcError, match="non-finite"):
+        cal.table()
+
+    gate, folded = threading.Event(), []
+    real = TensorStats.update
+
+    def slow(self, x, parallel=True):
+        assert gate.wait(10)
+        folded.append(x)
+        real(self, x, parallel)
+
+    monkeypatch.setattr(TensorStats, "update", slow)
+    before = set(threading.enumerate())
+    box = [Calibrator(["t"], method="max")]
+    sent = []
+
+    def produce():
+        for i in range(10):
+            box[0](_N("t"), (np.full(3, float(i), np.float32),))
+            sent.append(i)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(0.5)
+    # one array on the worker (waiting at the gate), QUEUE_DEPTH queued, the next put waits
+    assert producer.is_alive() and len(sent) == Calibrator.QUEUE_DEPTH + 1 and not folded
+    gate.set()
+    producer.join(10)
+    assert box[0].table()["t"] == Range(0.0, 9.0, 9.0) and len(folded) == 10
+    (worker,) = set(threading.enumerate()) - before
+    assert worker.name == "fc-calibration"
+    box.clear()
+    gc.collect()
+    worker.join(10)
+    assert not worker.is_alive()
 
 
 def test_table_round_trips_and_writes_the_text_form(tmp_path):
