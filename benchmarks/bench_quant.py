@@ -9,8 +9,6 @@ measured in the same run:
 - the peak memory of each (peak RSS increase over the phase, VmHWM reset per phase: no
   slowdown, unlike tracemalloc, which is not used while timing).
 
-    python benchmarks/bench_quant.py [--images 100] [--batch 8]
-
 The images are real photos: the 16 colour photos that ship in pip packages
 (``fc.quant.testing.PHOTOS``: scikit-image, scikit-learn, matplotlib), each cut into seeded
 random crops (40-100 % of the short side, random position and mirror) resized to 224 x 224 and
@@ -20,9 +18,12 @@ histograms grow as batches with larger values arrive). Weights: fc's torch zoo R
 
 The histogram methods share one collection pass (what ``Calibrator`` does per batch does not
 depend on the method); each method's figure is that pass plus its own threshold search over
-the collected histograms. Times are wall and CPU (process, both threads); the float run is
-measured before and after the calibrations and the mean of the two is the reference, which
-cancels most of the drift of a shared machine.
+the collected histograms. Times are wall and CPU (process, all threads). Every phase (float,
+calibration max, histogram collection, simulation) runs ``--repeat`` times in rounds of
+alternating order, and each figure is the least of its rounds (on a shared machine, the run
+least disturbed by other processes); the ratios are of those least figures, all from one run.
+
+    python benchmarks/bench_quant.py [--images 100] [--batch 8] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -79,13 +80,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeat", type=int, default=2, help="rounds of every phase (the least counts)")
     args = p.parse_args()
     print(machine_line())
 
     from fc.frontend.onnx import import_onnx
     from fc.np_ops import Interpreter
     from fc.passes.pipeline import compile_graph
-    from fc.quant.calibration import Calibrator
+    from fc.quant.calibration import METHODS, Calibrator
     from fc.quant.plan import make_plan
     from fc.quant.quantize import build_spec, quantized_graph
     from fc.quant.simulate import SimInterpreter
@@ -115,55 +117,70 @@ def main() -> None:
             runner.run({name: x})
         return cal
 
-    float_run.run({name: batches[0]})  # warm-up (page in the weights, thread pools)
-    with Phase() as f1:
-        run_float()
-    phases = {}
-    with Phase() as ph:
-        cal = collect("max")
-        table = cal.table()
-    phases["max"] = (ph, ph)
-    with Phase() as hist_ph:
-        cal = collect("entropy")
-    for method in ("percentile", "entropy", "mse"):
-        cal.method = method
-        with Phase() as t:
-            cal.table()
-        phases[method] = (hist_ph, t)
-    with Phase() as f2:
-        run_float()
-    t_wall, t_cpu = (f1.wall + f2.wall) / 2, (f1.cpu + f2.cpu) / 2
-
-    spec = build_spec(graph, table, get_strategy("symmetry_max"))
+    spec = build_spec(graph, collect("max").table(), get_strategy("symmetry_max"))
     sim = SimInterpreter(quantized_graph(graph, spec))
-    sim.run({name: batches[0]})  # the dequantized weights are cached on the first batch
 
     def run_sim():
         for x in batches:
             sim.run({name: x})
 
-    with Phase() as sp:
-        run_sim()
+    float_run.run({name: batches[0]})  # warm-up (page in the weights, thread pools)
+    sim.run({name: batches[0]})  # the dequantized weights are cached on the first batch
+    # Rounds of every phase, in alternating order (drift cancels), each figure the least of
+    # its rounds: on a shared machine the least is the one least disturbed by the others.
+    hist_methods = [m for m in METHODS if m != "max"]
+    runs: dict[str, list[Phase]] = {k: [] for k in ("float", "max", "hist", "sim")}
+    runs.update({"search " + m: [] for m in hist_methods})
+    cal = None
+    for r in range(args.repeat):
+        order = ["float", "max", "hist", "sim"]
+        for key in order if r % 2 == 0 else order[::-1]:
+            with Phase() as ph:
+                if key == "float":
+                    run_float()
+                elif key == "max":
+                    collect("max").table()
+                elif key == "hist":
+                    cal = collect("entropy")
+                else:
+                    run_sim()
+            runs[key].append(ph)
+        for method in hist_methods:
+            cal.method = method
+            with Phase() as t:
+                cal.table()
+            runs["search " + method].append(t)
 
-    rows = [["float forward (mean of before/after)", f"{t_wall:.2f}", f"{t_cpu:.2f}",
-             f"{args.images / t_wall:.2f}", "1.00", "1.00",
-             fmt_mib(max(f1.mem.increase_mib, f2.mem.increase_mib)), ""]]
+    def least(key: str) -> tuple[float, float, float]:
+        ph = runs[key]
+        return (min(p.wall for p in ph), min(p.cpu for p in ph),
+                max(p.mem.increase_mib for p in ph))
+
+    t_wall, t_cpu, f_mem = least("float")
+    phases = {"max": (least("max"), None)}
+    for method in hist_methods:
+        phases[method] = (least("hist"), least("search " + method))
+    s_wall, s_cpu, s_mem = least("sim")
+
+    rows = [["float forward", f"{t_wall:.2f}", f"{t_cpu:.2f}", f"{args.images / t_wall:.2f}",
+             "1.00", "1.00", fmt_mib(f_mem), ""]]
     ratios = {}
-    for method, (coll, thr) in phases.items():
-        wall = coll.wall + (thr.wall if thr is not coll else 0)
-        cpu = coll.cpu + (thr.cpu if thr is not coll else 0)
+    for method, ((c_wall, c_cpu, c_mem), thr) in phases.items():
+        wall = c_wall + (thr[0] if thr else 0)
+        cpu = c_cpu + (thr[1] if thr else 0)
         rw, rc = wall / t_wall, cpu / t_cpu
         ratios[method] = (rw, rc)
-        extra = "" if thr is coll else f" (threshold search {thr.wall:.2f} s)"
+        extra = f" (threshold search {thr[0]:.2f} s)" if thr else ""
         rows.append([f"calibration {method}{extra}", f"{wall:.2f}", f"{cpu:.2f}",
                      f"{args.images / wall:.2f}", f"{rw:.2f}", f"{rc:.2f}",
-                     fmt_mib(coll.mem.increase_mib), verdict(rc <= 1.3)])
-    rw, rc = sp.wall / t_wall, sp.cpu / t_cpu
-    rows.append(["quantized simulation (symmetry_max)", f"{sp.wall:.2f}", f"{sp.cpu:.2f}",
-                 f"{args.images / sp.wall:.2f}", f"{rw:.2f}", f"{rc:.2f}",
-                 fmt_mib(sp.mem.increase_mib), verdict(rc <= 1.3)])
-    print_table("ResNet-50, fc golden executor (target: ratio <= 1.3; float runs "
-                f"{f1.wall:.2f} s and {f2.wall:.2f} s wall)",
+                     fmt_mib(c_mem), verdict(rc <= 1.3)])
+    rw, rc = s_wall / t_wall, s_cpu / t_cpu
+    rows.append(["quantized simulation (symmetry_max)", f"{s_wall:.2f}", f"{s_cpu:.2f}",
+                 f"{args.images / s_wall:.2f}", f"{rw:.2f}", f"{rc:.2f}",
+                 fmt_mib(s_mem), verdict(rc <= 1.3)])
+    floats = " ".join(f"{p.wall:.2f}" for p in runs["float"])
+    print_table("ResNet-50, fc golden executor (target: ratio <= 1.3; least of "
+                f"{args.repeat} rounds; float runs {floats} s wall)",
                 ["run", "wall s", "CPU s", "images/s", "ratio wall", "ratio CPU",
                  "peak RSS increase", "target"], rows)
     worst = max(ratios, key=lambda k: ratios[k][1])
@@ -171,8 +188,10 @@ def main() -> None:
           f"(wall {ratios[worst][0]:.2f}x); quantized simulation / float: CPU {rc:.2f}x, wall "
           f"{rw:.2f}x. The verdict is on CPU time (robust to the other processes of a shared "
           "machine); wall ratios are printed beside it.")
-    print(f"peak RSS of the process: {PeakRSS.process_peak_mib(f1.mem, hist_ph.mem, sp.mem):.0f} MiB "
-          f"({f1.mem.method})")
+    mems = [p.mem for ph in runs.values() for p in ph]
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"peak RSS of the process: {PeakRSS.process_peak_mib(*mems):.0f} MiB "
+          f"({mems[0].method}); load average {load} at the end")
 
 
 if __name__ == "__main__":
