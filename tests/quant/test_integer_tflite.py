@@ -12,10 +12,30 @@ explicit PAD op (int8, padding with the zero point) where there are any; the res
 (ADD, its 2^20 rescale) and the classifier (FULLY_CONNECTED, per-channel). The pip build of TFLite
 rounds as ``rounding="gemmlowp"`` (TFLITE_SINGLE_ROUNDING is off), so that is the mode
 compared (with ``rounding="single"`` the 1x1 and 3x3 stride-1 Convs differ from TFLite on 0.3-1.2 % of their
-values: the comparison tells the two apart). Not compared: GlobalAveragePool (Keras lowers it
-to TFLite's MEAN, whose int8 kernel requantizes in its own way; fc's one-rounding pool is
-fc's documented choice and was not checked against it), AveragePool and Concat (not in
-EfficientNet-Lite0), uint8 activations."""
+values: the comparison tells the two apart).
+
+On a small CNN of pools and Concats (``_Pools``, symmetry_max_t signed and unsigned), with
+TFLite models written out op by op:
+
+- Concat, bit for bit (int8 and uint8 inputs): TFLite's int8 CONCATENATION refuses inputs
+  of another scale, so the model is a QUANTIZE per input (int8/uint8 -> the output's scale:
+  MultiplyByQuantizedMultiplier, as fc's Concat requantizes) and then CONCATENATION.
+- AveragePool, every output but the exact ties of S / N (int8, and uint8 inputs): TFLite's
+  AVERAGE_POOL_2D has no output scale of its own (it averages on its input's grid) and
+  rounds ties away from zero. fc's plan gives a pool its own scale, a requantization by
+  s_in / (N s_out) that AVERAGE_POOL_2D cannot express, so not compared; what is compared
+  is fc's kernel with the output on the input's grid (its exact division, also
+  scale_shift_t's when the exponents agree), equal but at the ties, where fc rounds half to
+  even by its documented rule (both checked against the exact quotient).
+- GlobalAveragePool against MEAN, within one step, not bit for bit: TFLite's int8 MEAN
+  rounds S * s_in / s_out (MultiplyByQuantizedMultiplier) and then divides by N rounding
+  again, fc requantizes S by s_in / (N s_out) once; by construction they differ on some
+  outputs (1 of 48 here).
+
+Not compared: a uint8 input's Conv/Gemm (TFLite's uint8 CONV_2D takes uint8 per-tensor
+weights only: fc's per-channel int8 weights cannot be carried), scale_shift_t's half-to-even
+shifts (TFLite rounds requantizations away from zero), uint8 layer outputs (fc's plan makes
+only ReLU outputs uint8, and those are all Conv outputs here)."""
 
 from __future__ import annotations
 
@@ -218,3 +238,303 @@ def test_residual_add_equals_tflite_reference_kernel(tf, lite0_run):
     nhwc = [np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for v in (a, b)]
     got = _run_patched(tf, buf, patch, nhwc)
     np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want)
+
+
+# -- Concat, AveragePool, GlobalAveragePool (MEAN), int8 and uint8 ---------------------------
+#
+# These TFLite models are written out op by op (``_tflite_model``), each tensor carrying fc's
+# scale and zero point, and run on the integers the layer read in fc's integer run of a small
+# CNN (``Pools``) quantized by symmetry_max_t, signed (int8 everywhere) and unsigned (uint8
+# for the tensors the graph proves non-negative, int8 for the others).
+
+
+class _Pools:
+    """A CNN with two Concats (of two int8 inputs, one an AveragePool's; of two ReLU outputs,
+    uint8 when unsigned), four AveragePools (3x3 stride 1 pad 1 not counting the pad, which
+    is TFLite's SAME; 2x2 stride 2, VALID; on signed values and on uint8 ReLU outputs) and
+    four GlobalAveragePools (one of a uint8 ReLU output), whose outputs a third Concat
+    joins. (fc's plan knows ReLU outputs only as non-negative: the pools' and Concats'
+    outputs are int8 in both variants.)"""
+
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class Pools(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stem = nn.Conv2d(3, 8, 3, padding=1)
+                self.b = nn.Conv2d(8, 8, 1)
+                self.c = nn.Conv2d(16, 8, 1)
+                self.avg3 = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+                self.avg2 = nn.AvgPool2d(2)
+                self.head = nn.Linear(48, 10)
+
+            def forward(self, x):
+                gap = nn.functional.adaptive_avg_pool2d
+                x = torch.relu(self.stem(x))
+                y = torch.cat([self.avg3(x), self.b(x)], 1)
+                z = torch.relu(self.c(y))
+                w = torch.cat([z, x], 1)
+                g = torch.cat([gap(self.avg2(y), 1), gap(self.avg2(w), 1), gap(z, 1),
+                               gap(self.avg2(z), 1)], 1)
+                return self.head(torch.flatten(g, 1))
+
+        torch.manual_seed(3)
+        return Pools().eval()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["int8", "uint8"])
+def pools_run(request):
+    import torch
+
+    from fc.quant.testing import torch_to_fused
+
+    fused = torch_to_fused(_Pools.build(), torch.zeros(1, 3, 16, 16), "pools")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (9, 3, 16, 16)).astype(np.float32)
+    table = calibrate_arrays(fused, [x[:4], x[4:8]])
+    qg = quantized_graph(fused, build_spec(fused, table, get_strategy("symmetry_max_t",
+                                                                      unsigned=request.param)))
+    ii = IntegerInterpreter(qg, rounding="gemmlowp")
+    env = ii.run({"input": x[8:]}, intermediate=True)
+    return qg, ii, env, request.param
+
+
+def _tflite_model(tensors, ops, inputs, outputs):
+    """A TFLite flatbuffer written out: ``tensors`` as (shape, dtype, scale, zero point,
+    constant data or None), ``ops`` as (BuiltinOperator, version, inputs, outputs, options
+    type, options)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    types = {np.dtype(np.int8): fb.TensorType.INT8, np.dtype(np.uint8): fb.TensorType.UINT8,
+             np.dtype(np.int32): fb.TensorType.INT32}
+    m = fb.ModelT()
+    m.version, m.buffers, m.operatorCodes = 3, [fb.BufferT()], []
+    sg = fb.SubGraphT()
+    sg.tensors, sg.operators = [], []
+    for i, (shape, dtype, scale, zero, data) in enumerate(tensors):
+        t = fb.TensorT()
+        t.shape, t.type, t.name = np.array(shape, np.int32), types[np.dtype(dtype)], f"t{i}".encode()
+        buf = fb.BufferT()
+        if data is not None:
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+        m.buffers.append(buf)
+        t.buffer = len(m.buffers) - 1
+        if scale is not None:
+            t.quantization = _quant(fb, scale, zero)
+        sg.tensors.append(t)
+    codes = []
+    for code, version, ins, outs, otype, opts in ops:
+        if (code, version) not in codes:
+            codes.append((code, version))
+        op = fb.OperatorT()
+        op.opcodeIndex = codes.index((code, version))
+        op.inputs, op.outputs = np.array(ins, np.int32), np.array(outs, np.int32)
+        if otype:
+            op.builtinOptionsType, op.builtinOptions = otype, opts
+        sg.operators.append(op)
+    for code, version in codes:
+        c = fb.OperatorCodeT()
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
+        m.operatorCodes.append(c)
+    sg.inputs, sg.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+    m.subgraphs = [sg]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _run_model(tf, buf, feeds, out):
+    interp = tf.lite.Interpreter(model_content=buf,
+                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    for i, x in feeds.items():
+        interp.set_tensor(i, x)
+    interp.invoke()
+    return interp.get_tensor(out)
+
+
+def _nhwc(x):
+    return np.ascontiguousarray(np.asarray(x).transpose(0, 2, 3, 1))
+
+
+def _nodes(qg, ii, op):
+    found = [n for n in qg if n.name in ii.out_q and n.op_type == op]
+    assert found, op
+    return found
+
+
+def test_concat_equals_tflite_quantize_and_concatenation(tf, pools_run):
+    """fc's Concat requantizes each input to the output's scale (gemmlowp fixed point, an
+    input at the output's scale copied) and clamps: TFLite's CONCATENATION does not rescale
+    int8 inputs (it requires one scale; its uint8 kernel rescales in float32), so the TFLite
+    model is what its converter builds for differently scaled inputs: a QUANTIZE
+    (int8/uint8 -> the output's type and scale: reference Requantize, MultiplyByQuantizedMultiplier
+    of s_in / s_out) per input, then CONCATENATION on one scale. Bit for bit, int8 and uint8
+    inputs and outputs."""
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    qg, ii, env, unsigned = pools_run
+    dtypes = set()
+    for node in _nodes(qg, ii, "Concat"):
+        assert node.attrs["axis"] == 1
+        q, po = ii._out(node)
+        want = env[q.output.name]
+        ins = [env[v.name] for v in node.inputs]
+        k = len(ins)
+        ps = [ii.params[v.name] for v in node.inputs]
+        tensors = [(_nhwc(a).shape, a.dtype, float(p.scale), int(p.zero), None) for p, a in zip(ps, ins)]
+        tensors += [(_nhwc(a).shape, want.dtype, float(po.scale), int(po.zero), None) for a in ins]
+        tensors.append((_nhwc(want).shape, want.dtype, float(po.scale), int(po.zero), None))
+        opts = fb.ConcatenationOptionsT()
+        opts.axis = 3
+        ops = [(fb.BuiltinOperator.QUANTIZE, 2, [i], [k + i], 0, None) for i in range(k)]
+        ops.append((fb.BuiltinOperator.CONCATENATION, 2, list(range(k, 2 * k)), [2 * k],
+                    fb.BuiltinOptions.ConcatenationOptions, opts))
+        buf = _tflite_model(tensors, ops, list(range(k)), [2 * k])
+        got = _run_model(tf, buf, {i: _nhwc(a) for i, a in enumerate(ins)}, 2 * k)
+        np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want, err_msg=node.name)
+        dtypes |= {str(a.dtype) for a in ins} | {str(want.dtype)}
+    assert dtypes == ({"int8", "uint8"} if unsigned else {"int8"})  # uint8 inputs reached
+
+
+def _window_means(x, kernel, stride, pad):
+    """Per output position the window sum S of integers x (N, C, H, W) and the count N of the
+    input positions in it (the padding not counted), by plain loops over the windows."""
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
+    sums = np.zeros((n, c, ho, wo), np.int64)
+    counts = np.zeros((ho, wo), np.int64)
+    for i in range(ho):
+        for j in range(wo):
+            r0, c0 = i * stride - pad, j * stride - pad
+            r1, c1 = min(r0 + kernel, h), min(c0 + kernel, w)
+            r0, c0 = max(r0, 0), max(c0, 0)
+            sums[:, :, i, j] = x[:, :, r0:r1, c0:c1].astype(np.int64).sum(axis=(2, 3))
+            counts[i, j] = (r1 - r0) * (c1 - c0)
+    return sums, counts
+
+
+def test_average_pool_equals_tflite_but_at_ties(tf, pools_run):
+    """TFLite's AVERAGE_POOL_2D (reference kernel, int8 and uint8) averages the integers on
+    its input's grid, its output at the input's scale (it reads no scales), rounding half
+    away from zero. fc's plan gives a pool its own calibrated scale (a requantization by
+    s_in / (N s_out) that AVERAGE_POOL_2D cannot express), so what is compared is fc's
+    integer AveragePool with its output grid set to the input's (the exact division it uses
+    there and in scale_shift_t when the exponents agree): the same windows and divisors
+    (count_include_pad=0 is TFLite's SAME at 3x3 stride 1, 2x2 stride 2 is VALID), equal
+    wherever S / N is not a tie; at ties fc rounds half to even (its documented rule, kept
+    equal to the simulation's) and TFLite away from zero, each checked against the exact
+    quotient. A uint8 input's pool writes int8 in fc: TFLite's pool then runs in uint8 and a
+    QUANTIZE on the same scale (an exact identity, saturating at 127) gives int8."""
+    from fractions import Fraction
+
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    qg, ii, env, unsigned = pools_run
+    ties = total = 0
+    kinds = set()
+    for node in _nodes(qg, ii, "AveragePool"):
+        a = node.attrs
+        kernel, stride, pad = a["kernel_shape"][0], a["strides"][0], a["pads"][0]
+        assert not a["ceil_mode"] and not (a["count_include_pad"] and any(a["pads"]))
+        xq = env[node.inputs[0].name]
+        px = ii.params[node.inputs[0].name]
+        q = ii.out_q[node.name]
+        scale_v = q.inputs[1]
+        kept = scale_v.const
+        try:  # fc's kernel with the output on the input's grid (both zero points are 0)
+            scale_v.const = np.asarray(px.scale, kept.dtype)
+            mine = IntegerInterpreter(qg, rounding="gemmlowp")._averagepool(node, [xq])
+        finally:
+            scale_v.const = kept
+        assert int(px.zero) == 0 and int(q.inputs[2].const) == 0
+        opts = fb.Pool2DOptionsT()
+        opts.padding = fb.Padding.SAME if pad else fb.Padding.VALID
+        opts.strideH = opts.strideW = stride
+        opts.filterHeight = opts.filterWidth = kernel
+        sums, counts = _window_means(xq.astype(np.int64), kernel, stride, pad)
+        shape = sums.shape[:1] + sums.shape[2:] + sums.shape[1:2]
+        s_in = float(px.scale)
+        tensors = [(_nhwc(xq).shape, xq.dtype, s_in, 0, None), (shape, xq.dtype, s_in, 0, None)]
+        ops = [(fb.BuiltinOperator.AVERAGE_POOL_2D, 2, [0], [1], fb.BuiltinOptions.Pool2DOptions, opts)]
+        if mine.dtype != xq.dtype:
+            tensors.append((shape, mine.dtype, s_in, 0, None))
+            ops.append((fb.BuiltinOperator.QUANTIZE, 2, [1], [2], 0, None))
+        buf = _tflite_model(tensors, ops, [0], [len(tensors) - 1])
+        theirs = _run_model(tf, buf, {0: _nhwc(xq)}, len(tensors) - 1)
+        theirs = theirs.transpose(0, 3, 1, 2).astype(np.int64)
+        lo, hi = q.attrs["qmin"], q.attrs["qmax"]
+        kinds.add(f"{xq.dtype}->{mine.dtype}")
+        mine = mine.astype(np.int64)
+        cnt = np.broadcast_to(counts, sums.shape)
+        for s, n, m, t in zip(sums.ravel(), cnt.ravel(), mine.ravel(), theirs.ravel()):
+            r = Fraction(int(s), int(n))
+            half_away = int((abs(r) + Fraction(1, 2)) // 1) * (1 if r >= 0 else -1)
+            # TFLite: half away from zero; fc: round() of a Fraction, half to even
+            assert t == min(max(half_away, lo), hi) and m == min(max(round(r), lo), hi), (
+                node.name, s, n, m, t)
+        tie = (2 * sums) % (2 * counts) == counts
+        np.testing.assert_array_equal(mine[~tie], theirs[~tie], err_msg=node.name)
+        ties += int(tie.sum())
+        total += tie.size
+    print(f"\nAveragePool vs TFLite ({', '.join(sorted(kinds))}): {total} outputs, "
+          f"{ties} exact ties of S / N (where only the rounding rule differs)")
+    assert ties > 0  # the comparison reaches the case that tells the two rules apart
+    assert ("uint8->int8" in kinds) == unsigned
+
+
+def test_global_average_pool_within_one_step_of_tflite_mean(tf, pools_run):
+    """TFLite lowers a global average pool to MEAN over H and W; its reference int8 kernel
+    (keep_dims) rounds S * s_in / s_out by MultiplyByQuantizedMultiplier, then divides by N
+    rounding half away from zero: two or three roundings, where fc's GlobalAveragePool
+    requantizes S by s_in / (N s_out) with one rounding (its documented choice), so the two
+    cannot be equal by construction and this is not a bit-exact comparison: what is checked
+    is that both read the same sums on the same grids (every output within one step of
+    TFLite's and of the exact value S * s_in / (N s_out), fc's within half a step of it
+    plus the multiplier's 2^-31 relative error), with the share of equal outputs printed."""
+    from fractions import Fraction
+
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    qg, ii, env, unsigned = pools_run
+    equal = total = 0
+    kinds = set()
+    for node in _nodes(qg, ii, "GlobalAveragePool"):
+        xq = env[node.inputs[0].name]
+        px = ii.params[node.inputs[0].name]
+        q, po = ii._out(node)
+        want = env[q.output.name].astype(np.int64)
+        opts = fb.ReducerOptionsT()
+        opts.keepDims = True
+        out_shape = (xq.shape[0], 1, 1, xq.shape[1])
+        tensors = [(_nhwc(xq).shape, xq.dtype, float(px.scale), int(px.zero), None),
+                   ((2,), np.int32, None, None, np.array([1, 2], np.int32)),
+                   (out_shape, xq.dtype, float(po.scale), int(po.zero), None)]
+        ops = [(fb.BuiltinOperator.MEAN, 2, [0, 1], [2], fb.BuiltinOptions.ReducerOptions, opts)]
+        dtype = env[q.output.name].dtype
+        if dtype != xq.dtype:  # uint8 in, int8 out: a same-scale QUANTIZE (exact, saturating)
+            tensors.append((out_shape, dtype, float(po.scale), int(po.zero), None))
+            ops.append((fb.BuiltinOperator.QUANTIZE, 2, [2], [3], 0, None))
+            kinds.add(f"{xq.dtype}->{dtype}")
+        else:
+            kinds.add(str(dtype))
+        buf = _tflite_model(tensors, ops, [0], [len(tensors) - 1])
+        theirs = _run_model(tf, buf, {0: _nhwc(xq)}, len(tensors) - 1)
+        theirs = theirs.transpose(0, 3, 1, 2).astype(np.int64)
+        lo, hi = q.attrs["qmin"], q.attrs["qmax"]
+        sums = (xq.astype(np.int64) - int(px.zero)).sum(axis=(2, 3), keepdims=True)
+        n = xq.shape[2] * xq.shape[3]
+        ratio = Fraction(float(np.float32(px.scale))) / (n * Fraction(float(np.float32(po.scale))))
+        for s, m, t in zip(sums.ravel(), want.ravel(), theirs.ravel()):
+            exact = min(max(s * ratio + int(po.zero), lo), hi)  # (the clamp fixes the integers)
+            assert abs(m - exact) <= Fraction(1, 2) + abs(exact) * Fraction(1, 2 ** 30), (node.name, s)
+            assert abs(t - exact) < 1 and abs(m - t) <= 1, (node.name, s, m, t)
+        equal += int((want == theirs).sum())
+        total += want.size
+    print(f"\nGlobalAveragePool vs TFLite MEAN ({', '.join(sorted(kinds))}): "
+          f"{equal}/{total} outputs equal, the rest one step apart")
+    assert ("uint8->int8" in kinds) == unsigned
