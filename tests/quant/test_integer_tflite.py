@@ -32,10 +32,14 @@ TFLite models written out op by op:
   again, fc requantizes S by s_in / (N s_out) once; by construction they differ on some
   outputs (1 of 48 here).
 
-Not compared: a uint8 input's Conv/Gemm (TFLite's uint8 CONV_2D takes uint8 per-tensor
-weights only: fc's per-channel int8 weights cannot be carried), scale_shift_t's half-to-even
-shifts (TFLite rounds requantizations away from zero), uint8 layer outputs (fc's plan makes
-only ReLU outputs uint8, and those are all Conv outputs here)."""
+- Convs with a uint8 side, bit for bit, per-tensor weights: a uint8 input through TFLite's
+  uint8 CONV_2D (uint8 weights with one zero point: fc's int8 weights as w + 128 at 128),
+  its output at zero point 128 then a same-scale QUANTIZE to int8; a ReLU into uint8
+  through the int8 kernel at output zero point -128 and a same-scale QUANTIZE to uint8.
+
+Not compared: a uint8 input's Conv/Gemm with per-channel weights (TFLite's uint8 kernel has
+one weight scale), scale_shift_t's half-to-even shifts (TFLite rounds requantizations away
+from zero), fc's own-scale AveragePool (above)."""
 
 from __future__ import annotations
 
@@ -538,3 +542,65 @@ def test_global_average_pool_within_one_step_of_tflite_mean(tf, pools_run):
     print(f"\nGlobalAveragePool vs TFLite MEAN ({', '.join(sorted(kinds))}): "
           f"{equal}/{total} outputs equal, the rest one step apart")
     assert ("uint8->int8" in kinds) == unsigned
+
+
+def test_uint8_convs_equal_tflite(tf):
+    """The Convs of symmetry_max_t unsigned with a uint8 side, per-tensor weights, bit for bit
+    against TFLite's CONV_2D: a uint8 input goes to its uint8 kernel, which takes uint8
+    weights with one zero point (fc's int8 weights as w + 128 at zero point 128), its output
+    at zero point 128 then a same-scale QUANTIZE to fc's int8 at 0 (an exact shift); an int8
+    input with a ReLU into uint8 goes to the int8 kernel with its output at zero point -128
+    (the ReLU clamp at quantize(0) = -128) and a same-scale QUANTIZE to uint8 at 0. fc's
+    per-channel weights with a uint8 input cannot be carried (TFLite's uint8 kernel has one
+    weight scale): not compared."""
+    import torch
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    from fc.quant.testing import torch_to_fused
+
+    fused = torch_to_fused(_Pools.build(), torch.zeros(1, 3, 16, 16), "pools")
+    x = np.random.default_rng(1).normal(0, 1, (5, 3, 16, 16)).astype(np.float32)
+    spec = build_spec(fused, calibrate_arrays(fused, [x[:4]]),
+                      get_strategy("symmetry_max_t", unsigned=True), per_channel=False)
+    qg = quantized_graph(fused, spec)
+    ii = IntegerInterpreter(qg, rounding="gemmlowp")
+    env = ii.run({"input": x[4:]}, intermediate=True)
+    kinds = []
+    for node in _nodes(qg, ii, "Conv"):
+        xq, x_p, wq, w_p, bq, b_p, o_p, want = _layer_numbers(qg, ii, env, node)
+        if np.uint8 not in (xq.dtype, want.dtype):
+            continue
+        a = node.attrs
+        assert a["group"] == 1 and np.size(w_p.scale) == 1 and tuple(a["dilations"]) == (1, 1)
+        k = wq.shape[2]
+        assert list(a["pads"]) == [k // 2] * 4 and tuple(a["strides"]) == (1, 1)  # TFLite's SAME
+        opts = fb.Conv2DOptionsT()
+        opts.padding = fb.Padding.SAME
+        opts.strideH = opts.strideW = opts.dilationHFactor = opts.dilationWFactor = 1
+        act = a.get("activation", "")
+        assert act in ("", "relu")
+        opts.fusedActivationFunction = (fb.ActivationFunctionType.RELU if act
+                                        else fb.ActivationFunctionType.NONE)
+        w_ohwi = wq.transpose(0, 2, 3, 1)
+        y_shape = _nhwc(want).shape
+        b_scale = float(np.asarray(b_p.scale).reshape(-1)[0])
+        if xq.dtype == np.uint8:  # uint8 kernel, then int8
+            assert want.dtype == np.int8
+            w_t, w_zero, inner, inner_zero = ((w_ohwi.astype(np.int16) + 128).astype(np.uint8), 128,
+                                              np.uint8, 128)
+        else:  # int8 kernel into uint8 through zero point -128
+            assert want.dtype == np.uint8
+            w_t, w_zero, inner, inner_zero = w_ohwi.astype(np.int8), 0, np.int8, -128
+        tensors = [(_nhwc(xq).shape, xq.dtype, float(x_p.scale), 0, None),
+                   (w_t.shape, w_t.dtype, float(w_p.scale), w_zero, w_t),
+                   (bq.shape, np.int32, b_scale, 0, bq.astype(np.int32)),
+                   (y_shape, inner, float(o_p.scale), inner_zero, None),
+                   (y_shape, want.dtype, float(o_p.scale), 0, None)]
+        ops = [(fb.BuiltinOperator.CONV_2D, 1 if xq.dtype == np.uint8 else 3, [0, 1, 2], [3],
+                fb.BuiltinOptions.Conv2DOptions, opts),
+               (fb.BuiltinOperator.QUANTIZE, 2, [3], [4], 0, None)]
+        got = _run_model(tf, _tflite_model(tensors, ops, [0], [4]), {0: _nhwc(xq)}, 4)
+        np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want, err_msg=node.name)
+        kinds.append(f"{xq.dtype}->{want.dtype}")
+    # the stem (int8 -> ReLU uint8), /b (uint8 -> int8), /c (int8 -> ReLU uint8)
+    assert sorted(kinds) == ["int8->uint8", "int8->uint8", "uint8->int8"], kinds
