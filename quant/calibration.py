@@ -91,7 +91,7 @@ class TensorStats:
         self.count += x.size
         if not self.num_bins or self.hist is None:
             # the first batch fixes the bin width from its own max|x|: a whole-array pass
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = _minmax(x)
             self._extend(lo, hi)
             if not self.num_bins:
                 return
@@ -278,6 +278,24 @@ class TensorStats:
 
 _CHUNK = 1 << 15  # elements binned at a time: the scratch (float32 + intp) stays in L2
 _scratch = threading.local()
+
+
+_MINMAX_CHUNK = 1 << 16
+
+
+def _minmax(x: np.ndarray) -> tuple[float, float]:
+    """``x.min()`` and ``x.max()`` with one pass over memory: both of each 256 KiB chunk while
+    it is in cache (a NaN propagates, as in ``x.min()``); order "K" as the binning reads."""
+    r = x.ravel(order="K")
+    n = -(-r.size // _MINMAX_CHUNK)
+    if n <= 2:
+        return float(r.min()), float(r.max())
+    lo, hi = np.empty(n, r.dtype), np.empty(n, r.dtype)
+    for i in range(n):
+        c = r[i * _MINMAX_CHUNK:(i + 1) * _MINMAX_CHUNK]
+        lo[i] = c.min()
+        hi[i] = c.max()
+    return float(lo.min()), float(hi.max())
 
 
 class _TooWide(Exception):

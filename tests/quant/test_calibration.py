@@ -199,6 +199,23 @@ def test_streaming_equals_one_batch():
         one.width, many.width)
 
 
+def test_min_and_max_over_many_chunks_of_a_channels_last_view():
+    """``max`` folds min and max chunk by chunk (one pass over memory): the extremes in late
+    chunks of a channels-last view are numpy's, and a NaN anywhere is refused."""
+    from fc.errors import FcError
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 24, 24, 64)).astype(np.float32)  # > 5 chunks of 64K values
+    x[3, 20, 5, 60], x[2, 23, 1, 3] = 9.5, -8.25
+    view = x.transpose(0, 3, 1, 2)  # NCHW strides over channels-last memory
+    st = TensorStats(histogram=False)
+    st.update(view)
+    assert (st.min, st.max, st.count) == (-8.25, 9.5, x.size)
+    x[3, 23, 23, 63] = np.nan
+    with pytest.raises(FcError, match="non-finite"):
+        TensorStats(histogram=False).update(view)
+
+
 def test_all_zero_tensor_gets_zero_threshold_and_later_values_count():
     st = TensorStats(16)
     st.update(np.zeros(10, np.float32))
