@@ -423,7 +423,7 @@ def _entropy_reference(st: TensorStats, quantized_bins: int) -> float:
 
 
 _EPS = 1e-4  # _smooth's mass for empty bins
-_WINDOWS_AT_ONCE = 1024
+_WINDOWS_AT_ONCE = 256  # windows x quantized_bins arrays of ~0.5 MiB
 
 
 def _entropy(st: TensorStats, quantized_bins: int) -> float:
@@ -537,15 +537,21 @@ def _mse(st: TensorStats, bits: int) -> float:
     qmax = 2 ** (bits - 1) - 1
     nz = f > 0
     f, centres = f[nz], centres[nz]
-    rows = max(1, (1 << 21) // max(1, len(f)))
-    errs = []
+    # blocks of 64K errors, computed in place in one cache-resident buffer
+    rows = max(1, (1 << 16) // max(1, len(f)))
+    e = np.empty(n_cand)
+    buf = np.empty(rows * len(f))
     for start in range(1, n_cand + 1, rows):
         t = np.arange(start, min(start + rows, n_cand + 1)) * st.width
         s = (t / qmax)[:, None]
-        err = np.minimum(np.rint(centres / s), qmax) * s - centres
+        err = buf[:len(t) * len(f)].reshape(len(t), len(f))
+        np.divide(centres, s, out=err)
+        np.rint(err, out=err)
+        np.minimum(err, qmax, out=err)
+        err *= s
+        err -= centres
         err *= err
-        errs.append(err @ f)
-    e = np.concatenate(errs)
+        np.matmul(err, f, out=e[start - 1:start - 1 + len(t)])
     best = int(np.argmin(e))
     return min((best + 1) * st.width, st.absmax)
 
