@@ -110,8 +110,12 @@ class IntegerInterpreter(Interpreter):
     """Runs a quantized IR in integers (see the module docstring)."""
 
     def __init__(self, graph: Graph, *, pow2: bool = False, allow_float: bool = False,
-                 rounding: str = "gemmlowp", overflow: str = "saturate", **kw: Any):
+                 rounding: str = "gemmlowp", overflow: str = "saturate",
+                 keep_accumulators: bool = False, **kw: Any):
         super().__init__(graph, **kw)
+        #: with ``keep_accumulators``: per Conv/Gemm of the last run, its int32 accumulators
+        #: (bias included, saturated as the requantization reads them), NCHW
+        self.accumulators: dict[str, np.ndarray] | None = {} if keep_accumulators else None
         if rounding not in ia.ROUNDINGS:
             raise IntegerError(f"rounding {rounding!r} is not one of {ia.ROUNDINGS}")
         if overflow not in ("saturate", "raise"):
@@ -307,6 +311,12 @@ class IntegerInterpreter(Interpreter):
 
     def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
         rq = self._requantizers.get(node.name)
+        if self.accumulators is not None:
+            a = acc.astype(np.int64)  # exact integers in float
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                a += self._weight(node, 2)[0].astype(np.int64).reshape((1, -1) + (1,) * (a.ndim - 2))
+            self.accumulators[node.name] = np.ascontiguousarray(
+                np.clip(a, ia.INT32_MIN, ia.INT32_MAX).astype(np.int32))
         if rq is not None:
             return rq(acc)
         acc = acc.astype(np.int64)  # exact integers in float

@@ -159,14 +159,16 @@ def write_pb(cfg: QuantConfig, graph: Graph, spec: QuantSpec) -> Path | None:
 
 
 def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str | None = None,
-                  progress: bool = True) -> dict[int, int]:
+                  progress: bool = True, accumulators: bool = False) -> dict[int, int]:
     """For the ``_t`` strategies: run the quantized IR in integers and in simulation on
     ``EVALUATION.input_images``; return the histogram of output differences in quantization
     steps. The simulation is the one of the same arithmetic: ``FixedPointSim`` with
     ``QUAN.qconfig.rounding`` for ``symmetry_max_t``, the plain QDQ simulation for the
     power-of-two ``scale_shift_t`` (whose integer run is it bit for bit). ``dump``: a folder
     receiving every quantized tensor of the integer run on the first batch, as
-    ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model."""
+    ``<tensor>.npy`` (int8/uint8), for bit-level comparison with a C model; with
+    ``accumulators`` also each Conv's/Gemm's int32 accumulators (bias included) as
+    ``<its output tensor>.acc.npy``."""
     import re
 
     from fc.ir.serialize import atomic_write
@@ -177,7 +179,7 @@ def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str 
     pow2 = spec.strategy.name.startswith("scale_shift")
     rounding = cfg["QUAN.qconfig.rounding"]
     ints = IntegerInterpreter(qg, pow2=pow2, allow_float=cfg["QUAN.qconfig.allow_float"],
-                              rounding=rounding)
+                              rounding=rounding, keep_accumulators=dump is not None and accumulators)
     sim = SimInterpreter(qg) if pow2 else FixedPointSim(qg, rounding=rounding)
     out = output_tensor(cfg, graph)
     p = spec.acts.get(out)
@@ -195,12 +197,17 @@ def integer_check(cfg: QuantConfig, graph: Graph, spec: QuantSpec, *, dump: str 
         if dump is not None and i == 0:
             folder = Path(dump)
             folder.mkdir(parents=True, exist_ok=True)
+            layer_of = {q.name: layer for layer, q in ints.out_q.items()}
             for n in qg:
                 if n.op_type == "QuantizeLinear":
                     tensor = n.name[: -len("_quantize")]  # the fused IR's tensor name
                     name = re.sub(r"[^A-Za-z0-9_.-]", "_", tensor.lstrip("/"))
                     with atomic_write(folder / f"{name}.npy") as f:
                         np.save(f, got[n.output.name], allow_pickle=False)
+                    acc = (ints.accumulators or {}).get(layer_of.get(n.name, ""))
+                    if acc is not None:
+                        with atomic_write(folder / f"{name}.acc.npy") as f:
+                            np.save(f, acc, allow_pickle=False)
     return dict(sorted(hist.items()))
 
 

@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     opts.add_argument("--no-png", action="store_true", help="skip the graph picture")
     opts.add_argument("--dump", metavar="DIR", help="_t strategies: write every layer's integer "
                                                      "output (first batch) as DIR/<tensor>.npy")
+    opts.add_argument("--dump-accumulators", dest="dump_accumulators", action="store_true",
+                      help="with --dump: also each Conv/Gemm's int32 accumulators (bias "
+                           "included) as DIR/<its output tensor>.acc.npy")
     for name, help_ in (("calibrate", "run the float IR over the calibration images, write the "
                                       "table (JSON + text)"),
                         ("quantize", "write IR_quantized_for_CModel_* beside the fused IR"),
@@ -118,12 +121,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     from fc.quant import pipeline
-    from fc.quant.config import load_config
+    from fc.quant.config import ConfigError, load_config
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.quant_command == "accuracy":
         return _accuracy(args, progress)
     overrides = _overrides(args)
+    if getattr(args, "dump_accumulators", False) and not args.dump:
+        raise ConfigError("--dump-accumulators needs --dump DIR")
     cfg = load_config(args.config, overrides)
     graph = pipeline.load_model(cfg)
     if args.quant_command == "sensitivity":
@@ -150,7 +155,8 @@ def run_command(args: argparse.Namespace) -> int:
     report = pipeline.error(cfg, graph, spec, progress=progress)
     print("\n".join(report.lines()))
     if spec.strategy.integer:
-        hist = pipeline.integer_check(cfg, graph, spec, dump=args.dump, progress=progress)
+        hist = pipeline.integer_check(cfg, graph, spec, dump=args.dump, progress=progress,
+                                      accumulators=args.dump_accumulators)
         total = sum(hist.values())
         within = sum(c for k, c in hist.items() if abs(k) <= 1)
         print(f"integer run vs simulation, output differences in steps: {hist} "

@@ -125,6 +125,61 @@ def test_error_of_a_true_quantization_strategy_dumps_integer_layers(project, tmp
     assert np.load(dump / "logits.npy").dtype == np.int8
 
 
+def test_dump_accumulators_writes_each_layers_int32_sums(project, tmp_path, capsys):
+    """--dump-accumulators: each Conv/Gemm's int32 accumulator (bias included) beside its int8
+    output; for the first Conv it is the integer correlation of the dumped input (int64
+    loops here), and requantized by the layer's multiplier (gemmlowp, the definitions'
+    int64 code) and clamped it gives the dumped output. Without --dump: one line, exit 2."""
+    import re
+
+    from fc.np_ops import integer as ia
+    from fc.quant.pipeline import QUANTIZED_PREFIX
+
+    root, cfg = project
+    dump = tmp_path / "dump"
+    assert main(["quant", "error", "--config", str(cfg), "--strategy", "symmetry_max_t", "--no-png",
+                 "--dump", str(dump), "--dump-accumulators"]) == 0
+    capsys.readouterr()
+    accs = sorted(p.name for p in dump.glob("*.acc.npy"))
+    outs = {p.name for p in dump.glob("*.npy")} - set(accs)
+    assert accs and all(a.replace(".acc.npy", ".npy") in outs for a in accs)
+    for name in accs:
+        acc = np.load(dump / name)
+        assert acc.dtype == np.int32 and acc.shape == np.load(dump / name.replace(".acc", "")).shape
+    # the first Conv, from the written quantized IR: its accumulator is the integer
+    # correlation of the dumped input with the int8 weights plus the int32 bias, and the
+    # requantized, clamped accumulator is its dumped output
+    qg = fc.ir.load(next((root / "model").glob(f"{QUANTIZED_PREFIX}*_graph.json")))
+    conv = next(n for n in qg if n.op_type == "Conv")
+    q = conv.output.users[0]
+    out_name = re.sub(r"[^A-Za-z0-9_.-]", "_", q.name[: -len("_quantize")].lstrip("/"))
+    x = np.load(dump / "input.npy").astype(np.int64)
+    dq = [conv.inputs[i].producer for i in (1, 2)]
+    w, b = (d.inputs[0].const.astype(np.int64) for d in dq)
+    assert tuple(conv.attrs["strides"]) == (1, 1) and conv.attrs["group"] == 1
+    t, l_, _, _ = conv.attrs["pads"]
+    kh, kw = w.shape[2:]
+    acc = np.load(dump / f"{out_name}.acc.npy")
+    xp = np.pad(x, ((0, 0), (0, 0), (t, acc.shape[2] + kh - 1 - x.shape[2] - t),
+                    (l_, acc.shape[3] + kw - 1 - x.shape[3] - l_)))
+    want = np.zeros(acc.shape, np.int64) + b.reshape(1, -1, 1, 1)
+    for i in range(kh):
+        for j in range(kw):
+            win = xp[:, :, i:i + acc.shape[2], j:j + acc.shape[3]]
+            want += np.einsum("nchw,oc->nohw", win, w[:, :, i, j])
+    np.testing.assert_array_equal(acc, want)
+    s_x = float(conv.inputs[0].producer.inputs[1].const)
+    real = s_x * dq[0].inputs[1].const.astype(np.float64) / float(q.inputs[1].const)
+    y = ia.requantize(acc, real, rounding="gemmlowp")
+    lo = max(q.attrs["qmin"], 0) if conv.attrs.get("activation") == "relu" else q.attrs["qmin"]
+    assert conv.attrs.get("activation") in ("", "relu")
+    np.testing.assert_array_equal(np.clip(y, lo, q.attrs["qmax"]), np.load(dump / f"{out_name}.npy"))
+    assert main(["quant", "error", "--config", str(cfg), "--strategy", "symmetry_max_t",
+                 "--dump-accumulators"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dump-accumulators needs --dump" in err
+
+
 @pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
 def test_error_of_symmetry_max_t_takes_the_configs_rounding(project, capsys, monkeypatch, rounding):
     """QUAN.qconfig.rounding reaches the integer run, and the simulation it is checked
