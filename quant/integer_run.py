@@ -296,6 +296,10 @@ class IntegerInterpreter(Interpreter):
         past int32 (overflow is then checked on every run), an output zero point, a fused
         activation without an integer form (reported when it runs), or numbers the float64
         proof does not cover."""
+        w = node.inputs[1] if len(node.inputs) > 1 else None
+        if (node.inputs[0].name not in self.params or w is None or w.producer is None
+                or w.producer.op_type != "DequantizeLinear" or w.producer.inputs[0].const is None):
+            return None  # not integers: reported when the node runs
         try:
             lo, hi, z, dtype = self._clamp(node)
         except IntegerError:
@@ -374,7 +378,10 @@ class IntegerInterpreter(Interpreter):
         reads: its output for each of the 2^16 pairs, computed once by ``_add_integers`` (the
         int64 definitions below, activation clamp included), at index u_a * 256 + u_b of the
         inputs' bytes u (``_lookup_pairs``), so a run is one lookup per element and gives
-        the definitions' integers by construction. None for inputs wider than 8 bits."""
+        the definitions' integers by construction. None for inputs wider than 8 bits (or not
+        both integers: reported when the node runs)."""
+        if len(node.inputs) != 2 or any(v is None or v.name not in self.params for v in node.inputs):
+            return None
         pa, pb = self.params[node.inputs[0].name], self.params[node.inputs[1].name]
         if pa.hi - pa.lo > 255 or pb.hi - pb.lo > 255:
             return None
