@@ -265,7 +265,9 @@ class Requantizer:
       floor((a M0 + 2^30) / 2^31); then u = h 2^-n, clamped to [lo, hi], and rounded half
       away from zero as trunc(u + copysign(1/2, u)) (the cast), which is RDBPOT(h, n)
       clamped (rounding is monotone and fixes integers, so clamping first changes nothing).
-    - ``single``: floor(acc * M + (b M + 1/2)) with M = M0 2^-(31 + n), clamped first.
+    - ``single``: floor(acc * M + (b M + 1/2)) with M = M0 2^-(31 + n), clamped first (the
+      floor is the cast's truncation when lo >= 0); also gemmlowp's for lo >= 0, with the
+      constant b M + 1/2 + 2^-(n+1) (see ``fast_requantizer``).
     - ``pow2``: rint(acc 2^-k + b 2^-k) (half to even), clamped first.
 
     With ``fold`` False the bias is added first (acc + b, exact: two integers below 2^31)
@@ -317,7 +319,10 @@ class Requantizer:
             else:
                 np.minimum(tt, hi, out=tt)
                 np.maximum(tt, lo, out=tt)
-                (np.floor if self.mode == "single" else np.rint)(tt, out=tt)
+                if self.mode == "pow2":
+                    np.rint(tt, out=tt)
+                elif lo < 0:  # (for lo >= 0 the cast's truncation is the floor)
+                    np.floor(tt, out=tt)
             np.copyto(out[r0:r1], tt, casting="unsafe")
         if perm is None:
             return out.reshape(acc.shape)
@@ -379,6 +384,17 @@ def fast_requantizer(*, bias: np.ndarray | None, lo: int, hi: int, dtype: np.dty
         mult = np.ldexp(m0f, -(31 + n))
         fold = bool(np.all(babs * m0f < 2.0 ** 51))
         const = 0.5 + (b * mult if fold and b is not None else np.zeros_like(mult))
+        return Requantizer("single", _row(mult), _row(const), None,
+                           None if fold or b is None else _row(b), lo, hi, dtype)
+    if lo >= 0 and not np.any(int(np.ceil(np.log2(q + 4))) + 31 + n > 52):
+        # one floor: RDBPOT(h, n) = floor((h + 2^(n-1)) 2^-n) for h >= 0, so with the nested
+        # floors y = floor(a M + 1/2 + 2^-(n+1)) (n = 0: floor(a M + 1/2)); for h < 0 both
+        # it and RDBPOT are <= 0 and clamp to lo >= 0. Exact as ``single`` (same bounds).
+        mult = np.ldexp(m0f, -(31 + n))
+        fold = bool(np.all(babs * m0f < 2.0 ** 51))
+        const = 0.5 + np.where(n > 0, np.ldexp(1.0, -(n + 1)), 0.0)
+        if fold and b is not None:
+            const = const + b * mult
         return Requantizer("single", _row(mult), _row(const), None,
                            None if fold or b is None else _row(b), lo, hi, dtype)
     fold = bool(np.all(babs < 2.0 ** 21))

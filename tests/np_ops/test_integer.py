@@ -238,8 +238,11 @@ REQUANT_CASES = [
     # (mode, lo, hi, bias magnitude, channels-last storage, the smallest multiplier: at the
     # limit of what fast_requantizer accepts for that range and bias)
     pytest.param("gemmlowp", -128, 127, 2 ** 12, True, 6.3e-5, id="gemmlowp-int8-nhwc"),
-    pytest.param("gemmlowp", 0, 127, 2 ** 30, False, 3.2e-5, id="gemmlowp-relu-bias2^30-nchw"),
+    pytest.param("gemmlowp", -128, 127, 2 ** 30, False, 3.2e-5, id="gemmlowp-int8-bias2^30-nchw"),
+    pytest.param("gemmlowp", 0, 127, 2 ** 30, False, 3.2e-5, id="gemmlowp-relu-bias2^30-n14"),
     pytest.param("gemmlowp", 0, 255, 2 ** 10, True, 1.3e-4, id="gemmlowp-uint8"),
+    pytest.param("gemmlowp", 0, 127, 2 ** 12, False, 6.3e-5, id="gemmlowp-relu-nchw"),
+    pytest.param("gemmlowp", 0, 127, 2 ** 21, True, 6.3e-5, id="gemmlowp-relu-bias2^21"),
     pytest.param("single", 3, 50, 2 ** 12, True, 1.68e-5, id="single-clip"),
     pytest.param("single", -128, 127, 2 ** 28, False, 6.3e-5, id="single-bias2^28-nchw"),
     pytest.param("pow2", -128, 127, 2 ** 30, True, None, id="pow2-int8"),
