@@ -38,8 +38,10 @@ TFLite models written out op by op:
   through the int8 kernel at output zero point -128 and a same-scale QUANTIZE to uint8.
 
 Not compared: a uint8 input's Conv/Gemm with per-channel weights (TFLite's uint8 kernel has
-one weight scale), scale_shift_t's half-to-even shifts (TFLite rounds requantizations away
-from zero), fc's own-scale AveragePool (above)."""
+one weight scale); scale_shift_t (its requantization is one half-to-even shift, while TFLite
+carries a multiplier 2^-k as M0 = 2^30 with a right shift k - 1: two roundings, the last
+away from zero); fc's own-scale AveragePool (above); rounding="single" (the pip TFLite is
+built without TFLITE_SINGLE_ROUNDING)."""
 
 from __future__ import annotations
 
