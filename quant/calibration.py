@@ -2,7 +2,14 @@
 
 ``Calibrator`` is an executor observer: after each node it folds the outputs it tracks into
 a ``TensorStats`` (min, max, and for the histogram methods a histogram) and lets the arrays
-go, so memory does not depend on the number of images.
+go, so memory does not depend on the number of images. The folding runs on one worker thread
+beside the executor, behind a queue of at most ``Calibrator.QUEUE_DEPTH`` arrays.
+
+Cost, measured on ResNet-50 (16.8 M calibrated values per image): min and max ~0.4 ns per
+value; the exact histogram ~2.2-2.6 ns per value (per 32K chunk: its min, the index
+``floor(x * (1 / width))`` in one to three ufunc passes, ``np.bincount`` ~1.3 ns, which is
+numpy's only counting primitive): ~0.55 of a float forward pass of fc's executor (one core,
+2026-12), whose calibration target is 0.3.
 
 The histogram is over signed values on a symmetric range [-A, A] with an even number of
 bins of fixed width (the zero edge is a bin edge, so it folds into a histogram of |x|).
