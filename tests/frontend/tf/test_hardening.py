@@ -286,24 +286,34 @@ def _object_graph_variable(path: Path) -> str:
     return "/conv/kernel' (float32[100000000, 3, 3, 4]) would take 13.4 GiB"
 
 
-def _function_constant(path: Path) -> str:
-    """One float_val filling a Const declared [2e8] inside the saved function."""
+def _declare_function_const(path: Path, dtype: int, size: int, values: tuple = ()) -> str:
+    """Make the first Const of the saved ``__call__`` function a ``dtype`` tensor declared
+    ``[size]`` that holds only the float ``values`` (TF fills the rest); returns where it is,
+    as fc's error names it."""
+    where: list[str] = []
+
     def edit(meta) -> None:
         for fn in meta.graph_def.library.function:
             for node in fn.node_def:
                 if node.op == "Const" and fn.signature.name.startswith("__inference___call_"):
                     t = node.attr["value"].tensor
-                    node.attr["dtype"].type = t.dtype = 1  # DT_FLOAT
+                    node.attr["dtype"].type = t.dtype = dtype
                     t.ClearField("tensor_content")
                     t.ClearField("int_val")
-                    t.float_val[:] = [1.0]
+                    t.float_val[:] = values
                     del t.tensor_shape.dim[:]
-                    t.tensor_shape.dim.add(size=200_000_000)
-                    edit.where = f"function {fn.signature.name!r}: node {node.name!r} (Const)"
+                    t.tensor_shape.dim.add(size=size)
+                    where.append(f"function {fn.signature.name!r}: node {node.name!r} (Const)")
                     return
 
     _edit_saved_model(path, edit)
-    return f"{edit.where}: attribute 'value' (float32[200000000]) would take 763 MiB"
+    return where[0]
+
+
+def _function_constant(path: Path) -> str:
+    """One float_val filling a Const declared [2e8] inside the saved function."""
+    where = _declare_function_const(path, 1, 200_000_000, (1.0,))  # DT_FLOAT
+    return f"{where}: attribute 'value' (float32[200000000]) would take 763 MiB"
 
 
 def _variable_op(path: Path) -> str:
@@ -507,20 +517,7 @@ def test_string_constant_is_judged_by_its_element_count(sources: Path, tmp_path:
     """A DT_STRING Const declared [3e7] with no value: TF makes 3e7 empty strings (24 bytes
     each, 687 MiB) before anything reads them."""
     path = _copy_saved(sources, tmp_path)
-
-    def edit(meta) -> None:
-        for fn in meta.graph_def.library.function:
-            for node in fn.node_def:
-                if node.op == "Const" and fn.signature.name.startswith("__inference___call_"):
-                    t = node.attr["value"].tensor
-                    node.attr["dtype"].type = t.dtype = 7  # DT_STRING
-                    t.ClearField("tensor_content")
-                    t.ClearField("int_val")
-                    del t.tensor_shape.dim[:]
-                    t.tensor_shape.dim.add(size=30_000_000)
-                    return
-
-    _edit_saved_model(path, edit)
+    _declare_function_const(path, 7, 30_000_000)  # DT_STRING
     assert main(["compile", "tf", str(path), "-o", str(tmp_path / "out"), "--no-png"]) == 2
     err = capsys.readouterr().err
     assert "attribute 'value' (string[30000000]) would take 687 MiB" in err, err
