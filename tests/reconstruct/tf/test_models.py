@@ -6,6 +6,7 @@ none inside."""
 
 from __future__ import annotations
 
+import gc
 import os
 
 import numpy as np
@@ -93,25 +94,32 @@ def test_other_frontends_models(load, name: str, request: pytest.FixtureRequest)
     """Golden executor (both IRs) vs the reconstructed .pb (both IRs) and the trainable form,
     within the model tolerance (``MODEL_REL_L2`` or the model's ``MODEL_TOLERANCES`` row);
     the .pb of each IR in float64 vs the golden executor in float64 within ``REL_L2_EXACT``.
-    The frontend's own tests hold the golden executor to the source framework."""
+    The frontend's own tests hold the golden executor to the source framework. Each stage's
+    graphs are dropped before the next: a VGG's weights are 0.55 GB in fp32, and TF holds
+    several copies of a .pb's constants while it runs it."""
     from fc.reconstruct.tf import TFModel
 
     key = request.node.callspec.id.split("_", 1)[0] + f":{name}"  # "mxnet:resnet50_v1b"
     bound = model_rel_l2(key)
     graph = load(name)
-    fused, _ = compile_graph(graph)
     feeds = {v.name: np.random.default_rng(0).standard_normal(v.shape).astype(v.dtype)
              for v in graph.inputs}
     feeds64 = {k: v.astype(np.float64) for k, v in feeds.items()}
     golden = {}
-    for which, g in (("reconstruct IR", graph), ("fused IR", fused)):
+    for which in ("reconstruct IR", "fused IR"):
+        g = graph if which == "reconstruct IR" else compile_graph(graph)[0]
         frozen = freeze(g)
-        golden[which] = fc.api.run(g, feeds)
+        transposes = [n.name for n in frozen.graph_def.node if n.op == "Transpose"]
         got = frozen.run(feeds)
-        wide = as_float64(g)
+        del frozen
+        golden[which] = fc.api.run(g, feeds)
         exact = max([REL_L2_EXACT, *(FLOAT32_INSIDE.get(op, 0.0) for op in g.op_histogram())])
+        wide = as_float64(g)
         golden64 = fc.api.run(wide, feeds64)
-        got64 = freeze(wide).run(feeds64)
+        # without grappler: its optimizers copy a float64 VGG's 1.1 GB of constants too often
+        # for a shared machine, and this check is of the lowering's semantics
+        got64 = freeze(wide).run(feeds64, optimize=False)
+        del wide
         for k in golden[which]:
             check_close(got[k], golden[which][k], rel_l2_max=bound, what=f".pb of the {which} {k}")
             check_close(got64[k], golden64[k], rel_l2_max=exact,
@@ -120,9 +128,10 @@ def test_other_frontends_models(load, name: str, request: pytest.FixtureRequest)
                 noise = max(rel_l2(golden[which][k], golden64[k]), rel_l2(got[k], golden64[k]))
                 assert noise > MODEL_REL_L2 / 2, f"{key}: fp32 noise {noise:.2g} no longer " \
                     "needs its MODEL_TOLERANCES row"
-        transposes = [n.name for n in frozen.graph_def.node if n.op == "Transpose"]
         if "Transpose" not in g.op_histogram():  # a CNN (a transformer permutes its heads)
             assert len(transposes) <= len(g.inputs) + len(g.outputs), transposes
+        del g, got, got64, golden64
+        gc.collect()
     trained = TFModel(graph)(*(feeds[v.name] for v in graph.inputs))
     outs = trained if isinstance(trained, list) else [trained]
     assert len(outs) == len(graph.outputs)
