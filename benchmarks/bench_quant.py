@@ -188,6 +188,15 @@ def main() -> None:
           f"(wall {ratios[worst][0]:.2f}x); quantized simulation / float: CPU {rc:.2f}x, wall "
           f"{rw:.2f}x. The verdict is on CPU time (robust to the other processes of a shared "
           "machine); wall ratios are printed beside it.")
+    # each round's own ratios (a phase against the float run of the same round): how much
+    # of the spread is the machine's
+    per_round = {"max": runs["max"], "entropy": runs["hist"], "simulation": runs["sim"]}
+    parts = []
+    for key, phs in per_round.items():
+        extra = runs["search entropy"] if key == "entropy" else [None] * len(phs)
+        rs = [(p.cpu + (e.cpu if e else 0)) / f.cpu for p, e, f in zip(phs, extra, runs["float"])]
+        parts.append(f"{key} " + " ".join(f"{r:.2f}" for r in rs))
+    print("CPU ratio to the same round's float run: " + "; ".join(parts))
     mems = [p.mem for ph in runs.values() for p in ph]
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"peak RSS of the process: {PeakRSS.process_peak_mib(*mems):.0f} MiB "
