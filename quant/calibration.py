@@ -194,7 +194,6 @@ class TensorStats:
         ``np.bincount``, and its exact max is taken only when that bin is within one of the
         running max's bin (a new max can only be there) or past the range, which then grows
         (whole bins, or merged pairs past ``MAX_BINS``) and the chunk is counted again."""
-        fbuf, ibuf = _buffers()
         start, size = 0, x.size
         grid = None
         while start < size:
@@ -207,8 +206,6 @@ class TensorStats:
                 top = self._top_bin(inv, half) if signed is None else n + 1
                 grid = True
             c = x[start:start + _CHUNK]
-            m = c.size
-            idx = ibuf[:m]
             if signed is None:
                 lo = float(c.min())
                 if not lo >= -half_range:  # below the range, or NaN
@@ -220,15 +217,7 @@ class TensorStats:
                 neg = lo < 0
             else:
                 neg = signed
-            if neg:
-                f = fbuf[:m]
-                np.multiply(c, inv, out=f)
-                np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
-                np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
-                origin = -1  # counts[j] belongs to bin j - 1
-            else:
-                np.multiply(c, inv, out=idx, casting="unsafe")
-                origin = half
+            idx, origin = _indices(c, inv, half, neg)
             try:
                 counts = np.bincount(idx)
             except ValueError:  # a negative index: inf, NaN or past intp (cast to its least)
@@ -245,16 +234,8 @@ class TensorStats:
                 if hi > self.max:
                     self.max = hi
                     top = self._top_bin(inv, half)
-            if origin < 0:
-                hist[0] += counts[0]  # rounded below -A: the first bin
-                counts = counts[1:]
-                k -= 1
-                origin = 0
-            if origin + k > n:  # values at +A (or rounded past it): the last bin
-                hist[n - 1] += counts[n - origin:].sum()
-                k = n - origin
-            hist[origin:origin + k] += counts[:k]
-            start += m
+            _place(hist, counts, origin)
+            start += c.size
 
     def _grow_to(self, lo: float, hi: float) -> None:
         self._extend(lo, hi)  # raises on a non-finite value
@@ -323,9 +304,15 @@ def _count(hist: np.ndarray, c: np.ndarray, inv: np.float32, neg: bool) -> None:
     buffer. Non-negative chunks (ReLU outputs) skip the floor (truncation is the floor
     there) and count into the upper half directly; values at +A (or rounded past it) go to
     the last bin, values rounded below -A to the first."""
+    idx, origin = _indices(c, inv, len(hist) // 2, neg)
+    _place(hist, np.bincount(idx), origin)
+
+
+def _indices(c: np.ndarray, inv: np.float32, half: int, neg: bool) -> tuple[np.ndarray, int]:
+    """The ``np.bincount`` indices of one chunk, in this thread's scratch buffer, and the bin
+    index 0 counts into: floor(c * inv) + half + 1 from bin -1 for a chunk with negative
+    values, plain truncation from bin ``half`` for a non-negative one."""
     fbuf, ibuf = _buffers()
-    n = len(hist)
-    half = n // 2
     m = c.size
     idx = ibuf[:m]
     if neg:
@@ -333,16 +320,21 @@ def _count(hist: np.ndarray, c: np.ndarray, inv: np.float32, neg: bool) -> None:
         np.multiply(c, inv, out=f)
         np.floor(f, out=f)  # >= -n/2 - 1 (-A * (1/w) may round below -n/2)
         np.add(f, np.float32(half + 1), out=idx, casting="unsafe")
-        origin = -1  # counts[j] belongs to bin j - 1
-    else:
-        np.multiply(c, inv, out=idx, casting="unsafe")
-        origin = half
-    counts = np.bincount(idx)
-    skip = -origin if origin < 0 else 0
-    if skip:
-        hist[0] += counts[:skip].sum()
+        return idx, -1  # counts[j] belongs to bin j - 1
+    np.multiply(c, inv, out=idx, casting="unsafe")
+    return idx, half
+
+
+def _place(hist: np.ndarray, counts: np.ndarray, origin: int) -> None:
+    """hist[origin + j] += counts[j], with what falls below the first bin (rounded below -A)
+    counted in the first and what falls past the last (values at +A) in the last."""
+    n = len(hist)
+    if origin < 0:
+        hist[0] += counts[:-origin].sum()
+        counts = counts[-origin:]
+        origin = 0
     k = min(len(counts), n - origin)
-    hist[origin + skip:origin + k] += counts[skip:k]
+    hist[origin:origin + k] += counts[:k]
     if len(counts) > k:
         hist[n - 1] += counts[k:].sum()
 
