@@ -163,7 +163,7 @@ def main() -> None:
     s_wall, s_cpu, s_mem = least("sim")
 
     rows = [["float forward", f"{t_wall:.2f}", f"{t_cpu:.2f}", f"{args.images / t_wall:.2f}",
-             "1.00", "1.00", fmt_mib(f_mem), ""]]
+             "1.00", "1.00", fmt_mib(f_mem), "", ""]]
     ratios = {}
     for method, ((c_wall, c_cpu, c_mem), thr) in phases.items():
         wall = c_wall + (thr[0] if thr else 0)
@@ -173,21 +173,23 @@ def main() -> None:
         extra = f" (threshold search {thr[0]:.2f} s)" if thr else ""
         rows.append([f"calibration {method}{extra}", f"{wall:.2f}", f"{cpu:.2f}",
                      f"{args.images / wall:.2f}", f"{rw:.2f}", f"{rc:.2f}",
-                     fmt_mib(c_mem), verdict(rc <= 1.3)])
+                     fmt_mib(c_mem), verdict(rw <= 1.3), verdict(rc <= 1.3)])
     rw, rc = s_wall / t_wall, s_cpu / t_cpu
     rows.append(["quantized simulation (symmetry_max)", f"{s_wall:.2f}", f"{s_cpu:.2f}",
                  f"{args.images / s_wall:.2f}", f"{rw:.2f}", f"{rc:.2f}",
-                 fmt_mib(s_mem), verdict(rc <= 1.3)])
+                 fmt_mib(s_mem), verdict(rw <= 1.3), verdict(rc <= 1.3)])
     floats = " ".join(f"{p.wall:.2f}" for p in runs["float"])
     print_table("ResNet-50, fc golden executor (target: ratio <= 1.3; least of "
                 f"{args.repeat} rounds; float runs {floats} s wall)",
                 ["run", "wall s", "CPU s", "images/s", "ratio wall", "ratio CPU",
-                 "peak RSS increase", "target"], rows)
-    worst = max(ratios, key=lambda k: ratios[k][1])
-    print(f"calibration / float (CPU): worst method {worst} {ratios[worst][1]:.2f}x "
-          f"(wall {ratios[worst][0]:.2f}x); quantized simulation / float: CPU {rc:.2f}x, wall "
-          f"{rw:.2f}x. The verdict is on CPU time (robust to the other processes of a shared "
-          "machine); wall ratios are printed beside it.")
+                 "peak RSS increase", "target (wall)", "target (CPU)"], rows)
+    worst_w = max(ratios, key=lambda k: ratios[k][0])
+    worst_c = max(ratios, key=lambda k: ratios[k][1])
+    print(f"calibration / float: worst method by wall {worst_w} {ratios[worst_w][0]:.2f}x, by CPU "
+          f"{worst_c} {ratios[worst_c][1]:.2f}x; quantized simulation / float: wall {rw:.2f}x, "
+          f"CPU {rc:.2f}x. Wall time is the user's wait (calibration bins on a worker thread "
+          "beside the executor); CPU time is the work done and robust to the other processes "
+          "of a shared machine: both are judged.")
     # each round's own ratios (a phase against the float run of the same round): how much
     # of the spread is the machine's
     per_round = {"max": runs["max"], "entropy": runs["hist"], "simulation": runs["sim"]}
