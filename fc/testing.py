@@ -61,22 +61,27 @@ MODEL_TOLERANCES: dict[str, float] = {
     # 75x75: Keras fp32 1.2e-5 from fp64, fc's executor 1.1e-5; fused IR vs Keras 1.6e-5, the
     # .pb of the IR for reconstruct vs fc 1.6e-5.
     "tf:inception_v3": 2.5e-5,
-    # 224x224, seeded weights (fc.zoo.mxnet), the .pb of the IR against fc's executor
-    # (tests/reconstruct/tf/test_models.py): fc's executor in fp32 lies 1.3e-5 (fused IR 1.4e-5)
-    # from itself in float64, the .pb (TF's kernels) 1.6e-5 / 1.4e-5; .pb vs fc 1.2e-5. In
-    # float64 the two agree to 3.4e-14: rounding, not semantics.
-    "mxnet:resnet50_v1b": 2e-5,
-    # The same test at 224x224 (seeded weights), the fp32 noise of fc's executor (its distance
-    # from itself in float64, both IRs, measured on the same input by
-    # tests/reconstruct/onnx/test_export.py) beside the largest .pb / trainable vs fc distance:
-    # inceptionv3 2.4e-5 vs 2.4e-5; resnet50_v1 1.4e-5 vs 1.2e-5; resnet50_v2 1.0e-5 vs 1.0e-5;
-    # resnet101_v1b 8.2e-5 vs 7.2e-5; resnet152_v1b 2.8e-4 vs 2.6e-4 (deep seeded ResNets
-    # amplify rounding). In float64 the .pb agrees with fc to < 1e-9.
-    "mxnet:inceptionv3": 4e-5,
-    "mxnet:resnet50_v1": 2e-5,
-    "mxnet:resnet50_v2": 2e-5,
-    "mxnet:resnet101_v1b": 1.2e-4,
-    "mxnet:resnet152_v1b": 4.5e-4,
+    # MXNet zoo, 224x224 (inceptionv3 299x299), seeded weights (fc.zoo.mxnet); each row holds
+    # two tests. (1) The .pb of the IR against fc's executor (tests/reconstruct/tf/
+    # test_models.py, input seed 0): resnet50_v1b: fc's executor in fp32 lies 1.3e-5 (fused IR
+    # 1.4e-5) from itself in float64, the .pb (TF's kernels) 1.6e-5 / 1.4e-5; .pb vs fc 1.2e-5.
+    # The others, fc's fp32 noise beside the largest .pb / trainable vs fc distance:
+    # inceptionv3 2.4e-5 vs 2.4e-5; resnet50_v1 1.4e-5 vs 1.2e-5; resnet50_v2 1.0e-5 vs
+    # 1.0e-5; resnet101_v1b 8.2e-5 vs 7.2e-5; resnet152_v1b 2.8e-4 vs 2.6e-4 (deep seeded
+    # ResNets amplify rounding). In float64 the .pb agrees with fc to < 1e-9. (2) fc against
+    # mxnet's own forward pass (tests/frontend/mxnet/test_zoo_import.py, input seed 1; mxnet's
+    # oneDNN kernels): the largest of fc vs mxnet fp32 (both IRs) and fc vs mxnet float64,
+    # beside mxnet fp32's own distance from mxnet float64: resnet50_v1b 2.1e-5 (the fused IR)
+    # vs 1.6e-5; resnet50_v1 2.1e-5 vs 1.5e-5; resnet50_v2 1.5e-5 vs 1.1e-5; inceptionv3
+    # 3.1e-5 vs 2.2e-5; resnet101_v1b 1.0e-4 vs 7.7e-5; resnet152_v1b 4.1e-4 vs 3.0e-4;
+    # vgg16_bn 1.4e-5 vs 1.1e-5. Every other zoo model stays <= 7.2e-6 in both tests. In
+    # float64 fc agrees with mxnet to < 1e-10. The bounds are ~1.6x the largest of both tests.
+    "mxnet:resnet50_v1b": 3.5e-5,
+    "mxnet:inceptionv3": 5e-5,
+    "mxnet:resnet50_v1": 3.5e-5,
+    "mxnet:resnet50_v2": 2.5e-5,
+    "mxnet:resnet101_v1b": 1.7e-4,
+    "mxnet:resnet152_v1b": 6.5e-4,
     # TF's rounding (the .pb's and the trainable form's): TF's oneDNN Conv2D in fp32 lies
     # 2.3-3.2x further from float64 than fc's convolution and than TF's own Eigen kernel
     # (TF_ENABLE_ONEDNN_OPTS=0), measured on zfnet512's four K >= 2304 convolutions, each alone
@@ -89,9 +94,9 @@ MODEL_TOLERANCES: dict[str, float] = {
     # 7.8e-6 (1.4e-6), the trainable form 3.0e-5 (2.3e-6); vs fc the .pb 1.2e-5, the trainable
     # form 2.8e-5 (the softmax over logits -20..23 amplifies 6-13x); with Eigen's kernels the
     # .pb is 3.8e-6 from fc. vgg16_bn (MXNet): fc 7.1e-6, the .pb 1.15e-5, .pb vs fc 1.21e-5;
-    # with Eigen's kernels 6.5e-6 and 6.8e-6.
+    # with Eigen's kernels 6.5e-6 and 6.8e-6; against mxnet see (2) above.
     "onnx:zfnet512": 4.5e-5,
-    "mxnet:vgg16_bn": 2e-5,
+    "mxnet:vgg16_bn": 2.2e-5,
 }
 
 
