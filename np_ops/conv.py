@@ -34,9 +34,16 @@ window): the late layers (196 and 49 rows at batch 1, 392 at batch 8) ran 1.1-1.
 on BLAS's threads, the 784+-row layers with an im2col 1.1-1.3x faster on the pool; the whole
 run went from 60 to 54 ms at batch 1 and from 338 to 297 ms at batch 8. The rule is
 the shape's, not a table of this machine's timings. Otherwise the rows are processed in
-blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block (a
-copy split over the pool), one GEMM on it (BLAS's own threads), then bias + activation on
-the block's output while it is in cache. Either way the arithmetic is unchanged: each
+blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block, one
+GEMM on it (BLAS's own threads), then bias + activation on the block's output while it is in
+cache. The padding copy, the im2col and the epilogue of that path run on the calling thread,
+not on fc's pool: after each GEMM, OpenBLAS's idle workers keep spinning on the other cores
+(a ``sched_yield`` loop, ~0.1 s before they sleep), so a pool thread handed a part fights one
+of them for a core and the caller waits for it. Measured per thread (``/proc`` schedstat,
+ResNet-50 batch 1, 2 cores): OpenBLAS's worker used CPU for the whole of the tiled layers
+too, where OpenBLAS runs single-threaded; on the late layers (BLAS's threads) the
+pool-free copies and epilogues cut the layers' per-node minima 30.0 -> 27.8 and 28.0 -> 26.3 ms (batch
+1, two runs), batch 8 unchanged (42.4 / 42.8 ms). Either way the arithmetic is unchanged: each
 output is one float32 dot product of length C*kh*kw computed by BLAS, then + bias, then the
 activation.
 
@@ -166,16 +173,22 @@ def _segments(q0: int, q1: int, ho: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _copy_rows(dst: Array, src: Array) -> None:
-    """``dst[...] = src`` for (rows, ...) arrays, the rows split over the pool."""
+def _copy_rows(dst: Array, src: Array, pool: bool = True) -> None:
+    """``dst[...] = src`` for (rows, ...) arrays, the rows split over the pool (if ``pool``)."""
+    if not pool:
+        dst[...] = src
+        return
+
     def part(a: int, b: int) -> None:
         dst[a:b] = src[a:b]
 
     parallel_for(part, dst.shape[0], dst.nbytes)
 
 
-def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int) -> Array:
-    """(N, H, W, C) ``xh`` (any strides) zero-padded on H/W into a new C-contiguous buffer."""
+def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
+              pool: bool = True) -> Array:
+    """(N, H, W, C) ``xh`` (any strides) zero-padded on H/W into a new C-contiguous buffer,
+    the copy split over fc's pool if ``pool``."""
     n, h, w, c = xh.shape
     xp = np.empty((n, h + top + bottom, w + left + right, c), dtype=xh.dtype)
     xp[:, :top] = 0
@@ -184,9 +197,9 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int) -> Array:
     xp[:, top:top + h, left + w:] = 0
     inner = xp[:, top:top + h, left:left + w]
     if n > 1:
-        _copy_rows(inner, xh)
+        _copy_rows(inner, xh, pool)
     else:
-        _copy_rows(inner[0], xh[0])
+        _copy_rows(inner[0], xh[0], pool)
     return xp
 
 
@@ -202,12 +215,18 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     y = np.empty((n, ho, wo, m), dtype=x.dtype)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
 
+    # fc's pool runs the GEMMs (tiles) or BLAS's threads do (blocks; see the module docstring)
+    rows = n * ho * wo
+    workers = _parallel.num_workers()
+    touched = (rows * k + k * m + rows * m) * x.itemsize
+    tiles = (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
+             and rows >= 2 * workers * _OWN_TILE_ROWS)
     pointwise = kh == kw == 1 and not any(pads)
     if pointwise:
         view = xh[:, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw, None, None, :]
         wmat = w.reshape(m, c).T  # a transposed view: BLAS reads it as is
     else:
-        xp = _pad_nhwc(xh, *pads)
+        xp = _pad_nhwc(xh, *pads, pool=tiles)
         s_n, s_h, s_w, s_c = xp.strides
         view = as_strided(xp, (n, ho, wo, kh, kw, c),
                           (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
@@ -217,10 +236,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
              if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
     conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
                        activation, alpha, beta, res2)
-    workers = _parallel.num_workers()
-    touched = (conv.rows * k + k * m + conv.rows * m) * x.itemsize
-    if (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
-            and conv.rows >= 2 * workers * _OWN_TILE_ROWS):
+    if tiles:
         with _blas.single_threaded() as own_threads:
             if own_threads:
                 conv.run_tiles(workers)
@@ -332,7 +348,8 @@ class _Im2colGemm:
 
     def run_blocks(self) -> None:
         """Blocks of rows one after the other: each GEMM on BLAS's threads, the im2col of a
-        block and the previous block's epilogue split over fc's pool."""
+        block and the previous block's epilogue on the calling thread (not fc's pool: BLAS's
+        workers spin on the other cores between GEMMs, see the module docstring)."""
         wo, k = self.wo, self.k
         block_rows = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (k * self.y2.itemsize))
         step = max(1, block_rows // wo)
@@ -349,25 +366,26 @@ class _Im2colGemm:
             else:
                 a = cols[:r1 - r0]
                 copies = self.copies(q0, q1, a)
-            # One trip to the pool per block: this block's im2col and the last block's
-            # epilogue.
-            _split_work(copies, done, self.bias, *self.act, done_res)
+            # This block's im2col and the last block's epilogue.
+            _split_work(copies, done, self.bias, *self.act, done_res, pool=False)
             out = self.y2[r0:r1]
             np.matmul(a, self.wmat, out=out)
             done = out if self.epilogue else None
             done_res = None if self.res2 is None else self.res2[r0:r1]
-        _split_work([], done, self.bias, *self.act, done_res)
+        _split_work([], done, self.bias, *self.act, done_res, pool=False)
 
 
 def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,
-                activation: str, alpha: float, beta: float, res: Array | None = None) -> None:
+                activation: str, alpha: float, beta: float, res: Array | None = None, *,
+                pool: bool = True) -> None:
     """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any; ``res``: the
     residual rows to add), each split into row ranges over the pool, in one parallel loop
-    (one wait instead of two)."""
+    (one wait instead of two); all on the calling thread if not ``pool``."""
     nbytes = sum(d.nbytes for d, _ in copies) + (0 if out is None else 2 * out.nbytes)
     if nbytes == 0:
         return
-    units = _parallel.num_workers() if nbytes >= _parallel.MIN_PARALLEL_BYTES else 1
+    units = (_parallel.num_workers()
+             if pool and nbytes >= _parallel.MIN_PARALLEL_BYTES else 1)
 
     def part(u0: int, u1: int) -> None:
         for u in range(u0, u1):
