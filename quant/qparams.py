@@ -114,7 +114,8 @@ def _flat(a: np.ndarray) -> np.ndarray | None:
     return r if np.may_share_memory(r, a) else None
 
 
-def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False) -> np.ndarray:
+def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False,
+               nonneg: bool = False) -> np.ndarray:
     """dequantize(quantize(x)) without the integer array: the same float32 operations in the
     same order, so the result is bit-identical to a Quantize -> Dequantize pair. (A zero
     point of 0 is neither added nor subtracted: q + 0 - 0 is exact, so that is the same.)
@@ -122,13 +123,16 @@ def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False) -> np.ndar
     Per tensor, a large ``x`` is done in cache-sized blocks over fc's thread pool (each block
     divided, rounded, clamped and scaled while it is in cache: one read and one write of
     the tensor instead of four of each), into ``x`` itself with ``overwrite`` (the caller
-    owns ``x`` and does not read it again: no new array, no page faults)."""
+    owns ``x`` and does not read it again: no new array, no page faults). ``nonneg``: the
+    caller knows every value of ``x`` is >= 0 or NaN (a ReLU's output), so no block needs
+    the lower clamp (x / s >= 0 rounds to >= 0, and + z >= qmin; a NaN stays that NaN either
+    way) and its min reduction is skipped: the same bits, one pass fewer per block."""
     x = np.asarray(x, np.float32)
     if p.axis is None and x.size >= 2 * _BLOCK:
         y = x if overwrite else np.empty_like(x)
         fx, fy = _flat(x), _flat(y)
         if fx is not None and fy is not None and y.strides == x.strides:
-            _fake_quant_blocks(fx, fy, p)
+            _fake_quant_blocks(fx, fy, p, nonneg)
             return y
     s = p.broadcast(p.scale, x.ndim)
     y = np.atleast_1d(np.divide(x, s, dtype=np.float32))
@@ -144,15 +148,16 @@ def fake_quant(x: np.ndarray, p: QParams, *, overwrite: bool = False) -> np.ndar
     return y.reshape(x.shape)
 
 
-def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams) -> None:
+def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams, nonneg: bool = False) -> None:
     """``fake_quant``'s steps on 1-D ``x`` into ``y`` (which may be ``x``), block by block;
     the clamp as maximum then minimum (what ``np.clip`` computes, NaN included), each skipped
-    in a block where it would change nothing."""
+    in a block where it would change nothing (the maximum in every block with ``nonneg``)."""
     from fc.np_ops._parallel import parallel_for
 
     s = p.scale
     lo, hi = np.float32(p.qmin), np.float32(p.qmax)
     z = p.zero_point.astype(np.float32) if p.zero_point.any() else None
+    nonneg = nonneg and int(p.zero_point) >= p.qmin
 
     def work(b0: int, b1: int) -> None:
         for i in range(b0 * _BLOCK, min(b1 * _BLOCK, x.size), _BLOCK):
@@ -164,7 +169,7 @@ def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams) -> None:
             # the clamp only where a value is past a bound (a block of a ReLU output never
             # is below 0): a min or max reduction is cheaper than np.maximum/np.minimum; a
             # block with a NaN (its reductions are NaN) is clamped
-            if not yb.min() >= lo:
+            if not nonneg and not yb.min() >= lo:
                 np.maximum(yb, lo, out=yb)
             if not yb.max() <= hi:
                 np.minimum(yb, hi, out=yb)

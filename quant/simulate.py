@@ -31,6 +31,15 @@ LayerObserver = Callable[[Node, tuple[np.ndarray, ...], tuple[np.ndarray, ...],
                           tuple[np.ndarray, ...]], None]
 
 
+def _relu_output(node: Node) -> bool:
+    """Whether every value ``node`` outputs is >= 0 or NaN: a Relu, or an op whose fused
+    activation is relu or a clip from a bound >= 0."""
+    if node.op_type == "Relu" and not node.attrs.get("activation"):
+        return True
+    act = node.attrs.get("activation", "")
+    return act == "relu" or (act == "clip" and node.attrs.get("act_alpha", -1.0) >= 0)
+
+
 class SimInterpreter(Interpreter):
     """The golden executor with constant subgraphs (dequantized weights) cached, and each
     QuantizeLinear -> DequantizeLinear pair of an activation computed as one ``fake_quant``
@@ -38,7 +47,9 @@ class SimInterpreter(Interpreter):
     the integers. The fake-quantized activation overwrites the tensor it rounds when nothing
     else can read that tensor (its one consumer is the pair, it is no graph output, and its
     producer is a computing op, which returns a new array, not a cached constant or a view of
-    another tensor), except in a run with ``intermediate=True``, which returns every tensor."""
+    another tensor), except in a run with ``intermediate=True``, which returns every tensor.
+    A pair on a ReLU's output (a Relu, or an op with a fused relu, or a clip from >= 0) skips
+    the lower clamp (``fake_quant``'s ``nonneg``: the same bits)."""
 
     # ops whose kernels return an array of their own (never an input or a view of one)
     _FRESH = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "GlobalAveragePool"})
@@ -51,6 +62,7 @@ class SimInterpreter(Interpreter):
         self._pairs: set[str] = set()   # QuantizeLinear nodes fused with their DequantizeLinear
         self._passthrough: set[str] = set()
         self._overwrite: set[str] = set()  # pairs that may round their input in place
+        self._nonneg: set[str] = set()  # pairs whose input is a ReLU's output (>= 0 or NaN)
         self._intermediate = False
         if self.observer is None and not self.overrides:
             outputs = {v.name for v in graph.outputs}
@@ -63,6 +75,8 @@ class SimInterpreter(Interpreter):
                     self._passthrough.add(users[0].name)
                     v = n.inputs[0]
                     prod = v.producer
+                    if prod is not None and _relu_output(prod):
+                        self._nonneg.add(n.name)
                     if (prod is not None and prod.op_type in self._FRESH
                             and prod.name not in self._const_nodes and len(v.uses) == 1
                             and v.name not in outputs):
@@ -83,7 +97,7 @@ class SimInterpreter(Interpreter):
             a = node.attrs
             p = QParams(s, z, a["qmin"], a["qmax"], None if np.ndim(s) == 0 else a["axis"] % x.ndim)
             return (fake_quant(x, p, overwrite=node.name in self._overwrite
-                               and not self._intermediate),)
+                               and not self._intermediate, nonneg=node.name in self._nonneg),)
         if node.name in self._passthrough:
             return (args[0],)
         return super().run_node(node, args)

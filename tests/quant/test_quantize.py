@@ -158,3 +158,8 @@ def test_simulation_rounding_in_place_changes_no_result_and_no_returned_tensor(d
     from fc.quant.qparams import _BLOCK
 
     assert max(env[v].size for v in rounded) >= 2 * _BLOCK  # the blocked path ran too
+    relu = [n.inputs[0] for n in qg if n.name in sim._nonneg]  # no lower clamp there
+    assert relu and max(env[v.name].size for v in relu) >= 2 * _BLOCK
+    assert all(v.producer.attrs.get("activation") == "relu" for v in relu)
+    for v in relu:
+        np.testing.assert_array_equal(env[v.name], plain[v.name])

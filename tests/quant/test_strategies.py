@@ -214,3 +214,27 @@ def test_large_per_tensor_fake_quant_in_blocks_matches_torch_and_the_qdq_pair(st
     out = fake_quant(same, p, overwrite=True)
     assert out is same
     np.testing.assert_array_equal(out, got)
+
+
+@pytest.mark.parametrize("strategy", ["symmetry_max", "minmax"])
+def test_fake_quant_of_a_relu_output_without_the_lower_clamp_is_the_same_bits(strategy):
+    """``nonneg`` (the caller knows x >= 0 or NaN: a ReLU's output) skips the lower clamp in
+    the blocked path: the QDQ pair's values, and bit for bit (-0.0, values past qmax and a
+    NaN included) what the clamped path gives, with a zero point of 0 (symmetric) and not
+    (minmax on a range from -1)."""
+    from fc.quant import qparams
+
+    x = np.maximum(_data((4, 16, 48, 48), seed=7), 0).transpose(0, 2, 3, 1).copy()
+    x = x.transpose(0, 3, 1, 2)
+    assert x.size >= 2 * qparams._BLOCK
+    x[1, 2, 3, 4], x[2, 5, 6, 7], x[3, 9, 47, 47] = -0.0, 1e30, 50.0
+    p = get_strategy(strategy).activation(Range(-1.0, 3.0, 3.0), 8)  # 1e30 and 50 clamp
+    assert (strategy == "minmax") == (int(p.zero_point) != 0)
+    ref = dequantize(quantize(x, p), p)
+    got = fake_quant(x, p, nonneg=True)
+    np.testing.assert_array_equal(got, ref)
+    assert got.tobytes() == fake_quant(x, p).tobytes()
+    assert got[3, 9, 47, 47] == np.float32(p.qmax - int(p.zero_point)) * p.scale
+    x[0, 0, 0, 0] = np.nan
+    nan = fake_quant(x, p, nonneg=True)
+    assert np.isnan(nan[0, 0, 0, 0]) and nan.tobytes() == fake_quant(x, p).tobytes()
