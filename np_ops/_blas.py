@@ -24,11 +24,12 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["blas_threads", "single_threaded"]
+__all__ = ["blas_threads", "note_threaded_gemm", "since_threaded_gemm", "single_threaded"]
 
 # (setter, getter) of numpy's OpenBLAS, found once (None: not an OpenBLAS fc can scope)
 _api: tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None = None
@@ -36,6 +37,9 @@ _api_done = False
 _lock = threading.Lock()
 _depth = 0
 _saved = 1
+
+# perf_counter() when fc last ran a GEMM on OpenBLAS's own threads (more than one)
+_last_threaded = float("-inf")
 
 _SUFFIXES = ("64_", "", "_64")
 _PREFIXES = ("", "scipy_")
@@ -122,3 +126,18 @@ def single_threaded() -> Iterator[bool]:
             _depth -= 1
             if _depth == 0 and _saved > 1:
                 setter(_saved)
+
+
+def note_threaded_gemm() -> None:
+    """Record that a GEMM just ran on OpenBLAS's own threads, if it has more than one: its
+    idle workers now spin (a ``sched_yield`` loop) for about 0.1 s before they sleep."""
+    global _last_threaded
+    api = _get_api()
+    if api is not None and api[1]() > 1:
+        _last_threaded = time.perf_counter()
+
+
+def since_threaded_gemm() -> float:
+    """Seconds since ``note_threaded_gemm`` last recorded a multi-threaded GEMM (inf if
+    never)."""
+    return time.perf_counter() - _last_threaded

@@ -33,7 +33,14 @@ ResNet-50 (2 cores, SkylakeX kernel, per-layer minimum of interleaved runs in a 
 window): the late layers (196 and 49 rows at batch 1, 392 at batch 8) ran 1.1-1.7x faster
 on BLAS's threads, the 784+-row layers with an im2col 1.1-1.3x faster on the pool; the whole
 run went from 60 to 54 ms at batch 1 and from 338 to 297 ms at batch 8. The rule is
-the shape's, not a table of this machine's timings. Otherwise the rows are processed in
+the shape's, not a table of this machine's timings. One exception: after a GEMM on BLAS's
+threads (more than one), OpenBLAS's idle worker spins (``sched_yield``) for about 0.1 s
+(measured: its CPU time grows for 96-100 ms after the call), so fc's pool threads started
+in that window fight it for the cores; back-to-back batch-1 runs then came in two speeds
+(early layers 27.7 vs 43.6 ms). A convolution of at most ``_SPIN_FLOPS`` (2 * rows * K * M;
+ResNet-50's batch-1 layers, well below a millisecond or two each) started within
+``_SPIN_SECONDS`` of such a GEMM runs on BLAS's threads instead, putting the spinning worker
+to work; larger ones (batch 8) keep the pool. Otherwise the rows are processed in
 blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block, one
 GEMM on it (BLAS's own threads), then bias + activation on the block's output while it is in
 cache. The padding copy, the im2col and the epilogue of that path run on the calling thread,
@@ -94,6 +101,12 @@ _M_ALIGN = 32
 #: two tiles of that many or more); below, each tile's repacking of the weights costs more
 #: than OpenBLAS's own threads, which share one packed copy (see the module docstring)
 _OWN_TILE_ROWS = 192
+#: while OpenBLAS's idle workers probably still spin after a multi-threaded GEMM (measured:
+#: worker CPU grows for 96-100 ms after the call, 2 cores), a convolution of at most this many
+#: flops (2 * rows * K * M) runs on BLAS's threads instead of fc's pool, whose threads would
+#: fight the spinning worker for the cores (see the module docstring)
+_SPIN_SECONDS = 0.1
+_SPIN_FLOPS = 2.5e8
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
@@ -221,6 +234,8 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     touched = (rows * k + k * m + rows * m) * x.itemsize
     tiles = (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
              and rows >= 2 * workers * _OWN_TILE_ROWS)
+    if tiles and 2 * rows * k * m <= _SPIN_FLOPS and _blas.since_threaded_gemm() < _SPIN_SECONDS:
+        tiles = False  # OpenBLAS's worker still spins: use it rather than fight it
     pointwise = kh == kw == 1 and not any(pads)
     if pointwise:
         view = xh[:, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw, None, None, :]
@@ -372,6 +387,7 @@ class _Im2colGemm:
             np.matmul(a, self.wmat, out=out)
             done = out if self.epilogue else None
             done_res = None if self.res2 is None else self.res2[r0:r1]
+        _blas.note_threaded_gemm()
         _split_work([], done, self.bias, *self.act, done_res, pool=False)
 
 

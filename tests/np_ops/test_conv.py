@@ -4,6 +4,8 @@ channels-last output (pooling, Add, ...), against torch."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -286,15 +288,27 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
     assert calls == [3], "the tiles path did not run"
 
 
-@pytest.mark.parametrize(("hw", "tiles"), [pytest.param(8, False, id="few_rows_blas_threads"),
-                                            pytest.param(64, True, id="many_rows_pool_tiles")])
-def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, tiles):
+@pytest.mark.parametrize(("hw", "spin", "spin_flops", "tiles"), [
+    pytest.param(8, False, 5e8, False, id="few_rows_blas_threads"),
+    pytest.param(64, False, 5e8, True, id="many_rows_pool_tiles"),
+    pytest.param(64, True, 5e8, False, id="many_rows_worker_spinning_blas_threads"),
+    pytest.param(64, True, 1e6, True, id="many_rows_worker_spinning_large_pool_tiles"),
+])
+def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, spin, spin_flops, tiles):
     """fc's pool runs the GEMMs only with 2 * workers * _OWN_TILE_ROWS GEMM rows or more
     (3 forced workers, 16 rows per tile: 96 rows); fewer go to BLAS's own threads in row
-    blocks. Both give torch's result."""
+    blocks. While OpenBLAS's worker probably still spins after a multi-threaded GEMM
+    (within _SPIN_SECONDS of it), a conv of at most _SPIN_FLOPS goes to BLAS's threads too
+    (this one: 2 * 4096 * 54 * 40 = 17.7 Mflop), a larger one keeps the pool. All give
+    torch's result."""
     if fc.np_ops._blas.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
     monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 16)
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_FLOPS", spin_flops)
+    # the window: "just now" and a window no delay of the test can outlast, or "never"
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_SECONDS", 3600.0)
+    monkeypatch.setattr(fc.np_ops._blas, "_last_threaded",
+                        time.perf_counter() if spin else float("-inf"))
     calls = []
     for meth in ("run_tiles", "run_blocks"):
         real = getattr(fc.np_ops.conv._Im2colGemm, meth)
@@ -305,6 +319,25 @@ def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, tiles):
     y = fc.np_ops.call("Conv", x, w, b, activation="relu", **attrs)
     check_close(y, F.relu(torch_conv(x, w, b, **attrs)).numpy(), op="Conv")
     assert calls == (["run_tiles"] if tiles else ["run_blocks"])
+
+
+def test_blocks_path_records_threaded_gemm(monkeypatch):
+    """A conv on BLAS's threads records when its GEMMs ran if OpenBLAS has more than one
+    thread (the next small convs then avoid fc's pool), and records nothing on one thread."""
+    if fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    setter, getter = fc.np_ops._blas._get_api()
+    saved = getter()
+    x, w = rand(56, 1, 6, 8, 8), rand(57, 40, 6, 3, 3, scale=0.3)
+    try:
+        for threads in (1, 2):
+            setter(threads)
+            monkeypatch.setattr(fc.np_ops._blas, "_last_threaded", float("-inf"))
+            fc.np_ops.call("Conv", x, w, None, pads=(1, 1, 1, 1))
+            since = fc.np_ops._blas.since_threaded_gemm()
+            assert (since < 60.0) == (threads > 1), (threads, since)
+    finally:
+        setter(saved)
 
 
 def test_blas_single_threaded_scopes_and_restores():
