@@ -49,7 +49,11 @@ class SimInterpreter(Interpreter):
     producer is a computing op, which returns a new array, not a cached constant or a view of
     another tensor), except in a run with ``intermediate=True``, which returns every tensor.
     A pair on a ReLU's output (a Relu, or an op with a fused relu, or a clip from >= 0) skips
-    the lower clamp (``fake_quant``'s ``nonneg``: the same bits)."""
+    the lower clamp (``fake_quant``'s ``nonneg``: the same bits). An Add of two feature maps
+    of one shape and layout writes its sum into an input that is a pair's output read by
+    nothing else (that array is the pair's own: ``fake_quant`` returns a new array or the
+    producer's, which only the pair read), the same blocks and operations as the Add kernel
+    without its new output array (no page faults)."""
 
     # ops whose kernels return an array of their own (never an input or a view of one)
     _FRESH = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "GlobalAveragePool"})
@@ -63,6 +67,7 @@ class SimInterpreter(Interpreter):
         self._passthrough: set[str] = set()
         self._overwrite: set[str] = set()  # pairs that may round their input in place
         self._nonneg: set[str] = set()  # pairs whose input is a ReLU's output (>= 0 or NaN)
+        self._add_into: dict[str, int] = {}  # Add -> the input it may sum into
         self._intermediate = False
         if self.observer is None and not self.overrides:
             outputs = {v.name for v in graph.outputs}
@@ -81,6 +86,16 @@ class SimInterpreter(Interpreter):
                             and prod.name not in self._const_nodes and len(v.uses) == 1
                             and v.name not in outputs):
                         self._overwrite.add(n.name)
+            for n in graph:
+                if (n.op_type != "Add" or len(n.inputs) != 2 or any(v is None for v in n.inputs)
+                        or n.inputs[0].name == n.inputs[1].name):
+                    continue
+                for pos, v in enumerate(n.inputs):
+                    prod = v.producer
+                    if (prod is not None and prod.name in self._passthrough and len(v.uses) == 1
+                            and v.name not in outputs):
+                        self._add_into[n.name] = pos
+                        break
 
     def run(self, inputs: Any, intermediate: bool = False) -> dict[str, np.ndarray]:
         self._intermediate = intermediate
@@ -100,7 +115,37 @@ class SimInterpreter(Interpreter):
                                and not self._intermediate, nonneg=node.name in self._nonneg),)
         if node.name in self._passthrough:
             return (args[0],)
+        if node.name in self._add_into and not self._intermediate:
+            y = _add_into(args, self._add_into[node.name], node.attrs)
+            if y is not None:
+                return (y,)
         return super().run_node(node, args)
+
+
+def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any]) -> np.ndarray | None:
+    """The Add kernel's blocked sum of two feature maps (``fc.np_ops.elementwise.add``: the
+    same float32 additions, slabs and activation) into ``args[pos]``; None when the kernel
+    would not take that path or the inputs differ in layout (the output keeps A's layout)."""
+    from fc.np_ops import _parallel
+    from fc.np_ops.activation import activate_inplace
+
+    a, b = args
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+            and a.dtype == b.dtype == np.float32 and a.strides == b.strides
+            and a.nbytes >= _parallel.MIN_PARALLEL_BYTES and args[pos].flags.writeable):
+        return None
+    y = args[pos]
+    act, alpha, beta = attrs["activation"], attrs["act_alpha"], attrs["act_beta"]
+
+    def block(ix: tuple[slice, ...]) -> None:
+        with np.errstate(all="ignore"):
+            yb = np.add(a[ix], b[ix], out=y[ix])
+            r = activate_inplace(yb, act, alpha, beta)
+            if r is not yb:
+                yb[...] = r
+
+    _parallel.parallel_blocks(block, y)
+    return y
 
 
 class Lockstep(Interpreter):

@@ -136,6 +136,45 @@ def test_mixed_precision_float_layer_and_16_bits(digits, table):
     assert err[1] > err[0]
 
 
+def test_simulation_add_into_its_rounded_input_changes_no_result(digits, table, monkeypatch):
+    """SimInterpreter's Add of two feature maps sums into an input that only it reads (a
+    pair's own array): the logits are the plain golden executor's on the QDQ graph bit for
+    bit (a batch large enough for the in-place path, which ran, and one too small for it),
+    the other input unchanged, and nothing in place in an ``intermediate`` run, whose Add
+    inputs and outputs are the plain executor's."""
+    from fc.np_ops import Interpreter
+    from fc.quant import simulate
+
+    _, data, _ = digits
+    _, qg = _quantized(digits, table, "minmax", True)
+    sim = SimInterpreter(qg)
+    assert sim._add_into and all(n.op_type == "Add" for n in qg if n.name in sim._add_into)
+    summed, add_into = [], simulate._add_into
+
+    def spy(args, pos, attrs):
+        other = args[1 - pos].copy()
+        y = add_into(args, pos, attrs)
+        if y is not None:
+            summed.append(y is args[pos])
+            np.testing.assert_array_equal(args[1 - pos], other)
+        return y
+
+    monkeypatch.setattr(simulate, "_add_into", spy)
+    plain = Interpreter(qg)
+    for x in (data.x_test, data.x_test[:64]):
+        np.testing.assert_array_equal(sim.run({"input": x})["logits"],
+                                      plain.run({"input": x})["logits"])
+    assert summed and all(summed)
+    summed.clear()
+    x = data.x_test
+    env, ref = sim.run({"input": x}, intermediate=True), plain.run({"input": x}, intermediate=True)
+    assert not summed  # nothing in place where every tensor is returned
+    for n in qg:
+        if n.name in sim._add_into:
+            for v in (*n.inputs, n.output):
+                np.testing.assert_array_equal(env[v.name], ref[v.name])
+
+
 def test_simulation_rounding_in_place_changes_no_result_and_no_returned_tensor(digits, table):
     """SimInterpreter rounds a Conv's output into its own array when nothing else reads it:
     the outputs equal the plain golden executor's on the QDQ graph (Quantize and Dequantize
