@@ -124,12 +124,18 @@ def run_command(args: argparse.Namespace) -> int:
     from fc.quant.config import ConfigError, load_config
 
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.dump and args.quant_command != "error":
+        raise ConfigError(f"--dump: `fcc quant error` with a _t strategy writes the layers' "
+                          f"integers, `fcc quant {args.quant_command}` does not")
     if args.quant_command == "accuracy":
         return _accuracy(args, progress)
     overrides = _overrides(args)
     if getattr(args, "dump_accumulators", False) and not args.dump:
         raise ConfigError("--dump-accumulators needs --dump DIR")
     cfg = load_config(args.config, overrides)
+    if args.dump and not cfg.strategy_object().integer:
+        raise ConfigError(f"--dump: strategy {cfg['QUAN.strategy']!r} is simulated in float; the "
+                          "layers' integers come from a _t strategy (symmetry_max_t, scale_shift_t)")
     graph = pipeline.load_model(cfg)
     if args.quant_command == "sensitivity":
         from fc.quant.sensitivity import run_sensitivity

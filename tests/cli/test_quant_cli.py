@@ -178,6 +178,13 @@ def test_dump_accumulators_writes_each_layers_int32_sums(project, tmp_path, caps
                  "--dump-accumulators"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--dump-accumulators needs --dump" in err
+    # --dump where nothing would be dumped: one line, exit 2, nothing written
+    for argv, says in ((["calibrate"], "fcc quant calibrate` does not"),
+                       (["error", "--strategy", "symmetry_max"], "'symmetry_max' is simulated")):
+        other = tmp_path / f"dump_{argv[0]}"
+        assert main(["quant", argv[0], "--config", str(cfg), *argv[1:], "--dump", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and not other.exists()
 
 
 @pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
