@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -85,7 +86,7 @@ from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.registry import kernel
 
-__all__ = ["conv", "conv_residual", "is_channels_last"]
+__all__ = ["conv", "conv_post", "conv_residual", "is_channels_last"]
 
 Array = np.ndarray
 
@@ -162,9 +163,9 @@ def _packed_weight(w: Array) -> Array:
 # -- channels-last path ---------------------------------------------------------------------
 
 def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: float,
-              res: Array | None = None) -> None:
+              res: Array | None = None, post: Callable[[Array], None] | None = None) -> None:
     """In place on a block of (rows, M) outputs: + bias row, + the residual block (a fused
-    residual Add), then the activation."""
+    residual Add), then the activation, then ``post(block)`` (``conv_post``)."""
     if b is not None:
         y += b
     if res is not None:
@@ -173,6 +174,8 @@ def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: fl
         r = activate_inplace(y, activation, alpha, beta)
         if r is not y:
             y[...] = r
+    if post is not None:
+        post(y)
 
 
 def _segments(q0: int, q1: int, ho: int) -> list[tuple[int, int, int]]:
@@ -219,7 +222,8 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
 def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                         strides: tuple[int, ...], pads: tuple[int, ...],
                         dilations: tuple[int, ...], activation: str, alpha: float,
-                        beta: float, res2: Array | None = None) -> Array:
+                        beta: float, res2: Array | None = None,
+                        post: Callable[[Array], None] | None = None) -> Array:
     n, c, h, wd = x.shape
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -250,7 +254,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     a_all = (xh.reshape(n * h * wd, c)
              if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
     conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
-                       activation, alpha, beta, res2)
+                       activation, alpha, beta, res2, post)
     if tiles:
         with _blas.single_threaded() as own_threads:
             if own_threads:
@@ -278,7 +282,7 @@ class _Im2colGemm:
 
     def __init__(self, view: Array, a_all: Array | None, wmat: Array, y2: Array, ho: int,
                  wo: int, bias: Array | None, activation: str, alpha: float, beta: float,
-                 res2: Array | None = None):
+                 res2: Array | None = None, post: Callable[[Array], None] | None = None):
         self.view, self.a_all, self.wmat, self.y2 = view, a_all, wmat, y2
         self.ho, self.wo = ho, wo
         self.total = view.shape[0] * ho  # output rows of Wo pixels, over the batch
@@ -287,7 +291,8 @@ class _Im2colGemm:
         self.k = wmat.shape[0]
         self.bias, self.act = bias, (activation, alpha, beta)
         self.res2 = res2  # (N*Ho*Wo, M) rows added after the bias (a fused residual Add)
-        self.epilogue = bias is not None or bool(activation) or res2 is not None
+        self.post = post  # called on each finished output block (see conv_post)
+        self.epilogue = bias is not None or bool(activation) or res2 is not None or post is not None
 
     def copies(self, q0: int, q1: int, cols: Array) -> list[tuple[Array, Array]]:
         """(destination, source) pairs that fill ``cols`` with the im2col rows of output
@@ -324,7 +329,7 @@ class _Im2colGemm:
             a = np.empty((self.rows, k), dtype=self.y2.dtype)
             _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
         bounds = [_M_ALIGN * (m // _M_ALIGN * i // mparts) for i in range(mparts)] + [m]
-        bias, act, res2 = self.bias, self.act, self.res2
+        bias, act, res2, post = self.bias, self.act, self.res2, self.post
 
         def part(p0: int, p1: int) -> None:
             for p in range(p0, p1):
@@ -333,7 +338,7 @@ class _Im2colGemm:
                 np.matmul(a, self.wmat[:, m0:m1], out=out)
                 if self.epilogue:
                     _epilogue(out, None if bias is None else bias[m0:m1], *act,
-                              None if res2 is None else res2[:, m0:m1])
+                              None if res2 is None else res2[:, m0:m1], post)
 
         parallel_for(part, mparts, 1 << 62)
 
@@ -355,7 +360,7 @@ class _Im2colGemm:
                 np.matmul(a, self.wmat, out=out)
                 if self.epilogue:
                     _epilogue(out, self.bias, *self.act,
-                              None if self.res2 is None else self.res2[r0:r1])
+                              None if self.res2 is None else self.res2[r0:r1], self.post)
 
         return part
 
@@ -382,18 +387,19 @@ class _Im2colGemm:
                 a = cols[:r1 - r0]
                 copies = self.copies(q0, q1, a)
             # This block's im2col and the last block's epilogue.
-            _split_work(copies, done, self.bias, *self.act, done_res, pool=False)
+            _split_work(copies, done, self.bias, *self.act, done_res, pool=False,
+                        post=self.post)
             out = self.y2[r0:r1]
             np.matmul(a, self.wmat, out=out)
             done = out if self.epilogue else None
             done_res = None if self.res2 is None else self.res2[r0:r1]
         _blas.note_threaded_gemm()
-        _split_work([], done, self.bias, *self.act, done_res, pool=False)
+        _split_work([], done, self.bias, *self.act, done_res, pool=False, post=self.post)
 
 
 def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,
                 activation: str, alpha: float, beta: float, res: Array | None = None, *,
-                pool: bool = True) -> None:
+                pool: bool = True, post: Callable[[Array], None] | None = None) -> None:
     """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any; ``res``: the
     residual rows to add), each split into row ranges over the pool, in one parallel loop
     (one wait instead of two); all on the calling thread if not ``pool``."""
@@ -411,7 +417,7 @@ def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Arra
             if out is not None:
                 a, b = out.shape[0] * u // units, out.shape[0] * (u + 1) // units
                 _epilogue(out[a:b], bias, activation, alpha, beta,
-                          None if res is None else res[a:b])
+                          None if res is None else res[a:b], post)
 
     parallel_for(part, units, nbytes)
 
@@ -493,6 +499,29 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
     res2 = residual.transpose(0, 2, 3, 1).reshape(n * ho * wo, m)  # a view (channels-last)
     return _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, add_activation,
                                add_alpha, add_beta, res2)
+
+
+def conv_post(x: Array, w: Array, b: Array | None, post: Callable[[Array], None], *,
+              strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
+              group: int, activation: str, act_alpha: float, act_beta: float) -> Array | None:
+    """``conv``, with ``post(block)`` called in place on each (rows, M) block of channels-last
+    output rows (a 2-D view, possibly a column slice) after its epilogue, while the block is
+    in cache (the quantized simulation's fake quantization of a Conv's output: ``post`` must
+    be elementwise, so the blocking cannot change its result). None when the convolution
+    takes the grouped path or the inputs are not 4-D float of one dtype: run ``conv`` and
+    ``post`` on its output then."""
+    x, w = np.asarray(x), np.asarray(w)
+    if group != 1 or x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or w.dtype != x.dtype:
+        return None
+    _, _, h, wd = x.shape
+    _, _, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    if ho <= 0 or wo <= 0:
+        return None
+    return _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, activation,
+                               act_alpha, act_beta, None, post)
 
 
 @kernel("Conv")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["QParams", "storage_dtype", "fake_quant", "quantize", "dequantize", "INT32_RANGE",
-           "INT64_RANGE"]
+__all__ = ["QParams", "storage_dtype", "fake_quant", "fake_quant_step", "quantize", "dequantize",
+           "INT32_RANGE", "INT64_RANGE"]
 
 INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
 INT64_RANGE = (-(2 ** 63), 2 ** 63 - 1)
@@ -154,27 +154,41 @@ def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams, nonneg: bool = 
     in a block where it would change nothing (the maximum in every block with ``nonneg``)."""
     from fc.np_ops._parallel import parallel_for
 
+    step = fake_quant_step(p, nonneg)
+
+    def work(b0: int, b1: int) -> None:
+        for i in range(b0 * _BLOCK, min(b1 * _BLOCK, x.size), _BLOCK):
+            step(x[i:i + _BLOCK], y[i:i + _BLOCK])
+
+    parallel_for(work, -(-x.size // _BLOCK), 2 * x.nbytes)
+
+
+def fake_quant_step(p: QParams, nonneg: bool = False):
+    """``step(xb, yb)``: the blocked ``fake_quant``'s operations (per tensor ``p``) on the
+    float32 block ``xb`` into ``yb`` (same shape, may be ``xb``; any strides): every step is
+    elementwise, so blocks of any shape give the bits of ``fake_quant``. The Conv epilogue
+    of the simulation (``fc.np_ops.conv.conv_post``) calls it in place on output blocks."""
+    if p.axis is not None:
+        raise ValueError("fake_quant_step is per tensor")
     s = p.scale
     lo, hi = np.float32(p.qmin), np.float32(p.qmax)
     z = p.zero_point.astype(np.float32) if p.zero_point.any() else None
     nonneg = nonneg and int(p.zero_point) >= p.qmin
 
-    def work(b0: int, b1: int) -> None:
-        for i in range(b0 * _BLOCK, min(b1 * _BLOCK, x.size), _BLOCK):
-            yb = y[i:i + _BLOCK]
-            np.divide(x[i:i + _BLOCK], s, out=yb)
-            np.rint(yb, out=yb)
-            if z is not None:
-                yb += z
-            # the clamp only where a value is past a bound (a block of a ReLU output never
-            # is below 0): a min or max reduction is cheaper than np.maximum/np.minimum; a
-            # block with a NaN (its reductions are NaN) is clamped
-            if not nonneg and not yb.min() >= lo:
-                np.maximum(yb, lo, out=yb)
-            if not yb.max() <= hi:
-                np.minimum(yb, hi, out=yb)
-            if z is not None:
-                yb -= z
-            yb *= s
+    def step(xb: np.ndarray, yb: np.ndarray) -> None:
+        np.divide(xb, s, out=yb)
+        np.rint(yb, out=yb)
+        if z is not None:
+            yb += z
+        # the clamp only where a value is past a bound (a block of a ReLU output never
+        # is below 0): a min or max reduction is cheaper than np.maximum/np.minimum; a
+        # block with a NaN (its reductions are NaN) is clamped
+        if not nonneg and not yb.min() >= lo:
+            np.maximum(yb, lo, out=yb)
+        if not yb.max() <= hi:
+            np.minimum(yb, hi, out=yb)
+        if z is not None:
+            yb -= z
+        yb *= s
 
-    parallel_for(work, -(-x.size // _BLOCK), 2 * x.nbytes)
+    return step

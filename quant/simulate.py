@@ -21,7 +21,7 @@ import numpy as np
 from fc.ir.core import Graph, Node, Value
 from fc.np_ops import Interpreter
 from fc.quant.plan import SCALE_PRESERVING
-from fc.quant.qparams import QParams, fake_quant
+from fc.quant.qparams import QParams, fake_quant, fake_quant_step
 from fc.quant.quantize import QuantSpec, fake_quant_output
 
 __all__ = ["SimInterpreter", "Lockstep", "LayerObserver", "FixedPointSim", "fixed_point_model"]
@@ -68,6 +68,8 @@ class SimInterpreter(Interpreter):
         self._overwrite: set[str] = set()  # pairs that may round their input in place
         self._nonneg: set[str] = set()  # pairs whose input is a ReLU's output (>= 0 or NaN)
         self._add_into: dict[str, int] = {}  # Add -> the input it may sum into
+        self._conv_post: dict[str, tuple[str, QParams]] = {}  # Conv -> its pair, the params
+        self._prerounded: set[str] = set()  # pairs whose Conv rounded its output this run
         self._intermediate = False
         if self.observer is None and not self.overrides:
             outputs = {v.name for v in graph.outputs}
@@ -86,6 +88,11 @@ class SimInterpreter(Interpreter):
                             and prod.name not in self._const_nodes and len(v.uses) == 1
                             and v.name not in outputs):
                         self._overwrite.add(n.name)
+                        sc, zc = n.inputs[1].const, n.inputs[2].const
+                        if (prod.op_type == "Conv" and sc is not None and zc is not None
+                                and np.ndim(sc) == 0):
+                            self._conv_post[prod.name] = (
+                                n.name, QParams(sc, zc, n.attrs["qmin"], n.attrs["qmax"]))
             for n in graph:
                 if (n.op_type != "Add" or len(n.inputs) != 2 or any(v is None for v in n.inputs)
                         or n.inputs[0].name == n.inputs[1].name):
@@ -99,6 +106,7 @@ class SimInterpreter(Interpreter):
 
     def run(self, inputs: Any, intermediate: bool = False) -> dict[str, np.ndarray]:
         self._intermediate = intermediate
+        self._prerounded = set()  # (a run that failed half-way may have left some)
         return super().run(inputs, intermediate)
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
@@ -107,7 +115,14 @@ class SimInterpreter(Interpreter):
             if out is None:
                 out = self._cache[node.name] = super().run_node(node, args)
             return out
+        if node.name in self._conv_post and not self._intermediate:
+            y = self._conv_rounded(node, args)
+            if y is not None:
+                return (y,)
         if node.name in self._pairs:
+            if node.name in self._prerounded:
+                self._prerounded.discard(node.name)
+                return (args[0],)
             x, s, z = args
             a = node.attrs
             p = QParams(s, z, a["qmin"], a["qmax"], None if np.ndim(s) == 0 else a["axis"] % x.ndim)
@@ -120,6 +135,24 @@ class SimInterpreter(Interpreter):
             if y is not None:
                 return (y,)
         return super().run_node(node, args)
+
+    def _conv_rounded(self, node: Node, args: list[Any]) -> np.ndarray | None:
+        """The Conv with its output pair's ``fake_quant`` steps applied to each output block
+        in the convolution's epilogue, while the block is in cache (``conv_post``); the
+        pair then passes it on. None when ``conv_post`` cannot (run the two apart)."""
+        from fc.np_ops import conv as conv_mod
+        from fc.np_ops.registry import get_kernel
+
+        if get_kernel("Conv") is not conv_mod.conv or any(
+                not isinstance(a, np.ndarray) or a.dtype != np.float32 for a in args):
+            return None
+        pair, p = self._conv_post[node.name]
+        step = fake_quant_step(p, nonneg=_relu_output(node))
+        b = args[2] if len(args) > 2 else None
+        y = conv_mod.conv_post(args[0], args[1], b, lambda blk: step(blk, blk), **node.attrs)
+        if y is not None:
+            self._prerounded.add(pair)
+        return y
 
 
 def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any]) -> np.ndarray | None:

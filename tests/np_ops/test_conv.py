@@ -368,3 +368,51 @@ def test_matmul_tiles(monkeypatch, force_threads, shape):
     y = fc.np_ops.call("MatMul", a, b)
     assert y.flags.c_contiguous and y.shape == (r, n)
     check_close(y, torch.matmul(T(a), T(b)).numpy(), op="MatMul")
+
+
+# -- conv_post: an elementwise step on each output block in the epilogue ---------------------
+
+@pytest.mark.parametrize("path", ["row_blocks", "row_tiles", "channel_tiles"])
+@pytest.mark.parametrize(("ws", "attrs", "layout"), [
+    pytest.param((9, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((9, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((9, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
+])
+def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, path, ws, attrs,
+                                                  layout):
+    """``conv_post(x, w, b, post)`` calls ``post`` in place on every output block after the
+    bias and activation: bit for bit ``post`` applied to ``conv``'s output (an elementwise
+    ``post``), in the channels-last layout, on each path that runs the GEMMs (BLAS's row
+    blocks, fc's row tiles, fc's output-channel tiles); a grouped conv is left to ``conv``."""
+    conv_mod = fc.np_ops.conv
+    if path == "row_blocks":
+        monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
+        monkeypatch.setattr(conv_mod, "_MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 1 << 20)  # never the tiles
+    else:
+        if fc.np_ops._blas.blas_threads() is None:
+            pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+        monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
+        monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)  # a spinning BLAS worker: tiles still
+        monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)
+    x, w, b = LAYOUTS[layout](rand(60, 3, 6, 5, 6)), rand(61, *ws, scale=0.3), rand(62, ws[0])
+    full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
+                activation="relu", act_alpha=0.0, act_beta=0.0)
+    full.update(attrs)
+    blocks = []
+
+    def post(blk):
+        blocks.append(blk.shape)
+        np.multiply(blk, np.float32(7.3), out=blk)
+        np.rint(blk, out=blk)
+
+    ref = conv_mod.conv(x, w, b, **full)
+    y = conv_mod.conv_post(x, w, b, post, **full)
+    want = np.rint(ref * np.float32(7.3))
+    assert y.tobytes() == want.tobytes() and y.strides == ref.strides
+    assert len(blocks) > 1 and sum(r * m for r, m in blocks) == y.size  # each output once
+    if path == "channel_tiles":
+        assert all(m < ws[0] for _, m in blocks)
+    assert conv_mod.conv_post(rand(1, 2, 6, 7, 7), rand(2, 8, 3, 3, 3), None, post,
+                              **{**full, "group": 2}) is None

@@ -136,6 +136,39 @@ def test_mixed_precision_float_layer_and_16_bits(digits, table):
     assert err[1] > err[0]
 
 
+@pytest.mark.parametrize("strategy", ["symmetry_max", "minmax"])
+def test_simulation_rounding_in_the_conv_epilogue_changes_no_result(digits, table, monkeypatch,
+                                                                  strategy):
+    """SimInterpreter fake-quantizes a Conv's output block by block in the convolution's
+    epilogue (``conv_post``) when only the pair reads it: the logits are the plain golden
+    executor's on the QDQ graph bit for bit (zero point 0 and not), every such Conv took
+    that path, and an ``intermediate`` run does not (its Conv outputs are unrounded; see
+    the test below)."""
+    from fc.np_ops import Interpreter
+    from fc.np_ops import conv as conv_mod
+
+    _, data, _ = digits
+    _, qg = _quantized(digits, table, strategy, False)
+    sim = SimInterpreter(qg)
+    assert sim._conv_post and all(n.op_type == "Conv" for n in qg if n.name in sim._conv_post)
+    calls, real = [], conv_mod.conv_post
+
+    def spy(*a, **k):
+        y = real(*a, **k)
+        calls.append(y is not None)
+        return y
+
+    monkeypatch.setattr(conv_mod, "conv_post", spy)
+    plain = Interpreter(qg)
+    for x in (data.x_test, data.x_test[:7]):
+        np.testing.assert_array_equal(sim.run({"input": x})["logits"],
+                                      plain.run({"input": x})["logits"])
+    assert calls == [True] * (2 * len(sim._conv_post)) and not sim._prerounded
+    calls.clear()
+    sim.run({"input": data.x_test[:7]}, intermediate=True)
+    assert not calls
+
+
 def test_simulation_add_into_its_rounded_input_changes_no_result(digits, table, monkeypatch):
     """SimInterpreter's Add of two feature maps sums into an input that only it reads (a
     pair's own array): the logits are the plain golden executor's on the QDQ graph bit for
