@@ -278,6 +278,8 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_TILE_ROWS", min_rows)
     monkeypatch.setattr(fc.np_ops.conv, "_M_ALIGN", m_align)
     monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 0)
+    # the tiles even right after a multi-threaded GEMM of an earlier test (a spinning worker)
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_FLOPS", 0)
     calls = []
     real = fc.np_ops.conv._Im2colGemm.run_tiles
     monkeypatch.setattr(fc.np_ops.conv._Im2colGemm, "run_tiles",
