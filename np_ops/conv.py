@@ -475,6 +475,16 @@ def _conv_grouped(x: Array, w: Array, b: Array | None, ho: int, wo: int, group: 
     return activate_inplace(y, activation, alpha, beta)
 
 
+def _output_hw(x: Array, w: Array, strides: tuple[int, ...], pads: tuple[int, ...],
+               dilations: tuple[int, ...]) -> tuple[int, int]:
+    """(Ho, Wo) of a convolution of NCHW ``x`` by OIHW ``w``, pads (top, left, bottom, right)."""
+    (sh, sw), (dh, dw) = strides, dilations
+    h, wd = x.shape[2:]
+    kh, kw = w.shape[2:]
+    return ((h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1,
+            (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1)
+
+
 def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
                   strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
                   group: int, activation: str, act_alpha: float, act_beta: float,
@@ -489,11 +499,8 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
     if (group != 1 or activation or x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1]
             or x.dtype != residual.dtype or w.dtype != x.dtype or not is_channels_last(residual)):
         return None
-    n, _, h, wd = x.shape
-    m, _, kh, kw = w.shape
-    (sh, sw), (dh, dw) = strides, dilations
-    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    n, m = x.shape[0], w.shape[0]
+    ho, wo = _output_hw(x, w, strides, pads, dilations)
     if residual.shape != (n, m, ho, wo):
         return None
     res2 = residual.transpose(0, 2, 3, 1).reshape(n * ho * wo, m)  # a view (channels-last)
@@ -513,11 +520,7 @@ def conv_post(x: Array, w: Array, b: Array | None, post: Callable[[Array], None]
     x, w = np.asarray(x), np.asarray(w)
     if group != 1 or x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or w.dtype != x.dtype:
         return None
-    _, _, h, wd = x.shape
-    _, _, kh, kw = w.shape
-    (sh, sw), (dh, dw) = strides, dilations
-    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = _output_hw(x, w, strides, pads, dilations)
     if ho <= 0 or wo <= 0:
         return None
     return _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, activation,
@@ -540,9 +543,7 @@ def conv(x: Array, w: Array, b: Array | None = None, *, strides: tuple[int, ...]
     if cg * group != c or m % group:
         raise ExecutionError(f"Conv: W {list(w.shape)} with group={group} does not fit X "
                              f"{list(x.shape)}")
-    (sh, sw), (dh, dw) = strides, dilations
-    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
-    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = _output_hw(x, w, strides, pads, dilations)
     if ho <= 0 or wo <= 0:
         raise ExecutionError(f"Conv: kernel {kh}x{kw} larger than padded input {h}x{wd}")
     args = (strides, pads, dilations, activation, act_alpha, act_beta)

@@ -119,6 +119,22 @@ for _op, _fn2 in _BINARY.items():
     kernel(_op)(_binary_kernel(_fn2))
 
 
+def add_blocks(a: Array, b: Array, y: Array, activation: str, act_alpha: float,
+               act_beta: float) -> Array:
+    """y = activation(a + b) for same-shape arrays, block by block over the pool (``y`` may
+    be ``a`` or ``b``: each block reads its elements before writing them): the Add kernel's
+    path for two feature maps, and the quantized simulation's Add into its rounded input."""
+    def block(ix: tuple[slice, ...]) -> None:
+        with np.errstate(all="ignore"):
+            yb = np.add(a[ix], b[ix], out=y[ix])
+            r = activate_inplace(yb, activation, act_alpha, act_beta)
+            if r is not yb:
+                yb[...] = r
+
+    _parallel.parallel_blocks(block, y)
+    return y
+
+
 @kernel("Add")
 def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: float) -> Array:
     """Broadcasting A + B, then the fused activation (a residual Add + Relu is one op)."""
@@ -126,16 +142,7 @@ def add(a: Array, b: Array, *, activation: str, act_alpha: float, act_beta: floa
     if a.shape == b.shape and a.dtype == b.dtype and a.nbytes >= _parallel.MIN_PARALLEL_BYTES:
         # A residual add (+ Relu) of two feature maps: memory-bound, split over the pool.
         y = np.empty_like(a)  # a's memory layout (channels-last after a Conv)
-
-        def block(ix: tuple[slice, ...]) -> None:
-            with np.errstate(all="ignore"):
-                yb = np.add(a[ix], b[ix], out=y[ix])
-                r = activate_inplace(yb, activation, act_alpha, act_beta)
-                if r is not yb:
-                    yb[...] = r
-
-        _parallel.parallel_blocks(block, y)
-        return y
+        return add_blocks(a, b, y, activation, act_alpha, act_beta)
     with np.errstate(all="ignore"):
         y = _out(np.add(a, b), a.dtype)
     return activate_inplace(y, activation, act_alpha, act_beta)

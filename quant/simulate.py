@@ -160,25 +160,15 @@ def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any]) -> np.ndarray
     same float32 additions, slabs and activation) into ``args[pos]``; None when the kernel
     would not take that path or the inputs differ in layout (the output keeps A's layout)."""
     from fc.np_ops import _parallel
-    from fc.np_ops.activation import activate_inplace
+    from fc.np_ops.elementwise import add_blocks
 
     a, b = args
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
             and a.dtype == b.dtype == np.float32 and a.strides == b.strides
             and a.nbytes >= _parallel.MIN_PARALLEL_BYTES and args[pos].flags.writeable):
         return None
-    y = args[pos]
-    act, alpha, beta = attrs["activation"], attrs["act_alpha"], attrs["act_beta"]
-
-    def block(ix: tuple[slice, ...]) -> None:
-        with np.errstate(all="ignore"):
-            yb = np.add(a[ix], b[ix], out=y[ix])
-            r = activate_inplace(yb, act, alpha, beta)
-            if r is not yb:
-                yb[...] = r
-
-    _parallel.parallel_blocks(block, y)
-    return y
+    return add_blocks(a, b, args[pos], attrs["activation"], attrs["act_alpha"],
+                      attrs["act_beta"])
 
 
 class Lockstep(Interpreter):
