@@ -96,6 +96,22 @@ def _window_reduce_rows(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
             op(out, v, out=out)
 
 
+def _pool_bands(x: Array, ho: int, wo: int, sh: int) -> tuple[Array, int, list[tuple[int, int]]]:
+    """A pooling's output (N, C, Ho, Wo) in ``x``'s memory layout, its band of output rows
+    (channels-last: about ``_POOL_BAND_BYTES`` of the input rows of ``x``'s width; NCHW, whose
+    bands would be short runs of every channel plane: whole images) and the (image, first
+    row) of every band."""
+    n, c = x.shape[:2]
+    if is_channels_last(x):
+        y = np.empty((n, ho, wo, c), dtype=x.dtype).transpose(0, 3, 1, 2)
+        row_bytes = max(1, c * x.shape[3] * x.itemsize * sh)
+        band = max(1, min(ho, _POOL_BAND_BYTES // row_bytes))
+    else:
+        y = np.empty((n, c, ho, wo), dtype=x.dtype)
+        band = ho
+    return y, band, [(i, h0) for i in range(n) for h0 in range(0, ho, band)]
+
+
 def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
                    strides: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int
                    ) -> Array:
@@ -105,15 +121,7 @@ def _window_reduce(xp: Array, op: np.ufunc, kernel_shape: tuple[int, ...],
     ``_POOL_BAND_BYTES`` of input, so that the intermediate rows stay in cache (measured on
     ResNet-50's stem MaxPool at batch 8, one thread: 8.3 ms whole, 5.1-5.6 ms in bands; NCHW
     10-11 ms), with the bands split over the thread pool."""
-    n, c = xp.shape[:2]
-    if is_channels_last(xp):
-        y = np.empty((n, ho, wo, c), dtype=xp.dtype).transpose(0, 3, 1, 2)
-        row_bytes = max(1, c * xp.shape[3] * xp.itemsize * strides[0])
-        band = max(1, min(ho, _POOL_BAND_BYTES // row_bytes))
-    else:  # an NCHW band would be short runs of every channel plane: whole images
-        y = np.empty((n, c, ho, wo), dtype=xp.dtype)
-        band = ho
-    bands = [(i, h0) for i in range(n) for h0 in range(0, ho, band)]
+    y, band, bands = _pool_bands(xp, ho, wo, strides[0])
 
     def part(a: int, b: int) -> None:
         for i, h0 in bands[a:b]:
@@ -166,17 +174,10 @@ def _max_pool_unpadded(x: Array, kernel_shape: tuple[int, ...], strides: tuple[i
     which saves the padded copy of the input (ResNet-50's stem output: 26 MB at batch 8,
     copied on one thread). Same layout, bands and pool split as ``_window_reduce``; the same
     values (a maximum does not depend on the order of its operands)."""
-    n, c, h, w = x.shape
+    c, h = x.shape[1:3]
     (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
     pt, pl = pads[0], pads[1]
-    if is_channels_last(x):
-        y = np.empty((n, ho, wo, c), dtype=x.dtype).transpose(0, 3, 1, 2)
-        row_bytes = max(1, c * w * x.itemsize * sh)
-        band = max(1, min(ho, _POOL_BAND_BYTES // row_bytes))
-    else:
-        y = np.empty((n, c, ho, wo), dtype=x.dtype)
-        band = ho
-    bands = [(i, h0) for i in range(n) for h0 in range(0, ho, band)]
+    y, band, bands = _pool_bands(x, ho, wo, sh)
 
     def part(a: int, b: int) -> None:
         for i, h0 in bands[a:b]:
