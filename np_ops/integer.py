@@ -377,26 +377,20 @@ def fast_requantizer(*, bias: np.ndarray | None, lo: int, hi: int, dtype: np.dty
     (m0, n), b = _channels((m0, n), b)
     m0f = m0.astype(np.float64)
     babs = np.zeros_like(m0f) if b is None else np.abs(b)
-    if rounding == "single":
-        qb = int(np.ceil(np.log2(q + 4)))
-        if np.any(qb + 31 + n > 52):
+    if rounding == "single" or lo >= 0:
+        # gemmlowp into a clamp at lo >= 0 is one floor too: RDBPOT(h, n) = floor((h +
+        # 2^(n-1)) 2^-n) for h >= 0, so with the nested floors y = floor(a M + 1/2 +
+        # 2^-(n+1)) (n = 0: floor(a M + 1/2)); for h < 0 both it and RDBPOT are <= 0 and clamp
+        # to lo >= 0. Exact under single's bounds.
+        if not np.any(int(np.ceil(np.log2(q + 4))) + 31 + n > 52):
+            mult = np.ldexp(m0f, -(31 + n))
+            fold = bool(np.all(babs * m0f < 2.0 ** 51))
+            const = 0.5 if rounding == "single" else 0.5 + np.where(n > 0, np.ldexp(1.0, -(n + 1)), 0.0)
+            const = const + (b * mult if fold and b is not None else np.zeros_like(mult))
+            return Requantizer("single", _row(mult), _row(const), None,
+                               None if fold or b is None else _row(b), lo, hi, dtype)
+        if rounding == "single":
             return None
-        mult = np.ldexp(m0f, -(31 + n))
-        fold = bool(np.all(babs * m0f < 2.0 ** 51))
-        const = 0.5 + (b * mult if fold and b is not None else np.zeros_like(mult))
-        return Requantizer("single", _row(mult), _row(const), None,
-                           None if fold or b is None else _row(b), lo, hi, dtype)
-    if lo >= 0 and not np.any(int(np.ceil(np.log2(q + 4))) + 31 + n > 52):
-        # one floor: RDBPOT(h, n) = floor((h + 2^(n-1)) 2^-n) for h >= 0, so with the nested
-        # floors y = floor(a M + 1/2 + 2^-(n+1)) (n = 0: floor(a M + 1/2)); for h < 0 both
-        # it and RDBPOT are <= 0 and clamp to lo >= 0. Exact as ``single`` (same bounds).
-        mult = np.ldexp(m0f, -(31 + n))
-        fold = bool(np.all(babs * m0f < 2.0 ** 51))
-        const = 0.5 + np.where(n > 0, np.ldexp(1.0, -(n + 1)), 0.0)
-        if fold and b is not None:
-            const = const + b * mult
-        return Requantizer("single", _row(mult), _row(const), None,
-                           None if fold or b is None else _row(b), lo, hi, dtype)
     fold = bool(np.all(babs < 2.0 ** 21))
     radius = 2.0 ** 21 if fold else 2.0 ** 22 - 1
     if np.any(radius * np.ldexp(m0f, -(31 + n)) < q + 3):

@@ -244,8 +244,8 @@ class TensorStats:
         self._grow(max(-lo, hi))
 
     def _top_bin(self, inv: np.float32, half: int) -> int:
-        """The bin of the running max (as ``_count`` computes it); ``len(hist)`` before the
-        first value."""
+        """The bin of the running max (as ``_count`` computes it); -2 before the first value
+        (every chunk then takes its exact max)."""
         if self.max == -math.inf:
             return -2
         return half + math.floor(float(np.float32(self.max) * inv))

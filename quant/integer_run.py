@@ -315,22 +315,20 @@ class IntegerInterpreter(Interpreter):
 
     def _requant_layer(self, node: Node, acc: np.ndarray, px: _P, pw: _P) -> np.ndarray:
         rq = self._requantizers.get(node.name)
-        if self.accumulators is not None:
+        a = None  # the int64 accumulators, bias included: for the dump or the int64 code
+        if self.accumulators is not None or rq is None:
             a = acc.astype(np.int64)  # exact integers in float
             if len(node.inputs) > 2 and node.inputs[2] is not None:
                 a += self._weight(node, 2)[0].astype(np.int64).reshape((1, -1) + (1,) * (a.ndim - 2))
+        if self.accumulators is not None:
             self.accumulators[node.name] = np.ascontiguousarray(
                 np.clip(a, ia.INT32_MIN, ia.INT32_MAX).astype(np.int32))
         if rq is not None:
             return rq(acc)
-        acc = acc.astype(np.int64)  # exact integers in float
-        if len(node.inputs) > 2 and node.inputs[2] is not None:
-            bq, _ = self._weight(node, 2)
-            acc = acc + bq.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
-        if self._check_overflow(node, acc):
-            acc = np.clip(acc, ia.INT32_MIN, ia.INT32_MAX)
+        if self._check_overflow(node, a):
+            a = np.clip(a, ia.INT32_MIN, ia.INT32_MAX)
         real, shift = self._multiplier(node)
-        return self._finish(node, self._rescale(acc, real, shift))
+        return self._finish(node, self._rescale(a, real, shift))
 
     def _check_overflow(self, node: Node, acc: np.ndarray) -> bool:
         if ia.INT32_MIN <= acc.min() and acc.max() <= ia.INT32_MAX:

@@ -68,7 +68,7 @@ class SimInterpreter(Interpreter):
         self._overwrite: set[str] = set()  # pairs that may round their input in place
         self._nonneg: set[str] = set()  # pairs whose input is a ReLU's output (>= 0 or NaN)
         self._add_into: dict[str, int] = {}  # Add -> the input it may sum into
-        self._conv_post: dict[str, tuple[str, QParams]] = {}  # Conv -> its pair, the params
+        self._conv_post: dict[str, tuple[str, Callable]] = {}  # Conv -> its pair, fake_quant_step
         self._prerounded: set[str] = set()  # pairs whose Conv rounded its output this run
         self._intermediate = False
         if self.observer is None and not self.overrides:
@@ -91,8 +91,9 @@ class SimInterpreter(Interpreter):
                         sc, zc = n.inputs[1].const, n.inputs[2].const
                         if (prod.op_type == "Conv" and sc is not None and zc is not None
                                 and np.ndim(sc) == 0):
-                            self._conv_post[prod.name] = (
-                                n.name, QParams(sc, zc, n.attrs["qmin"], n.attrs["qmax"]))
+                            self._conv_post[prod.name] = (n.name, fake_quant_step(
+                                QParams(sc, zc, n.attrs["qmin"], n.attrs["qmax"]),
+                                nonneg=_relu_output(prod)))
             for n in graph:
                 if (n.op_type != "Add" or len(n.inputs) != 2 or any(v is None for v in n.inputs)
                         or n.inputs[0].name == n.inputs[1].name):
@@ -146,8 +147,7 @@ class SimInterpreter(Interpreter):
         if get_kernel("Conv") is not conv_mod.conv or any(
                 not isinstance(a, np.ndarray) or a.dtype != np.float32 for a in args):
             return None
-        pair, p = self._conv_post[node.name]
-        step = fake_quant_step(p, nonneg=_relu_output(node))
+        pair, step = self._conv_post[node.name]
         b = args[2] if len(args) > 2 else None
         y = conv_mod.conv_post(args[0], args[1], b, lambda blk: step(blk, blk), **node.attrs)
         if y is not None:
