@@ -18,8 +18,8 @@ numpy allocates ufunc outputs in the inputs' memory order. What the layout buys:
 Who runs the GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
 OpenBLAS whose thread count fc can scope (``fc.np_ops._blas``), OpenBLAS is set to one thread
 for the convolution and the pool hands out tiles from a shared counter: blocks of output rows
-(at least ``_MIN_TILE_ROWS`` GEMM rows, at most ``_BLOCK_BYTES`` of im2col, two or more per
-thread), each thread building its tile's im2col block in a buffer of its own (reused across
+(at least ``_MIN_TILE_ROWS`` GEMM rows, at most ``_BLOCK_BYTES`` of im2col and output, two or
+more per thread), each thread building its tile's im2col block in a buffer of its own (reused across
 layers), multiplying it and applying bias + activation while it is in its cache; an image
 too small for that many row blocks (batch 1, late layers) is split into blocks of output
 channels instead, on one im2col matrix. No GEMM then waits for a thread the OS has not
@@ -92,6 +92,10 @@ Array = np.ndarray
 
 #: im2col bytes per block: the block, its GEMM output and the weights stay in L2/L3
 _BLOCK_BYTES = 2 << 20
+#: an NCHW input with at most this many channels is padded plane by plane (see _pad_nhwc)
+_FEW_CHANNELS = 4
+#: output bytes per chunk of the epilogue's elementwise steps (see _epilogue)
+_EPILOGUE_BYTES = 256 << 10
 #: but at least this many rows per GEMM, which OpenBLAS needs to run near its peak
 _MIN_BLOCK_ROWS = 512
 #: when fc's pool runs the GEMMs (one BLAS thread each): GEMM rows per tile at least, and the
@@ -165,15 +169,25 @@ def _packed_weight(w: Array) -> Array:
 def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: float,
               res: Array | None = None, post: Callable[[Array], None] | None = None) -> None:
     """In place on a block of (rows, M) outputs: + bias row, + the residual block (a fused
-    residual Add), then the activation, then ``post(block)`` (``conv_post``)."""
-    if b is not None:
-        y += b
-    if res is not None:
-        y += res
-    if activation:
-        r = activate_inplace(y, activation, alpha, beta)
-        if r is not y:
-            y[...] = r
+    residual Add), then the activation, then ``post(block)`` (``conv_post``, once on the
+    whole block). The elementwise steps run on chunks of about ``_EPILOGUE_BYTES`` of rows,
+    all steps on one chunk before the next, so that the 2-3 passes read it from L2 instead
+    of streaming a block of several MiB from memory each time (the same operations on each
+    element in the same order). Measured (numpy 1.26, one thread, blocks out of cache,
+    relu via ``relu_inplace``): bias + residual + relu on (3136, 256) 1.62 -> 0.89 ms, on
+    (25088, 256) 11.7 -> 7.7 ms; bias + relu on (3136, 256) 0.81 -> 0.46 ms."""
+    rows = y.shape[0]
+    step = max(1, _EPILOGUE_BYTES // max(1, y.shape[1] * y.itemsize))
+    for a in range(0, rows, step):
+        yy = y[a:a + step]
+        if b is not None:
+            yy += b
+        if res is not None:
+            yy += res[a:a + step]
+        if activation:
+            r = activate_inplace(yy, activation, alpha, beta)
+            if r is not yy:
+                yy[...] = r
     if post is not None:
         post(y)
 
@@ -212,7 +226,13 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
     xp[:, top:top + h, :left] = 0
     xp[:, top:top + h, left + w:] = 0
     inner = xp[:, top:top + h, left:left + w]
-    if n > 1:
+    if c <= _FEW_CHANNELS and xh.strides[3] > xh.strides[2]:
+        # An NCHW input with few channels (a network's image input): one plane per channel,
+        # read contiguously, instead of a copy whose innermost loop has c elements strided
+        # by a plane (ResNet-50's 3x224x224 input: 0.23 -> 0.065 ms)
+        for ch in range(c):
+            inner[..., ch] = xh[..., ch]
+    elif n > 1:
         _copy_rows(inner, xh, pool)
     else:
         _copy_rows(inner[0], xh[0], pool)
@@ -311,14 +331,17 @@ class _Im2colGemm:
     def run_tiles(self, workers: int) -> None:
         """Tiles handed out by the pool, each thread doing its tiles' im2col, GEMM and
         epilogue in its own cache: blocks of output rows, at least ``_MIN_TILE_ROWS`` GEMM
-        rows and at most ``_BLOCK_BYTES`` of im2col each, two per thread or more; a batch too
-        small for that splits the output channels instead (the im2col built once)."""
+        rows and at most ``_BLOCK_BYTES`` of im2col and output rows each, two per thread or
+        more; a batch too small for that splits the output channels instead (the im2col
+        built once)."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
         want = 2 * workers
-        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // (k * isz), self.rows // want))
+        m = self.y2.shape[1]
+        # im2col row and output row both count: with few input channels (K = 64, M = 256)
+        # the output is the larger part of a tile's working set
+        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // ((k + m) * isz), self.rows // want))
         step = max(1, block_rows // wo)  # output rows per tile
         nblk = -(-self.total // step)
-        m = self.y2.shape[1]
         mparts = min(want, m // _M_ALIGN)
         if nblk >= want or mparts < 2:
             parallel_for(self._row_tiles(step), nblk, 1 << 62)

@@ -68,3 +68,33 @@ def test_unknown_fused_activation_is_named() -> None:
 
     with pytest.raises(ExecutionError, match="activation 'swish2' not one of"):
         apply_activation(np.zeros(3, np.float32), "swish2")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int32])
+@pytest.mark.parametrize("layout", ["flat", "chunks", "channels_last", "column_slice", "strided"])
+def test_relu_inplace_is_maximum_zero_bit_for_bit(dtype, layout) -> None:
+    """relu_inplace (flat chunks against a zero array, or a zero row) gives np.maximum(y, 0)'s
+    bits on every layout: NaN stays NaN (its payload), -0.0 becomes +0.0, infinities."""
+    from fc.np_ops import activation as act
+
+    rng = np.random.default_rng(3)
+    n = 3 * act._ZERO_CHUNK + 5 if layout == "chunks" else 4 * 96 * 7 * 5
+    base = (rng.standard_normal(n) * 4).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        base[::7] = -0.0
+        base[3::11] = np.nan
+        base[5::13] = -np.inf
+        base[6::17] = np.inf
+    if layout in ("flat", "chunks"):
+        y = base
+    elif layout == "channels_last":
+        y = base.reshape(4, 7, 5, 96).transpose(0, 3, 1, 2)
+    elif layout == "column_slice":
+        y = base.reshape(4 * 7 * 5, 96)[:, 16:80]
+    else:
+        y = base.reshape(4 * 7 * 5, 96)[:, ::2]
+    ref = np.maximum(y, np.asarray(0, dtype=dtype))
+    out = act.relu_inplace(y)
+    assert out is y or np.shares_memory(out, y)
+    assert y.dtype == ref.dtype
+    assert np.array_equal(np.ascontiguousarray(y).view(np.uint8), np.ascontiguousarray(ref).view(np.uint8))

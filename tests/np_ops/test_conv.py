@@ -90,12 +90,29 @@ def test_conv_shape_class_and_input_layout(xs, ws, attrs, layout):
 ])
 def test_conv_row_blocks(monkeypatch, block_bytes, min_rows, ws, attrs, layout):
     """The rows of a batch (3 images of 5 output rows) go through the GEMM in blocks, which
-    may end inside an image; bias and the activation are applied per block."""
+    may end inside an image; bias and the activation are applied per block, in chunks of
+    rows (one row per chunk here: the same bits as whole blocks)."""
     monkeypatch.setattr(fc.np_ops.conv, "_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_BLOCK_ROWS", min_rows)
     x, w, b = LAYOUTS[layout](rand(3, 3, 6, 5, 6)), rand(4, *ws), rand(5, ws[0])
-    y = fc.np_ops.call("Conv", x, w, b, activation="leaky_relu", act_alpha=0.1, **attrs)
-    check_close(y, F.leaky_relu(torch_conv(x, w, b, **attrs), 0.1).numpy(), op="Conv")
+    for act in ("leaky_relu", "relu"):
+        monkeypatch.setattr(fc.np_ops.conv, "_EPILOGUE_BYTES", 1 << 30)
+        whole = fc.np_ops.call("Conv", x, w, b, activation=act, act_alpha=0.1, **attrs)
+        monkeypatch.setattr(fc.np_ops.conv, "_EPILOGUE_BYTES", 1)
+        y = fc.np_ops.call("Conv", x, w, b, activation=act, act_alpha=0.1, **attrs)
+        assert np.array_equal(y, whole)
+        ref = torch_conv(x, w, b, **attrs)
+        ref = F.leaky_relu(ref, 0.1) if act == "leaky_relu" else F.relu(ref)
+        check_close(y, ref.numpy(), op="Conv")
+
+
+def test_pad_of_a_few_channel_nchw_input_plane_by_plane() -> None:
+    """An NCHW image input (3 channels) is padded plane by plane into the channels-last
+    buffer: the same padded tensor as the generic copy."""
+    x = rand(7, 2, 3, 9, 11)
+    xp = fc.np_ops.conv._pad_nhwc(x.transpose(0, 2, 3, 1), 1, 2, 3, 0)
+    ref = np.pad(x, ((0, 0), (0, 0), (1, 3), (2, 0))).transpose(0, 2, 3, 1)
+    assert xp.flags.c_contiguous and np.array_equal(xp, ref)
 
 
 @pytest.fixture
