@@ -23,4 +23,8 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[all]"
+# setup.py builds the calibration histogram's C kernel where there is a C compiler (optional:
+# without one fc counts with numpy, ~4x slower calibration histograms)
+echo "install.sh: histogram kernel: $(.venv/bin/python -c \
+  'from fc.quant.calibration import histogram_kernel; print(histogram_kernel())')"
 echo "install.sh: fc installed in .venv (run .venv/bin/fcc, or '. .venv/bin/activate' then fcc)"

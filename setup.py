@@ -7,7 +7,7 @@ Every top-level directory is one subpackage of the single ``fc`` namespace
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 # Every directory with an __init__.py under these roots is a package: ``ir/schemas`` ->
 # ``fc.ir.schemas``. Listing them by walking the tree keeps new subpackages from being
@@ -54,6 +54,12 @@ _QUANT = ["pyyaml>=6", "pillow>=10", "matplotlib>=3.7", "tqdm>=4.60", "scikit-le
 _COMPRESS = ["pyyaml>=6", "matplotlib>=3.7"]
 _COMPRESS_TEST = ["scikit-learn>=1.3"]
 
+# The calibration histogram's counting kernel (quant/_histogram.c, DEVELOPERS.md "Compiled
+# code"): optional, so an install without a C compiler succeeds and fc counts with numpy.
+# -ffp-contract=off: x * inv must round as numpy's float32 multiply does (never -ffast-math).
+_HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], optional=True,
+                       extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
+
 setup(
     name="fc",
     version="0.1.0",
@@ -61,6 +67,7 @@ setup(
     python_requires=">=3.10",
     packages=list(_SUBPACKAGES),
     package_dir=_SUBPACKAGES,
+    ext_modules=[_HISTOGRAM],
     install_requires=[_NUMPY, "onnx>=1.15"],
     extras_require={
         "onnx": _ONNX,

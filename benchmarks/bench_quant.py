@@ -87,7 +87,7 @@ def main() -> None:
     from fc.frontend.onnx import import_onnx
     from fc.np_ops import Interpreter
     from fc.passes.pipeline import compile_graph
-    from fc.quant.calibration import METHODS, Calibrator
+    from fc.quant.calibration import METHODS, Calibrator, histogram_kernel
     from fc.quant.plan import make_plan
     from fc.quant.quantize import build_spec, quantized_graph
     from fc.quant.simulate import SimInterpreter
@@ -102,6 +102,7 @@ def main() -> None:
     tensors = make_plan(graph).calibrated
     print(f"ResNet-50 fused IR: {len(graph)} nodes, {len(tensors)} calibrated tensors; "
           f"{args.images} photo crops (16 photos from pip packages) in batches of {args.batch}")
+    print(f"histogram kernel: {histogram_kernel()}")
 
     float_run = Interpreter(graph)
 

@@ -7,7 +7,8 @@
 # 2. buildah-build docker/Dockerfile on that base, with the CPU torch wheel from a local
 #    directory ($FC_TORCH_WHEELS, default /opt/wheels) instead of the PyTorch CPU index.
 # 3. in the image: the entrypoint's `compile mxnet resnet50v1b -o /out` into a mounted
-#    directory (the six files are checked), a CPU-only torch, `dot`, the lean test suite.
+#    directory (the six files are checked), a CPU-only torch, `dot`, fc's C histogram
+#    kernel, the lean test suite.
 #
 # Everything lives in one scratch directory ($FC_DOCKER_SCRATCH, default under $TMPDIR) with
 # its own vfs image store, removed on exit: vfs keeps a full copy of the file system per
@@ -96,6 +97,10 @@ mkdir -m 777 "$scratch/out-user"
   || die "the compile as user 1234 did not write /out"
 echo "build-test.sh: an unknown user (1234) compiles into /out too"
 "${bah[@]}" run "$ctr" -- dot -V
+"${bah[@]}" run "$ctr" -- python -c '
+from fc.quant.calibration import histogram_kernel
+assert histogram_kernel().startswith("C "), histogram_kernel()
+print("histogram kernel:", histogram_kernel())'
 "${bah[@]}" run "$ctr" -- python -c '
 import importlib.metadata as md, torch
 assert torch.__version__.endswith("+cpu"), torch.__version__

@@ -5,11 +5,20 @@ a ``TensorStats`` (min, max, and for the histogram methods a histogram) and lets
 go, so memory does not depend on the number of images. The folding runs on one worker thread
 beside the executor, behind a queue of at most ``Calibrator.QUEUE_DEPTH`` arrays.
 
-Cost, measured on ResNet-50 (16.8 M calibrated values per image): min and max ~0.4 ns per
-value; the exact histogram ~2.2-2.6 ns per value (per 32K chunk: its min, the index
-``floor(x * (1 / width))`` in one to three ufunc passes, ``np.bincount`` ~1.3 ns, which is
-numpy's only counting primitive): ~0.55 of a float forward pass of fc's executor (one core,
-2026-12), whose calibration target is 0.3.
+Cost, measured on ResNet-50 (16.8 M calibrated values per image; ns per value on one core,
+the tensors read from memory, ``benchmarks/bench_histogram.py``, 2026-12-03): the counting
+runs in C where it was built (``quant/_histogram.c``, ``fc.quant._histogram``; DEVELOPERS.md
+"Compiled code"): one pass per 32K chunk takes the chunk's min and max and the bins of 16
+values at a time (AVX-512; 8 with AVX2), counts the bin holding zero with a popcount (half
+the values of a ReLU output) and increments the others into 8 interleaved sub-histograms
+(repeated increments of one bin do not wait on each other's store); a chunk past the range
+is taken back out (the same bins decremented) and counted again after the growth, so the
+bins are numpy's to the bit: ~0.6 ns per value on ReLU outputs, ~0.75 on signed ones (2.2
+GHz-class Xeon, AVX-512), ~0.15 of a float forward pass of fc's executor. numpy's loop, the
+definition and the fallback without a compiler: ~2.2-2.6 ns per value (per 32K chunk: its
+min, the index ``floor(x * (1 / width))`` in one to three ufunc passes, ``np.bincount`` ~1.3
+ns, which is numpy's only counting primitive), ~0.55 of a float pass. min and max alone (the
+first batch, method ``max``): ~0.4 ns per value, memory-bound, in C or numpy.
 
 The histogram is over signed values on a symmetric range [-A, A] with an even number of
 bins of fixed width (the zero edge is a bin edge, so it folds into a histogram of |x|).
@@ -54,8 +63,15 @@ from fc.errors import FcError
 from fc.np_ops._parallel import parallel_for
 from fc.quant.strategies import Range
 
+try:  # the counting kernel in C (quant/_histogram.c); optional at install (setup.py)
+    import fc.quant._histogram as _C
+    _C_MISSING = ""
+except ImportError as e:
+    _C = None
+    _C_MISSING = f"{e}; pip builds it where a C compiler is"
+
 __all__ = ["METHODS", "TensorStats", "Calibrator", "CalibrationTable", "threshold",
-           "DEFAULT_BINS", "MAX_BINS"]
+           "DEFAULT_BINS", "MAX_BINS", "histogram_kernel"]
 
 METHODS = ("max", "percentile", "entropy", "mse")
 HISTOGRAM_METHODS = frozenset({"percentile", "entropy", "mse"})
@@ -137,8 +153,8 @@ class TensorStats:
         ``signed`` None: each chunk's min and max are taken here, while it is in cache, and
         the range grows when a chunk exceeds it; otherwise they are known for the whole array.
 
-        Large arrays are split over fc's thread pool (numpy's ufunc loops and bincount's
-        counting loop release the GIL): each part counts into its own histogram on the same
+        Large arrays are split over fc's thread pool (the C kernel, numpy's ufunc loops and
+        bincount's counting loop release the GIL): each part counts into its own histogram on the same
         bin grid (bins k * width), growing its own range by whole bins; the parts are then
         centred and added, which gives the bins the sequential loop gives. A part whose range
         would pass MAX_BINS gives up, and the array is counted sequentially (with merges)."""
@@ -150,11 +166,17 @@ class TensorStats:
             return
         width, n0 = self.width, len(self.hist)
         inv = np.float32(1 / width)
+        c_inv = _c_inv(width) if _C is not None else None
         parts: dict[int, tuple[np.ndarray, float, float]] = {}
 
         def work(c0: int, c1: int) -> None:
             loc = np.zeros(n0, np.int64)
             lo_all, hi_all = math.inf, -math.inf
+            if c_inv is not None:
+                loc, lo_all, hi_all = _work_c(x[c0 * _CHUNK:c1 * _CHUNK], loc, c_inv, width,
+                                              signed is None)
+                parts[c0] = (loc, lo_all, hi_all)
+                return
             for ci in range(c0, c1):
                 c = x[ci * _CHUNK:(ci + 1) * _CHUNK]
                 neg = signed
@@ -188,12 +210,16 @@ class TensorStats:
             self.hist[k:k + len(loc)] += loc
 
     def _bin_sequential(self, x: np.ndarray, signed: bool | None) -> None:
-        """``_bin`` on the calling thread, chunk by chunk (the bins of ``_count``). With
+        """``_bin`` on the calling thread: the C kernel's ``_bin_c`` when it is built, else
+        numpy's loop below, chunk by chunk (the bins of ``_count``). With
         ``signed`` None each chunk's min is taken (it picks the index path, and a min below
         the range grows it) but not its max: the top bin a chunk reaches is the length of its
         ``np.bincount``, and its exact max is taken only when that bin is within one of the
         running max's bin (a new max can only be there) or past the range, which then grows
         (whole bins, or merged pairs past ``MAX_BINS``) and the chunk is counted again."""
+        if _C is not None and _c_inv(self.width) is not None:
+            self._bin_c(x, signed is None)
+            return
         start, size = 0, x.size
         grid = None
         while start < size:
@@ -237,6 +263,24 @@ class TensorStats:
             _place(hist, counts, origin)
             start += c.size
 
+    def _bin_c(self, x: np.ndarray, check: bool) -> None:
+        """``_bin_sequential``'s bins, min and max with the C kernel (``_histogram.count``):
+        with ``check`` it takes each chunk's min and max in the pass that counts it and
+        stops, the chunk uncounted, at the first chunk that has a NaN or passes the range;
+        that chunk's min and max (numpy's) then grow the range (or raise) as they do in the
+        numpy loop, and the count goes on from it on the new grid."""
+        start = 0
+        while True:
+            stop, lo, hi = _C.count(x[start:], self.hist, _c_inv(self.width), self.half_range,
+                                    _CHUNK if check else 0)
+            if lo <= hi:  # some chunk was counted (check only)
+                self._extend(lo, hi)
+            start += stop
+            if start >= x.size:
+                return
+            c = x[start:start + _CHUNK]
+            self._grow_to(float(c.min()), float(c.max()))
+
     def _grow_to(self, lo: float, hi: float) -> None:
         self._extend(lo, hi)  # raises on a non-finite value
         if not max(-lo, hi) > self.half_range:
@@ -275,6 +319,8 @@ def _minmax(x: np.ndarray) -> tuple[float, float]:
     """``x.min()`` and ``x.max()`` with one pass over memory: both of each 256 KiB chunk while
     it is in cache (a NaN propagates, as in ``x.min()``); order "K" as the binning reads."""
     r = x.ravel(order="K")
+    if _C is not None and r.dtype == np.float32:
+        return _C.minmax(r)
     n = -(-r.size // _MINMAX_CHUNK)
     if n <= 2:
         return float(r.min()), float(r.max())
@@ -288,6 +334,49 @@ def _minmax(x: np.ndarray) -> tuple[float, float]:
 
 class _TooWide(Exception):
     """A part's own range passed MAX_BINS (count that array sequentially, with merges)."""
+
+
+def histogram_kernel() -> str:
+    """Which loop counts the histograms: ``"C (avx512)"`` (the instruction set of
+    ``fc.quant._histogram``'s loops) or ``"numpy (fallback: why)"``."""
+    return f"C ({_C.ISA})" if _C is not None else f"numpy (fallback: {_C_MISSING})"
+
+
+def _c_inv(width: float) -> float | None:
+    """float32(1 / width) for the C kernel, None where it cannot take it (overflowed to
+    inf: a range of denormals; numpy's loop then counts, as before)."""
+    with np.errstate(over="ignore"):
+        inv = float(np.float32(1 / width))
+    return inv if math.isfinite(inv) and inv > 0 else None
+
+
+def _work_c(x: np.ndarray, loc: np.ndarray, inv: float, width: float, check: bool
+            ) -> tuple[np.ndarray, float, float]:
+    """One part of ``TensorStats._bin``'s pool loop with the C kernel: the same bins, range
+    growth and errors as its numpy loop (a chunk past the part's range grows it by whole
+    bins, then is counted without a second check); returns (loc, min, max)."""
+    lo_all, hi_all = math.inf, -math.inf
+    start = 0
+    while start < x.size:
+        half_range = width * (len(loc) // 2)
+        stop, lo, hi = _C.count(x[start:], loc, inv, half_range, _CHUNK if check else 0)
+        lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
+        start += stop
+        if start >= x.size:
+            break
+        c = x[start:start + _CHUNK]
+        lo, hi = float(c.min()), float(c.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+        lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
+        amax = max(-lo, hi)
+        if amax > half_range:
+            loc = np.pad(loc, math.ceil((amax - half_range) / width))
+            if len(loc) > MAX_BINS:
+                raise _TooWide
+        _C.count(c, loc, inv, 0.0, 0)
+        start += c.size
+    return loc, lo_all, hi_all
 
 
 def _buffers() -> tuple[np.ndarray, np.ndarray]:
@@ -581,13 +670,14 @@ class Calibrator:
     then ``fc.np_ops.run(graph, feeds, observer=cal)``; finally ``cal.table()``.
 
     ``background`` (the default): the node outputs are folded in on one worker thread while
-    the executor runs the next nodes (numpy releases the GIL in its ufunc loops and in
-    ``np.bincount``'s counting loop). The observer only queues the array; the queue holds at
-    most ``QUEUE_DEPTH`` arrays (the executor waits when it is full), so memory stays bounded:
-    at most ``QUEUE_DEPTH + 1`` layer outputs are kept alive past their last use, whatever
-    the number of images. One thread, first in first out, so every tensor sees its batches
-    in order and the statistics are those of ``background=False`` to the bit. It relies on
-    what the executor's hook promises: a tensor is not written after its node produced it.
+    the executor runs the next nodes (the C kernel releases the GIL while it counts, as numpy
+    does in its ufunc loops and in ``np.bincount``'s counting loop). The observer only queues
+    the array; the queue holds at most ``QUEUE_DEPTH`` arrays (the executor waits when it is
+    full), so memory stays bounded: at most ``QUEUE_DEPTH + 1`` layer outputs are kept alive
+    past their last use, whatever the number of images. One thread, first in first out, so
+    every tensor sees its batches in order and the statistics are those of
+    ``background=False`` to the bit. It relies on what the executor's hook promises: a
+    tensor is not written after its node produced it.
     The graph inputs are folded in at once (the caller may refill its input buffer). An error
     of the worker (a non-finite value) is raised by the next observation, ``flush`` or
     ``table``.

@@ -146,6 +146,10 @@ def run_command(args: argparse.Namespace) -> int:
         table = pipeline.calibrate(cfg, graph, progress=progress)
         print(f"calibrated {len(table.entries)} tensors on {table.meta['images']} images "
               f"(method {table.method})")
+        from fc.quant.calibration import HISTOGRAM_METHODS, histogram_kernel
+
+        if table.method in HISTOGRAM_METHODS:
+            print(f"histogram kernel: {histogram_kernel()}")
         print(f"wrote {cfg.table_path} and {cfg.table_path.with_suffix('.txt')}")
         return 0
     table, reused = pipeline.table_for(cfg, graph, progress=progress)

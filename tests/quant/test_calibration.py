@@ -1,4 +1,5 @@
-"""Calibration statistics and thresholds against numpy and onnxruntime's calibrators."""
+"""Calibration statistics and thresholds against numpy and onnxruntime's calibrators (each test
+with both counting kernels: C and numpy)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ import pytest
 
 from fc.quant.calibration import MAX_BINS, CalibrationTable, Calibrator, TensorStats, threshold
 from fc.quant.strategies import Range
+
+
+@pytest.fixture(autouse=True, params=["C", "numpy"])
+def kernel(request, monkeypatch):
+    """Every test with the C counting kernel (quant/_histogram.c) and with numpy's loop, its
+    oracle (test_histogram_kernel.py holds the two to the same bins)."""
+    from fc.quant import calibration
+
+    if request.param == "numpy":
+        monkeypatch.setattr(calibration, "_C", None)
+    elif calibration._C is None:
+        pytest.skip(calibration._C_MISSING)
+    return request.param
 
 
 def _batches(kind: str, seed: int = 0) -> list[np.ndarray]:
