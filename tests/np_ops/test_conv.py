@@ -435,3 +435,54 @@ def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, pa
         assert all(m < ws[0] for _, m in blocks)
     assert conv_mod.conv_post(rand(1, 2, 6, 7, 7), rand(2, 8, 3, 3, 3), None, post,
                               **{**full, "group": 2}) is None
+
+
+# -- conv_residual(overwrite=True): the sum written into the residual's memory ---------------
+
+@pytest.mark.parametrize("path", ["row_blocks", "row_tiles", "channel_tiles"])
+@pytest.mark.parametrize(("ws", "attrs", "layout"), [
+    pytest.param((9, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((9, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((9, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
+])
+def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
+        monkeypatch, force_threads, path, ws, attrs, layout):
+    """With overwrite, the sum lands in the residual's own memory (returned), bit for bit
+    the new-array result, on each GEMM path (several blocks / tiles, scratch reused);
+    NaN and -0.0 in the residual keep their bits. A residual sharing memory with x is not
+    overwritten."""
+    conv_mod = fc.np_ops.conv
+    if path == "row_blocks":
+        monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
+        monkeypatch.setattr(conv_mod, "_MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 1 << 20)
+    else:
+        if fc.np_ops._blas.blas_threads() is None:
+            pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+        monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
+        monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)
+        monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)
+    monkeypatch.setattr(conv_mod, "_EPILOGUE_BYTES", 9 * 4 * 2)  # two rows per chunk
+    x, w, b = LAYOUTS[layout](rand(70, 3, 6, 5, 6)), rand(71, *ws, scale=0.3), rand(72, ws[0])
+    full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="",
+                act_alpha=0.0, act_beta=0.0, add_activation="relu", add_alpha=0.0, add_beta=0.0)
+    full.update(attrs)
+    ho, wo = conv_mod._output_hw(x, w, full["strides"], full["pads"], full["dilations"])
+    res = channels_last(rand(73, 3, ws[0], ho, wo))
+    res[0, 0, 0, :2] = np.nan
+    res[1, 1, 0, 0] = -0.0
+    ref = conv_mod.conv_residual(x, w, b, res, **full)
+    assert not np.shares_memory(ref, res)
+    mine = res.copy(order="K")
+    assert is_channels_last(mine)
+    y = conv_mod.conv_residual(x, w, b, mine, **full, overwrite=True)
+    assert np.shares_memory(y, mine) and y.strides == ref.strides
+    assert y.tobytes() == ref.tobytes() and mine.tobytes() == ref.tobytes()
+    # the input itself as the residual (a 1x1 conv, M = C): a new array, the input untouched
+    x2 = channels_last(rand(74, 2, 6, 5, 6))
+    before = x2.copy()
+    y2 = conv_mod.conv_residual(x2, rand(75, 6, 6, 1, 1), None, x2,
+                                **{**full, "strides": (1, 1), "pads": (0, 0, 0, 0)},
+                                overwrite=True)
+    assert not np.shares_memory(y2, x2) and np.array_equal(x2, before)

@@ -304,6 +304,75 @@ def test_residual_add_fused_into_conv(monkeypatch, conv_act, extra_use, fused):
     check_close(seen["c2"], (F.relu(c2) if conv_act else c2).numpy(), op="Conv")
 
 
+def bottleneck_graph(view_after: bool = False, residual_output: bool = False) -> Graph:
+    """x -> c0 = Conv 1x1 (channels-last) -> c1 -> c2 -> Add(c2, c0) + relu: the Add is c0's
+    last reader and c2 does not read c0, so the sum may go into c0's memory. ``view_after``:
+    v = Identity(c0) (the same array) is added to the sum afterwards; ``residual_output``:
+    c0 is also a graph output."""
+    rng = np.random.default_rng(5)
+    g = Graph("bottleneck")
+    x = g.add_input("x", (2, 4, 6, 6))
+
+    def const(name, *shape):
+        return g.add_const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    c0 = g.add_node("Conv", [x, const("w0", 4, 4, 1, 1), const("b0", 4)], name="c0").output
+    v = g.add_node("Identity", [c0], name="view").output if view_after else None
+    c1 = g.add_node("Conv", [c0, const("w1", 4, 4, 3, 3), const("b1", 4)],
+                    {"pads": (1, 1, 1, 1), "activation": "relu"}, name="c1").output
+    c2 = g.add_node("Conv", [c1, const("w2", 4, 4, 1, 1), const("b2", 4)], name="c2").output
+    s = g.add_node("Add", [c2, c0], {"activation": "relu"}, name="add").output
+    if view_after:
+        s = g.add_node("Add", [s, v], name="add_view").output
+    g.outputs.append(s)
+    if residual_output:
+        g.outputs.append(c0)
+    return g
+
+
+@pytest.mark.parametrize(("view_after", "residual_output", "overwrites"), [
+    pytest.param(False, False, True, id="dead_residual"),
+    pytest.param(True, False, False, id="a_live_view_of_it"),
+    pytest.param(False, True, False, id="residual_is_a_graph_output"),
+])
+def test_fused_add_sums_into_a_dead_residual(monkeypatch, view_after, residual_output,
+                                             overwrites):
+    """The fused residual Add writes its sum into the residual's memory only when nothing
+    can see it: not while another live tensor views it, not for a graph output (nor a graph
+    input, as in test_residual_add_fused_into_conv). The outputs are the same bits either
+    way, and the caller's input is untouched."""
+    import fc.np_ops.conv
+    import fc.np_ops.interpreter
+
+    calls = []
+    real = fc.np_ops.conv.conv_residual
+
+    def spy(x, w, b, residual, **k):
+        y = real(x, w, b, residual, **k)
+        calls.append(y is not None and np.shares_memory(y, residual))
+        return y
+
+    monkeypatch.setattr(fc.np_ops.conv, "conv_residual", spy)
+    g = bottleneck_graph(view_after, residual_output)
+    x = np.random.default_rng(6).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    x0 = x.copy()
+    out = fc.np_ops.run(g, x)
+    assert calls == [overwrites]
+    np.testing.assert_array_equal(x, x0)
+    monkeypatch.setattr(fc.np_ops.interpreter, "_OVERWRITE_RESIDUAL", False)
+    plain = fc.np_ops.run(g, x)
+    assert calls == [overwrites, False]
+    for v in g.outputs:
+        assert out[v.name].tobytes() == plain[v.name].tobytes()
+    c = {k: T(vv.const) for k, vv in g.initializers.items()}
+    c0 = F.conv2d(T(x), c["w0"], c["b0"])
+    c1 = F.relu(F.conv2d(c0, c["w1"], c["b1"], padding=1))
+    ref = F.relu(F.conv2d(c1, c["w2"], c["b2"]) + c0)
+    ref = ref + c0 if view_after else ref
+    check_close(out[g.outputs[0].name], ref.numpy(), op="Add")
+    if residual_output:
+        check_close(out[g.outputs[1].name], c0.numpy(), op="Conv")
+
+
 def test_conv_residual_declines_other_layouts_and_shapes():
     from fc.np_ops.conv import conv_residual
 
