@@ -140,11 +140,11 @@ class Interpreter:
         if overwrite:
             # No other live tensor (a view made by Reshape, Identity, ...) and no caller's
             # input may share the residual's memory; weights are never written either.
-            overwrite = not any(
-                np.may_share_memory(a, res) for a in protected
-            ) and not any(
-                name != other and name not in consts and isinstance(a, np.ndarray)
-                and np.may_share_memory(a, res) for name, a in env.items())
+            live = env.keys() - consts  # a handful of names: the weights are most of env
+            live.discard(other)
+            overwrite = not any(np.may_share_memory(a, res) for a in protected) and not any(
+                isinstance(env[name], np.ndarray) and np.may_share_memory(env[name], res)
+                for name in live)
         at = add.attrs
         y = conv_residual(args[0], args[1], args[2] if len(args) > 2 else None, res,
                           **node.attrs, add_activation=at["activation"],
