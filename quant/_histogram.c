@@ -52,6 +52,9 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define FC_X86 1
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
 #else
 #define FC_X86 0
 #endif
@@ -174,7 +177,7 @@ __attribute__((target("avx2"))) static int64_t chunk_avx2(const float *x, Py_ssi
         Py_ssize_t bm = m - b0 < BLOCK ? m - b0 : BLOCK, i = 0, k = 0;
         const float *xb = x + b0;
         for (; i + 8 <= bm; i += 8) {
-            if (i % 16 == 0) _mm_prefetch((const char *)(xb + i + BLOCK), _MM_HINT_T0);
+            if (i % 16 == 0) _mm_prefetch((const char *)(xb + i + BLOCK), PF_HINT);
             __m256 v = _mm256_loadu_ps(xb + i);
             lo = _mm256_min_ps(lo, v);
             hi = _mm256_max_ps(hi, v);
@@ -215,7 +218,7 @@ __attribute__((target("avx512f"))) static int64_t chunk_avx512(const float *x, P
         Py_ssize_t bm = m - b0 < BLOCK ? m - b0 : BLOCK, i = 0, k = 0;
         const float *xb = x + b0;
         for (; i + 16 <= bm; i += 16) {
-            _mm_prefetch((const char *)(xb + i + BLOCK), _MM_HINT_T0); /* the next block */
+            _mm_prefetch((const char *)(xb + i + BLOCK), PF_HINT); /* the next block */
             __m512 v = _mm512_loadu_ps(xb + i);
             lo = _mm512_min_ps(lo, v);
             hi = _mm512_max_ps(hi, v);
@@ -253,14 +256,15 @@ static int64_t count_chunk(const float *x, Py_ssize_t m, const grid *g, uint32_t
     return chunk_generic(x, m, g, delta, r);
 }
 
-static void flush(int64_t *hist, Py_ssize_t nb, const grid *g, int64_t *mid) {
+/* hist += the sub-histograms and the middle bin's count; they restart from 0 if `more`. */
+static void flush(int64_t *hist, Py_ssize_t nb, const grid *g, int64_t *mid, int more) {
     for (Py_ssize_t b = 0; b < nb; b++) {
         int64_t s = 0;
         for (int j = 0; j < NSUB; j++) s += g->sub[j * g->stride + b];
         hist[b] += s;
     }
     hist[nb / 2] += *mid;
-    memset(g->sub, 0, sizeof(uint32_t) * NSUB * (size_t)g->stride);
+    if (more) memset(g->sub, 0, sizeof(uint32_t) * NSUB * (size_t)g->stride);
     *mid = 0;
 }
 
@@ -407,7 +411,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
     while (pos < n) {
         Py_ssize_t m = n - pos < step ? n - pos : step;
         if (pending + m > FLUSH) {
-            flush(hist, nb, &g, &mid);
+            flush(hist, nb, &g, &mid, 1);
             pending = 0;
         }
         range r;
@@ -424,7 +428,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
         pending += m;
         pos += m;
     }
-    flush(hist, nb, &g, &mid);
+    flush(hist, nb, &g, &mid, 0);
     Py_END_ALLOW_THREADS
     free(g.sub);
     free(g.buf);
