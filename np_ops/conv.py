@@ -348,15 +348,18 @@ class _Im2colGemm:
     def run_tiles(self, workers: int) -> None:
         """Tiles handed out by the pool, each thread doing its tiles' im2col, GEMM and
         epilogue in its own cache: blocks of output rows, at least ``_MIN_TILE_ROWS`` GEMM
-        rows and at most ``_BLOCK_BYTES`` of im2col and output rows each, two per thread or
+        rows and at most ``_BLOCK_BYTES`` of im2col, output and residual rows each (a
+        residual tile of ResNet-50's 1x1 64 -> 256 convs at batch 8, in place: isolated
+        medians 24.9 -> 20.7 and 19.6 -> 17.8 ms, minima mixed, under load), two per thread or
         more; a batch too small for that splits the output channels instead (the im2col
         built once)."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
         want = 2 * workers
         m = self.y2.shape[1]
-        # im2col row and output row both count: with few input channels (K = 64, M = 256)
-        # the output is the larger part of a tile's working set
-        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // ((k + m) * isz), self.rows // want))
+        # im2col row, output row and residual row all count: with few input channels (K = 64,
+        # M = 256) the output and the residual are most of a tile's working set
+        row_bytes = (k + m + (m if self.res2 is not None else 0)) * isz
+        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // row_bytes, self.rows // want))
         step = max(1, block_rows // wo)  # output rows per tile
         nblk = -(-self.total // step)
         mparts = min(want, m // _M_ALIGN)
