@@ -511,7 +511,7 @@ def _entropy_reference(st: TensorStats, quantized_bins: int) -> float:
 
 
 _EPS = 1e-4  # _smooth's mass for empty bins
-_WINDOWS_AT_ONCE = 256  # windows x quantized_bins arrays of ~0.5 MiB
+_WINDOWS_AT_ONCE = 128  # windows x quantized_bins arrays of ~0.25 MiB (L2): 18 % faster than 256
 
 
 def _entropy(st: TensorStats, quantized_bins: int) -> float:
