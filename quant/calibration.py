@@ -13,12 +13,15 @@ values at a time (AVX-512; 8 with AVX2), counts the bin holding zero with a popc
 the values of a ReLU output) and increments the others into 8 interleaved sub-histograms
 (repeated increments of one bin do not wait on each other's store); a chunk past the range
 is taken back out (the same bins decremented) and counted again after the growth, so the
-bins are numpy's to the bit: ~0.6 ns per value on ReLU outputs, ~0.75 on signed ones (2.2
-GHz-class Xeon, AVX-512), ~0.15 of a float forward pass of fc's executor. numpy's loop, the
-definition and the fallback without a compiler: ~2.2-2.6 ns per value (per 32K chunk: its
-min, the index ``floor(x * (1 / width))`` in one to three ufunc passes, ``np.bincount`` ~1.3
-ns, which is numpy's only counting primitive), ~0.55 of a float pass. min and max alone (the
-first batch, method ``max``): ~0.4 ns per value, memory-bound, in C or numpy.
+bins are numpy's to the bit. Xeon @ 2.8 GHz (AVX-512), whole tensors: ~0.5 ns per value on
+ReLU outputs and ~0.75 on signed ones on a quiet core, 0.56-0.84 and 0.80-1.08 beside
+another engineer's load (numpy's loop there: 3.1-4.2 and 2.7-4.6); inside a calibration
+beside the executor ~0.95 (its thread's CPU time), ~0.15-0.2 of a float forward pass. numpy's
+loop, the definition and the fallback without a compiler: ~2.2-2.6 ns per value on a quiet
+core (per 32K chunk: its min, the index ``floor(x * (1 / width))`` in one to three ufunc
+passes, ``np.bincount`` ~1.3 ns, which is numpy's only counting primitive), ~0.55 of a
+float pass. min and max alone (the first batch, method ``max``): ~0.4 ns per value,
+memory-bound, in C or numpy.
 
 The histogram is over signed values on a symmetric range [-A, A] with an even number of
 bins of fixed width (the zero edge is a bin edge, so it folds into a histogram of |x|).
