@@ -67,11 +67,14 @@ from fc.np_ops._parallel import parallel_for
 from fc.quant.strategies import Range
 
 try:  # the counting kernel in C (quant/_histogram.c); optional at install (setup.py)
-    import fc.quant._histogram as _C
-    _C_MISSING = ""
+    import fc.quant._histogram as _histogram
 except ImportError as e:
-    _C = None
+    _histogram = None
     _C_MISSING = f"{e}; pip builds it where a C compiler is"
+else:  # its scalar loop (no AVX2 on this CPU) is slower than numpy's
+    _C_MISSING = "" if _histogram.ISA != "generic" else (
+        "fc.quant._histogram has no vector loop for this CPU (AVX2 or AVX-512)")
+_C = None if _C_MISSING else _histogram  # the kernel in use (None: numpy's loop)
 
 __all__ = ["METHODS", "TensorStats", "Calibrator", "CalibrationTable", "threshold",
            "DEFAULT_BINS", "MAX_BINS", "histogram_kernel"]
