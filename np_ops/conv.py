@@ -40,7 +40,11 @@ in that window fight it for the cores; back-to-back batch-1 runs then came in tw
 (early layers 27.7 vs 43.6 ms). A convolution of at most ``_SPIN_FLOPS`` (2 * rows * K * M;
 ResNet-50's batch-1 layers, well below a millisecond or two each) started within
 ``_SPIN_SECONDS`` of such a GEMM runs on BLAS's threads instead, putting the spinning worker
-to work; larger ones (batch 8) keep the pool. Otherwise the rows are processed in
+to work; larger ones (batch 8) keep the pool. In back-to-back batch-1 runs (the benchmark's)
+that sends every ResNet-50 convolution to BLAS's threads, the first ones included (each
+starts within 0.1 s of the previous threaded GEMM, the previous run's last layers too): per
+node, the padding, im2col and epilogue on the calling thread were 27 of 136 ms under load
+(benchmarks/README). Otherwise the rows are processed in
 blocks of about ``_BLOCK_BYTES`` of im2col matrix one after the other: build the block, one
 GEMM on it (BLAS's own threads), then bias + activation on the block's output while it is in
 cache. The padding copy, the im2col and the epilogue of that path run on the calling thread,
