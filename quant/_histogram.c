@@ -12,12 +12,13 @@
  *
  * count(x, hist, inv, half_range, chunk) -> (stop, lo, hi)
  *     x: C-contiguous float32 buffer; hist: C-contiguous writable int64 buffer (added to).
- *     chunk > 0: x is taken in chunks of `chunk` values (from x[0]); before a chunk is
- *     counted its min and max are taken (vectorised, the chunk then stays in cache for the
- *     count): a chunk with a NaN or a value outside [-half_range, half_range] stops the
- *     call uncounted, so that the caller grows the range by whole bins (or raises on a
- *     non-finite value) and calls again from `stop`, exactly as the numpy path decides per
- *     chunk. lo, hi: min and max of the counted chunks (inf, -inf when none).
+ *     chunk > 0: x is taken in chunks of `chunk` values (from x[0]); the pass that counts
+ *     a chunk also takes its min and max (and whether it holds a NaN): a chunk with a NaN or
+ *     a value outside [-half_range, half_range] is taken back out (its bins counted again
+ *     with -1, which restores the uint32 counts exactly) and stops the call, so that the
+ *     caller grows the range by whole bins (or raises on a non-finite value) and calls
+ *     again from `stop`, exactly as the numpy path decides per chunk. lo, hi: min and max
+ *     of the counted chunks (inf, -inf when none).
  *     chunk == 0: no min, max or range check (the caller knows the range holds x).
  * minmax(x) -> (lo, hi): min and max of a float32 buffer, both NaN when it holds a NaN
  *     (as x.min() and x.max() are).
@@ -33,9 +34,11 @@
  * compare mask), the others are packed (vpcompressd, or a permutation table for avx2) into a
  * block buffer in L1 and incremented one by one into NSUB interleaved uint32
  * sub-histograms, so that repeated increments of one bin do not wait on each other's store
- * (store-to-load forwarding); the sub-histograms are added into hist at the end of the
- * call (and every FLUSH values, before a uint32 could overflow). The GIL is released while
- * counting, so fc's thread pool can count the parts of one array on every core.
+ * (store-to-load forwarding; the sub-histograms' stride avoids 4K aliasing); the next
+ * block is prefetched while one is packed (the hardware prefetcher stops at each page); the
+ * sub-histograms are added into hist at the end of the call (and every FLUSH values, before
+ * a uint32 could overflow). The GIL is released while counting, so fc's thread pool can
+ * count the parts of one array on every core.
  */
 
 #define PY_SSIZE_T_CLEAN
