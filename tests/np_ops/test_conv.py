@@ -486,3 +486,45 @@ def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
                                 **{**full, "strides": (1, 1), "pads": (0, 0, 0, 0)},
                                 overwrite=True)
     assert not np.shares_memory(y2, x2) and np.array_equal(x2, before)
+
+
+@pytest.mark.parametrize("path", ["blocks", "tiles"])
+@pytest.mark.parametrize(("xs", "ws", "attrs", "by_runs"), [
+    pytest.param((1, 3, 40, 40), (16, 3, 7, 7), {"strides": (2, 2), "pads": (3, 3, 3, 3)}, True,
+                 id="stem_c3_b1"),
+    pytest.param((8, 3, 24, 24), (16, 3, 7, 7), {"strides": (2, 2), "pads": (3, 3, 3, 3)}, True,
+                 id="stem_c3_b8"),
+    pytest.param((2, 1, 21, 19), (5, 1, 5, 5), {"strides": (1, 2), "pads": (2, 1, 0, 2)}, True,
+                 id="c1_5x5_asym"),
+    pytest.param((8, 4, 17, 17), (9, 4, 3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True,
+                 id="c4_3x3_stride3_b8"),
+    pytest.param((1, 3, 15, 15), (6, 3, 3, 3), {"dilations": (2, 2), "pads": (2, 2, 2, 2)}, False,
+                 id="c3_dilated_float_copy"),
+    pytest.param((1, 32, 9, 9), (6, 32, 3, 3), {"pads": (1, 1, 1, 1)}, False,
+                 id="c32_long_runs_float_copy"),
+])
+def test_conv_im2col_by_runs(monkeypatch, force_threads, path, xs, ws, attrs, by_runs):
+    """Few input channels: the im2col copies each run of kw*C elements as one opaque item
+    (_run_view), on both paths (BLAS's threads' row blocks, fc's pool's tiles), small blocks
+    so that runs cross images; dilated or long runs keep the float copy. torch's result, and
+    the same bits as the float copy."""
+    if path == "tiles" and fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    monkeypatch.setattr(fc.np_ops.conv, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_BLOCK_ROWS", 8)
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_TILE_ROWS", 8)
+    monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 0 if path == "tiles" else 1 << 30)
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_FLOPS", 0)
+    runs = []
+    real = fc.np_ops.conv._run_view
+    monkeypatch.setattr(fc.np_ops.conv, "_run_view",
+                        lambda *a: runs.append(real(*a)) or runs[-1])
+    x, w, b = rand(60, *xs), rand(61, *ws, scale=0.3), rand(62, ws[0])
+    y = fc.np_ops.call("Conv", x, w, b, activation="relu", **attrs)
+    check_close(y, F.relu(torch_conv(x, w, b, **attrs)).numpy(), op="Conv")
+    assert [r is not None for r in runs] == [by_runs]
+    monkeypatch.setattr(fc.np_ops.conv, "_SHORT_RUN_BYTES", 0)
+    y0 = fc.np_ops.call("Conv", x, w, b, activation="relu", **attrs)
+    assert runs[-1] is None
+    np.testing.assert_array_equal(np.ascontiguousarray(y).view(np.uint32),
+                                  np.ascontiguousarray(y0).view(np.uint32))
