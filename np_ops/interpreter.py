@@ -20,13 +20,17 @@ Two hooks, in the shape of torch.fx's ``Interpreter`` and the ONNX reference eva
 
 Subclass ``Interpreter`` and override ``run_node`` for anything else (torch.fx style).
 
-One fusion happens at run time, invisible in results: a residual ``Add`` whose operand is
-the output of an ordinary ``Conv`` without activation, read by that Add only, has the other
-operand added in the convolution's epilogue (``fc.np_ops.conv.conv_residual``: the same
-float32 operations in the same order, so the same bits), saving a pass over three feature
-maps; the Add then hands on the sum. It applies only where nothing could tell: no observer,
-no ``intermediate``, no override of Conv or Add, ``run_node``/``kernel_for`` not overridden,
-the Conv output not a graph output, the other operand computed before the Conv. When that
+Two fusions happen at run time, invisible in results. A Conv (activation relu or none)
+whose output only a MaxPool reads runs as ``fc.np_ops.nn.conv_max_pool``: the GEMMs, the
+pooling, then the bias and relu on the pooled map (a maximum commutes with both exactly, so
+the same bits; declined at run time when a pooling window reads padding only), the MaxPool
+then handing on that result. And a residual ``Add`` whose operand is the output of an
+ordinary ``Conv`` without activation, read by that Add only, has the other operand added in
+the convolution's epilogue (``fc.np_ops.conv.conv_residual``: the same float32 operations in
+the same order, so the same bits), saving a pass over three feature maps; the Add then hands
+on the sum. Both apply only where nothing could tell: no observer, no ``intermediate``, no
+override of Conv or of the other op, ``run_node``/``kernel_for`` not overridden, the Conv
+output not a graph output; for the Add, the other operand computed before the Conv. When that
 operand is dead after the Add (computed by the graph, not a graph output, the Add its last
 reader, not read by the Conv, and at run time no live tensor or caller's input sharing its
 memory), the sum is written into its memory instead of a new feature map
@@ -52,6 +56,7 @@ from fc.np_ops.registry import Kernel, get_kernel
 
 _FUSE_RESIDUAL = True  # tests turn it off to compare
 _OVERWRITE_RESIDUAL = True  # the fused Add's sum into its dead residual (tests compare)
+_FUSE_POOL = True  # a Conv read only by a MaxPool: nn.conv_max_pool (tests turn it off)
 
 __all__ = ["Interpreter", "Observer", "run"]
 
@@ -161,21 +166,49 @@ class Interpreter:
         result = self.kernel_for(node)(*args, **node.attrs)
         return tuple(result) if isinstance(result, list | tuple) else (result,)
 
+    def _may_fuse(self, intermediate: bool, op: str, fn: Kernel) -> bool:
+        """Whether a Conv may be fused with a node of ``op`` (whose registered kernel must be
+        ``fn``): nothing could tell (see the module docstring)."""
+        from fc.np_ops import conv as conv_mod
+
+        return not (intermediate or self.observer is not None
+                    or "Conv" in self.overrides or op in self.overrides
+                    or type(self).run_node is not Interpreter.run_node
+                    or type(self).kernel_for is not Interpreter.kernel_for
+                    or get_kernel("Conv") is not conv_mod.conv or get_kernel(op) is not fn)
+
+    def _pool_plan(self, intermediate: bool) -> dict[int, Node]:
+        """Conv nodes whose output only a MaxPool reads (with an activation that commutes
+        with a maximum; not a graph output, the MaxPool without an Indices output): id(conv)
+        -> the MaxPool, run as ``fc.np_ops.nn.conv_max_pool``."""
+        from fc.np_ops import nn
+
+        if not _FUSE_POOL or not self._may_fuse(intermediate, "MaxPool", nn.max_pool):
+            return {}
+        outputs = {v.name for v in self.graph.outputs}
+        plan: dict[int, Node] = {}
+        for node in self.graph:
+            if (node.op_type != "MaxPool" or not node.inputs or node.inputs[0] is None
+                    or len(node.outputs) != 1):
+                continue
+            y = node.inputs[0]
+            conv = y.producer
+            if (conv is None or conv.op_type != "Conv"
+                    or conv.attrs.get("activation") not in nn._MAX_COMMUTES
+                    or y.name in outputs or len(y.uses) != 1):
+                continue
+            plan[id(conv)] = node
+        return plan
+
     def _residual_plan(self, intermediate: bool) -> dict[int, tuple[Node, int, str, bool]]:
         """Conv nodes whose residual Add runs in their epilogue: id(conv) -> (the Add, the
         Conv output's position among the Add's inputs, the other input's name, whether the
         sum may be written into the other input's memory: a tensor computed by the graph,
         not a graph output, read by the Add last and not by the Conv; ``_run_conv_residual``
         also checks at run time that no live tensor or caller's input shares its memory)."""
-        from fc.np_ops import conv as conv_mod
         from fc.np_ops import elementwise
 
-        if (not _FUSE_RESIDUAL or intermediate or self.observer is not None
-                or "Conv" in self.overrides or "Add" in self.overrides
-                or type(self).run_node is not Interpreter.run_node
-                or type(self).kernel_for is not Interpreter.kernel_for
-                or get_kernel("Conv") is not conv_mod.conv
-                or get_kernel("Add") is not elementwise.add):
+        if not _FUSE_RESIDUAL or not self._may_fuse(intermediate, "Add", elementwise.add):
             return {}
         graph = self.graph
         order = {id(n): i for i, n in enumerate(graph)}
@@ -224,6 +257,8 @@ class Interpreter:
                         remaining[v.name] = remaining.get(v.name, 0) + 1
 
         plan = self._residual_plan(intermediate)
+        pool_plan = self._pool_plan(intermediate)
+        pooled: set[int] = set()  # id(MaxPool) whose input already holds its result
         consts = frozenset(graph.initializers)
         summed: dict[int, int] = {}  # id(Add) -> position of its input that holds the sum
         for node in graph:
@@ -234,9 +269,21 @@ class Interpreter:
                 results = None
                 if id(node) in summed:
                     results = (args[summed.pop(id(node))],)
+                elif id(node) in pooled:
+                    pooled.discard(id(node))
+                    results = (args[0],)
                 elif id(node) in plan:
                     results = self._run_conv_residual(node, args, plan[id(node)], env, summed,
                                                       consts, protected)
+                elif id(node) in pool_plan and len(args) >= 2:
+                    from fc.np_ops.nn import conv_max_pool
+
+                    pool = pool_plan[id(node)]
+                    y = conv_max_pool(args[0], args[1], args[2] if len(args) > 2 else None,
+                                      node.attrs, pool.attrs)
+                    if y is not None:
+                        pooled.add(id(pool))
+                        results = (y,)
                 if results is None:
                     results = self.run_node(node, args)
             except FcError as e:

@@ -385,3 +385,87 @@ def test_conv_residual_declines_other_layouts_and_shapes():
     assert conv_residual(x, w, None, cl[:, :, :4], **attrs) is None  # shape
     y = conv_residual(x, w, None, cl, **attrs)
     check_close(y, (F.conv2d(T(x), T(w)) + T(x)).numpy(), op="Conv")
+
+
+# -- a Conv read only by a MaxPool: the bias and activation after the pooling ----------------
+
+def stem_graph(xs, ws, conv_attrs, pool_attrs, bias=True, extra_use=False) -> Graph:
+    """Conv (+ bias, activation) -> MaxPool, a network's stem; ``extra_use``: the Conv's
+    output is a graph output too (not fusable)."""
+    rng = np.random.default_rng(3)
+    g = Graph("stem")
+    x = g.add_input("x", xs)
+    inputs = [x, g.add_const("w", (rng.standard_normal(ws) * 0.3).astype(np.float32))]
+    if bias:
+        inputs.append(g.add_const("b", rng.standard_normal(ws[0]).astype(np.float32)))
+    c = g.add_node("Conv", inputs, conv_attrs, name="conv").output
+    g.outputs.append(g.add_node("MaxPool", [c], pool_attrs, name="pool").output)
+    if extra_use:
+        g.outputs.append(c)
+    return g
+
+
+STEM_POOL = {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}
+
+
+@pytest.mark.parametrize(("xs", "ws", "conv_attrs", "pool_attrs", "bias", "extra_use", "fused"), [
+    pytest.param((1, 3, 40, 40), (16, 3, 7, 7),
+                 {"strides": (2, 2), "pads": (3, 3, 3, 3), "activation": "relu"}, STEM_POOL,
+                 True, False, True, id="stem_c3_b1"),
+    pytest.param((8, 3, 32, 32), (16, 3, 7, 7),
+                 {"strides": (2, 2), "pads": (3, 3, 3, 3), "activation": "relu"}, STEM_POOL,
+                 True, False, True, id="stem_c3_b8"),
+    pytest.param((2, 1, 23, 21), (5, 1, 5, 5), {"strides": (1, 2), "pads": (2, 1, 0, 2)},
+                 {"kernel_shape": (3, 2), "strides": (2, 1), "pads": (0, 1, 1, 0),
+                  "ceil_mode": 1}, True, False, True, id="c1_no_activation_ceil_mode"),
+    pytest.param((8, 4, 17, 17), (9, 4, 3, 3), {"pads": (1, 1, 1, 1), "activation": "relu"},
+                 {"kernel_shape": (2, 2), "strides": (2, 2), "dilations": (2, 2)}, False, False,
+                 True, id="c4_no_bias_dilated_pool"),
+    pytest.param((2, 6, 9, 9), (8, 3, 3, 3), {"group": 2, "activation": "relu"}, STEM_POOL,
+                 True, False, True, id="grouped_conv"),
+    pytest.param((1, 3, 12, 12), (6, 3, 3, 3), {"activation": "leaky_relu", "act_alpha": 0.1},
+                 STEM_POOL, True, False, False, id="leaky_relu_not_fused"),
+    pytest.param((1, 3, 12, 12), (6, 3, 3, 3), {"activation": "relu"}, STEM_POOL, True, True,
+                 False, id="conv_output_also_a_graph_output"),
+    # a 1x1 map: the window's taps at -1 and +1 read only padding (-FLT_MAX, not relu(b))
+    pytest.param((1, 3, 3, 3), (6, 3, 3, 3), {"activation": "relu"},
+                 {"kernel_shape": (2, 2), "dilations": (2, 2), "pads": (1, 1, 1, 1)}, True,
+                 False, None, id="window_of_padding_only"),
+])
+def test_conv_max_pool_fused(monkeypatch, xs, ws, conv_attrs, pool_attrs, bias, extra_use, fused):
+    """A Conv read only by a MaxPool runs as nn.conv_max_pool (bias and relu on the pooled
+    map) when that gives the same bits: torch's values, the same bits as the two kernels
+    (_FUSE_POOL off), unfused where it would not hold (another activation, another reader,
+    a window of padding only)."""
+    import fc.np_ops.interpreter
+    import fc.np_ops.nn
+
+    calls = []
+    real = fc.np_ops.nn.conv_max_pool
+    monkeypatch.setattr(fc.np_ops.nn, "conv_max_pool",
+                        lambda *a: calls.append(real(*a)) or calls[-1])
+    g = stem_graph(xs, ws, conv_attrs, pool_attrs, bias, extra_use)
+    x = np.random.default_rng(4).standard_normal(xs).astype(np.float32)
+    y = fc.np_ops.run(g, x)[g.outputs[0].name]
+    # planned: relu or no activation, no other reader; declined at run time: padding only
+    assert [c is not None for c in calls] == {True: [True], False: [], None: [False]}[fused]
+    c = {k: T(v.const) for k, v in g.initializers.items()}
+    ca = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1,
+          **conv_attrs}
+    pt, pl, pb, pr = ca["pads"]
+    ref = F.conv2d(F.pad(T(x), (pl, pr, pt, pb)), c["w"], c.get("b"), ca["strides"], 0,
+                   ca["dilations"], ca["group"])
+    ref = {"relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, 0.1)}.get(
+        ca.get("activation", ""), lambda t: t)(ref)
+    pa = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "ceil_mode": 0,
+          **pool_attrs}
+    # padded by hand with the lowest float (torch pads with -inf), 2 more at the end for the
+    # ceil_mode windows (strides <= 2 here), cropped to fc's size
+    pt, pl, pb, pr = pa["pads"]
+    low = float(np.finfo(np.float32).min)
+    want = F.max_pool2d(F.pad(ref, (pl, pr + 2, pt, pb + 2), value=low), pa["kernel_shape"],
+                        pa["strides"], 0, pa["dilations"]).numpy()[..., :y.shape[2], :y.shape[3]]
+    check_close(y, want, op="MaxPool")
+    monkeypatch.setattr(fc.np_ops.interpreter, "_FUSE_POOL", False)
+    y0 = fc.np_ops.run(g, x)[g.outputs[0].name]
+    np.testing.assert_array_equal(y.view(np.uint32), y0.view(np.uint32))
