@@ -172,31 +172,30 @@ def _max_pool_unpadded(x: Array, kernel_shape: tuple[int, ...], strides: tuple[i
                        pads: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int,
                        low: float) -> Array:
     """MaxPool of ``x`` with ``low`` padding (top/left ``pads[:2]``; the bottom/right ones
-    follow from ``ho``/``wo``), separably as ``_window_reduce`` does (kw taps along W, then kh
-    along H) but on ``x`` itself: taps that would read padding are clipped off (``_max_taps``),
-    which saves the padded copy of the input (ResNet-50's stem output: 26 MB at batch 8,
-    copied on one thread). Same layout, bands and pool split as ``_window_reduce``; the same
-    values (a maximum does not depend on the order of its operands)."""
-    c, h = x.shape[1:3]
+    follow from ``ho``/``wo``), separably but on ``x`` itself: kh taps along H first, then kw
+    along W (the reverse of ``_window_reduce``'s order: channels-last, the H taps run over
+    whole rows of W*C contiguous values, and the W taps, whose innermost runs are only C
+    values, over the pooled rows, not the ~sh times more input rows; ResNet-50's stem
+    MaxPool, channels-last, minima of 20 / 8 alternated, load ~1.9: b1 1.36 -> 1.08 ms, b8
+    11.2 -> 9.1 ms). Taps that would read padding are clipped off (``_max_taps``), which
+    saves the padded copy of the input (ResNet-50's stem output: 26 MB at batch 8, copied on
+    one thread). Same layout, bands and pool split as ``_window_reduce``; the same values (a
+    maximum does not depend on the order of its operands; only which of -0.0 and +0.0, or of
+    two NaN payloads, a tie keeps can)."""
+    c, wd = x.shape[1], x.shape[3]
     (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
     pt, pl = pads[0], pads[1]
     y, band, bands = _pool_bands(x, ho, wo, sh)
+    nchw = not is_channels_last(x)
 
     def part(a: int, b: int) -> None:
         for i, h0 in bands[a:b]:
             h1 = min(ho, h0 + band)
-            # the input rows the band's windows read, clipped to the input
-            r0 = max(0, h0 * sh - pt)
-            r1 = min(h, (h1 - 1) * sh + dh * (kh - 1) - pt + 1)
             out = y[i:i + 1, :, h0:h1]
-            if r0 >= r1:
-                out[...] = low
-                continue
-            xs = x[i:i + 1, :, r0:r1]
-            rows = np.empty(xs.shape[:3] + (wo,), dtype=x.dtype) if not is_channels_last(x) \
-                else np.empty((1, r1 - r0, wo, c), dtype=x.dtype).transpose(0, 3, 1, 2)
-            _max_taps(xs, 3, rows, 0, kw, sw, dw, -pl, low)
-            _max_taps(rows, 2, out, h0, kh, sh, dh, -pt - r0, low)
+            rows = np.empty((1, c, h1 - h0, wd), dtype=x.dtype) if nchw \
+                else np.empty((1, h1 - h0, wd, c), dtype=x.dtype).transpose(0, 3, 1, 2)
+            _max_taps(x[i:i + 1], 2, rows, h0, kh, sh, dh, -pt, low)
+            _max_taps(rows, 3, out, 0, kw, sw, dw, -pl, low)
 
     parallel_for(part, len(bands), 2 * x.nbytes)
     return y
