@@ -12,7 +12,8 @@ numpy allocates ufunc outputs in the inputs' memory order. What the layout buys:
   batch make one GEMM OpenBLAS runs near its peak;
 - a 1x1 stride-1 convolution of a channels-last input is a GEMM on the input itself;
 - im2col copies runs of kw*C contiguous floats (C floats at stride 2) instead of Wo-float
-  rows, and the padding copy moves whole rows;
+  rows (runs shorter than ``_SHORT_RUN_BYTES``, the stem's 7 x 3 floats, as one opaque item
+  each: ``_run_view``), and the padding copy moves whole rows;
 - the bias is a row vector added along the contiguous axis.
 
 Who runs the GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
@@ -69,6 +70,18 @@ with the same bits on ResNet-50. The original array is made read-only then, so t
 into it, which would leave the cache stale, raises instead of silently computing with the
 old values (replace ``Value.const`` instead); 64 sampled elements are compared on each use,
 against writes through another alias of the memory (a torch tensor, a base).
+
+The stem (ResNet-50's 7x7 stride-2 3 -> 64, K = 147; same process, alternated minima, load
+~1): its whole-matrix GEMM runs fastest as (M, K) @ (rows, K).T (b1 2.34 ms, b8 14.2 ms, the
+per-shape floor) against 2.90 / 21.7 ms for the (rows, K) @ (M, K).T used here, but in the
+~3472-row blocks this path multiplies (in cache) both orientations run alike (0.38 ms, 2
+threads; one thread 0.64 vs 0.70 ms, this one faster), so the GEMM's orientation is not
+where the stem's time over its floor goes: that is the serial im2col (0.93 ms at b1, 0.65
+with ``_run_view``), the epilogue (0.47 ms; after a MaxPool it now runs on the pooled quarter,
+``fc.np_ops.nn.conv_max_pool``) and the MaxPool (1.2-1.4 ms, ~0.95 with the H taps first).
+Convolution alone: 4.67 ms at b1 on BLAS's threads (2.0x the whole-matrix floor), 21.9 ms at
+b8 on fc's pool (1.54x). torch's stem (conv2d + relu + max_pool2d, 2 threads) measured 10.7
+ms at b1 and 129 ms at b8 in the same process, under load (fc's: 5.4 and 63 ms).
 
 Grouped convolutions (depthwise included) keep the NCHW path: a batched matmul over the
 group axis on a strided im2col view (G products of (M/G, K) @ (K, Ho*Wo); measured 1.5-2.3x
