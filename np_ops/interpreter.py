@@ -58,6 +58,13 @@ _FUSE_RESIDUAL = True  # tests turn it off to compare
 _OVERWRITE_RESIDUAL = True  # the fused Add's sum into its dead residual (tests compare)
 _FUSE_POOL = True  # a Conv read only by a MaxPool: nn.conv_max_pool (tests turn it off)
 
+#: Ops whose kernels always return an array of their own: never an input, a view of one
+#: (Identity, Reshape, Transpose, ...) or a constant, so a later node may write into their
+#: output once nothing else reads it (the fused residual Add here, the simulation's in-place
+#: fake-quant in fc.quant.simulate).
+FRESH_OUTPUT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool",
+                              "GlobalAveragePool"})
+
 __all__ = ["Interpreter", "Observer", "run"]
 
 Observer = Callable[[Node, tuple[np.ndarray, ...]], None]
@@ -203,9 +210,11 @@ class Interpreter:
     def _residual_plan(self, intermediate: bool) -> dict[int, tuple[Node, int, str, bool]]:
         """Conv nodes whose residual Add runs in their epilogue: id(conv) -> (the Add, the
         Conv output's position among the Add's inputs, the other input's name, whether the
-        sum may be written into the other input's memory: a tensor computed by the graph,
-        not a graph output, read by the Add last and not by the Conv; ``_run_conv_residual``
-        also checks at run time that no live tensor or caller's input shares its memory)."""
+        sum may be written into the other input's memory: the output of an op in
+        ``FRESH_OUTPUT_OPS`` (not a view that Identity, Reshape or Transpose made of a weight
+        or of another tensor), not a graph output, read by the Add last and not by the Conv;
+        ``_run_conv_residual`` also checks at run time that no live tensor or caller's input
+        shares its memory)."""
         from fc.np_ops import elementwise
 
         if not _FUSE_RESIDUAL or not self._may_fuse(intermediate, "Add", elementwise.add):
@@ -229,8 +238,9 @@ class Interpreter:
                 src = other.producer
                 if src is not None and order.get(id(src), len(order)) >= order[id(conv)]:
                     continue  # the other operand does not exist yet when the Conv runs
-                overwrite = (_OVERWRITE_RESIDUAL and src is not None and other.const is None
-                             and other.name not in outputs
+                overwrite = (_OVERWRITE_RESIDUAL and src is not None
+                             and src.op_type in FRESH_OUTPUT_OPS
+                             and src.op_type not in self.overrides and other.name not in outputs
                              and all(order[id(u)] <= order[id(node)] for u in other.users)
                              and all(v is None or v.name != other.name for v in conv.inputs))
                 plan[id(conv)] = (node, pos, other.name, overwrite)

@@ -20,6 +20,7 @@ import numpy as np
 
 from fc.ir.core import Graph, Node, Value
 from fc.np_ops import Interpreter
+from fc.np_ops.interpreter import FRESH_OUTPUT_OPS
 from fc.quant.plan import SCALE_PRESERVING
 from fc.quant.qparams import QParams, fake_quant, fake_quant_step
 from fc.quant.quantize import QuantSpec, fake_quant_output
@@ -55,8 +56,6 @@ class SimInterpreter(Interpreter):
     producer's, which only the pair read), the same blocks and operations as the Add kernel
     without its new output array (no page faults)."""
 
-    # ops whose kernels return an array of their own (never an input or a view of one)
-    _FRESH = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "GlobalAveragePool"})
 
     def __init__(self, graph: Graph, **kw: Any):
         super().__init__(graph, **kw)
@@ -84,7 +83,7 @@ class SimInterpreter(Interpreter):
                     prod = v.producer
                     if prod is not None and _relu_output(prod):
                         self._nonneg.add(n.name)
-                    if (prod is not None and prod.op_type in self._FRESH
+                    if (prod is not None and prod.op_type in FRESH_OUTPUT_OPS
                             and prod.name not in self._const_nodes and len(v.uses) == 1
                             and v.name not in outputs):
                         self._overwrite.add(n.name)

@@ -329,6 +329,28 @@ def bottleneck_graph(view_after: bool = False, residual_output: bool = False) ->
     return g
 
 
+def test_fused_add_never_writes_into_a_view_of_a_weight():
+    """A residual that is a view of a weight (a channels-last Transpose of an initializer,
+    as conv_residual takes it) is summed into a new array: writing into it changed the
+    weight, and the next run's result."""
+    rng = np.random.default_rng(7)
+    g = Graph("weight_view")
+    x = g.add_input("x", (2, 4, 6, 6))
+    w = g.add_const("w", (rng.standard_normal((4, 4, 1, 1)) * 0.3).astype(np.float32))
+    nhwc = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    r = g.add_node("Transpose", [g.add_const("r_nhwc", nhwc.copy())], {"perm": (0, 3, 1, 2)},
+                   name="to_nchw").output
+    c = g.add_node("Conv", [x, w], name="c").output
+    s = g.add_node("Add", [c, r], {"activation": "relu"}, name="add").output
+    g.outputs.append(s)
+    xin = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    first = fc.np_ops.run(g, xin)[s.name]
+    np.testing.assert_array_equal(g.initializers["r_nhwc"].const, nhwc)
+    np.testing.assert_array_equal(fc.np_ops.run(g, xin)[s.name], first)
+    ref = F.relu(F.conv2d(T(xin), T(w.const)) + T(nhwc).permute(0, 3, 1, 2))
+    check_close(first, ref.numpy(), op="Add")
+
+
 @pytest.mark.parametrize(("view_after", "residual_output", "overwrites"), [
     pytest.param(False, False, True, id="dead_residual"),
     pytest.param(True, False, False, id="a_live_view_of_it"),
