@@ -242,15 +242,20 @@ def test_batch_other_than_compiled(batch):
 
 # -- the residual Add fused into its Conv's epilogue ----------------------------------------
 
+def _weights(g: Graph, rng: np.random.Generator):
+    """const(name, *shape): a float32 initializer of g, standard normal * 0.3."""
+    def const(name, *shape):
+        return g.add_const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    return const
+
+
 def residual_graph(conv_b_act: str = "", extra_use: bool = False) -> Graph:
     """A bottleneck's tail: c1 = Conv(x) (channels-last); c2 = Conv(c1, pad 1); Add(c2, c1)
     + relu; then Add(Conv 1x1(out), x) with x the NCHW graph input (not fusable: layout).
     ``extra_use``: c2 is also a graph output (not fusable)."""
-    rng = np.random.default_rng(1)
     g = Graph("residual")
     x = g.add_input("x", (2, 4, 6, 6))
-    def const(name, *shape):
-        return g.add_const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    const = _weights(g, np.random.default_rng(1))
     c1 = g.add_node("Conv", [x, const("w1", 4, 4, 1, 1), const("b1", 4)], name="c1").output
     c2 = g.add_node("Conv", [c1, const("w2", 4, 4, 3, 3), const("b2", 4)],
                     {"pads": (1, 1, 1, 1), "activation": conv_b_act}, name="c2").output
@@ -309,12 +314,9 @@ def bottleneck_graph(view_after: bool = False, residual_output: bool = False) ->
     last reader and c2 does not read c0, so the sum may go into c0's memory. ``view_after``:
     v = Identity(c0) (the same array) is added to the sum afterwards; ``residual_output``:
     c0 is also a graph output."""
-    rng = np.random.default_rng(5)
     g = Graph("bottleneck")
     x = g.add_input("x", (2, 4, 6, 6))
-
-    def const(name, *shape):
-        return g.add_const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+    const = _weights(g, np.random.default_rng(5))
     c0 = g.add_node("Conv", [x, const("w0", 4, 4, 1, 1), const("b0", 4)], name="c0").output
     v = g.add_node("Identity", [c0], name="view").output if view_after else None
     c1 = g.add_node("Conv", [c0, const("w1", 4, 4, 3, 3), const("b1", 4)],
