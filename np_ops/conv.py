@@ -126,6 +126,10 @@ _M_ALIGN = 32
 #: two tiles of that many or more); below, each tile's repacking of the weights costs more
 #: than OpenBLAS's own threads, which share one packed copy (see the module docstring)
 _OWN_TILE_ROWS = 192
+#: row tiles: their count rounded up to a multiple of parallel_for's 2 * workers parts, the
+#: tiles made smaller (never larger, never under _MIN_TILE_ROWS rows), so that each part has
+#: as many tiles; else one thread gets a whole tile more (see run_tiles)
+_BALANCE_TILES = True
 #: while OpenBLAS's idle workers probably still spin after a multi-threaded GEMM (measured:
 #: worker CPU grows for 96-100 ms after the call, 2 cores), a convolution of at most this many
 #: flops (2 * rows * K * M) runs on BLAS's threads instead of fc's pool, whose threads would
@@ -411,7 +415,22 @@ class _Im2colGemm:
         residual tile of ResNet-50's 1x1 64 -> 256 convs at batch 8, in place: isolated
         medians 24.9 -> 20.7 and 19.6 -> 17.8 ms, minima mixed, under load), two per thread or
         more; a batch too small for that splits the output channels instead (the im2col
-        built once)."""
+        built once).
+
+        The tile count is then rounded up to a multiple of ``2 * workers`` (``_BALANCE_TILES``;
+        smaller tiles of equal height, when that still gives a multiple and at least
+        ``_MIN_TILE_ROWS`` rows): ``parallel_for`` groups the tiles into ``2 * workers``
+        parts, and 5 tiles made parts of 1, 1, 1 and 2, one thread running 3 tiles while the
+        other ran 2 (ResNet-50 at batch 8 on 2 threads: the 14x14 1x1 convs 1024 -> 512 and
+        512 -> 1024 stride 2 had 5 tiles of 24 output rows, now 8 of 14; the 14x14 residual
+        1x1 convs 7 -> 8, the 28x28 1x1 ones 10 -> 12 and 14 -> 16). Each output is the
+        same dot product whatever the tile's height, and OpenBLAS rounds it alike once a
+        GEMM is past its small-matrix kernels (measured: K = 576, M = 64 rounds differently
+        at up to 18 rows, alike from 19; ResNet-50's tiles have 196 rows or more): ResNet-50's
+        logits bit-identical at batch 8. Measured, whole network at batch 8, same process, alternated,
+        two passes of 8 and 12 rounds (load 1.6-1.9): per-conv minima summed 581 -> 536 and
+        558 -> 524 ms, wall minima 674 -> 621 and 636 -> 577 ms, medians 730 -> 745 and
+        701 -> 675 ms (benchmarks/README)."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
         want = 2 * workers
         m = self.y2.shape[1]
@@ -421,6 +440,12 @@ class _Im2colGemm:
         block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // row_bytes, self.rows // want))
         step = max(1, block_rows // wo)  # output rows per tile
         nblk = -(-self.total // step)
+        if _BALANCE_TILES and nblk >= want and nblk % want:
+            # as many tiles in each of parallel_for's 2 * workers parts (see _BALANCE_TILES)
+            even = -(-self.total // (nblk + want - nblk % want))
+            if even * wo >= _MIN_TILE_ROWS:
+                step = even
+                nblk = -(-self.total // step)
         mparts = min(want, m // _M_ALIGN)
         if nblk >= want or mparts < 2:
             parallel_for(self._row_tiles(step), nblk, 1 << 62)

@@ -307,6 +307,55 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
     assert calls == [3], "the tiles path did not run"
 
 
+@pytest.mark.parametrize(("xs", "attrs", "res"), [
+    pytest.param((3, 64, 8, 16), {"pads": (1, 1, 1, 1)}, False, id="im2col"),
+    pytest.param((3, 64, 8, 16), {"pads": (1, 1, 1, 1)}, True, id="im2col_residual"),
+    pytest.param((3, 64, 16, 16), {"pads": (1, 1, 1, 1), "strides": (2, 1)}, False,
+                 id="stride2"),
+])
+def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
+    """The row tiles' count is rounded up to a multiple of parallel_for's 2 * workers parts
+    (3 forced workers: 8 tiles of 3 output rows become 12 of 2): the result is torch's and
+    the same bits as the unbalanced tiles, the residual added in either. The tiles (32 and
+    48 GEMM rows, K = 576, M = 64) are above OpenBLAS's small-matrix kernels, which round
+    differently (measured: up to 18 rows of that K and M)."""
+    conv_mod = fc.np_ops.conv
+    if fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
+    monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)
+    monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1)
+    k, m = 64 * 9, 64
+    # 48 GEMM rows (3 output rows of 16 pixels) per tile before balancing; the last
+    # parallel_for is the tiles (the padding copy may be one before)
+    monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", (k + m + (m if res else 0)) * 4 * 48)
+    counts = []
+    real = conv_mod.parallel_for
+    monkeypatch.setattr(conv_mod, "parallel_for",
+                        lambda fn, n, nbytes: counts.append(n) or real(fn, n, nbytes))
+    x, w, b = rand(80, *xs), rand(81, m, 64, 3, 3, scale=0.05), rand(82, m)
+    full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, act_alpha=0.0,
+                act_beta=0.0)
+    full.update(attrs)
+    ho, wo = conv_mod._output_hw(x, w, full["strides"], full["pads"], full["dilations"])
+    r = channels_last(rand(83, xs[0], m, ho, wo)) if res else None
+
+    def run() -> np.ndarray:
+        if res:
+            return conv_mod.conv_residual(x, w, b, r, **full, activation="",
+                                          add_activation="relu", add_alpha=0.0, add_beta=0.0)
+        return conv_mod.conv(x, w, b, **full, activation="relu")
+
+    y = run()
+    assert counts[-1] == 12, counts  # 24 output rows: 12 tiles of 2 (8 of 3 unbalanced)
+    ref = F.relu(torch_conv(x, w, b, **full) + (T(np.ascontiguousarray(r)) if res else 0))
+    check_close(y, ref.numpy(), op="Conv")
+    monkeypatch.setattr(conv_mod, "_BALANCE_TILES", False)
+    y0 = run()
+    assert counts[-1] == 8, counts
+    assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(y0).tobytes()
+
+
 @pytest.mark.parametrize(("hw", "spin", "spin_flops", "tiles"), [
     pytest.param(8, False, 5e8, False, id="few_rows_blas_threads"),
     pytest.param(64, False, 5e8, True, id="many_rows_pool_tiles"),
