@@ -139,8 +139,7 @@ class TensorStats:
         self._bin(x.ravel(order="K"), known, parallel)
 
     def _extend(self, lo: float, hi: float) -> None:
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+        _check_finite(lo, hi)
         if lo < self.min:
             self.min = lo
         if hi > self.max:
@@ -187,16 +186,8 @@ class TensorStats:
                 c = x[ci * _CHUNK:(ci + 1) * _CHUNK]
                 neg = signed
                 if neg is None:
-                    lo, hi = float(c.min()), float(c.max())
-                    if not (math.isfinite(lo) and math.isfinite(hi)):
-                        raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+                    loc, lo, hi = _fit_part(loc, c, width)
                     lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
-                    amax = max(-lo, hi)
-                    half_range = width * (len(loc) // 2)
-                    if amax > half_range:
-                        loc = np.pad(loc, math.ceil((amax - half_range) / width))
-                        if len(loc) > MAX_BINS:
-                            raise _TooWide
                     neg = lo < 0
                 _count(loc, c, inv, neg)
             parts[c0] = (loc, lo_all, hi_all)
@@ -371,18 +362,30 @@ def _work_c(x: np.ndarray, loc: np.ndarray, inv: float, width: float, check: boo
         if start >= x.size:
             break
         c = x[start:start + _CHUNK]
-        lo, hi = float(c.min()), float(c.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+        loc, lo, hi = _fit_part(loc, c, width)
         lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
-        amax = max(-lo, hi)
-        if amax > half_range:
-            loc = np.pad(loc, math.ceil((amax - half_range) / width))
-            if len(loc) > MAX_BINS:
-                raise _TooWide
         _C.count(c, loc, inv, 0.0, 0)
         start += c.size
     return loc, lo_all, hi_all
+
+
+def _check_finite(lo: float, hi: float) -> None:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise FcError(f"calibration saw a non-finite value (min {lo}, max {hi})")
+
+
+def _fit_part(loc: np.ndarray, c: np.ndarray, width: float) -> tuple[np.ndarray, float, float]:
+    """A pool part's histogram ``loc`` grown by whole bins on both sides until it holds chunk
+    ``c`` (``_TooWide`` past ``MAX_BINS``), and ``c``'s min and max (a non-finite value
+    raises)."""
+    lo, hi = float(c.min()), float(c.max())
+    _check_finite(lo, hi)
+    amax, half_range = max(-lo, hi), width * (len(loc) // 2)
+    if amax > half_range:
+        loc = np.pad(loc, math.ceil((amax - half_range) / width))
+        if len(loc) > MAX_BINS:
+            raise _TooWide
+    return loc, lo, hi
 
 
 def _buffers() -> tuple[np.ndarray, np.ndarray]:
