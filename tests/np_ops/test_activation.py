@@ -71,14 +71,16 @@ def test_unknown_fused_activation_is_named() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int32])
-@pytest.mark.parametrize("layout", ["flat", "chunks", "channels_last", "column_slice", "strided"])
+@pytest.mark.parametrize("layout", ["flat", "chunks", "channels_last", "column_slice",
+                                    "wide_column_slice", "strided"])
 def test_relu_inplace_is_maximum_zero_bit_for_bit(dtype, layout) -> None:
     """relu_inplace (flat chunks against a zero array, or a zero row) gives np.maximum(y, 0)'s
     bits on every layout: NaN stays NaN (its payload), -0.0 becomes +0.0, infinities."""
     from fc.np_ops import activation as act
 
     rng = np.random.default_rng(3)
-    n = 3 * act._ZERO_CHUNK + 5 if layout == "chunks" else 4 * 96 * 7 * 5
+    wide = act._ZERO_CHUNK + 200  # rows longer than the zero array
+    n = {"chunks": 3 * act._ZERO_CHUNK + 5, "wide_column_slice": 2 * wide}.get(layout, 4 * 96 * 7 * 5)
     base = (rng.standard_normal(n) * 4).astype(dtype)
     if np.dtype(dtype).kind == "f":
         base[::7] = -0.0
@@ -91,6 +93,8 @@ def test_relu_inplace_is_maximum_zero_bit_for_bit(dtype, layout) -> None:
         y = base.reshape(4, 7, 5, 96).transpose(0, 3, 1, 2)
     elif layout == "column_slice":
         y = base.reshape(4 * 7 * 5, 96)[:, 16:80]
+    elif layout == "wide_column_slice":
+        y = base.reshape(2, wide)[:, 100:]
     else:
         y = base.reshape(4 * 7 * 5, 96)[:, ::2]
     ref = np.maximum(y, np.asarray(0, dtype=dtype))
