@@ -136,6 +136,18 @@ def test_mixed_precision_float_layer_and_16_bits(digits, table):
     assert err[1] > err[0]
 
 
+def _assert_logits_plain(sim: SimInterpreter, qg, xs):
+    """sim's logits are the plain golden executor's on the QDQ graph ``qg``, bit for bit, for
+    each batch of ``xs``; returns that plain executor."""
+    from fc.np_ops import Interpreter
+
+    plain = Interpreter(qg)
+    for x in xs:
+        np.testing.assert_array_equal(sim.run({"input": x})["logits"],
+                                      plain.run({"input": x})["logits"])
+    return plain
+
+
 @pytest.mark.parametrize("strategy", ["symmetry_max", "minmax"])
 def test_simulation_rounding_in_the_conv_epilogue_changes_no_result(digits, table, monkeypatch,
                                                                   strategy):
@@ -144,7 +156,6 @@ def test_simulation_rounding_in_the_conv_epilogue_changes_no_result(digits, tabl
     executor's on the QDQ graph bit for bit (zero point 0 and not), every such Conv took
     that path, and an ``intermediate`` run does not (its Conv outputs are unrounded; see
     the test below)."""
-    from fc.np_ops import Interpreter
     from fc.np_ops import conv as conv_mod
 
     _, data, _ = digits
@@ -159,10 +170,7 @@ def test_simulation_rounding_in_the_conv_epilogue_changes_no_result(digits, tabl
         return y
 
     monkeypatch.setattr(conv_mod, "conv_post", spy)
-    plain = Interpreter(qg)
-    for x in (data.x_test, data.x_test[:7]):
-        np.testing.assert_array_equal(sim.run({"input": x})["logits"],
-                                      plain.run({"input": x})["logits"])
+    _assert_logits_plain(sim, qg, (data.x_test, data.x_test[:7]))
     assert calls == [True] * (2 * len(sim._conv_post)) and not sim._prerounded
     calls.clear()
     sim.run({"input": data.x_test[:7]}, intermediate=True)
@@ -175,7 +183,6 @@ def test_simulation_add_into_its_rounded_input_changes_no_result(digits, table, 
     bit (a batch large enough for the in-place path, which ran, and one too small for it),
     the other input unchanged, and nothing in place in an ``intermediate`` run, whose Add
     inputs and outputs are the plain executor's."""
-    from fc.np_ops import Interpreter
     from fc.quant import simulate
 
     _, data, _ = digits
@@ -193,10 +200,7 @@ def test_simulation_add_into_its_rounded_input_changes_no_result(digits, table, 
         return y
 
     monkeypatch.setattr(simulate, "_add_into", spy)
-    plain = Interpreter(qg)
-    for x in (data.x_test, data.x_test[:64]):
-        np.testing.assert_array_equal(sim.run({"input": x})["logits"],
-                                      plain.run({"input": x})["logits"])
+    plain = _assert_logits_plain(sim, qg, (data.x_test, data.x_test[:64]))
     assert summed and all(summed)
     summed.clear()
     x = data.x_test
