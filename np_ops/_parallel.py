@@ -59,15 +59,19 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
 
 
-def parallel_for(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
+def parallel_for(fn: Callable[[int, int], None], n: int, nbytes: int, *,
+                 parts: int | None = None) -> None:
     """``fn(start, stop)`` over contiguous parts of ``range(n)``, on the pool when the work
     (``nbytes`` touched in all) is large enough; exceptions propagate to the caller.
 
-    The parts (two per thread) are handed out from a shared counter, the caller taking its
-    share like the workers: on a busy machine a worker that is not scheduled in time simply
-    gets no part (its task is cancelled), instead of the caller waiting for it."""
+    The parts (two per thread, or ``parts`` of them) are handed out from a shared counter,
+    the caller taking its share like the workers: on a busy machine a worker that is not
+    scheduled in time simply gets no part (its task is cancelled), instead of the caller
+    waiting for it; and a thread descheduled in the middle of a part holds the others up
+    by the rest of that part at most, so callers whose items are large (a convolution's
+    tiles) ask for one part per item."""
     workers = num_workers() if nbytes >= MIN_PARALLEL_BYTES else 1
-    ranges = split(n, 2 * workers if workers > 1 else 1)
+    ranges = split(n, (parts or 2 * workers) if workers > 1 else 1)
     if len(ranges) <= 1:
         if n > 0:
             fn(0, n)

@@ -130,6 +130,10 @@ _OWN_TILE_ROWS = 192
 #: tiles made smaller (never larger, never under _MIN_TILE_ROWS rows), so that each part has
 #: as many tiles; else one thread gets a whole tile more (see run_tiles)
 _BALANCE_TILES = True
+#: row tiles handed out one at a time (one parallel_for part each) rather than in 2 * workers
+#: parts of several tiles: a thread descheduled mid-part then delays the layer's end by one
+#: tile at most (see run_tiles)
+_TILE_TICKETS = True
 #: while OpenBLAS's idle workers probably still spin after a multi-threaded GEMM (measured:
 #: worker CPU grows for 96-100 ms after the call, 2 cores), a convolution of at most this many
 #: flops (2 * rows * K * M) runs on BLAS's threads instead of fc's pool, whose threads would
@@ -429,7 +433,16 @@ class _Im2colGemm:
         logits bit-identical at batch 8. Measured, whole network at batch 8, same process, alternated,
         two passes of 8 and 12 rounds (load 1.6-1.9): per-conv minima summed 581 -> 536 and
         558 -> 524 ms, wall minima 674 -> 621 and 636 -> 577 ms, medians 730 -> 745 and
-        701 -> 675 ms (benchmarks/README)."""
+        701 -> 675 ms (benchmarks/README).
+
+        The tiles are then handed out one at a time (``_TILE_TICKETS``: one ``parallel_for``
+        part per tile, not 2 * workers parts of several): on a shared machine a thread
+        descheduled in the middle of a part held the other up by the rest of that part, a
+        quarter of the layer, and now by one tile at most (~0.4 ms for the 56x56 3x3 at
+        batch 8, 32 tiles). The same tiles, so the same bits. Measured, ResNet-50 batch 8,
+        whole network, same process, alternated, two passes of 10 and 14 rounds (load
+        1.6-2.0, another engineer's benchmarks running): medians 885 -> 820 and 896 -> 743
+        ms, minima 660 -> 664 and 658 -> 627 ms."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
         want = 2 * workers
         m = self.y2.shape[1]
@@ -447,7 +460,8 @@ class _Im2colGemm:
                 nblk = -(-self.total // step)
         mparts = min(want, m // _M_ALIGN)
         if nblk >= want or mparts < 2:
-            parallel_for(self._row_tiles(step), nblk, 1 << 62)
+            parallel_for(self._row_tiles(step), nblk, 1 << 62,
+                         parts=nblk if _TILE_TICKETS else None)
             return
         if self.a_all is not None:
             a = self.a_all

@@ -4,6 +4,7 @@ channels-last output (pooling, Add, ...), against torch."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -157,6 +158,21 @@ def test_parallel_for_covers_range_once_and_raises(force_threads):
 
     with pytest.raises(ValueError, match="in a worker"):
         fc.np_ops._parallel.parallel_for(fail, 10, 0)
+
+
+@pytest.mark.parametrize("parts", [1, 4, 10, 25])
+def test_parallel_for_parts(force_threads, parts):
+    """``parts``: that many contiguous ranges (at most one per item), each index once."""
+    calls: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def fn(a: int, b: int) -> None:
+        with lock:
+            calls.append((a, b))
+
+    fc.np_ops._parallel.parallel_for(fn, 10, 0, parts=parts)
+    assert len(calls) == min(parts, 10)
+    assert sorted(i for a, b in calls for i in range(a, b)) == list(range(10))
 
 
 # -- the packed-weight cache ----------------------------------------------------------------
@@ -315,8 +331,9 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
 ])
 def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
     """The row tiles' count is rounded up to a multiple of parallel_for's 2 * workers parts
-    (3 forced workers: 8 tiles of 3 output rows become 12 of 2): the result is torch's and
-    the same bits as the unbalanced tiles, the residual added in either. The tiles (32 and
+    (3 forced workers: 8 tiles of 3 output rows become 12 of 2), each tile handed out on
+    its own: the result is torch's and the same bits as the tiles in 2 * workers parts and
+    as the unbalanced tiles, the residual added in either. The tiles (32 and
     48 GEMM rows, K = 576, M = 64) are above OpenBLAS's small-matrix kernels, which round
     differently (measured: up to 18 rows of that K and M)."""
     conv_mod = fc.np_ops.conv
@@ -329,10 +346,15 @@ def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
     # 48 GEMM rows (3 output rows of 16 pixels) per tile before balancing; the last
     # parallel_for is the tiles (the padding copy may be one before)
     monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", (k + m + (m if res else 0)) * 4 * 48)
-    counts = []
+    counts, parts = [], []
     real = conv_mod.parallel_for
-    monkeypatch.setattr(conv_mod, "parallel_for",
-                        lambda fn, n, nbytes: counts.append(n) or real(fn, n, nbytes))
+
+    def spy(fn, n, nbytes, **kw):
+        counts.append(n)
+        parts.append(kw.get("parts"))
+        return real(fn, n, nbytes, **kw)
+
+    monkeypatch.setattr(conv_mod, "parallel_for", spy)
     x, w, b = rand(80, *xs), rand(81, m, 64, 3, 3, scale=0.05), rand(82, m)
     full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, act_alpha=0.0,
                 act_beta=0.0)
@@ -348,8 +370,13 @@ def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
 
     y = run()
     assert counts[-1] == 12, counts  # 24 output rows: 12 tiles of 2 (8 of 3 unbalanced)
+    assert parts[-1] == 12, parts  # handed out one tile at a time (_TILE_TICKETS)
     ref = F.relu(torch_conv(x, w, b, **full) + (T(np.ascontiguousarray(r)) if res else 0))
     check_close(y, ref.numpy(), op="Conv")
+    monkeypatch.setattr(conv_mod, "_TILE_TICKETS", False)
+    y1 = run()
+    assert parts[-1] is None, parts
+    assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(y1).tobytes()
     monkeypatch.setattr(conv_mod, "_BALANCE_TILES", False)
     y0 = run()
     assert counts[-1] == 8, counts
