@@ -350,3 +350,58 @@ def test_table_errors_name_the_file(tmp_path):
         CalibrationTable.read(bad)
     with pytest.raises(FcError, match="nothere.json"):
         CalibrationTable.read(tmp_path / "nothere.json")
+
+
+def _search_histograms() -> list[TensorStats]:
+    """Histograms for the threshold searches' exact-argmin tests: activation-like data whose
+    range grows (odd lengths past 2048 bins), a sparse one (many empty bins), a few spikes
+    (exact ties between candidates), all mass in one bin, tiny counts, one grown from 64 bins to 57172
+    (few counts per bin), and small integers (every value on a bin edge)."""
+    rng = np.random.default_rng(11)
+    out = [_stats(_batches(kind, seed)) for kind in ("relu", "laplace", "heavy") for seed in (0, 1)]
+    sparse = TensorStats(2048)
+    sparse.update(rng.integers(0, 256, 3000).astype(np.float32) / 255)
+    out.append(sparse)
+    # the last two: candidates tied in exact arithmetic at 4 bits (found by a seeded search),
+    # where the direct sum's rounding picks the second one
+    for values in ([1.0, 0.25, 0.25, -0.5], [3.0], [0.001, 1.0] * 50, [5.0, -5.0, 2.5, 1.25, 0.625],
+                   [1694.0, 1960.0, 738.0, 2067.0], [29.203125, 16.109375, 3883.0]):
+        st = TensorStats(2048)
+        st.update(np.array(values, np.float32))
+        out.append(st)
+    spikes = TensorStats(2048)
+    spikes.update(np.repeat(np.float32([0.1, 0.5, 0.9, 1.0, -0.3]), [1000, 10, 3, 1, 500]))
+    out.append(spikes)
+    wide = TensorStats(64)  # 64 bins, then a range 300x wider: merged pairs, few counts
+    wide.update(rng.standard_normal(500).astype(np.float32))
+    wide.update(rng.standard_t(2, 20_000).astype(np.float32) * 300)
+    out.append(wide)
+    ints = TensorStats(1024)  # small integers: every value on a bin edge
+    ints.update(rng.poisson(3, 50_000).astype(np.float32))
+    out.append(ints)
+    return out
+
+
+@pytest.mark.parametrize("bits", [8, 4, 6])
+def test_mse_levels_form_picks_the_candidate_of_the_direct_definition(bits):
+    """The closed form over quantization levels (prefix sums, the near-least candidates
+    rechecked) against the direct sum over every bin: the same threshold on every histogram,
+    ties included (k = qmax puts every bin centre exactly between two levels)."""
+    from fc.quant.calibration import _mse, _mse_reference
+
+    for st in _search_histograms():
+        assert _mse(st, bits) == _mse_reference(st, bits), (len(st.hist), st.count)
+
+
+def test_mse_reference_is_the_literal_definition():
+    """``_mse_reference`` (blocks of candidates, in-place buffers) against a one-candidate-
+    at-a-time loop written from the definition, on folded counts."""
+    from fc.quant.calibration import _mse_reference
+
+    for st in _search_histograms()[:7]:
+        f = st.folded().astype(np.float64)
+        c = (np.arange(len(f)) + 0.5) * st.width
+        errs = [np.sum(f * (np.minimum(np.rint(c / (k * st.width / 127)), 127)
+                            * (k * st.width / 127) - c) ** 2) for k in range(1, len(f) + 1)]
+        ref = min((int(np.argmin(errs)) + 1) * st.width, st.absmax)
+        assert abs(_mse_reference(st, 8) - ref) <= 1e-9 * ref
