@@ -59,6 +59,11 @@ _COMPRESS_TEST = ["scikit-learn>=1.3"]
 # -ffp-contract=off: x * inv must round as numpy's float32 multiply does (never -ffast-math).
 _HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], optional=True,
                        extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
+# The channels-last convolution's epilogue (np_ops/_epilogue.c: bias, residual, relu in one
+# pass): optional like the histogram kernel, numpy's _epilogue otherwise; the same flags, so
+# that each add rounds as numpy's float32 add does.
+_EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], optional=True,
+                      extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
 
 setup(
     name="fc",
@@ -67,7 +72,7 @@ setup(
     python_requires=">=3.10",
     packages=list(_SUBPACKAGES),
     package_dir=_SUBPACKAGES,
-    ext_modules=[_HISTOGRAM],
+    ext_modules=[_HISTOGRAM, _EPILOGUE],
     install_requires=[_NUMPY, "onnx>=1.15"],
     extras_require={
         "onnx": _ONNX,

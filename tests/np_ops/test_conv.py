@@ -116,6 +116,16 @@ def test_pad_of_a_few_channel_nchw_input_plane_by_plane() -> None:
     assert xp.flags.c_contiguous and np.array_equal(xp, ref)
 
 
+@pytest.fixture(autouse=True, params=["c_epilogue", "numpy_epilogue"])
+def epilogue(request, monkeypatch):
+    """Every test with the C epilogue (where built) and with numpy's, its definition."""
+    if request.param == "c_epilogue" and not fc.np_ops.conv._C_EPILOGUE:
+        pytest.skip("fc.np_ops._epilogue is not built")
+    if request.param == "numpy_epilogue":
+        monkeypatch.setattr(fc.np_ops.conv, "_C_EPILOGUE", False)
+    return request.param
+
+
 @pytest.fixture
 def force_threads(monkeypatch):
     """Split every parallel loop, however small, over 3 threads (more than the CI cores)."""
