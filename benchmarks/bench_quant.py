@@ -23,12 +23,20 @@ calibration max, histogram collection, simulation) runs ``--repeat`` times in ro
 alternating order, and each figure is the least of its rounds (on a shared machine, the run
 least disturbed by other processes); the ratios are of those least figures, all from one run.
 
+``--searches``: only the threshold searches (``threshold()`` per method over every calibrated
+tensor's histogram, collected once from ``--images`` crops), each against its reference
+definition (``_mse_reference``: the direct sum over bins; ``_entropy_reference``: window by
+window, one round: it takes seconds), the same thresholds checked, least of ``--repeat``
+rounds in alternating order, wall and CPU.
+
     python benchmarks/bench_quant.py [--images 100] [--batch 8] [--repeat 2]
+    python benchmarks/bench_quant.py --searches [--images 48] [--repeat 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
@@ -81,8 +89,12 @@ def main() -> None:
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeat", type=int, default=2, help="rounds of every phase (the least counts)")
+    p.add_argument("--searches", action="store_true", help="time the threshold searches only")
     args = p.parse_args()
     print(machine_line())
+    if args.searches:
+        searches(args)
+        return
 
     from fc.frontend.onnx import import_onnx
     from fc.np_ops import Interpreter
@@ -204,6 +216,60 @@ def main() -> None:
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"peak RSS of the process: {PeakRSS.process_peak_mib(*mems):.0f} MiB "
           f"({mems[0].method}); load average {load} at the end")
+
+
+def searches(args: argparse.Namespace) -> None:
+    """``--searches``: each histogram method's threshold search over ResNet-50's calibrated
+    tensors (fc's, then its reference definition), on histograms collected once."""
+    from fc.frontend.onnx import import_onnx
+    from fc.np_ops import Interpreter
+    from fc.passes.pipeline import compile_graph
+    from fc.quant import calibration
+    from fc.quant.calibration import Calibrator, threshold
+    from fc.quant.plan import make_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.fspath(export_resnet50_onnx(Path(tmp) / "resnet50.onnx"))
+        graph, _ = compile_graph(import_onnx(onnx_path, input_shapes={"input": (1, 3, 224, 224)}))
+    name = graph.inputs[0].name
+    images = photo_crops(args.images)
+    cal = Calibrator(make_plan(graph).calibrated, method="entropy")
+    runner = Interpreter(graph, observer=cal)
+    for i in range(0, args.images, args.batch):
+        cal.observe_inputs({name: images[i:i + args.batch]})
+        runner.run({name: images[i:i + args.batch]})
+    cal.flush()
+    stats = list(cal.stats.values())
+    sizes = sorted(len(st.hist) for st in stats)
+    print(f"{len(stats)} histograms of {args.images} photo crops, {sizes[0]}-{sizes[-1]} bins")
+    runs = {"percentile": lambda st: threshold(st, "percentile"),
+            "entropy": lambda st: threshold(st, "entropy"),
+            "mse": lambda st: threshold(st, "mse"),
+            "mse reference (direct sum)": lambda st: calibration._mse_reference(st, 8),
+            "entropy reference (window by window)":
+                lambda st: calibration._entropy_reference(st, 255)}
+    once = {"entropy reference (window by window)"}
+    got = {k: [f(st) for st in stats] for k, f in runs.items()}
+    assert got["mse"] == got["mse reference (direct sum)"], "mse differs from its reference"
+    assert got["entropy"] == got["entropy reference (window by window)"], "entropy differs"
+    best: dict[str, tuple[float, float]] = {}
+    keys = list(runs)
+    for r in range(args.repeat):
+        for key in keys if r % 2 == 0 else keys[::-1]:
+            if key in once and r:
+                continue
+            wall, cpu = time.perf_counter(), time.process_time()
+            for st in stats:
+                runs[key](st)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            w0, c0 = best.get(key, (math.inf, math.inf))
+            best[key] = (min(w0, wall), min(c0, cpu))
+    rows = [[key, f"{w:.4f}", f"{c:.4f}", f"{w / len(stats) * 1e3:.2f}"] for key, (w, c) in best.items()]
+    print_table(f"threshold search over {len(stats)} tensors (least of {args.repeat} rounds; "
+                "the window-by-window reference one round); same thresholds checked",
+                ["search", "wall s", "CPU s", "ms per tensor"], rows)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average {load} at the end")
 
 
 if __name__ == "__main__":
