@@ -811,23 +811,24 @@ def _mse_reference(st: TensorStats, bits: int) -> float:
     return min((int(np.argmin(e)) + 1) * st.width, st.absmax)
 
 
-def _mse_levels(n: int, qmax: int) -> np.ndarray:
-    """b[m - 1, k - 1] (m = 1 .. qmax, k = 1 .. n): the first folded bin j whose centre
+def _mse_levels(k0: int, k1: int, qmax: int) -> np.ndarray:
+    """b[m - 1, k - k0] (m = 1 .. qmax, k = k0 .. k1 - 1): the first folded bin j whose centre
     (j + 1/2) w reaches level m - 1/2 of candidate k's step s = k w / qmax, i.e. the least j
     with (2j + 1) qmax >= (2m - 1) k, clipped at 0. It is below k (level qmax - 1/2 is below
     T), so it never depends on the histogram's length: one matrix per qmax, cached up to
-    ``_LEVELS_MAX`` candidates."""
+    ``_LEVELS_MAX`` candidates (later blocks of a longer histogram are computed)."""
     cached = _LEVELS.get(qmax)
-    if cached is not None and cached.shape[1] >= n:
-        return cached[:, :n]
-    size = n if n > _LEVELS_MAX else max(n, min(_LEVELS_MAX, 2 * (0 if cached is None
-                                                                  else cached.shape[1])))
-    k = np.arange(1, size + 1, dtype=np.int64)
+    if cached is not None and cached.shape[1] >= k1 - 1:
+        return cached[:, k0 - 1:k1 - 1]
+    cache = k1 - 1 <= _LEVELS_MAX
+    if cache:  # the matrix from k = 1, grown by doubling
+        k0, k1 = 1, max(k1, min(_LEVELS_MAX, 2 * (0 if cached is None else cached.shape[1])) + 1)
+    k = np.arange(k0, k1, dtype=np.int64)
     m = np.arange(1, qmax + 1, dtype=np.int64)[:, None]
     b = np.maximum(-((qmax - (2 * m - 1) * k) // (2 * qmax)), 0).astype(np.intp)
-    if size <= _LEVELS_MAX:
+    if cache:
         _LEVELS[qmax] = b
-    return b[:, :n]
+    return b
 
 
 def _mse(st: TensorStats, bits: int) -> float:
@@ -861,10 +862,13 @@ def _mse(st: TensorStats, bits: int) -> float:
         return _mse_reference(st, bits)  # few bins per level (or int64 too small): direct
     P0 = np.concatenate([[0], np.cumsum(f)])
     P1 = np.concatenate([[0], np.cumsum(f * j2)])
-    b = _mse_levels(n, qmax)
     w = 2 * np.arange(1, qmax + 1, dtype=np.int64) - 1
-    A = N * qmax * qmax - w @ np.take(P0, b, mode="clip")  # b is in [0, n): clip never acts
-    B = qmax * P1n - np.take(P1, b, mode="clip").sum(axis=0)
+    A, B = np.empty(n, np.int64), np.empty(n, np.int64)
+    for k0 in range(1, n + 1, _LEVELS_MAX):  # blocks of candidates (qmax x 8192 gathers)
+        k1 = min(k0 + _LEVELS_MAX, n + 1)
+        b = _mse_levels(k0, k1, qmax)[:, :k1 - k0]
+        A[k0 - 1:k1 - 1] = N * qmax * qmax - w @ np.take(P0, b, mode="clip")  # b in [0, n)
+        B[k0 - 1:k1 - 1] = qmax * P1n - np.take(P1, b, mode="clip").sum(axis=0)
     k = np.arange(1, n + 1, dtype=np.float64)
     t1 = 4 * k * k * A
     t2 = 4 * qmax * k * B
