@@ -119,7 +119,7 @@ try:  # the epilogue in C (np_ops/_epilogue.c); optional at install (setup.py)
 except ImportError:  # no C compiler at install: numpy's _epilogue, the definition
     _epilogue_c = None
 
-__all__ = ["conv", "conv_post", "conv_residual", "is_channels_last"]
+__all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "is_channels_last"]
 
 Array = np.ndarray
 
@@ -164,6 +164,13 @@ _SPIN_FLOPS = 2.5e8
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
 _FOLD_HW = 128
+
+
+def epilogue_kernel() -> str:
+    """Which code runs the channels-last epilogue: ``"C (avx512)"`` (the instruction set of
+    ``fc.np_ops._epilogue``'s loops) or ``"numpy"`` (the extension not built, or switched
+    off)."""
+    return f"C ({_epilogue_c.ISA})" if _C_EPILOGUE and _epilogue_c is not None else "numpy"
 
 
 def is_channels_last(x: Array) -> bool:

@@ -27,6 +27,7 @@ def test_the_c_epilogue_is_built_where_a_compiler_is():
     if shutil.which(cc) is None:
         pytest.skip(f"no C compiler ({cc}): fc's epilogue runs in numpy")
     assert C is not None and conv_mod._C_EPILOGUE
+    assert conv_mod.epilogue_kernel() == f"C ({C.ISA})"
 
 
 @pytest.fixture(params=["avx512", "avx2", "generic"])
