@@ -382,12 +382,22 @@ def _search_histograms() -> list[TensorStats]:
     return out
 
 
+def _searches_once(kernel: str) -> None:
+    """The threshold searches read finished histograms, the same bins with either counting
+    kernel: run their tests once, with the C kernel where it is built."""
+    from fc.quant import calibration
+
+    if kernel == "numpy" and not calibration._C_MISSING:
+        pytest.skip("a threshold search, not a counting test: run with the C kernel")
+
+
 @pytest.mark.parametrize("levels", [255, 128, 31])
-def test_entropy_closed_form_picks_the_reference_window_on_many_histograms(levels):
+def test_entropy_closed_form_picks_the_reference_window_on_many_histograms(kernel, levels):
     """The strided-prefix closed form (series with bounded rests, the windows near the least
     recomputed by the definition) against ``_entropy_reference`` window by window: the same
     threshold on every histogram but the 57172-bin one (its reference takes minutes), an odd
     and an even number of levels."""
+    _searches_once(kernel)
     from fc.quant.calibration import _entropy, _entropy_reference
 
     for st in [h for h in _search_histograms() if len(h.hist) < 10_000]:
@@ -395,11 +405,12 @@ def test_entropy_closed_form_picks_the_reference_window_on_many_histograms(level
 
 
 @pytest.mark.parametrize("levels", [255, 31])
-def test_entropy_closed_form_is_within_its_bound_of_every_window(levels):
+def test_entropy_closed_form_is_within_its_bound_of_every_window(kernel, levels):
     """Each window's closed-form KL is within its stated bound of ``_window_kl``'s (what makes
     the recheck of the windows near the least pick the reference's window), the windows with
     an infinite KL are the same, and the bounds are tight enough to leave few windows to
     recheck (their median below 1e-5 over all the windows)."""
+    _searches_once(kernel)
     from fc.quant.calibration import _entropy_bounds, _window_kl
 
     bounds = []
@@ -415,19 +426,21 @@ def test_entropy_closed_form_is_within_its_bound_of_every_window(levels):
 
 
 @pytest.mark.parametrize("bits", [8, 4, 6])
-def test_mse_levels_form_picks_the_candidate_of_the_direct_definition(bits):
+def test_mse_levels_form_picks_the_candidate_of_the_direct_definition(kernel, bits):
     """The closed form over quantization levels (prefix sums, the near-least candidates
     rechecked) against the direct sum over every bin: the same threshold on every histogram,
     ties included (k = qmax puts every bin centre exactly between two levels)."""
+    _searches_once(kernel)
     from fc.quant.calibration import _mse, _mse_reference
 
     for st in _search_histograms():
         assert _mse(st, bits) == _mse_reference(st, bits), (len(st.hist), st.count)
 
 
-def test_mse_reference_is_the_literal_definition():
+def test_mse_reference_is_the_literal_definition(kernel):
     """``_mse_reference`` (blocks of candidates, in-place buffers) against a one-candidate-
     at-a-time loop written from the definition, on folded counts."""
+    _searches_once(kernel)
     from fc.quant.calibration import _mse_reference
 
     for st in _search_histograms()[:7]:
