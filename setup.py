@@ -57,13 +57,13 @@ _COMPRESS_TEST = ["scikit-learn>=1.3"]
 # The calibration histogram's counting kernel (quant/_histogram.c, DEVELOPERS.md "Compiled
 # code"): optional, so an install without a C compiler succeeds and fc counts with numpy.
 # -ffp-contract=off: x * inv must round as numpy's float32 multiply does (never -ffast-math).
-_HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], optional=True,
-                       extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
+_C_FLAGS = dict(optional=True, include_dirs=["csrc"],  # csrc/fc_isa.h: what both share
+                extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
+_HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], **_C_FLAGS)
 # The channels-last convolution's epilogue (np_ops/_epilogue.c: bias, residual, relu in one
 # pass): optional like the histogram kernel, numpy's _epilogue otherwise; the same flags, so
 # that each add rounds as numpy's float32 add does.
-_EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], optional=True,
-                      extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
+_EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], **_C_FLAGS)
 
 setup(
     name="fc",

@@ -41,17 +41,7 @@
 #error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0) to match numpy's float32"
 #endif
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FC_X86 1
-#else
-#define FC_X86 0
-#endif
-
-enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-static const char *ISA_NAMES[] = {"generic", "avx2", "avx512"};
-static int isa = ISA_GENERIC;
-static int best_isa = ISA_GENERIC;
+#include "fc_isa.h" /* csrc/: FC_X86, the ISAs, set_isa */
 
 #define QUIET 0x00400000u
 
@@ -196,26 +186,11 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
-    const char *name = PyUnicode_AsUTF8(arg);
-    if (!name) return NULL;
-    for (int k = 0; k <= best_isa; k++) {
-        if (strcmp(name, ISA_NAMES[k]) == 0) {
-            int prev = isa;
-            isa = k;
-            PyObject_SetAttrString(self, "ISA", arg);
-            return PyUnicode_FromString(ISA_NAMES[prev]);
-        }
-    }
-    PyErr_Format(PyExc_ValueError, "_epilogue.set_isa: %R is not one of this machine's ISAS", arg);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS,
      "run(y, bias, res, into, relu): the conv epilogue on float32 rows (see the module "
      "docstring)"},
-    {"set_isa", py_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
+    {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -225,24 +200,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__epilogue(void) {
-#if FC_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) best_isa = ISA_AVX2;
-    if (__builtin_cpu_supports("avx512f")) best_isa = ISA_AVX512;
-#endif
-    isa = best_isa;
+    fc_detect_isa();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    PyObject *isas = PyTuple_New(best_isa + 1);
-    if (!isas) goto fail;
-    for (int k = 0; k <= best_isa; k++) PyTuple_SET_ITEM(isas, k, PyUnicode_FromString(ISA_NAMES[k]));
-    if (PyModule_AddObject(m, "ISAS", isas) < 0) {
-        Py_DECREF(isas);
-        goto fail;
+    if (fc_add_isa_attrs(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
     }
-    if (PyModule_AddStringConstant(m, "ISA", ISA_NAMES[isa]) < 0) goto fail;
     return m;
-fail:
-    Py_DECREF(m);
-    return NULL;
 }

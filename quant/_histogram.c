@@ -54,25 +54,15 @@
 #error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0) to match numpy's float32"
 #endif
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FC_X86 1
-#ifndef PF_HINT
+#include "fc_isa.h" /* csrc/: FC_X86, the ISAs, set_isa */
+#if FC_X86 && !defined(PF_HINT)
 #define PF_HINT _MM_HINT_T0
-#endif
-#else
-#define FC_X86 0
 #endif
 
 #define NSUB 8                      /* interleaved sub-histograms (a power of two) */
 #define BLOCK 2048                  /* values whose bins are packed at a time (8 KiB, L1) */
 #define FLUSH ((Py_ssize_t)1 << 30) /* values counted before the sub-histograms are flushed */
 #define MAX_NB ((Py_ssize_t)1 << 26) /* bins, so that a packed entry fits a uint32 */
-
-enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-static const char *ISA_NAMES[] = {"generic", "avx2", "avx512"};
-static int isa = ISA_GENERIC;      /* the loops in use */
-static int best_isa = ISA_GENERIC; /* the best this machine runs */
 
 /* One call's bin grid and sub-histograms. A packed entry is the bin plus its sub-histogram's
  * offset: entry k of a block goes to sub-histogram k % NSUB, so consecutive increments of
@@ -474,27 +464,12 @@ static PyObject *py_minmax(PyObject *self, PyObject *arg) {
     return Py_BuildValue("dd", (double)lo, (double)hi);
 }
 
-static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
-    const char *name = PyUnicode_AsUTF8(arg);
-    if (!name) return NULL;
-    for (int k = 0; k <= best_isa; k++) {
-        if (strcmp(name, ISA_NAMES[k]) == 0) {
-            int prev = isa;
-            isa = k;
-            PyObject_SetAttrString(self, "ISA", arg);
-            return PyUnicode_FromString(ISA_NAMES[prev]);
-        }
-    }
-    PyErr_Format(PyExc_ValueError, "_histogram.set_isa: %R is not one of this machine's ISAS", arg);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
     {"count", py_count, METH_VARARGS,
      "count(x, hist, inv, half_range, chunk) -> (stop, lo, hi): add the bins of float32 x "
      "into int64 hist (see the module docstring)"},
     {"minmax", py_minmax, METH_O, "minmax(x) -> (lo, hi) of a float32 buffer (NaN, NaN with a NaN)"},
-    {"set_isa", py_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
+    {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -505,25 +480,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__histogram(void) {
 #if FC_X86
-    __builtin_cpu_init();
     init_pack_table();
-    if (__builtin_cpu_supports("avx2")) best_isa = ISA_AVX2;
-    if (__builtin_cpu_supports("avx512f")) best_isa = ISA_AVX512;
 #endif
-    isa = best_isa;
+    fc_detect_isa();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    PyObject *isas = PyTuple_New(best_isa + 1);
-    if (!isas) goto fail;
-    for (int k = 0; k <= best_isa; k++) PyTuple_SET_ITEM(isas, k, PyUnicode_FromString(ISA_NAMES[k]));
-    if (PyModule_AddObject(m, "ISAS", isas) < 0) {
-        Py_DECREF(isas);
-        goto fail;
+    if (fc_add_isa_attrs(m) < 0 || PyModule_AddIntConstant(m, "NSUB", NSUB) < 0) {
+        Py_DECREF(m);
+        return NULL;
     }
-    if (PyModule_AddStringConstant(m, "ISA", ISA_NAMES[isa]) < 0) goto fail;
-    if (PyModule_AddIntConstant(m, "NSUB", NSUB) < 0) goto fail;
     return m;
-fail:
-    Py_DECREF(m);
-    return NULL;
 }
