@@ -22,6 +22,9 @@
  *     slice), writable unless into; bias: None or a C-contiguous float32 buffer of m values;
  *     res: None or a 2-D float32 buffer of y's shape with contiguous rows; into: the result
  *     goes into res (writable) instead of y (then y is only read); relu: apply it.
+ *     dst (optional, not with into): a 2-D float32 buffer of y's shape with contiguous rows
+ *     that gets the result, y keeping y + bias (the convolution's own output, which an
+ *     observer of the executor must see beside the sum: conv_residual(keep_conv=True)).
  * ISA, ISAS, set_isa(name): the instruction set the loops use ("avx512", "avx2" or
  *     "generic", the best the CPU and the OS support at import), every one this machine can
  *     run, and a switch for the tests (returns the previous one). The vector loops' tails
@@ -57,12 +60,13 @@ static inline float add(float v, float x) {
     return s;
 }
 
-/* One row segment j0 <= j < m. */
-static void row_generic(const float *y, const float *b, const float *r, float *d, Py_ssize_t j0,
-                        Py_ssize_t m, int relu) {
+/* One row segment j0 <= j < m; keep: where y + bias is stored too (dst's y), or NULL. */
+static void row_generic(const float *y, const float *b, const float *r, float *d, float *keep,
+                        Py_ssize_t j0, Py_ssize_t m, int relu) {
     for (Py_ssize_t j = j0; j < m; j++) {
         float v = y[j];
         if (b) v = add(v, b[j]);
+        if (keep) keep[j] = v;
         if (r) v = add(v, r[j]);
         if (relu && v <= 0.0f) v = 0.0f;
         d[j] = v;
@@ -83,12 +87,14 @@ __attribute__((target("avx512f"))) static inline __m512 add_avx512(__m512 v, __m
 
 __attribute__((target("avx2"))) static Py_ssize_t row_avx2(const float *y, const float *b,
                                                            const float *r, float *d,
-                                                           Py_ssize_t m, int relu) {
+                                                           float *keep, Py_ssize_t m,
+                                                           int relu) {
     const __m256 zero = _mm256_setzero_ps();
     Py_ssize_t j = 0;
     for (; j + 8 <= m; j += 8) {
         __m256 v = _mm256_loadu_ps(y + j);
         if (b) v = add_avx2(v, _mm256_loadu_ps(b + j));
+        if (keep) _mm256_storeu_ps(keep + j, v);
         if (r) v = add_avx2(v, _mm256_loadu_ps(r + j));
         /* v <= 0 (ordered: false for NaN) -> +0.0 */
         if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LE_OQ));
@@ -99,12 +105,14 @@ __attribute__((target("avx2"))) static Py_ssize_t row_avx2(const float *y, const
 
 __attribute__((target("avx512f"))) static Py_ssize_t row_avx512(const float *y, const float *b,
                                                                 const float *r, float *d,
-                                                                Py_ssize_t m, int relu) {
+                                                                float *keep, Py_ssize_t m,
+                                                                int relu) {
     const __m512 zero = _mm512_setzero_ps();
     Py_ssize_t j = 0;
     for (; j + 16 <= m; j += 16) {
         __m512 v = _mm512_loadu_ps(y + j);
         if (b) v = add_avx512(v, _mm512_loadu_ps(b + j));
+        if (keep) _mm512_storeu_ps(keep + j, v);
         if (r) v = add_avx512(v, _mm512_loadu_ps(r + j));
         if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
         _mm512_storeu_ps(d + j, v);
@@ -130,18 +138,28 @@ static int get_rows(PyObject *o, Py_buffer *v, const char *name, int writable) {
 
 static PyObject *py_run(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *yo, *bo, *ro;
+    PyObject *yo, *bo, *ro, *dso = Py_None;
     int into, relu;
-    if (!PyArg_ParseTuple(args, "OOOpp", &yo, &bo, &ro, &into, &relu)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOpp|O", &yo, &bo, &ro, &into, &relu, &dso)) return NULL;
     if (into && ro == Py_None) {
         PyErr_SetString(PyExc_ValueError, "_epilogue.run: into needs res");
         return NULL;
     }
-    Py_buffer yv, bv, rv;
+    int has_dst = dso != Py_None;
+    if (has_dst && (into || ro == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "_epilogue.run: dst needs res and not into");
+        return NULL;
+    }
+    Py_buffer yv, bv, rv, dv;
     int has_b = bo != Py_None, has_r = ro != Py_None;
     if (get_rows(yo, &yv, "y", !into) < 0) return NULL;
     if (has_r && get_rows(ro, &rv, "res", into) < 0) {
         PyBuffer_Release(&yv);
+        return NULL;
+    }
+    if (has_dst && get_rows(dso, &dv, "dst", 1) < 0) {
+        PyBuffer_Release(&yv);
+        PyBuffer_Release(&rv);
         return NULL;
     }
     if (has_b) {
@@ -155,6 +173,8 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     const char *err = NULL;
     if (has_r && (rv.shape[0] != rows || rv.shape[1] != m))
         err = "res must have y's shape";
+    else if (has_dst && (dv.shape[0] != rows || dv.shape[1] != m))
+        err = "dst must have y's shape";
     else if (has_b && (bv.itemsize != 4 || bv.len != 4 * m ||
                        strcmp(bv.format[0] == '<' || bv.format[0] == '=' ? bv.format + 1
                                                                         : bv.format, "f")))
@@ -163,6 +183,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         PyBuffer_Release(&yv);
         if (has_r) PyBuffer_Release(&rv);
         if (has_b) PyBuffer_Release(&bv);
+        if (has_dst) PyBuffer_Release(&dv);
         PyErr_Format(PyExc_ValueError, "_epilogue.run: %s", err);
         return NULL;
     }
@@ -171,25 +192,27 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < rows; i++) {
         float *y = (float *)((char *)yv.buf + i * yv.strides[0]);
         float *r = has_r ? (float *)((char *)rv.buf + i * rv.strides[0]) : NULL;
-        float *d = into ? r : y;
+        float *d = has_dst ? (float *)((char *)dv.buf + i * dv.strides[0]) : into ? r : y;
+        float *keep = has_dst ? y : NULL;
         Py_ssize_t j = 0;
 #if FC_X86
-        if (isa == ISA_AVX512) j = row_avx512(y, b, r, d, m, relu);
-        else if (isa == ISA_AVX2) j = row_avx2(y, b, r, d, m, relu);
+        if (isa == ISA_AVX512) j = row_avx512(y, b, r, d, keep, m, relu);
+        else if (isa == ISA_AVX2) j = row_avx2(y, b, r, d, keep, m, relu);
 #endif
-        row_generic(y, b, r, d, j, m, relu);
+        row_generic(y, b, r, d, keep, j, m, relu);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&yv);
     if (has_r) PyBuffer_Release(&rv);
     if (has_b) PyBuffer_Release(&bv);
+    if (has_dst) PyBuffer_Release(&dv);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS,
-     "run(y, bias, res, into, relu): the conv epilogue on float32 rows (see the module "
-     "docstring)"},
+     "run(y, bias, res, into, relu[, dst]): the conv epilogue on float32 rows (see the "
+     "module docstring)"},
     {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };

@@ -223,12 +223,14 @@ def _packed_weight(w: Array) -> Array:
 
 def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: float,
               res: Array | None = None, post: Callable[[Array], None] | None = None,
-              into: bool = False) -> None:
+              into: bool = False, dst: Array | None = None) -> None:
     """In place on a block of (rows, M) outputs: + bias row, + the residual block (a fused
     residual Add), then the activation, then ``post(block)`` (``conv_post``, once on the
     whole block). With ``into``, ``y`` is scratch and the sum goes into ``res``'s memory
     instead (``np.add(y, res, out=res)``: the same operands in the same order, so the same
-    bits, NaN payloads included), the activation then on ``res``. The elementwise steps run
+    bits, NaN payloads included), the activation then on ``res``. With ``dst`` (rows like
+    ``res``), ``y`` keeps the convolution's own output (+ bias) and the sum goes into ``dst``
+    (``conv_residual(keep_conv=True)``). The elementwise steps run
     on chunks of about ``_EPILOGUE_BYTES`` of rows, all steps on one chunk before the next,
     so that the 2-3 passes read it from L2 instead of streaming a block of several MiB from
     memory each time (the same operations on each element in the same order). Measured
@@ -247,8 +249,13 @@ def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: fl
             and y.shape[1] >= _C_MIN_ROW and y.strides[1] == 4
             and (b is None or (b.dtype == np.float32 and b.flags.c_contiguous))
             and (res is None or (res.dtype == np.float32 and res.ndim == 2
-                                 and res.strides[1] == 4))):
-        _epilogue_c.run(y, b, res, into, activation == "relu")
+                                 and res.strides[1] == 4))
+            and (dst is None or (dst.dtype == np.float32 and dst.ndim == 2
+                                 and dst.strides[1] == 4))):
+        if dst is None:
+            _epilogue_c.run(y, b, res, into, activation == "relu")
+        else:
+            _epilogue_c.run(y, b, res, False, activation == "relu", dst)
         if post is not None:
             post(y)
         return
@@ -259,10 +266,11 @@ def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: fl
         if b is not None:
             yy += b
         if res is not None:
-            if into:
+            if into or dst is not None:
                 rr = res[a:a + step]
-                np.add(yy, rr, out=rr)
-                yy = rr
+                dd = rr if into else dst[a:a + step]
+                np.add(yy, rr, out=dd)
+                yy = dd
             else:
                 yy += res[a:a + step]
         if activation:
@@ -325,7 +333,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                         dilations: tuple[int, ...], activation: str, alpha: float,
                         beta: float, res2: Array | None = None,
                         post: Callable[[Array], None] | None = None,
-                        into: bool = False) -> Array:
+                        into: bool = False, dst2: Array | None = None) -> Array:
     n, c, h, wd = x.shape
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -359,7 +367,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     a_all = (xh.reshape(n * h * wd, c)
              if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
     conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
-                       activation, alpha, beta, res2, post, into, runs)
+                       activation, alpha, beta, res2, post, into, runs, dst2)
     if tiles:
         with _blas.single_threaded() as own_threads:
             if own_threads:
@@ -419,7 +427,7 @@ class _Im2colGemm:
     def __init__(self, view: Array, a_all: Array | None, wmat: Array, y2: Array, ho: int,
                  wo: int, bias: Array | None, activation: str, alpha: float, beta: float,
                  res2: Array | None = None, post: Callable[[Array], None] | None = None,
-                 into: bool = False, runs: Array | None = None):
+                 into: bool = False, runs: Array | None = None, dst2: Array | None = None):
         self.view, self.a_all, self.wmat, self.y2 = view, a_all, wmat, y2
         self.runs = runs  # the im2col view by runs of kw*C elements (_run_view) or None
         # y2 is res2 itself: each GEMM goes to scratch, its sum into res2 (_epilogue's into)
@@ -431,6 +439,7 @@ class _Im2colGemm:
         self.k = wmat.shape[0]
         self.bias, self.act = bias, (activation, alpha, beta)
         self.res2 = res2  # (N*Ho*Wo, M) rows added after the bias (a fused residual Add)
+        self.dst2 = dst2  # where the sum goes while y2 keeps the conv's output (or None)
         self.post = post  # called on each finished output block (see conv_post)
         self.epilogue = bias is not None or bool(activation) or res2 is not None or post is not None
 
@@ -492,7 +501,8 @@ class _Im2colGemm:
         m = self.y2.shape[1]
         # im2col row, output row and residual row all count: with few input channels (K = 64,
         # M = 256) the output and the residual are most of a tile's working set
-        row_bytes = (k + m + (m if self.res2 is not None else 0)) * isz
+        row_bytes = (k + m + (m if self.res2 is not None else 0)
+                     + (m if self.dst2 is not None else 0)) * isz
         block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // row_bytes, self.rows // want))
         step = max(1, block_rows // wo)  # output rows per tile
         nblk = -(-self.total // step)
@@ -513,7 +523,7 @@ class _Im2colGemm:
             a = np.empty((self.rows, k), dtype=self.y2.dtype)
             _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
         bounds = [_M_ALIGN * (m // _M_ALIGN * i // mparts) for i in range(mparts)] + [m]
-        bias, act, res2, post = self.bias, self.act, self.res2, self.post
+        bias, act, res2, post, dst2 = self.bias, self.act, self.res2, self.post, self.dst2
 
         def part(p0: int, p1: int) -> None:
             for p in range(p0, p1):
@@ -523,7 +533,8 @@ class _Im2colGemm:
                 np.matmul(a, self.wmat[:, m0:m1], out=out)
                 if self.epilogue:
                     _epilogue(out, None if bias is None else bias[m0:m1], *act,
-                              None if res2 is None else res2[:, m0:m1], post, self.into)
+                              None if res2 is None else res2[:, m0:m1], post, self.into,
+                              None if dst2 is None else dst2[:, m0:m1])
 
         parallel_for(part, mparts, 1 << 62)
 
@@ -547,7 +558,7 @@ class _Im2colGemm:
                 if self.epilogue:
                     _epilogue(out, self.bias, *self.act,
                               None if self.res2 is None else self.res2[r0:r1], self.post,
-                              self.into)
+                              self.into, None if self.dst2 is None else self.dst2[r0:r1])
 
         return part
 
@@ -568,6 +579,7 @@ class _Im2colGemm:
                    if self.into else None)
         done: Array | None = None  # the previous block's output, its epilogue still to run
         done_res: Array | None = None
+        done_dst: Array | None = None
         for q0 in range(0, total, step):
             q1 = min(total, q0 + step)
             r0, r1 = q0 * wo, q1 * wo
@@ -578,28 +590,30 @@ class _Im2colGemm:
                 copies = self.copies(q0, q1, a)
             # This block's im2col and the last block's epilogue.
             _split_work(copies, done, self.bias, *self.act, done_res, pool=False,
-                        post=self.post, into=self.into)
+                        post=self.post, into=self.into, dst=done_dst)
             out = scratch[:r1 - r0] if self.into else self.y2[r0:r1]
             np.matmul(a, self.wmat, out=out)
             done = out if self.epilogue else None
             done_res = None if self.res2 is None else self.res2[r0:r1]
+            done_dst = None if self.dst2 is None else self.dst2[r0:r1]
         _blas.note_threaded_gemm()
         _split_work([], done, self.bias, *self.act, done_res, pool=False, post=self.post,
-                    into=self.into)
+                    into=self.into, dst=done_dst)
 
 
 def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Array | None,
                 activation: str, alpha: float, beta: float, res: Array | None = None, *,
                 pool: bool = True, post: Callable[[Array], None] | None = None,
-                into: bool = False) -> None:
-    """``dst[...] = src`` for each pair, and the epilogue on ``out`` (if any; ``res``: the
-    residual rows to add), each split into row ranges over the pool, in one parallel loop
-    (one wait instead of two); all on the calling thread if not ``pool``."""
+                into: bool = False, dst: Array | None = None) -> None:
+    """``to[...] = src`` for each pair, and the epilogue on ``out`` (if any; ``res``: the
+    residual rows to add, ``dst`` the sum's rows with ``keep_conv``), each split into row
+    ranges over the pool, in one parallel loop (one wait instead of two); all on the calling
+    thread if not ``pool``."""
     if not pool:  # the calling thread (BLAS's threads path): no loop machinery (~10 us)
-        for dst, src in copies:
-            dst[...] = src
+        for to, src in copies:
+            to[...] = src
         if out is not None:
-            _epilogue(out, bias, activation, alpha, beta, res, post, into)
+            _epilogue(out, bias, activation, alpha, beta, res, post, into, dst)
         return
     nbytes = sum(d.nbytes for d, _ in copies) + (0 if out is None else 2 * out.nbytes)
     if nbytes == 0:
@@ -608,13 +622,14 @@ def _split_work(copies: list[tuple[Array, Array]], out: Array | None, bias: Arra
 
     def part(u0: int, u1: int) -> None:
         for u in range(u0, u1):
-            for dst, src in copies:
-                a, b = dst.shape[0] * u // units, dst.shape[0] * (u + 1) // units
-                dst[a:b] = src[a:b]
+            for to, src in copies:
+                a, b = to.shape[0] * u // units, to.shape[0] * (u + 1) // units
+                to[a:b] = src[a:b]
             if out is not None:
                 a, b = out.shape[0] * u // units, out.shape[0] * (u + 1) // units
                 _epilogue(out[a:b], bias, activation, alpha, beta,
-                          None if res is None else res[a:b], post, into)
+                          None if res is None else res[a:b], post, into,
+                          None if dst is None else dst[a:b])
 
     parallel_for(part, units, nbytes)
 
@@ -686,7 +701,8 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
                   strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
                   group: int, activation: str, act_alpha: float, act_beta: float,
                   add_activation: str, add_alpha: float, add_beta: float,
-                  overwrite: bool = False) -> Array | None:
+                  overwrite: bool = False, keep_conv: bool = False
+                  ) -> Array | tuple[Array, Array] | None:
     """``Add(Conv(x, w, b), residual)`` with the Add's activation, the residual added in the
     convolution's epilogue while each output block is in cache (the executor's fusion of a
     residual Add, ``fc.np_ops.interpreter``): the same float32 operations in the same order
@@ -701,7 +717,13 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
     and first-touch pages) next to reading the residual. Ignored (a new array) when ``x``
     shares memory with ``residual``. Measured: an in-place add of two 25.7 MB float32 maps
     takes 0.72x the time of one into a third array (4.15 vs 5.79 ms one thread, 2.94 vs
-    4.70 ms two)."""
+    4.70 ms two).
+
+    ``keep_conv``: return ``(conv, sum)``, the convolution's own output (+ bias, as ``conv``
+    returns it) and the sum in a new array, both channels-last (``overwrite`` ignored): what
+    the executor runs when an observer must see both tensors (calibration). Each block's
+    sum is still made while the block is in cache (in C: one pass storing both), instead of
+    the Add's own passes over the three maps."""
     x, w, residual = np.asarray(x), np.asarray(w), np.asarray(residual)
     if (group != 1 or activation or x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1]
             or x.dtype != residual.dtype or w.dtype != x.dtype or not is_channels_last(residual)):
@@ -711,6 +733,11 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
     if residual.shape != (n, m, ho, wo):
         return None
     res2 = residual.transpose(0, 2, 3, 1).reshape(n * ho * wo, m)  # a view (channels-last)
+    if keep_conv:
+        total = np.empty((n, ho, wo, m), dtype=x.dtype)
+        y = _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, add_activation,
+                                add_alpha, add_beta, res2, dst2=total.reshape(n * ho * wo, m))
+        return y, total.transpose(0, 3, 1, 2)
     into = (overwrite and residual.flags.writeable and not np.may_share_memory(x, residual)
             and not np.may_share_memory(w, residual)
             and (b is None or not np.may_share_memory(b, residual)))

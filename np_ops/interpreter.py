@@ -28,9 +28,14 @@ then handing on that result. And a residual ``Add`` whose operand is the output 
 ordinary ``Conv`` without activation, read by that Add only, has the other operand added in
 the convolution's epilogue (``fc.np_ops.conv.conv_residual``: the same float32 operations in
 the same order, so the same bits), saving a pass over three feature maps; the Add then hands
-on the sum. Both apply only where nothing could tell: no observer, no ``intermediate``, no
-override of Conv or of the other op, ``run_node``/``kernel_for`` not overridden, the Conv
-output not a graph output; for the Add, the other operand computed before the Conv. When that
+on the sum. Both apply only where nothing could tell: no ``intermediate``, no override of
+Conv or of the other op, ``run_node``/``kernel_for`` not overridden, the Conv output not a
+graph output; for the Add, the other operand computed before the Conv; for the MaxPool, no
+observer. With an observer the residual Add is still fused, in the form that hands it every
+node's own output: ``conv_residual(keep_conv=True)`` keeps the Conv's output (+ bias) beside
+a new array for the sum (the observer sees the Conv's output after the Conv, the sum after
+the Add, the bits of the unfused run), and the sum never goes into the residual's memory,
+which an observer may still be reading (calibration folds on a worker thread). When that
 operand is dead after the Add (made by an op of ``FRESH_OUTPUT_OPS``, not a graph output,
 the Add its last reader, not read by the Conv, and at run time no live tensor or caller's input sharing its
 memory), the sum is written into its memory instead of a new feature map
@@ -140,8 +145,9 @@ class Interpreter:
     @staticmethod
     def _run_conv_residual(node: Node, args: list[np.ndarray | None],
                            entry: tuple[Node, int, str, bool], env: dict[str, np.ndarray],
-                           summed: dict[int, int], consts: frozenset[str] = frozenset(),
-                           protected: tuple[np.ndarray, ...] = ()
+                           summed: dict[int, int | np.ndarray],
+                           consts: frozenset[str] = frozenset(),
+                           protected: tuple[np.ndarray, ...] = (), keep_conv: bool = False
                            ) -> tuple[np.ndarray, ...] | None:
         from fc.np_ops.conv import conv_residual
 
@@ -161,10 +167,13 @@ class Interpreter:
         y = conv_residual(args[0], args[1], args[2] if len(args) > 2 else None, res,
                           **node.attrs, add_activation=at["activation"],
                           add_alpha=at["act_alpha"], add_beta=at["act_beta"],
-                          overwrite=overwrite)
+                          overwrite=overwrite, keep_conv=keep_conv)
         if y is None:
             return None
-        summed[id(add)] = pos
+        if keep_conv:  # the Conv's own output now, the sum when the Add's turn comes
+            y, summed[id(add)] = y
+        else:
+            summed[id(add)] = pos
         return (y,)
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
@@ -173,12 +182,14 @@ class Interpreter:
         result = self.kernel_for(node)(*args, **node.attrs)
         return tuple(result) if isinstance(result, list | tuple) else (result,)
 
-    def _may_fuse(self, intermediate: bool, op: str, fn: Kernel) -> bool:
+    def _may_fuse(self, intermediate: bool, op: str, fn: Kernel, observed: bool = False
+                  ) -> bool:
         """Whether a Conv may be fused with a node of ``op`` (whose registered kernel must be
-        ``fn``): nothing could tell (see the module docstring)."""
+        ``fn``): nothing could tell (see the module docstring); ``observed``: a fusion that
+        still hands the observer every node's own outputs."""
         from fc.np_ops import conv as conv_mod
 
-        return not (intermediate or self.observer is not None
+        return not (intermediate or (self.observer is not None and not observed)
                     or "Conv" in self.overrides or op in self.overrides
                     or type(self).run_node is not Interpreter.run_node
                     or type(self).kernel_for is not Interpreter.kernel_for
@@ -217,8 +228,10 @@ class Interpreter:
         shares its memory)."""
         from fc.np_ops import elementwise
 
-        if not _FUSE_RESIDUAL or not self._may_fuse(intermediate, "Add", elementwise.add):
+        if not _FUSE_RESIDUAL or not self._may_fuse(intermediate, "Add", elementwise.add,
+                                                     observed=True):
             return {}
+        watched = self.observer is not None  # the Conv's output kept: no sum into memory
         graph = self.graph
         order = {id(n): i for i, n in enumerate(graph)}
         outputs = {v.name for v in graph.outputs}
@@ -238,7 +251,7 @@ class Interpreter:
                 src = other.producer
                 if src is not None and order.get(id(src), len(order)) >= order[id(conv)]:
                     continue  # the other operand does not exist yet when the Conv runs
-                overwrite = (_OVERWRITE_RESIDUAL and src is not None
+                overwrite = (_OVERWRITE_RESIDUAL and not watched and src is not None
                              and src.op_type in FRESH_OUTPUT_OPS
                              and src.op_type not in self.overrides and other.name not in outputs
                              and all(order[id(u)] <= order[id(node)] for u in other.users)
@@ -270,7 +283,9 @@ class Interpreter:
         pool_plan = self._pool_plan(intermediate)
         pooled: set[int] = set()  # id(MaxPool) whose input already holds its result
         consts = frozenset(graph.initializers)
-        summed: dict[int, int] = {}  # id(Add) -> position of its input that holds the sum
+        # id(Add) -> position of its input that holds the sum, or the sum itself (observed)
+        summed: dict[int, int | np.ndarray] = {}
+        keep_conv = self.observer is not None
         for node in graph:
             args = [None if v is None else env[v.name] for v in node.inputs]
             while args and args[-1] is None:
@@ -278,13 +293,14 @@ class Interpreter:
             try:
                 results = None
                 if id(node) in summed:
-                    results = (args[summed.pop(id(node))],)
+                    held = summed.pop(id(node))
+                    results = (held if keep_conv else args[held],)
                 elif id(node) in pooled:
                     pooled.discard(id(node))
                     results = (args[0],)
                 elif id(node) in plan:
                     results = self._run_conv_residual(node, args, plan[id(node)], env, summed,
-                                                      consts, protected)
+                                                      consts, protected, keep_conv)
                 elif id(node) in pool_plan and len(args) >= 2:
                     from fc.np_ops.nn import conv_max_pool
 

@@ -536,7 +536,7 @@ def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
     """With overwrite, the sum lands in the residual's own memory (returned), bit for bit
     the new-array result, on each GEMM path (several blocks / tiles, scratch reused);
     NaN and -0.0 in the residual keep their bits. A residual sharing memory with x is not
-    overwritten."""
+    overwritten. With keep_conv the Conv's output is kept beside a new sum, the same bits."""
     conv_mod = fc.np_ops.conv
     if path == "row_blocks":
         monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
@@ -565,6 +565,15 @@ def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
     y = conv_mod.conv_residual(x, w, b, mine, **full, overwrite=True)
     assert np.shares_memory(y, mine) and y.strides == ref.strides
     assert y.tobytes() == ref.tobytes() and mine.tobytes() == ref.tobytes()
+    # keep_conv (an observer watches): the Conv's own output, as the Conv kernel gives it,
+    # and the sum in a new array, the residual untouched
+    kept = res.copy(order="K")
+    conv_y, total = conv_mod.conv_residual(x, w, b, kept, **full, overwrite=True, keep_conv=True)
+    plain = fc.np_ops.call("Conv", x, w, b, **{k: full[k] for k in (
+        "strides", "pads", "dilations", "group")})
+    assert conv_y.tobytes() == plain.tobytes() and is_channels_last(conv_y)
+    assert total.tobytes() == ref.tobytes() and total.strides == ref.strides
+    assert kept.tobytes(order="A") == res.tobytes(order="A") and not np.shares_memory(total, kept)
     # the input itself as the residual (a 1x1 conv, M = C): a new array, the input untouched
     x2 = channels_last(rand(74, 2, 6, 5, 6))
     before = x2.copy()

@@ -60,23 +60,31 @@ def _data(m: int, seed: int):
 @pytest.mark.parametrize("m", [16, 17, 37, 64, 256])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("res", ["none", "add", "into"])
+@pytest.mark.parametrize("res", ["none", "add", "into", "dst"])
 def test_c_epilogue_is_numpys_bit_for_bit(isa, monkeypatch, m, relu, bias, res):
+    """dst: the sum into a third array, y keeping y + bias (conv_residual's keep_conv)."""
     y, b, r = _data(m, m)
     b = b if bias else None
     act = "relu" if relu else ""
-    outs = []
+    outs, kept = [], []
     for c in (False, True):
         monkeypatch.setattr(conv_mod, "_C_EPILOGUE", c)
         yc = np.empty((y.shape[0], m + 5), np.float32)[:, 2:2 + m]  # a column slice again
         yc[...] = y
         rr = np.empty((r.shape[0], m + 3), np.float32)[:, :m]
         rr[...] = r
+        dd = np.full((r.shape[0], m + 7), 7, np.float32)[:, 3:3 + m] if res == "dst" else None
         with np.errstate(all="ignore"):
             conv_mod._epilogue(yc, b, act, 0.0, 0.0, None if res == "none" else rr,
-                               into=res == "into")
-        outs.append((yc if res != "into" else rr).copy())
+                               into=res == "into", dst=dd)
+        outs.append({"into": rr, "dst": dd}.get(res, yc).copy())
+        kept.append(yc.copy())
     assert outs[0].tobytes() == outs[1].tobytes()
+    if res == "dst":  # y + bias kept, the residual untouched
+        with np.errstate(all="ignore"):
+            conv_y = y + b if b is not None else y
+        assert kept[0].tobytes() == kept[1].tobytes() == np.ascontiguousarray(conv_y).tobytes()
+        assert rr.tobytes() == np.ascontiguousarray(r).tobytes()
     # and numpy's ufuncs directly
     with np.errstate(all="ignore"):
         ref = y.copy()
@@ -120,5 +128,9 @@ def test_c_epilogue_rejects_bad_buffers():
         C.run(y, np.zeros(8, np.float32), None, False, True)
     with pytest.raises(ValueError, match="into needs res"):
         C.run(y, None, None, True, True)
+    with pytest.raises(ValueError, match="dst needs res and not into"):
+        C.run(y, None, y.copy(), True, True, y.copy())
+    with pytest.raises(ValueError, match="dst must have y's shape"):
+        C.run(y, None, y.copy(), False, True, np.zeros((4, 8), np.float32))
     with pytest.raises(ValueError, match="y must be"):
         C.run(y[:, ::2], None, None, False, True)

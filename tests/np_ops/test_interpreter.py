@@ -299,14 +299,20 @@ def test_residual_add_fused_into_conv(monkeypatch, conv_act, extra_use, fused):
     check_close(out[g.outputs[0].name], residual_torch(g, x, conv_act).numpy(), op="Add")
     # add2's other operand is the NCHW graph input: conv_residual declines it (layout)
     assert calls == [True] * fused + [False]
-    # Observers see every node's own output: no fusion then, the same result
-    seen = {}
+    # An observer sees every node's own output: the fusion keeps the Conv's output beside
+    # the sum (keep_conv), and every tensor it sees has the bits of the unfused run's
+    seen, plain = {}, {}
     observed = fc.np_ops.run(g, x, observer=lambda n, r: seen.setdefault(n.name, r[0].copy()))
-    assert calls == [True] * fused + [False]
+    assert calls == ([True] * fused + [False]) * 2
     np.testing.assert_array_equal(observed[g.outputs[0].name], out[g.outputs[0].name])
     c = {k: T(v.const) for k, v in g.initializers.items()}
     c2 = F.conv2d(F.conv2d(T(x), c["w1"], c["b1"]), c["w2"], c["b2"], padding=1)
     check_close(seen["c2"], (F.relu(c2) if conv_act else c2).numpy(), op="Conv")
+    monkeypatch.setattr(fc.np_ops.interpreter, "_FUSE_RESIDUAL", False)
+    fc.np_ops.run(g, x, observer=lambda n, r: plain.setdefault(n.name, r[0].copy()))
+    assert calls == ([True] * fused + [False]) * 2 and seen.keys() == plain.keys()
+    for name in seen:
+        np.testing.assert_array_equal(seen[name], plain[name], err_msg=name)
 
 
 def bottleneck_graph(view_after: bool = False, residual_output: bool = False) -> Graph:
