@@ -3,7 +3,9 @@ dtype) plus ``<prefix>_params.npz`` (weights by tensor name).
 
 Both files are deterministic: the same graph gives byte-identical files. The npz is the
 format ``np.savez`` writes (a zip of ``.npy`` members, stored uncompressed), but written by
-fc with a fixed member timestamp, because ``np.savez`` stamps the current time into the zip.
+fc with a fixed member timestamp, because ``np.savez`` stamps the current time into the zip,
+and with zip64 headers only on members that need them (their bytes vary with the Python
+patch release).
 Both files are written to temporary names beside their targets and renamed into place only
 when both are complete, so a failed save leaves the previous pair intact and no temporary
 files. They are read back with ``allow_pickle=False``. Any malformed file raises ``IRError``
@@ -275,12 +277,17 @@ def npz_member(name: str) -> str:
 
 
 def _write_npz_to(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
+    """The members in order, each header written with a fixed time. A member's zip64 local
+    header only where its size needs one: CPython's ``zipfile`` writes ``force_zip64``
+    headers differently across patch releases (gh-103861, 3.11.4: the same arrays gave other
+    params bytes under Debian 12's Python 3.11.2 than under 3.11.7), the plain ones alike."""
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in arrays.items():
             arr = _npz_array(name, arr)
             info = zipfile.ZipInfo(npz_member(name), date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as member:
+            big = arr.nbytes + _NPY_HEADER_MAX >= zipfile.ZIP64_LIMIT
+            with zf.open(info, "w", force_zip64=big) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 

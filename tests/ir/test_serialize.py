@@ -135,6 +135,27 @@ def test_saving_is_byte_deterministic(make: Callable[..., tuple[Path, Path, Path
     assert p1.read_bytes() == p2.read_bytes()
 
 
+def test_params_members_have_plain_zip_headers(small_graph: Graph, tmp_path: Path) -> None:
+    """Every member of a params file under 4 GiB has a plain local header (version 2.0, no
+    extra field) and a central entry without zip64 fields: the bytes CPython's zipfile
+    writes alike in every release, where its zip64 headers changed within 3.11 (gh-103861:
+    Debian 12's 3.11.2 gave other params bytes than 3.11.7). Read from the file's bytes."""
+    import struct
+    import zipfile
+
+    _, ppath = save(small_graph, tmp_path / "m")
+    data = ppath.read_bytes()
+    with zipfile.ZipFile(ppath) as zf:
+        infos = zf.infolist()
+    assert len(infos) == len(small_graph.initializers)
+    for info in infos:
+        sig, version, _, _, _, _, _, csize, usize, nlen, xlen = struct.unpack_from(
+            "<IHHHHHIIIHH", data, info.header_offset)
+        assert sig == 0x04034B50 and version == 20 and xlen == 0, info.filename
+        assert csize == usize == info.file_size < 0xFFFFFFFF and info.extra == b""
+        assert info.create_version == info.extract_version == 20
+
+
 # -- atomic writes --------------------------------------------------------------------------
 @pytest.mark.parametrize("exc", [
     pytest.param(RuntimeError("disk full"), id="error"),
