@@ -252,10 +252,7 @@ def _epilogue(y: Array, b: Array | None, activation: str, alpha: float, beta: fl
                                  and res.strides[1] == 4))
             and (dst is None or (dst.dtype == np.float32 and dst.ndim == 2
                                  and dst.strides[1] == 4))):
-        if dst is None:
-            _epilogue_c.run(y, b, res, into, activation == "relu")
-        else:
-            _epilogue_c.run(y, b, res, False, activation == "relu", dst)
+        _epilogue_c.run(y, b, res, into, activation == "relu", dst)
         if post is not None:
             post(y)
         return
