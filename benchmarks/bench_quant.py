@@ -84,6 +84,32 @@ class Phase:
         self.mem.__exit__(*exc)
 
 
+def resnet50_fused():
+    """fc's torch zoo ResNet-50 (seeded), exported to ONNX, imported and compiled: the fused
+    IR and its input's name."""
+    from fc.frontend.onnx import import_onnx
+    from fc.passes.pipeline import compile_graph
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.fspath(export_resnet50_onnx(Path(tmp) / "resnet50.onnx"))
+        graph, _ = compile_graph(import_onnx(onnx_path, input_shapes={"input": (1, 3, 224, 224)}))
+    return graph, graph.inputs[0].name
+
+
+def collect(graph, name: str, batches, tensors, method: str):
+    """A ``Calibrator`` of ``method`` over ``tensors`` fed ``batches`` through the executor's
+    observer hook, as ``fcc quant calibrate`` does."""
+    from fc.np_ops import Interpreter
+    from fc.quant.calibration import Calibrator
+
+    cal = Calibrator(tensors, method=method)
+    runner = Interpreter(graph, observer=cal)
+    for x in batches:
+        cal.observe_inputs({name: x})
+        runner.run({name: x})
+    return cal
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=100)
@@ -96,19 +122,14 @@ def main() -> None:
         searches(args)
         return
 
-    from fc.frontend.onnx import import_onnx
     from fc.np_ops import Interpreter
-    from fc.passes.pipeline import compile_graph
-    from fc.quant.calibration import METHODS, Calibrator, histogram_kernel
+    from fc.quant.calibration import METHODS, histogram_kernel
     from fc.quant.plan import make_plan
     from fc.quant.quantize import build_spec, quantized_graph
     from fc.quant.simulate import SimInterpreter
     from fc.quant.strategies import get_strategy
 
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = os.fspath(export_resnet50_onnx(Path(tmp) / "resnet50.onnx"))
-        graph, _ = compile_graph(import_onnx(onnx_path, input_shapes={"input": (1, 3, 224, 224)}))
-    name = graph.inputs[0].name
+    graph, name = resnet50_fused()
     images = photo_crops(args.images)
     batches = [images[i:i + args.batch] for i in range(0, args.images, args.batch)]
     tensors = make_plan(graph).calibrated
@@ -122,15 +143,10 @@ def main() -> None:
         for x in batches:
             float_run.run({name: x})
 
-    def collect(method):
-        cal = Calibrator(tensors, method=method)
-        runner = Interpreter(graph, observer=cal)
-        for x in batches:
-            cal.observe_inputs({name: x})
-            runner.run({name: x})
-        return cal
+    def collect_all(method):
+        return collect(graph, name, batches, tensors, method)
 
-    spec = build_spec(graph, collect("max").table(), get_strategy("symmetry_max"))
+    spec = build_spec(graph, collect_all("max").table(), get_strategy("symmetry_max"))
     sim = SimInterpreter(quantized_graph(graph, spec))
 
     def run_sim():
@@ -152,9 +168,9 @@ def main() -> None:
                 if key == "float":
                     run_float()
                 elif key == "max":
-                    collect("max").table()
+                    collect_all("max").table()
                 elif key == "hist":
-                    cal = collect("entropy")
+                    cal = collect_all("entropy")
                 else:
                     run_sim()
             runs[key].append(ph)
@@ -221,23 +237,14 @@ def main() -> None:
 def searches(args: argparse.Namespace) -> None:
     """``--searches``: each histogram method's threshold search over ResNet-50's calibrated
     tensors (fc's, then its reference definition), on histograms collected once."""
-    from fc.frontend.onnx import import_onnx
-    from fc.np_ops import Interpreter
-    from fc.passes.pipeline import compile_graph
     from fc.quant import calibration
-    from fc.quant.calibration import Calibrator, threshold
+    from fc.quant.calibration import threshold
     from fc.quant.plan import make_plan
 
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = os.fspath(export_resnet50_onnx(Path(tmp) / "resnet50.onnx"))
-        graph, _ = compile_graph(import_onnx(onnx_path, input_shapes={"input": (1, 3, 224, 224)}))
-    name = graph.inputs[0].name
+    graph, name = resnet50_fused()
     images = photo_crops(args.images)
-    cal = Calibrator(make_plan(graph).calibrated, method="entropy")
-    runner = Interpreter(graph, observer=cal)
-    for i in range(0, args.images, args.batch):
-        cal.observe_inputs({name: images[i:i + args.batch]})
-        runner.run({name: images[i:i + args.batch]})
+    batches = [images[i:i + args.batch] for i in range(0, args.images, args.batch)]
+    cal = collect(graph, name, batches, make_plan(graph).calibrated, "entropy")
     cal.flush()
     stats = list(cal.stats.values())
     sizes = sorted(len(st.hist) for st in stats)
