@@ -1,6 +1,43 @@
-/* fc.np_ops._gemm: the convolution's GEMM, out = a @ w.T in float32, on weights packed once.
+/* fc.np_ops._gemm: the channels-last convolution's GEMM, on weights packed once.
  *
- * PROTOTYPE
+ *     c[r, j] = sum over k of a[r, k] * w[col0 + j, k]      (float32)
+ *
+ * Each sum is computed as OpenBLAS's level-3 driver computes it (numpy's np.matmul on this
+ * machine's SkylakeX kernels: tests/np_ops/test_gemm_kernel.py checks the bits where numpy
+ * runs them): K is cut into blocks as its driver cuts it (Q = 448 while at least 2Q is left,
+ * then the rest in two halves, the first rounded up to a multiple of 16); within a block the
+ * products are accumulated in order, one fused multiply-add each, from zero; each block's
+ * partial sum is then added to the sum of the blocks before it. Every output is computed
+ * alike whatever the rows and columns a call covers, so fc's thread pool may split a
+ * convolution into any tiles (and on every instruction set, the generic loop included,
+ * which is why the generic code calls fmaf: one rounding per product-sum like the FMA
+ * instructions).
+ *
+ * Why not np.matmul: OpenBLAS packs the weight matrix on every call (~K*M*4 bytes read and
+ * written), so each tile of fc's pool packed it once more; here the weights are packed once
+ * per array (np_ops/conv.py caches the packing), and the activations are read in place:
+ * a is any 2-D float32 buffer whose rows are contiguous, and conv() reads the im2col rows
+ * straight from the zero-padded channels-last input (no im2col copy at all).
+ *
+ * pack layout: float32 (P, K, 32), P = ceil(M / 32): packed[p, k, j] = w[32 p + j, k], zero
+ *     for 32 p + j >= M (np_ops/conv.py builds it, 64-byte aligned).
+ * gemm(a, packed, c, col0=0): c (rows, mc) = a (rows, K) @ w[col0:col0 + mc].T; a and c
+ *     2-D float32 with contiguous rows (any row stride: a column slice of the output is
+ *     fine), col0 a multiple of 32.
+ * conv(xp, geometry, packed, c, row0, col0): the rows row0 .. row0 + rows(c) of the
+ *     convolution's im2col matrix, read from the padded (N, Hp, Wp, C) C-contiguous float32
+ *     input xp; geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw): im2col row r = (n, ho, wo) in
+ *     C order, its K = kh * kw * C columns (dh-th kernel row, dw-th tap, channel) as
+ *     conv.py's _packed_weight orders the weights.
+ * ISA, ISAS, set_isa(name): as fc's other kernels (csrc/fc_isa.h). "generic" is plain C
+ *     (several times slower than numpy's BLAS): conv.py uses the module only with avx512.
+ *
+ * Loops (one thread per call; the GIL is released): rows in blocks of MC (their A rows in
+ * L2), and for each block, each 32-wide weight panel, each K block and each sub-block of at
+ * most KS columns (one kernel row's run of kw*C contiguous input floats at most, so that a
+ * row's A operand is one pointer): the MR x 32 micro-kernel over every group of MR rows,
+ * the panel's KS x 32 sub-block staying in L1 across the groups. A K block's partial sums
+ * live in a small scratch tile until they are added to c.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -13,179 +50,336 @@
 #include <string.h>
 
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0)"
+#error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0) to match numpy's float32"
 #endif
 
-#include "fc_isa.h"
+#include "fc_isa.h" /* csrc/: FC_X86, the ISAs, set_isa */
 
-#define NR 32 /* output channels per packed weight panel */
-#define MR 12 /* rows per packed row group */
-#define KC 256
+#define NR 32   /* output channels per packed weight panel */
+#define MR 8    /* rows per micro-kernel call */
+#define Q 448   /* OpenBLAS's K block (SkylakeX SGEMM_DEFAULT_Q) */
+#define QUNROLL 16
+#ifndef KS
+#define KS 224 /* columns per sub-block at most: the 32-wide panel's KS x 32 floats in L1 */
+#endif
+#ifndef MC_BYTES
+#define MC_BYTES (256 << 10)
+#endif
+#define MC_MAX 512
 
-/* apack: (kc, MR) row group; bp: (kc, NR) panel block; c: MR rows of ldc, nr valid columns,
- * mr valid rows; first: start from zero, else continue from c. */
-static void kern_generic(const float *ap, const float *bp, Py_ssize_t kc, float *c,
-                         Py_ssize_t ldc, int mr, int nr, int first) {
+static const float zeros[Q] __attribute__((aligned(64)));
+
+/* The micro-kernel's contract (every ISA): for i < MR, j < NR,
+ *   acc[i][j] = src ? src[i * lds + j] : 0;  for k < ks: acc[i][j] = fma(a[i][k], b[k][j], acc)
+ *   dst[i * ldd + j] = add ? dst[i * ldd + j] + acc[i][j] : acc[i][j]     for i < mr, j < nr
+ * a[i]: row pointers (rows past mr point at zeros), b: (ks, NR) panel rows. */
+typedef void (*kernel_fn)(const float *const *a, const float *b, Py_ssize_t ks,
+                          const float *src, Py_ssize_t lds, float *dst, Py_ssize_t ldd,
+                          int add, int mr, int nr);
+
+static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
+                         const float *src, Py_ssize_t lds, float *dst, Py_ssize_t ldd,
+                         int add, int mr, int nr) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = (first == 0 && i < mr && j < nr) ? c[i * ldc + j] : 0.0f;
-    for (Py_ssize_t k = 0; k < kc; k++)
+        for (int j = 0; j < NR; j++) acc[i][j] = src && i < mr && j < nr ? src[i * lds + j] : 0.0f;
+    for (Py_ssize_t k = 0; k < ks; k++)
         for (int i = 0; i < MR; i++) {
-            float a = ap[k * MR + i];
-            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(a, bp[k * NR + j], acc[i][j]);
+            float x = a[i][k];
+            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(x, b[k * NR + j], acc[i][j]);
         }
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) c[i * ldc + j] = first == 2 ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+        for (int j = 0; j < nr; j++)
+            dst[i * ldd + j] = add ? dst[i * ldd + j] + acc[i][j] : acc[i][j];
 }
 
 #if FC_X86
-#define R(i)                                                              \
-    {                                                                     \
-        __m512 a = _mm512_set1_ps(ap[i]);                                 \
-        c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                        \
-        c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                        \
+#define FMA2(i)                                                   \
+    {                                                             \
+        __m512 x = _mm512_set1_ps(a##i[k]);                       \
+        c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0);                \
+        c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1);                \
     }
-#define LD(i)                                                             \
-    if (i < mr) {                                                         \
-        c##i##0 = _mm512_maskz_loadu_ps(m0, c + i * ldc);                 \
-        c##i##1 = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);            \
+#define LOAD2(i)                                                  \
+    if (i < mr) {                                                 \
+        c##i##0 = _mm512_maskz_loadu_ps(m0, src + i * lds);       \
+        c##i##1 = _mm512_maskz_loadu_ps(m1, src + i * lds + 16);  \
     }
-#define ST(i)                                                             \
-    if (i < mr) {                                                         \
-        if (first == 2) {                                                 \
-            c##i##0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), c##i##0); \
-            c##i##1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), c##i##1); \
-        }                                                                 \
-        _mm512_mask_storeu_ps(c + i * ldc, m0, c##i##0);                  \
-        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c##i##1);             \
+#define STORE2(i)                                                                      \
+    if (i < mr) {                                                                      \
+        float *d = dst + i * ldd;                                                      \
+        if (add) {                                                                     \
+            c##i##0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), c##i##0);            \
+            c##i##1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), c##i##1);       \
+        }                                                                              \
+        _mm512_mask_storeu_ps(d, m0, c##i##0);                                         \
+        _mm512_mask_storeu_ps(d + 16, m1, c##i##1);                                    \
     }
 
 __attribute__((target("avx512f,fma"))) static void kern_avx512(
-    const float *ap, const float *bp, Py_ssize_t kc, float *c, Py_ssize_t ldc, int mr, int nr,
-    int first) {
-    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
+    float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
+    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
+                *a6 = a[6], *a7 = a[7];
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-           c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00;
-    __m512 cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
-#define c100 cA0
-#define c101 cA1
-#define c110 cB0
-#define c111 cB1
-    if (first == 0) {
-        LD(0) LD(1) LD(2) LD(3) LD(4) LD(5) LD(6) LD(7) LD(8) LD(9)
-        if (10 < mr) { cA0 = _mm512_maskz_loadu_ps(m0, c + 10 * ldc);
-                       cA1 = _mm512_maskz_loadu_ps(m1, c + 10 * ldc + 16); }
-        if (11 < mr) { cB0 = _mm512_maskz_loadu_ps(m0, c + 11 * ldc);
-                       cB1 = _mm512_maskz_loadu_ps(m1, c + 11 * ldc + 16); }
+           c61 = c00, c70 = c00, c71 = c00;
+    if (src) {
+        LOAD2(0) LOAD2(1) LOAD2(2) LOAD2(3) LOAD2(4) LOAD2(5) LOAD2(6) LOAD2(7)
     }
-    for (Py_ssize_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-        R(0) R(1) R(2) R(3) R(4) R(5) R(6) R(7) R(8) R(9)
-        { __m512 a = _mm512_set1_ps(ap[10]); cA0 = _mm512_fmadd_ps(a, b0, cA0);
-          cA1 = _mm512_fmadd_ps(a, b1, cA1); }
-        { __m512 a = _mm512_set1_ps(ap[11]); cB0 = _mm512_fmadd_ps(a, b0, cB0);
-          cB1 = _mm512_fmadd_ps(a, b1, cB1); }
-        ap += MR;
-        bp += NR;
+    for (Py_ssize_t k = 0; k < ks; k++) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        FMA2(0) FMA2(1) FMA2(2) FMA2(3) FMA2(4) FMA2(5) FMA2(6) FMA2(7)
+        b += NR;
     }
-    ST(0) ST(1) ST(2) ST(3) ST(4) ST(5) ST(6) ST(7) ST(8) ST(9)
-    ST(10) ST(11)
+    STORE2(0) STORE2(1) STORE2(2) STORE2(3) STORE2(4) STORE2(5) STORE2(6) STORE2(7)
 }
 #endif
 
-/* pack rows r0..r0+mr of a (lda), columns k0..k0+kc, into (kc, MR), zero rows past mr */
-static void pack_a(const float *a, Py_ssize_t lda, int mr, Py_ssize_t kc, float *ap) {
-    if (mr < MR) memset(ap, 0, sizeof(float) * kc * MR);
-    for (int i = 0; i < mr; i++) {
-        const float *row = a + i * lda;
-        for (Py_ssize_t k = 0; k < kc; k++) ap[k * MR + i] = row[k];
-    }
+/* Where row r's A operand for columns k0.. lives (k0 never crosses a run, see runs). */
+typedef struct {
+    const float *base; /* gemm: a; conv: xp */
+    Py_ssize_t lda;    /* gemm: a's row stride in floats */
+    int conv;
+    /* conv: geometry, xp's strides in floats */
+    Py_ssize_t ho, wo, kh, kw, c, sh, sw, dh, dw, sn, shp, swp;
+} source;
+
+/* The offset (floats) of row r's im2col row start (conv) or row (gemm). */
+static inline Py_ssize_t row_offset(const source *s, Py_ssize_t r) {
+    if (!s->conv) return r * s->lda;
+    Py_ssize_t n = r / (s->ho * s->wo), q = r % (s->ho * s->wo);
+    Py_ssize_t y = q / s->wo, x = q % s->wo;
+    return n * s->sn + y * s->sh * s->shp + x * s->sw * s->swp;
 }
 
-#define MC 192
-static PyObject *py_gemm(PyObject *self, PyObject *args) {
-    PyObject *ao, *bo, *co;
-    Py_ssize_t col0 = 0;
-    int mode = 2;
-    if (!PyArg_ParseTuple(args, "OOO|n", &ao, &bo, &co, &col0)) return NULL;
-    Py_buffer av, bv, cv;
-    if (PyObject_GetBuffer(ao, &av, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(bo, &bv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyBuffer_Release(&av);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(co, &cv, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&av);
-        PyBuffer_Release(&bv);
-        return NULL;
-    }
-    Py_ssize_t rows = av.shape[0], k = av.shape[1], lda = av.strides[0] / 4;
-    Py_ssize_t ldc = cv.strides[0] / 4, m = cv.shape[1];
-    const float *a = av.buf, *b = (const float *)bv.buf + (col0 / NR) * k * NR;
-    float *c = cv.buf;
+/* Column k of the im2col row at offset off (conv: tap (i, j) channel ch). */
+static inline Py_ssize_t col_offset(const source *s, Py_ssize_t k) {
+    if (!s->conv) return k;
+    Py_ssize_t tap = k / s->c, ch = k % s->c;
+    return (tap / s->kw) * s->dh * s->shp + (tap % s->kw) * s->dw * s->swp + ch;
+}
+
+/* Columns from k0 readable as one contiguous run of A (conv: up to the end of a kernel
+ * row's kw * C floats when dw == 1, else of one tap's C). */
+static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
+    if (!s->conv) return k;
+    Py_ssize_t run = s->dw == 1 ? s->kw * s->c : s->c;
+    return (k0 / run + 1) * run;
+}
+
+static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
+                  Py_ssize_t rows, Py_ssize_t row0, Py_ssize_t m, kernel_fn kern,
+                  Py_ssize_t *offs, float *scratch, Py_ssize_t mc) {
     Py_ssize_t panels = (m + NR - 1) / NR;
-    /* K blocks: OpenBLAS's level-3 split (Q = 448, halves of what is left below 2Q, rounded
-       up to 16) */
-    Py_ssize_t kb[4096], nb = 1;
-    kb[0] = 0;
-    for (Py_ssize_t ls = 0; ls < k && nb < 4095;) {
+    Py_ssize_t kb[64], nb = 0; /* K blocks: OpenBLAS's level-3 driver's cut */
+    kb[nb++] = 0;
+    for (Py_ssize_t ls = 0; ls < k && nb < 63;) {
         Py_ssize_t ml = k - ls;
-        if (ml >= 2 * 448) ml = 448;
-        else if (ml > 448) ml = ((ml / 2 + 15) / 16) * 16;
+        if (ml >= 2 * Q) ml = Q;
+        else if (ml > Q) ml = ((ml / 2 + QUNROLL - 1) / QUNROLL) * QUNROLL;
         ls += ml;
         kb[nb++] = ls;
     }
-    int use = isa;
-    Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t kcmax = 0;
-    for (Py_ssize_t i = 0; i + 1 < nb; i++) if (kb[i + 1] - kb[i] > kcmax) kcmax = kb[i + 1] - kb[i];
-    float *ap = aligned_alloc(64, sizeof(float) * (MC / MR) * MR * kcmax + 64);
-    for (Py_ssize_t r0 = 0; r0 < rows; r0 += MC) {
-        Py_ssize_t r1 = rows - r0 < MC ? rows : r0 + MC;
-        for (Py_ssize_t bi = 0; bi + 1 < nb; bi++) {
-            Py_ssize_t k0 = kb[bi], kc = kb[bi + 1] - k0;
-            int first = bi == 0 ? 1 : mode;
-            for (Py_ssize_t r = r0; r < r1; r += MR) {
-                int mr = r1 - r < MR ? (int)(r1 - r) : MR;
-                pack_a(a + r * lda + k0, lda, mr, kc, ap + ((r - r0) / MR) * MR * kc);
-            }
+    if (nb == 63 && kb[62] < k) kb[nb++] = k; /* K > 27K: no such conv; sums stay blocked */
+    for (Py_ssize_t bi = 0; bi + 1 < nb; bi++) {
+        Py_ssize_t kq0 = kb[bi], kq1 = kb[bi + 1];
+        for (Py_ssize_t r0 = 0; r0 < rows; r0 += mc) {
+            Py_ssize_t nrows = rows - r0 < mc ? rows - r0 : mc;
+            for (Py_ssize_t i = 0; i < nrows; i++) offs[i] = row_offset(s, row0 + r0 + i);
             for (Py_ssize_t p = 0; p < panels; p++) {
-                const float *bp = b + p * k * NR + k0 * NR;
                 int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
-                for (Py_ssize_t r = r0; r < r1; r += MR) {
-                    int mr = r1 - r < MR ? (int)(r1 - r) : MR;
-                    float *cc = c + r * ldc + p * NR;
-                    const float *g = ap + ((r - r0) / MR) * MR * kc;
-#if FC_X86
-                    if (use == ISA_AVX512) {
-                        kern_avx512(g, bp, kc, cc, ldc, mr, nr, first);
-                        continue;
+                const float *bp = b + p * k * NR;
+                float *cp = c + r0 * ldc + p * NR;
+                for (Py_ssize_t k0 = kq0; k0 < kq1;) {
+                    Py_ssize_t k1 = run_end(s, k0, kq1);
+                    if (k1 > kq1) k1 = kq1;
+                    if (k1 - k0 > KS) k1 = k0 + KS;
+                    Py_ssize_t co = col_offset(s, k0);
+                    int first = k0 == kq0, last = k1 == kq1;
+                    for (Py_ssize_t g = 0; g < nrows; g += MR) {
+                        int mr = nrows - g < MR ? (int)(nrows - g) : MR;
+                        const float *ap[MR];
+                        for (int i = 0; i < MR; i++)
+                            ap[i] = i < mr ? s->base + offs[g + i] + co : zeros;
+                        float *cg = cp + g * ldc, *tg = scratch + g * NR;
+                        if (bi == 0) /* the first block's sums go straight into c */
+                            kern(ap, bp + k0 * NR, k1 - k0, first ? NULL : cg, ldc, cg, ldc, 0,
+                                 mr, nr);
+                        else
+                            kern(ap, bp + k0 * NR, k1 - k0, first ? NULL : tg, NR,
+                                 last ? cg : tg, last ? ldc : NR, last, mr, nr);
                     }
-#endif
-                    kern_generic(g, bp, kc, cc, ldc, mr, nr, first);
+                    k0 = k1;
                 }
             }
         }
     }
-    free(ap);
-    Py_END_ALLOW_THREADS
-    (void)k;
-    PyBuffer_Release(&av);
-    PyBuffer_Release(&bv);
-    PyBuffer_Release(&cv);
+}
+
+static kernel_fn pick_kernel(void) {
+#if FC_X86
+    if (isa == ISA_AVX512) return kern_avx512;
+#endif
+    return kern_generic;
+}
+
+static int float_rows(PyObject *o, Py_buffer *v, const char *name, int ndim, int writable) {
+    int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(o, v, flags) < 0) return -1;
+    const char *f = v->format;
+    if (f[0] == '<' || f[0] == '=') f++;
+    if (v->ndim != ndim || v->itemsize != 4 || strcmp(f, "f") != 0 ||
+        v->strides[ndim - 1] != 4 || (ndim > 1 && v->strides[0] % 4)) {
+        PyBuffer_Release(v);
+        PyErr_Format(PyExc_ValueError,
+                     "_gemm: %s must be a %d-D float32 buffer with contiguous rows", name, ndim);
+        return -1;
+    }
+    return 0;
+}
+
+/* The packed weights' buffer: (P, K, 32) float32, C-contiguous. */
+static int packed_arg(PyObject *o, Py_buffer *v, Py_ssize_t k, Py_ssize_t col0, Py_ssize_t m) {
+    if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0) return -1;
+    const char *err = NULL;
+    if (v->ndim != 3 || v->itemsize != 4 || v->shape[2] != NR)
+        err = "packed must be a (P, K, 32) float32 C-contiguous buffer";
+    else if (v->shape[1] != k)
+        err = "packed's K differs from the operand's";
+    else if (col0 < 0 || col0 % NR || col0 + m > v->shape[0] * NR)
+        err = "col0 must be a multiple of 32 and col0 + c's width at most 32 * P";
+    if (err) {
+        PyBuffer_Release(v);
+        PyErr_Format(PyExc_ValueError, "_gemm: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t block_rows(Py_ssize_t rows, Py_ssize_t k) {
+    Py_ssize_t mc = MC_BYTES / (4 * (k < Q ? (k > 0 ? k : 1) : Q));
+    mc = mc / MR * MR;
+    if (mc < MR) mc = MR;
+    if (mc > MC_MAX) mc = MC_MAX;
+    return rows < mc ? rows : mc;
+}
+
+static PyObject *run(source *s, Py_buffer *bv, Py_buffer *cv, Py_ssize_t k, Py_ssize_t row0,
+                     Py_ssize_t col0) {
+    Py_ssize_t rows = cv->shape[0], m = cv->shape[1];
+    Py_ssize_t mc = block_rows(rows, k);
+    Py_ssize_t *offs = PyMem_RawMalloc(sizeof(Py_ssize_t) * (mc > 0 ? mc : 1));
+    float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
+    if (!offs || !scratch) {
+        PyMem_RawFree(offs);
+        free(scratch);
+        return PyErr_NoMemory();
+    }
+    const float *b = (const float *)bv->buf + (col0 / NR) * k * NR;
+    kernel_fn kern = pick_kernel();
+    if (rows > 0 && m > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (k == 0) {
+            for (Py_ssize_t i = 0; i < rows; i++)
+                memset((char *)cv->buf + i * cv->strides[0], 0, 4 * (size_t)m);
+        } else {
+            drive(s, b, k, cv->buf, cv->strides[0] / 4, rows, row0, m, kern, offs, scratch, mc);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(offs);
+    free(scratch);
     Py_RETURN_NONE;
 }
 
+static PyObject *py_gemm(PyObject *self, PyObject *args) {
+    PyObject *ao, *bo, *co;
+    Py_ssize_t col0 = 0;
+    if (!PyArg_ParseTuple(args, "OOO|n", &ao, &bo, &co, &col0)) return NULL;
+    Py_buffer av, bv, cv;
+    if (float_rows(ao, &av, "a", 2, 0) < 0) return NULL;
+    if (float_rows(co, &cv, "c", 2, 1) < 0) {
+        PyBuffer_Release(&av);
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    if (av.shape[0] != cv.shape[0]) {
+        PyErr_SetString(PyExc_ValueError, "_gemm.gemm: a and c must have as many rows");
+    } else if (packed_arg(bo, &bv, av.shape[1], col0, cv.shape[1]) == 0) {
+        source s = {0};
+        s.base = av.buf;
+        s.lda = av.strides[0] / 4;
+        ret = run(&s, &bv, &cv, av.shape[1], 0, col0);
+        PyBuffer_Release(&bv);
+    }
+    PyBuffer_Release(&av);
+    PyBuffer_Release(&cv);
+    return ret;
+}
+
+static PyObject *py_conv(PyObject *self, PyObject *args) {
+    PyObject *xo, *bo, *co;
+    Py_ssize_t g[8], row0, col0;
+    if (!PyArg_ParseTuple(args, "O(nnnnnnnn)OOnn", &xo, &g[0], &g[1], &g[2], &g[3], &g[4],
+                          &g[5], &g[6], &g[7], &bo, &co, &row0, &col0))
+        return NULL;
+    Py_buffer xv, bv, cv;
+    if (PyObject_GetBuffer(xo, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return NULL;
+    const char *f = xv.format;
+    if (f[0] == '<' || f[0] == '=') f++;
+    if (xv.ndim != 4 || xv.itemsize != 4 || strcmp(f, "f") != 0) {
+        PyBuffer_Release(&xv);
+        PyErr_SetString(PyExc_ValueError,
+                        "_gemm.conv: xp must be a C-contiguous (N, Hp, Wp, C) float32 buffer");
+        return NULL;
+    }
+    if (float_rows(co, &cv, "c", 2, 1) < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    source s = {0};
+    s.base = xv.buf;
+    s.conv = 1;
+    s.ho = g[0], s.wo = g[1], s.kh = g[2], s.kw = g[3], s.sh = g[4], s.sw = g[5], s.dh = g[6],
+    s.dw = g[7];
+    Py_ssize_t n = xv.shape[0], hp = xv.shape[1], wp = xv.shape[2];
+    s.c = xv.shape[3];
+    s.swp = s.c, s.shp = wp * s.c, s.sn = hp * wp * s.c;
+    Py_ssize_t k = s.kh * s.kw * s.c;
+    PyObject *ret = NULL;
+    if (s.ho <= 0 || s.wo <= 0 || s.kh <= 0 || s.kw <= 0 || s.sh <= 0 || s.sw <= 0 ||
+        s.dh <= 0 || s.dw <= 0 || (s.ho - 1) * s.sh + (s.kh - 1) * s.dh >= hp ||
+        (s.wo - 1) * s.sw + (s.kw - 1) * s.dw >= wp || row0 < 0 ||
+        row0 + cv.shape[0] > n * s.ho * s.wo) {
+        PyErr_SetString(PyExc_ValueError,
+                        "_gemm.conv: the geometry or the rows do not fit the padded input");
+    } else if (packed_arg(bo, &bv, k, col0, cv.shape[1]) == 0) {
+        ret = run(&s, &bv, &cv, k, row0, col0);
+        PyBuffer_Release(&bv);
+    }
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&cv);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
-    {"gemm", py_gemm, METH_VARARGS, "gemm(a, packed, c, m)"},
+    {"gemm", py_gemm, METH_VARARGS,
+     "gemm(a, packed, c, col0=0): c = a @ w[col0:col0 + c.shape[1]].T (see the module "
+     "docstring)"},
+    {"conv", py_conv, METH_VARARGS,
+     "conv(xp, (Ho, Wo, kh, kw, sh, sw, dh, dw), packed, c, row0, col0): c = rows row0.. of "
+     "im2col(xp) @ w[col0:col0 + c.shape[1]].T"},
     {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "fc.np_ops._gemm", "GEMM prototype", -1, methods,
+    PyModuleDef_HEAD_INIT, "fc.np_ops._gemm",
+    "The channels-last convolution's GEMM (source: np_ops/_gemm.c).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__gemm(void) {
