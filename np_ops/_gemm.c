@@ -53,7 +53,8 @@
 #error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0) to match numpy's float32"
 #endif
 
-#include "fc_isa.h" /* csrc/: FC_X86, the ISAs, set_isa */
+#include "fc_isa.h"      /* csrc/: FC_X86, the ISAs, set_isa */
+#include "fc_epilogue.h" /* csrc/: the epilogue's row loops */
 
 #define NR 32   /* output channels per packed weight panel */
 #define MR 8    /* rows per micro-kernel call */
@@ -170,9 +171,37 @@ static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
     return (k0 / run + 1) * run;
 }
 
+/* The epilogue fused into drive: on each finished block of rows x one panel, while it is
+ * in cache. Pointers are at the first row and column of the call's output c. */
+typedef struct {
+    int on, relu, into;
+    const float *bias;   /* or NULL; at c's first column */
+    float *res;          /* residual rows or NULL (ldr floats apart); into: the sum goes there */
+    Py_ssize_t ldr;
+    float *dst;          /* or NULL: the sum goes there, c keeping conv + bias */
+    Py_ssize_t ldd;
+} epilogue;
+
+static void apply_epilogue(const epilogue *e, float *c, Py_ssize_t ldc, Py_ssize_t r0,
+                           Py_ssize_t nrows, Py_ssize_t col, int nr) {
+    for (Py_ssize_t i = r0; i < r0 + nrows; i++) {
+        float *y = c + i * ldc + col;
+        const float *b = e->bias ? e->bias + col : NULL;
+        float *r = e->res ? e->res + i * e->ldr + col : NULL;
+        float *d = e->dst ? e->dst + i * e->ldd + col : e->into ? r : y;
+        float *keep = e->dst ? y : NULL;
+        Py_ssize_t j = 0;
+#if FC_X86
+        if (isa == ISA_AVX512) j = row_avx512(y, b, r, d, keep, nr, e->relu);
+        else if (isa == ISA_AVX2) j = row_avx2(y, b, r, d, keep, nr, e->relu);
+#endif
+        row_generic(y, b, r, d, keep, j, nr, e->relu);
+    }
+}
+
 static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
                   Py_ssize_t rows, Py_ssize_t row0, Py_ssize_t m, kernel_fn kern,
-                  Py_ssize_t *offs, float *scratch, Py_ssize_t mc) {
+                  Py_ssize_t *offs, float *scratch, Py_ssize_t mc, const epilogue *e) {
     Py_ssize_t panels = (m + NR - 1) / NR;
     Py_ssize_t kb[64], nb = 0; /* K blocks: OpenBLAS's level-3 driver's cut */
     kb[nb++] = 0;
@@ -214,6 +243,7 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
                     }
                     k0 = k1;
                 }
+                if (e && e->on && bi + 2 == nb) apply_epilogue(e, c, ldc, r0, nrows, p * NR, nr);
             }
         }
     }
@@ -286,7 +316,7 @@ static PyObject *run(source *s, Py_buffer *bv, Py_buffer *cv, Py_ssize_t k, Py_s
             for (Py_ssize_t i = 0; i < rows; i++)
                 memset((char *)cv->buf + i * cv->strides[0], 0, 4 * (size_t)m);
         } else {
-            drive(s, b, k, cv->buf, cv->strides[0] / 4, rows, row0, m, kern, offs, scratch, mc);
+            drive(s, b, k, cv->buf, cv->strides[0] / 4, rows, row0, m, kern, offs, scratch, mc, NULL);
         }
         Py_END_ALLOW_THREADS
     }
@@ -366,6 +396,177 @@ static PyObject *py_conv(PyObject *self, PyObject *args) {
     return ret;
 }
 
+/* Optional 2-D float32 rows argument (None -> v->buf NULL). */
+static int opt_rows(PyObject *o, Py_buffer *v, const char *name, int writable,
+                    Py_ssize_t rows, Py_ssize_t m) {
+    v->buf = NULL;
+    v->obj = NULL;
+    if (o == Py_None) return 0;
+    if (float_rows(o, v, name, 2, writable) < 0) return -1;
+    if (v->shape[0] != rows || v->shape[1] != m) {
+        PyBuffer_Release(v);
+        v->buf = NULL;
+        PyErr_Format(PyExc_ValueError, "_gemm.tiles: %s must be (%zd, %zd)", name, rows, m);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Py_buffer *v) {
+    if (v->obj) PyBuffer_Release(v);
+}
+
+/* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu) */
+static PyObject *py_tiles(PyObject *self, PyObject *args) {
+    PyObject *so, *go, *bo, *oo, *to, *biaso, *ro, *dso;
+    Py_ssize_t row_step, col_step;
+    int into, relu;
+    if (!PyArg_ParseTuple(args, "OOOO(nn)OOOOpp", &so, &go, &bo, &oo, &row_step, &col_step, &to,
+                          &biaso, &ro, &dso, &into, &relu))
+        return NULL;
+    source s = {0};
+    Py_buffer sv, bv, ov = {0}, tv = {0}, biasv = {0}, rv = {0}, dv = {0};
+    Py_ssize_t rows, k;
+    if (go == Py_None) {
+        if (float_rows(so, &sv, "a", 2, 0) < 0) return NULL;
+        s.base = sv.buf;
+        s.lda = sv.strides[0] / 4;
+        rows = sv.shape[0];
+        k = sv.shape[1];
+    } else {
+        Py_ssize_t g[8];
+        if (!PyArg_ParseTuple(go, "nnnnnnnn", &g[0], &g[1], &g[2], &g[3], &g[4], &g[5], &g[6],
+                              &g[7]))
+            return NULL;
+        if (PyObject_GetBuffer(so, &sv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+            return NULL;
+        const char *f = sv.format;
+        if (f[0] == '<' || f[0] == '=') f++;
+        Py_ssize_t hp = sv.ndim == 4 ? sv.shape[1] : 0, wp = sv.ndim == 4 ? sv.shape[2] : 0;
+        s.conv = 1;
+        s.ho = g[0], s.wo = g[1], s.kh = g[2], s.kw = g[3], s.sh = g[4], s.sw = g[5];
+        s.dh = g[6], s.dw = g[7];
+        if (sv.ndim != 4 || sv.itemsize != 4 || strcmp(f, "f") != 0 || s.ho <= 0 || s.wo <= 0 ||
+            s.kh <= 0 || s.kw <= 0 || s.sh <= 0 || s.sw <= 0 || s.dh <= 0 || s.dw <= 0 ||
+            (s.ho - 1) * s.sh + (s.kh - 1) * s.dh >= hp ||
+            (s.wo - 1) * s.sw + (s.kw - 1) * s.dw >= wp) {
+            PyBuffer_Release(&sv);
+            PyErr_SetString(PyExc_ValueError,
+                            "_gemm.tiles: xp must be a C-contiguous (N, Hp, Wp, C) float32 "
+                            "buffer the geometry fits");
+            return NULL;
+        }
+        s.base = sv.buf;
+        s.c = sv.shape[3];
+        s.swp = s.c, s.shp = wp * s.c, s.sn = hp * wp * s.c;
+        rows = sv.shape[0] * s.ho * s.wo;
+        k = s.kh * s.kw * s.c;
+    }
+    PyObject *ret = NULL;
+    float *scratch_out = NULL, *scratch = NULL;
+    Py_ssize_t *offs = NULL;
+    if (packed_arg(bo, &bv, k, 0, 0) < 0) {
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    Py_ssize_t m = bv.shape[0] * NR; /* refined from out / res below */
+    /* out (not into) or res (into) gives M */
+    if (!into) {
+        if (float_rows(oo, &ov, "out", 2, 1) < 0) goto done;
+        if (ov.shape[0] != rows || ov.shape[1] > m) {
+            PyErr_SetString(PyExc_ValueError, "_gemm.tiles: out must be (rows, M)");
+            goto done;
+        }
+        m = ov.shape[1];
+    } else {
+        if (ro == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "_gemm.tiles: into needs res");
+            goto done;
+        }
+        Py_buffer probe;
+        if (float_rows(ro, &probe, "res", 2, 1) < 0) goto done;
+        m = probe.shape[1];
+        PyBuffer_Release(&probe);
+    }
+    if (opt_rows(ro, &rv, "res", into, rows, m) < 0 || opt_rows(dso, &dv, "dst", 1, rows, m) < 0)
+        goto done;
+    if (biaso != Py_None) {
+        if (PyObject_GetBuffer(biaso, &biasv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
+        if (biasv.itemsize != 4 || biasv.len != 4 * m) {
+            PyErr_SetString(PyExc_ValueError, "_gemm.tiles: bias must be M contiguous float32");
+            goto done;
+        }
+    }
+    if (to != Py_None) {
+        if (PyObject_GetBuffer(to, &tv, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) goto done;
+        if (tv.len < 8 || ((uintptr_t)tv.buf & 7)) {
+            PyErr_SetString(PyExc_ValueError, "_gemm.tiles: ticket must be an aligned int64");
+            goto done;
+        }
+    }
+    if ((dv.buf && into) || (dv.buf && !rv.buf) || row_step <= 0 || col_step <= 0 ||
+        (col_step % NR && col_step < m)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "_gemm.tiles: dst needs res and not into; steps > 0, col_step a "
+                        "multiple of 32");
+        goto done;
+    }
+    {
+        Py_ssize_t mc = block_rows(row_step, k);
+        Py_ssize_t cs = col_step < m ? col_step : m;
+        offs = PyMem_RawMalloc(sizeof(Py_ssize_t) * (mc > 0 ? mc : 1));
+        scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
+        if (into) scratch_out = aligned_alloc(64, sizeof(float) * ((row_step * cs + 15) / 16 * 16));
+        if (!offs || !scratch || (into && !scratch_out)) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_ssize_t nrt = (rows + row_step - 1) / row_step, nct = (m + col_step - 1) / col_step;
+        Py_ssize_t ntiles = rows > 0 && m > 0 ? nrt * nct : 0;
+        int64_t *ticket = tv.buf;
+        kernel_fn kern = pick_kernel();
+        int on = biasv.buf || rv.buf || relu;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t t = 0;; t++) {
+            if (ticket) t = (Py_ssize_t)__atomic_fetch_add(ticket, 1, __ATOMIC_RELAXED);
+            if (t >= ntiles) break;
+            Py_ssize_t r0 = (t / nct) * row_step, c0 = (t % nct) * col_step;
+            Py_ssize_t tr = rows - r0 < row_step ? rows - r0 : row_step;
+            Py_ssize_t tc = m - c0 < col_step ? m - c0 : col_step;
+            float *c = into ? scratch_out : (float *)ov.buf + r0 * (ov.strides[0] / 4) + c0;
+            Py_ssize_t ldc = into ? tc : ov.strides[0] / 4;
+            epilogue e = {on, relu, into, biasv.buf ? (const float *)biasv.buf + c0 : NULL,
+                          rv.buf ? (float *)rv.buf + r0 * (rv.strides[0] / 4) + c0 : NULL,
+                          rv.buf ? rv.strides[0] / 4 : 0,
+                          dv.buf ? (float *)dv.buf + r0 * (dv.strides[0] / 4) + c0 : NULL,
+                          dv.buf ? dv.strides[0] / 4 : 0};
+            const float *b = (const float *)bv.buf + (c0 / NR) * k * NR;
+            if (k == 0) {
+                for (Py_ssize_t i = 0; i < tr; i++) memset(c + i * ldc, 0, 4 * (size_t)tc);
+                for (Py_ssize_t p = 0; on && p * NR < tc; p++)
+                    apply_epilogue(&e, c, ldc, 0, tr, p * NR, tc - p * NR < NR ? (int)(tc - p * NR) : NR);
+            } else {
+                drive(&s, b, k, c, ldc, tr, r0, tc, kern, offs, scratch, mc, &e);
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyMem_RawFree(offs);
+    free(scratch);
+    free(scratch_out);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&bv);
+    release(&ov);
+    release(&tv);
+    release(&biasv);
+    release(&rv);
+    release(&dv);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"gemm", py_gemm, METH_VARARGS,
      "gemm(a, packed, c, col0=0): c = a @ w[col0:col0 + c.shape[1]].T (see the module "
@@ -373,6 +574,9 @@ static PyMethodDef methods[] = {
     {"conv", py_conv, METH_VARARGS,
      "conv(xp, (Ho, Wo, kh, kw, sh, sw, dh, dw), packed, c, row0, col0): c = rows row0.. of "
      "im2col(xp) @ w[col0:col0 + c.shape[1]].T"},
+    {"tiles", py_tiles, METH_VARARGS,
+     "tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, "
+     "relu): a whole convolution's GEMM and epilogue by tiles (see the module docstring)"},
     {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };
