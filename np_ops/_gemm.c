@@ -59,7 +59,6 @@
 #define NR 32   /* output channels per packed weight panel */
 #define MR 8    /* rows per micro-kernel call */
 #define Q 448   /* OpenBLAS's K block (SkylakeX SGEMM_DEFAULT_Q) */
-#define QUNROLL 16
 #ifndef KS
 #define KS 224 /* columns per sub-block at most: the 32-wide panel's KS x 32 floats in L1 */
 #endif
@@ -139,6 +138,63 @@ __attribute__((target("avx512f,fma"))) static void kern_avx512(
 }
 #endif
 
+#if FC_X86
+/* AVX2 has 16 vector registers: the 8 x 32 block as four 4 x 16 quarters, each with 8
+ * accumulators (the panel's rows read once per quarter, from L1). */
+__attribute__((target("avx2,fma"))) static void quarter_avx2(
+    const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
+    float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
+    /* columns j < nr of 16 valid (nr may be <= 0: nothing to do) */
+    if (mr <= 0 || nr <= 0) return;
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), idx);
+    __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), idx);
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00;
+#define LD4(i)                                                    \
+    if (src && i < mr) {                                          \
+        c##i##0 = _mm256_maskload_ps(src + i * lds, k0);          \
+        c##i##1 = _mm256_maskload_ps(src + i * lds + 8, k1);      \
+    }
+    LD4(0) LD4(1) LD4(2) LD4(3)
+#undef LD4
+    for (Py_ssize_t k = 0; k < ks; k++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#define F4(i)                                                     \
+    {                                                             \
+        __m256 x = _mm256_broadcast_ss(a##i + k);                 \
+        c##i##0 = _mm256_fmadd_ps(x, b0, c##i##0);                \
+        c##i##1 = _mm256_fmadd_ps(x, b1, c##i##1);                \
+    }
+        F4(0) F4(1) F4(2) F4(3)
+#undef F4
+        b += NR;
+    }
+#define ST4(i)                                                                          \
+    if (i < mr) {                                                                       \
+        float *d = dst + i * ldd;                                                       \
+        if (add) {                                                                      \
+            c##i##0 = _mm256_add_ps(_mm256_maskload_ps(d, k0), c##i##0);                \
+            c##i##1 = _mm256_add_ps(_mm256_maskload_ps(d + 8, k1), c##i##1);            \
+        }                                                                               \
+        _mm256_maskstore_ps(d, k0, c##i##0);                                            \
+        _mm256_maskstore_ps(d + 8, k1, c##i##1);                                        \
+    }
+    ST4(0) ST4(1) ST4(2) ST4(3)
+#undef ST4
+}
+
+__attribute__((target("avx2,fma"))) static void kern_avx2(
+    const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
+    float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
+    for (int h = 0; h < 2; h++)
+        for (int q = 0; q < 2; q++)
+            quarter_avx2(a + 4 * h, b + 16 * q, ks, src ? src + 4 * h * lds + 16 * q : NULL, lds,
+                         dst + 4 * h * ldd + 16 * q, ldd, add, mr - 4 * h, nr - 16 * q);
+}
+#endif
+
 /* Where row r's A operand for columns k0.. lives (k0 never crosses a run, see runs). */
 typedef struct {
     const float *base; /* gemm: a; conv: xp */
@@ -208,7 +264,7 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
     for (Py_ssize_t ls = 0; ls < k && nb < 63;) {
         Py_ssize_t ml = k - ls;
         if (ml >= 2 * Q) ml = Q;
-        else if (ml > Q) ml = ((ml / 2 + QUNROLL - 1) / QUNROLL) * QUNROLL;
+        else if (ml > Q) ml = (ml + 1) / 2;
         ls += ml;
         kb[nb++] = ls;
     }
@@ -252,6 +308,7 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
 static kernel_fn pick_kernel(void) {
 #if FC_X86
     if (isa == ISA_AVX512) return kern_avx512;
+    if (isa == ISA_AVX2) return kern_avx2;
 #endif
     return kern_generic;
 }
