@@ -118,6 +118,10 @@ try:  # the epilogue in C (np_ops/_epilogue.c); optional at install (setup.py)
     from fc.np_ops import _epilogue as _epilogue_c
 except ImportError:  # no C compiler at install: numpy's _epilogue, the definition
     _epilogue_c = None
+try:  # fc's GEMM on packed weights (np_ops/_gemm.c); optional at install (setup.py)
+    from fc.np_ops import _gemm as _gemm_c
+except ImportError:  # no C compiler at install: numpy's matmul
+    _gemm_c = None
 
 __all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "is_channels_last"]
 
@@ -160,6 +164,17 @@ _TILE_TICKETS = True
 #: fight the spinning worker for the cores (see the module docstring)
 _SPIN_SECONDS = 0.1
 _SPIN_FLOPS = 2.5e8
+#: fc's own GEMM (``fc.np_ops._gemm``) runs whole channels-last convolutions where it was
+#: built with vector loops for this CPU (its generic loop is slow), epilogue fused, im2col read
+#: in place (see _conv_tiles; tests switch it)
+_C_TILES = _gemm_c is not None and _gemm_c.ISA in ("avx512", "avx2")
+#: the kernel's weight panel width (np_ops/_gemm.c's NR)
+_NR = 32
+#: its row tiles: at least this many rows, at most _TILES_PER_THREAD per pool thread
+_TILE_MIN_ROWS = 64
+_TILES_PER_THREAD = 4
+#: a convolution of fewer flops runs as one call on the calling thread
+_TILES_SERIAL_FLOPS = 4e6
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
@@ -180,7 +195,7 @@ def is_channels_last(x: Array) -> bool:
 
 # -- packed weights -------------------------------------------------------------------------
 
-_PACKED: dict[int, tuple[weakref.ref, Array, Array, Array]] = {}
+_PACKED: dict[int, tuple[weakref.ref, Array, Array, dict[bool, Array]]] = {}
 _PACKED_LOCK = threading.Lock()
 _SAMPLES = 64
 
@@ -198,25 +213,48 @@ def _sample(w: Array, flat: Array) -> Array:
     return w[np.unravel_index(flat, w.shape)]
 
 
-def _packed_weight(w: Array) -> Array:
-    """``w`` (M, C, kh, kw) as the (kh*kw*C, M) GEMM operand: the transposed view of a
-    C-contiguous (M, kh*kw*C) matrix (see the module docstring for why not a C-contiguous
-    (kh*kw*C, M) one), cached per array. The sampled elements are a fingerprint that catches
-    a write into the memory through another alias (a torch tensor sharing it, a base
-    array)."""
+def _pack_panels(w2: Array) -> Array:
+    """(M, K) ``w2`` as fc's kernel's (P, K, _NR) panels, P = ceil(M / _NR): ``out[p, k, j] =
+    w2[p * _NR + j, k]``, zero past M, in a 64-byte aligned buffer (np_ops/_gemm.c)."""
+    m, k = w2.shape
+    p = -(-m // _NR)
+    size = p * k * _NR
+    buf = np.empty(size + 16, dtype=w2.dtype)
+    off = (-buf.ctypes.data % 64) // buf.itemsize
+    out = buf[off:off + size].reshape(p, k, _NR)
+    full = m // _NR
+    out[:full] = w2[:full * _NR].reshape(full, _NR, k).transpose(0, 2, 1)
+    if full < p:
+        out[full] = 0
+        out[full, :, :m - full * _NR] = w2[full * _NR:].T
+    return out
+
+
+def _packed_weight(w: Array, panels: bool = False) -> Array:
+    """``w`` (M, C, kh, kw) as a GEMM operand, cached per array: with ``panels``, fc's
+    kernel's (P, K, 32) panels (``_pack_panels``, K = kh*kw*C); else the (kh*kw*C, M)
+    operand of numpy's matmul, the transposed view of a C-contiguous (M, kh*kw*C) matrix
+    (see the module docstring for why not a C-contiguous (kh*kw*C, M) one). Each layout is
+    built on first use. The sampled elements are a fingerprint that catches a write into
+    the memory through another alias (a torch tensor sharing it, a base array)."""
     key = id(w)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is w and (_sample(w, hit[1]) == hit[2]).all():
-        return hit[3]
-    m = w.shape[0]
-    packed = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(m, -1).T
-    w.flags.writeable = False  # so that the cache stays true (see the module docstring)
-    index = _sample_index(w.shape)
-    with _PACKED_LOCK:
-        # The callback holds the dict itself: at interpreter exit the module global is None.
-        _PACKED[key] = (weakref.ref(w, lambda _, k=key, d=_PACKED: d.pop(k, None)), index,
-                        _sample(w, index), packed)
-    return packed
+        layouts = hit[3]
+    else:
+        w.flags.writeable = False  # so that the cache stays true (see the module docstring)
+        index = _sample_index(w.shape)
+        layouts = {}
+        with _PACKED_LOCK:
+            # The callback holds the dict itself: at interpreter exit the module global is None.
+            _PACKED[key] = (weakref.ref(w, lambda _, k=key, d=_PACKED: d.pop(k, None)), index,
+                            _sample(w, index), layouts)
+    out = layouts.get(panels)
+    if out is None:
+        w2 = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+        out = _pack_panels(w2) if panels else w2.T
+        layouts[panels] = out  # two threads packing at once store equal arrays
+    return out
 
 
 # -- channels-last path ---------------------------------------------------------------------
@@ -325,6 +363,60 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
     return xp
 
 
+def _tile_steps(rows: int, m: int, workers: int) -> tuple[int, int]:
+    """(row_step, col_step) of ``_conv_tiles``'s tiles: rows enough, up to
+    ``_TILES_PER_THREAD`` row tiles per thread, of equal height (a multiple of 8, the
+    kernel's row group); few rows (batch 1, late layers), tiles of whole weight panels
+    instead, two per thread."""
+    if rows >= 2 * workers * _TILE_MIN_ROWS:
+        tiles = workers * min(_TILES_PER_THREAD, rows // (workers * _TILE_MIN_ROWS))
+        step = -(-rows // tiles)
+        return -(-step // 8) * 8, m
+    panels = -(-m // _NR)
+    return rows, -(-panels // (2 * workers)) * _NR
+
+
+def _packed_panels(w: Array) -> Array:
+    """``w`` (M, C, kh, kw) as fc's kernel's (P, K, 32) weight panels (np_ops/_gemm.c), K in
+    the im2col column order (kh, kw, C), rows past M zero, 64-byte aligned; cached with
+    ``_packed_weight``'s matrix."""
+    return _packed_weight(w, panels=True)
+
+
+def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
+                strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
+                relu: bool, y: Array, res2: Array | None, into: bool,
+                dst2: Array | None) -> None:
+    """The convolution of (N, H, W, C) ``xh`` into channels-last ``y`` by fc's GEMM: one
+    ``_gemm.tiles`` call per pool thread, all drawing tiles from one shared ticket, each
+    tile's im2col rows read in place from the zero-padded input (or the input itself, 1x1
+    stride 1) and its epilogue (bias, residual, relu) applied while the block is in cache.
+    ``into``: the sum goes into ``res2`` (``y`` is its memory); ``dst2``: the sum goes there,
+    ``y`` keeping the convolution's output."""
+    n, h, wd, c = xh.shape
+    m, _, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    packed = _packed_panels(w)
+    if kh == kw == 1 and not any(pads) and sh == sw == 1 and xh.flags.c_contiguous:
+        src, geometry = xh.reshape(n * h * wd, c), None
+    else:
+        src = (_pad_nhwc(xh, *pads) if any(pads) or not xh.flags.c_contiguous else xh)
+        geometry = (ho, wo, kh, kw, sh, sw, dh, dw)
+    rows = n * ho * wo
+    out = None if into else y.reshape(rows, m)
+    workers = _parallel.num_workers()
+    steps = _tile_steps(rows, m, workers)
+    if workers == 1 or 2 * rows * c * kh * kw * m < _TILES_SERIAL_FLOPS:
+        _gemm_c.tiles(src, geometry, packed, out, (rows, m), None, bias, res2, dst2, into, relu)
+        return
+    ticket = np.zeros(1, dtype=np.int64)
+
+    def part(_a: int, _b: int) -> None:
+        _gemm_c.tiles(src, geometry, packed, out, steps, ticket, bias, res2, dst2, into, relu)
+
+    parallel_for(part, workers, 1 << 62, parts=workers)
+
+
 def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
                         strides: tuple[int, ...], pads: tuple[int, ...],
                         dilations: tuple[int, ...], activation: str, alpha: float,
@@ -339,6 +431,12 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     # into: the output is the residual's own (C-contiguous) memory (conv_residual, overwrite)
     y = res2.reshape(n, ho, wo, m) if into else np.empty((n, ho, wo, m), dtype=x.dtype)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
+    if (_C_TILES and post is None and activation in ("", "relu") and x.dtype == np.float32
+            and w.dtype == np.float32 and m >= _C_MIN_ROW
+            and (bias is None or bias.flags.c_contiguous)):
+        _conv_tiles(xh, w, bias, ho, wo, strides, pads, dilations, activation == "relu", y,
+                    res2, into, dst2)
+        return y.transpose(0, 3, 1, 2)
 
     # fc's pool runs the GEMMs (tiles) or BLAS's threads do (blocks; see the module docstring)
     rows = n * ho * wo
