@@ -42,6 +42,7 @@ lacks that variable (OpenBLAS then detects the CPU itself), for comparison.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import statistics
@@ -213,6 +214,29 @@ def measure_network_floor(shapes: list[tuple[int, int, int, int]], batch: int, r
     return _median_time(one_pass, repeat, clock)
 
 
+def measure_kernel_floor(shapes: list[tuple[int, int, int, int]], batch: int, repeat: int
+                        ) -> float | None:
+    """Seconds of fc's own GEMM (``fc.np_ops._gemm``, what fc's convolutions run where it is
+    built) on the same shapes: each shape's (N, K) x (K, M) product by tiles over fc's pool,
+    as ``conv._conv_tiles`` hands them out, the median per shape times its count; None where
+    fc runs numpy's matmul instead. Beside numpy's floor, it says how much of fc's time is
+    spent outside its own GEMMs."""
+    from fc.np_ops import conv
+
+    if not conv._C_TILES:
+        return None
+    rng = np.random.default_rng(2)
+    total = 0.0
+    for m, k, p, count in shapes:
+        n = batch * p
+        a = rng.standard_normal((n, k), dtype=np.float32)
+        packed = conv._pack_panels(rng.standard_normal((m, k), dtype=np.float32))
+        out = np.empty((n, m), dtype=np.float32)
+        total += count * _median_time(
+            functools.partial(conv._run_tiles, a, None, packed, out, n, m, 2 * n * k * m), repeat)
+    return total
+
+
 def load_note() -> str:
     """The 1-minute load average now, printed next to each timing: above the core count, other
     processes took CPU from that measurement."""
@@ -224,6 +248,10 @@ def load_note() -> str:
 
 def thread_note(name: str) -> str:
     if name in FC_ENGINES:
+        from fc.np_ops import _parallel, conv
+
+        if conv._C_TILES:
+            return f"fc pool {_parallel.num_workers()}, C GEMM"
         return f"numpy/OpenBLAS {numpy_blas_threads()}"
     if name == "onnxruntime":
         return "ORT default (intra_op=0)"
@@ -252,7 +280,7 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
     shapes = gemm_shapes(fused_graph(onnx_path, batch), batch)
     results: dict[str, dict] = {name: {"times": [], "threads": thread_note(name)}
                                 for name in engines}
-    floors, floor_rows, net_floors = [], [], []
+    floors, floor_rows, net_floors, kernel_floors = [], [], [], []
     for rnd in range(args.rounds):
         time.sleep(args.settle)
         floor, floor_rows = measure_floor(shapes, batch, repeat)
@@ -262,6 +290,11 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
         net_floors.append(measure_network_floor(shapes, batch, repeat))
         print(f"  batch {batch} round {rnd + 1}: GEMM floor, network order "
               f"{net_floors[-1] * 1e3:8.1f} ms ({load_note()})", flush=True)
+        kernel_floor = measure_kernel_floor(shapes, batch, repeat)
+        if kernel_floor is not None:
+            kernel_floors.append(kernel_floor)
+            print(f"  batch {batch} round {rnd + 1}: fc's GEMM kernel on the same shapes "
+                  f"{kernel_floor * 1e3:8.1f} ms ({load_note()})", flush=True)
         for name in engines:
             timing, out = time_runs(lambda e=built[name]: e(x), repeat=repeat,
                                     warmup=args.warmup, settle=args.settle)
@@ -273,7 +306,8 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
         results[name]["timing"] = Timing(results[name]["times"])
         results[name]["repeat"] = len(results[name]["times"])
     results["floor"] = {"median": statistics.median(floors), "rounds": floors, "rows": floor_rows,
-                        "network": statistics.median(net_floors)}
+                        "network": statistics.median(net_floors),
+                        "kernel": statistics.median(kernel_floors) if kernel_floors else None}
     del built
     if not args.no_memory:
         for name in engines:
@@ -304,6 +338,10 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool, engines: tuple
         rows.append([batch, "GEMM floor, network order", "numpy/OpenBLAS " + numpy_blas_threads(),
                      f"{fl['network'] * 1e3:.1f}", "-", len(fl["rounds"]), "-", "-", "-", "-",
                      "-"])
+        if fl["kernel"] is not None:
+            rows.append([batch, "fc's GEMM kernel, same shapes", thread_note("fc fused"),
+                         f"{fl['kernel'] * 1e3:.1f}", "-", len(fl["rounds"]), "-", "-", "-",
+                         "-", "-"])
     print_table("ResNet-50, float32, 224x224 (times in ms; rel-L2 of the logits vs torch eager)",
                 ["batch", "engine", "threads", "median", "min-max", "runs", "img/s", "rel-L2",
                  "RSS loaded MiB", "peak +MiB", "total MiB"], rows)
@@ -328,9 +366,11 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool, engines: tuple
             if name not in res:
                 continue
             fc = res[name]["timing"]
+            kernel = res["floor"]["kernel"]
             row = [batch, name, f"{fc.median_ms:.1f}", f"{fc.median / floor:.2f}",
                    verdict(fc.median / floor <= MAX_VS_FLOOR) if name == "fc fused" else "",
-                   f"{fc.median / res['floor']['network']:.2f}"]
+                   f"{fc.median / res['floor']['network']:.2f}",
+                   f"{fc.median / kernel:.2f}" if kernel else "-"]
             if "onnxruntime" in res:
                 ort, tch = res["onnxruntime"]["timing"], res["torch eager"]["timing"]
                 vs_ort, vs_torch = fc.median / ort.median, fc.median / tch.median
@@ -341,7 +381,8 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool, engines: tuple
                         f"{floor / ort.median:.2f}",
                         f"{rel_l2(res[name]['out'], res['onnxruntime']['out']):.2e}"]
             rows.append(row)
-    headers = ["batch", "fc IR", "fc ms", "fc/floor", "<=1.2x floor", "fc/network floor"]
+    headers = ["batch", "fc IR", "fc ms", "fc/floor", "<=1.2x floor", "fc/network floor",
+               "fc/own GEMM"]
     if any("onnxruntime" in res for res in all_results.values()):
         headers += ["fc/ORT", "<=1.5x|2x ORT", "fc/torch", "<torch", "floor/ORT",
                     "rel-L2 vs ORT"]
@@ -445,9 +486,10 @@ def main() -> None:
 
     print(f"bench_executor: {machine_line()}")
     print(blas_info())
-    from fc.np_ops.conv import epilogue_kernel
+    from fc.np_ops.conv import epilogue_kernel, gemm_kernel
 
     print(f"fc's conv epilogue (bias, residual, relu): {epilogue_kernel()}")
+    print(f"fc's convolution GEMMs: {gemm_kernel()}")
     with tempfile.TemporaryDirectory(prefix="fc_bench_") as tmp:
         onnx_path = os.fspath(export_resnet50_onnx(Path(tmp) / "resnet50.onnx", seed=args.seed,
                                                    keep_bn=not args.fold_bn_in_export))

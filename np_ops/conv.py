@@ -123,7 +123,8 @@ try:  # fc's GEMM on packed weights (np_ops/_gemm.c); optional at install (setup
 except ImportError:  # no C compiler at install: numpy's matmul
     _gemm_c = None
 
-__all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "is_channels_last"]
+__all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "gemm_kernel",
+           "is_channels_last"]
 
 Array = np.ndarray
 
@@ -186,6 +187,13 @@ def epilogue_kernel() -> str:
     ``fc.np_ops._epilogue``'s loops) or ``"numpy"`` (the extension not built, or switched
     off)."""
     return f"C ({_epilogue_c.ISA})" if _C_EPILOGUE and _epilogue_c is not None else "numpy"
+
+
+def gemm_kernel() -> str:
+    """Which code runs the channels-last convolutions' GEMMs: ``"C (avx512)"`` (fc's own GEMM,
+    ``fc.np_ops._gemm``, epilogue fused; its instruction set) or ``"numpy"`` (numpy's matmul:
+    the extension not built, no vector loops for this CPU, or switched off)."""
+    return f"C ({_gemm_c.ISA})" if _C_TILES and _gemm_c is not None else "numpy"
 
 
 def is_channels_last(x: Array) -> bool:
@@ -403,12 +411,21 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
         src = (_pad_nhwc(xh, *pads) if any(pads) or not xh.flags.c_contiguous else xh)
         geometry = (ho, wo, kh, kw, sh, sw, dh, dw)
     rows = n * ho * wo
-    out = None if into else y.reshape(rows, m)
+    _run_tiles(src, geometry, packed, None if into else y.reshape(rows, m), rows, m,
+               2 * rows * c * kh * kw * m, bias, res2, dst2, into, relu)
+
+
+def _run_tiles(src: Array, geometry: tuple[int, ...] | None, packed: Array, out: Array | None,
+               rows: int, m: int, flops: float, bias: Array | None = None,
+               res2: Array | None = None, dst2: Array | None = None, into: bool = False,
+               relu: bool = False) -> None:
+    """``_gemm.tiles`` over fc's pool: one call per thread, all drawing from one ticket (one
+    call on the calling thread for less than ``_TILES_SERIAL_FLOPS``)."""
     workers = _parallel.num_workers()
-    steps = _tile_steps(rows, m, workers)
-    if workers == 1 or 2 * rows * c * kh * kw * m < _TILES_SERIAL_FLOPS:
+    if workers == 1 or flops < _TILES_SERIAL_FLOPS:
         _gemm_c.tiles(src, geometry, packed, out, (rows, m), None, bias, res2, dst2, into, relu)
         return
+    steps = _tile_steps(rows, m, workers)
     ticket = np.zeros(1, dtype=np.int64)
 
     def part(_a: int, _b: int) -> None:
