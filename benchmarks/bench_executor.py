@@ -223,7 +223,7 @@ def measure_kernel_floor(shapes: list[tuple[int, int, int, int]], batch: int, re
     spent outside its own GEMMs."""
     from fc.np_ops import conv
 
-    if not conv._C_TILES:
+    if not conv._C_GEMM:
         return None
     rng = np.random.default_rng(2)
     total = 0.0
@@ -250,7 +250,7 @@ def thread_note(name: str) -> str:
     if name in FC_ENGINES:
         from fc.np_ops import _parallel, conv
 
-        if conv._C_TILES:
+        if conv._C_GEMM:
             return f"fc pool {_parallel.num_workers()}, C GEMM"
         return f"numpy/OpenBLAS {numpy_blas_threads()}"
     if name == "onnxruntime":

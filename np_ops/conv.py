@@ -168,7 +168,8 @@ _SPIN_FLOPS = 2.5e8
 #: fc's own GEMM (``fc.np_ops._gemm``) runs whole channels-last convolutions where it was
 #: built with vector loops for this CPU (its generic loop is slow), epilogue fused, im2col read
 #: in place (see _conv_tiles; tests switch it)
-_C_TILES = _gemm_c is not None and _gemm_c.ISA in ("avx512", "avx2")
+_GEMM_ISAS = ("avx512", "avx2")
+_C_GEMM = _gemm_c is not None and _gemm_c.ISA in _GEMM_ISAS
 #: the kernel's weight panel width (np_ops/_gemm.c's NR)
 _NR = 32
 #: its row tiles: at least this many rows, at most _TILES_PER_THREAD per pool thread
@@ -193,7 +194,7 @@ def gemm_kernel() -> str:
     """Which code runs the channels-last convolutions' GEMMs: ``"C (avx512)"`` (fc's own GEMM,
     ``fc.np_ops._gemm``, epilogue fused; its instruction set) or ``"numpy"`` (numpy's matmul:
     the extension not built, no vector loops for this CPU, or switched off)."""
-    return f"C ({_gemm_c.ISA})" if _C_TILES and _gemm_c is not None else "numpy"
+    return f"C ({_gemm_c.ISA})" if _C_GEMM and _gemm_c is not None else "numpy"
 
 
 def is_channels_last(x: Array) -> bool:
@@ -448,7 +449,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     # into: the output is the residual's own (C-contiguous) memory (conv_residual, overwrite)
     y = res2.reshape(n, ho, wo, m) if into else np.empty((n, ho, wo, m), dtype=x.dtype)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
-    if (_C_TILES and post is None and activation in ("", "relu") and x.dtype == np.float32
+    if (_C_GEMM and post is None and activation in ("", "relu") and x.dtype == np.float32
             and w.dtype == np.float32 and m >= _C_MIN_ROW
             and (bias is None or bias.flags.c_contiguous)):
         _conv_tiles(xh, w, bias, ho, wo, strides, pads, dilations, activation == "relu", y,

@@ -1,0 +1,348 @@
+"""fc's GEMM on packed weights (np_ops/_gemm.c: ``gemm``, and ``tiles``, a whole convolution
+read in place from its padded input, epilogue fused) against a float64 oracle, and against
+numpy's np.matmul where that is OpenBLAS with the SkylakeX kernels.
+
+``gemm(a, packed, c, col0)`` computes ``c = a @ W2[col0 : col0 + mc].T`` in float32, ``W2``
+the (M, K) weight matrix packed by ``conv._pack_panels`` into (ceil(M / 32), K, 32) panels.
+The oracle is numpy in float64 on the exact float32 data; the tolerance is the rounding
+error bound of a float32 sum of K products, ``K * 2**-24 * sum_k |a_ik| |w_jk|`` (each
+product and partial sum rounded once), so any missed, doubled or misplaced term fails.
+Shapes are odd on purpose: rows 1..50 (and past the kernel's 8-row groups and 144-row
+blocks), M not a multiple of 32 (3, 33, 1000), K from 1 to 5000 (across the 448-wide K
+blocks and the halved last blocks), column slices with ``col0``, row strides of the
+operands. Every instruction set this machine runs is checked (``_gemm.ISAS``; the generic
+loop on smaller shapes: it is slow), and each output must have the same bits whatever the
+split into calls and whatever the instruction set.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+import threading
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import as_strided
+
+import fc.np_ops.conv as conv_mod
+
+G = conv_mod._gemm_c
+EPS = 2.0 ** -24
+
+pytestmark = pytest.mark.skipif(G is None, reason="fc.np_ops._gemm is not built")
+
+
+def test_the_gemm_kernel_is_built_where_a_compiler_is():
+    """pip builds the extension wherever there is a C compiler (setup.py, optional=True), and
+    conv uses it where its loops are fast (avx512)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}): fc's convolutions multiply with numpy")
+    assert G is not None
+    assert conv_mod._C_GEMM == (G.ISA in conv_mod._GEMM_ISAS)
+    assert conv_mod.gemm_kernel() == (f"C ({G.ISA})" if conv_mod._C_GEMM else "numpy")
+
+
+@pytest.fixture(params=["avx512", "avx2", "generic"])
+def isa(request):
+    if request.param not in G.ISAS:
+        pytest.skip(f"this CPU does not run {request.param} (it runs {', '.join(G.ISAS)})")
+    previous = G.set_isa(request.param)
+    yield request.param
+    G.set_isa(previous)
+
+
+def _operands(rows: int, k: int, m: int, seed: int, *, lda: int = 0, scale: float = 1.0):
+    """a (rows, k) float32 (a row slice of a wider array when ``lda`` > k), W2 (m, k), the
+    packed panels."""
+    rng = np.random.default_rng(seed)
+    wide = (rng.standard_normal((rows, max(k, lda) + 3)) * scale).astype(np.float32)
+    a = wide[:, 3:3 + k]
+    w2 = rng.standard_normal((m, k)).astype(np.float32)
+    return a, w2, conv_mod._pack_panels(w2)
+
+
+def _check(c: np.ndarray, a: np.ndarray, w2: np.ndarray) -> None:
+    a64, w64 = a.astype(np.float64), w2.astype(np.float64)
+    want = a64 @ w64.T
+    bound = a.shape[1] * EPS * (np.abs(a64) @ np.abs(w64).T) + 1e-30
+    err = np.abs(c.astype(np.float64) - want)
+    assert np.isfinite(c).all()
+    worst = np.unravel_index(np.argmax(err / bound), err.shape)
+    assert (err <= bound).all(), (f"output {worst}: error {err[worst]:.3g} > bound "
+                                  f"{bound[worst]:.3g}")
+
+
+def test_pack_panels_layout():
+    """packed[p, k, j] = W2[p * 32 + j, k], the rows past M zero, 64-byte aligned."""
+    w2 = np.arange(70 * 5, dtype=np.float32).reshape(70, 5)
+    p = conv_mod._pack_panels(w2)
+    assert p.shape == (3, 5, 32) and p.flags.c_contiguous and p.ctypes.data % 64 == 0
+    for j in range(96):
+        for kk in range(5):
+            assert p[j // 32, kk, j % 32] == (w2[j, kk] if j < 70 else 0.0)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 11, 12, 13, 24, 37, 50, 193, 400])
+@pytest.mark.parametrize("k", [1, 3, 16, 447, 449, 897, 1000, 2304])
+@pytest.mark.parametrize("m", [3, 32, 33, 100])
+def test_gemm_odd_shapes_against_float64(isa, rows, k, m):
+    if isa == "generic" and rows * k * m > 2_000_000:
+        pytest.skip("the generic loop: smaller shapes only")
+    a, w2, p = _operands(rows, k, m, seed=rows * 7 + k + m)
+    c = np.full((rows, m), np.nan, dtype=np.float32)
+    G.gemm(a, p, c)
+    _check(c, a, w2)
+
+
+@pytest.mark.parametrize(("rows", "k", "m"), [(50, 5000, 40), (7, 4608, 1000), (49, 4096, 64)])
+def test_gemm_long_k_and_wide_m(isa, rows, k, m):
+    """K past several 448-wide blocks (5000: 448 * 10 + two halves of 260), M = 1000 (the
+    classifier's 31 full panels and one of 8 columns)."""
+    if isa == "generic" and rows * k * m > 2_000_000:
+        pytest.skip("the generic loop: smaller shapes only")
+    a, w2, p = _operands(rows, k, m, seed=k)
+    c = np.empty((rows, m), dtype=np.float32)
+    G.gemm(a, p, c)
+    _check(c, a, w2)
+
+
+@pytest.mark.parametrize(("rows", "k", "m"), [(37, 600, 100), (200, 147, 70), (13, 1000, 1000)])
+def test_gemm_row_strides_column_slices_and_splits_give_the_same_bits(isa, rows, k, m):
+    """a as a row slice of a wider array (row stride > K), c as a column block of a wider
+    output (``col0`` a multiple of 32, the last block ragged): each output has the same bits
+    whatever the split into calls, by rows or by 32-column panels; nothing outside the
+    block is written."""
+    if isa == "generic" and rows * k * m > 2_000_000:
+        pytest.skip("the generic loop: smaller shapes only")
+    a, w2, p = _operands(rows, k, m, seed=m, lda=k + 37)
+    assert a.strides[0] > 4 * k
+    whole = np.empty((rows, m), dtype=np.float32)
+    G.gemm(a, p, whole)
+    _check(whole, a, w2)
+    out = np.full((rows, m + 9), -7.0, dtype=np.float32)
+    c = out[:, 4:4 + m]
+    cuts = sorted({0, 32, 64, m - m % 32, m} - {x for x in (32, 64) if x >= m})
+    for m0, m1 in zip(cuts, cuts[1:]):
+        for r0, r1 in ((0, rows // 3), (rows // 3, rows)):
+            G.gemm(a[r0:r1], p, c[r0:r1, m0:m1], m0)
+    assert c.tobytes() == np.ascontiguousarray(whole).tobytes()
+    assert (out[:, :4] == -7.0).all() and (out[:, 4 + m:] == -7.0).all()
+
+
+def test_gemm_isas_give_the_same_bits():
+    """The generic loop and the vector loops make the same float32 operations in the same
+    order (one fused multiply-add per product, the K blocks added in order)."""
+    if len(G.ISAS) < 2:
+        pytest.skip("one instruction set only")
+    a, w2, p = _operands(29, 1000, 70, seed=3)
+    outs = []
+    previous = G.ISA
+    try:
+        for name in G.ISAS:
+            G.set_isa(name)
+            c = np.empty((29, 70), dtype=np.float32)
+            G.gemm(a, p, c)
+            outs.append(c.tobytes())
+    finally:
+        G.set_isa(previous)
+    assert all(o == outs[0] for o in outs)
+
+
+def _openblas_skylakex() -> bool:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return False
+    return any(i.get("internal_api") == "openblas" and i.get("architecture") == "SkylakeX"
+               for i in threadpool_info() if i.get("user_api") == "blas")
+
+
+#: (rows, K, M) of ResNet-50's convolutions at batch 1 (rows = Ho*Wo), the stem included
+RESNET50_SHAPES = [(12544, 147, 64), (3136, 64, 64), (3136, 576, 64), (3136, 64, 256),
+                   (3136, 256, 64), (784, 256, 512), (3136, 256, 128), (784, 1152, 128),
+                   (784, 128, 512), (784, 512, 128), (196, 512, 1024), (784, 512, 256),
+                   (196, 2304, 256), (196, 256, 1024), (196, 1024, 256), (49, 1024, 2048),
+                   (196, 1024, 512), (49, 4608, 512), (49, 512, 2048), (49, 2048, 512)]
+
+
+@pytest.mark.skipif(not _openblas_skylakex(),
+                    reason="numpy's BLAS is not OpenBLAS with the SkylakeX kernels")
+@pytest.mark.parametrize(("rows", "k", "m"), RESNET50_SHAPES)
+def test_gemm_has_numpys_bits_on_resnet50_shapes(rows, k, m):
+    """On OpenBLAS's SkylakeX kernels, the kernel's K blocking is OpenBLAS's: the same bits
+    as np.matmul (channels-last: (rows, K) @ (M, K).T), so switching the convolutions to it
+    leaves a network's outputs unchanged."""
+    if "avx512" not in G.ISAS:
+        pytest.skip("the kernel's avx512 loops do not run here")
+    previous = G.set_isa("avx512")
+    try:
+        a, w2, p = _operands(rows, k, m, seed=rows + k + m, scale=0.5)
+        c = np.empty((rows, m), dtype=np.float32)
+        G.gemm(a, p, c)
+    finally:
+        G.set_isa(previous)
+    assert c.tobytes() == np.matmul(a, w2.T).tobytes()
+
+
+@pytest.mark.skipif(not _openblas_skylakex(),
+                    reason="numpy's BLAS is not OpenBLAS with the SkylakeX kernels")
+@pytest.mark.parametrize(("rows", "k", "m"), [(150, 1001, 96), (100, 449, 40), (300, 897, 64)])
+def test_gemm_has_numpys_bits_when_k_is_cut_in_halves(rows, k, m):
+    """Below 2Q = 896 columns left, OpenBLAS's threaded driver (numpy's, with more than one
+    thread) cuts the rest in two halves, the first rounded up: 1001 = 448 + 277 + 276."""
+    a, w2, p = _operands(rows, k, m, seed=k, scale=0.5)
+    c = np.empty((rows, m), dtype=np.float32)
+    G.gemm(a, p, c)
+    assert c.tobytes() == np.matmul(a, w2.T).tobytes()
+
+
+# -- tiles(): a whole convolution, in place, epilogue fused ----------------------------------
+
+def _conv_case(n, c, h, w, m, kh, kw, stride, pad, dil, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((m, c, kh, kw)).astype(np.float32)
+    xp = np.zeros((n, h + 2 * pad, w + 2 * pad, c), np.float32)
+    xp[:, pad:pad + h, pad:pad + w] = x
+    ho = (h + 2 * pad - dil * (kh - 1) - 1) // stride + 1
+    wo = (w + 2 * pad - dil * (kw - 1) - 1) // stride + 1
+    s_n, s_h, s_w, s_c = xp.strides
+    cols = as_strided(xp, (n, ho, wo, kh, kw, c),
+                      (s_n, s_h * stride, s_w * stride, s_h * dil, s_w * dil, s_c))
+    a = np.ascontiguousarray(cols).reshape(n * ho * wo, -1)
+    w2 = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(m, -1)
+    geometry = (ho, wo, kh, kw, stride, stride, dil, dil)
+    return xp, geometry, a, w2
+
+
+CONVS = [  # (N, C, H, W, M, kh, kw, stride, pad, dilation)
+    (1, 64, 14, 14, 64, 3, 3, 1, 1, 1),
+    (2, 3, 23, 19, 40, 7, 7, 2, 3, 1),     # the stem's runs of 21 floats
+    (1, 200, 9, 9, 70, 3, 3, 2, 1, 1),     # K = 1800: four K blocks; M not a multiple of 32
+    (2, 16, 11, 11, 33, 3, 3, 1, 2, 2),    # dilated: runs of C floats
+    (1, 513, 5, 5, 1000, 1, 1, 1, 0, 1),   # K in (Q, 2Q): two halves; 1000 channels
+    (3, 5, 7, 6, 3, 2, 3, 1, 0, 1),        # rectangular kernel, 3 channels out
+    (1, 128, 8, 8, 256, 1, 1, 2, 0, 1),    # 1x1 stride 2, read in place
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
+def test_conv_tiles_within_the_float32_bound_of_float64_im2col(case, isa):
+    xp, geometry, a, w2 = _conv_case(*case)
+    out = np.full((a.shape[0], w2.shape[0]), np.nan, np.float32)
+    G.tiles(xp, geometry, conv_mod._pack_panels(w2), out, (a.shape[0], w2.shape[0]), None, None, None, None,
+               False, False)
+    exact = a.astype(np.float64) @ w2.T.astype(np.float64)
+    k = a.shape[1]
+    bound = 1.01 * k * 2.0 ** -24 * (np.abs(a).astype(np.float64) @ np.abs(w2).T.astype(np.float64))
+    assert np.all(np.abs(out - exact) <= bound)
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
+def test_every_isa_and_every_tiling_gives_the_same_bits(case):
+    xp, geometry, a, w2 = _conv_case(*case, seed=1)
+    rows, m = a.shape[0], w2.shape[0]
+    packed = conv_mod._pack_panels(w2)
+    results = []
+    for isa in G.ISAS:
+        previous = G.set_isa(isa)
+        try:
+            for steps in [(rows, m), (max(1, rows // 3), 32), (7, 2 * 32), (1, m)]:
+                out = np.full((rows, m), np.nan, np.float32)
+                G.tiles(xp, geometry, packed, out, steps, None, None, None, None, False, False)
+                results.append(out)
+        finally:
+            G.set_isa(previous)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+    # gemm() on the im2col matrix, by column slices: the same bits again
+    out = np.full((rows, m + 5), np.nan, np.float32)[:, 2:2 + m]
+    for c0 in range(0, m, 32):
+        G.gemm(a, packed, out[:, c0:c0 + 32], c0)
+    np.testing.assert_array_equal(out, results[0])
+
+
+def _epilogue_oracle(y, bias, res, relu):
+    v = y.copy()
+    if bias is not None:
+        v = v + bias
+    conv_out = v.copy()
+    if res is not None:
+        v = v + res
+    if relu:
+        v = np.maximum(v, np.float32(0))
+    return conv_out, v
+
+
+@pytest.mark.parametrize("mode", ["bias", "bias+relu", "res+relu", "into", "dst", "relu"])
+def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa):
+    xp, geometry, a, w2 = _conv_case(2, 24, 10, 10, 80, 3, 3, 1, 1, 1, seed=2)
+    rows, m = a.shape[0], w2.shape[0]
+    rng = np.random.default_rng(5)
+    bias = None if mode in ("relu", "res+relu") else rng.standard_normal(m).astype(np.float32)
+    res = (rng.standard_normal((rows, m)).astype(np.float32)
+           if mode in ("res+relu", "into", "dst") else None)
+    if res is not None:
+        res[::7, ::5] = -0.0
+    relu = mode != "bias"
+    packed = conv_mod._pack_panels(w2)
+    plain = np.empty((rows, m), np.float32)
+    G.tiles(xp, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
+    conv_out, want = _epilogue_oracle(plain, bias, res, relu)
+    steps = (23, 2 * 32)
+    if mode == "into":
+        r = res.copy()
+        G.tiles(xp, geometry, packed, None, steps, None, bias, r, None, True, relu)
+        np.testing.assert_array_equal(r, want)
+    elif mode == "dst":
+        y = np.empty((rows, m), np.float32)
+        d = np.empty((rows, m), np.float32)
+        G.tiles(xp, geometry, packed, y, steps, None, bias, res, d, False, relu)
+        np.testing.assert_array_equal(y, conv_out)
+        np.testing.assert_array_equal(d, want)
+    else:
+        y = np.empty((rows, m), np.float32)
+        G.tiles(xp, geometry, packed, y, steps, None, bias, res, None, False, relu)
+        np.testing.assert_array_equal(y, want)
+
+
+def test_threads_draining_one_ticket_cover_every_tile_once():
+    xp, geometry, a, w2 = _conv_case(4, 32, 12, 12, 96, 3, 3, 1, 1, 1, seed=3)
+    rows, m = a.shape[0], w2.shape[0]
+    packed = conv_mod._pack_panels(w2)
+    want = np.empty((rows, m), np.float32)
+    G.tiles(xp, geometry, packed, want, (rows, m), None, None, None, None, False, True)
+    res = np.random.default_rng(0).standard_normal((rows, m)).astype(np.float32)
+    r = res.copy()  # into: a tile run twice would add the residual twice
+    ticket = np.zeros(1, np.int64)
+    threads = [threading.Thread(target=G.tiles,
+                                args=(xp, geometry, packed, None, (17, 32), ticket, None, r, None,
+                                      True, False)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    plain = np.empty((rows, m), np.float32)
+    G.tiles(xp, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
+    np.testing.assert_array_equal(r, plain + res)
+    assert ticket[0] >= -(-rows // 17) * -(-m // 32)
+
+
+def test_bad_arguments_say_which():
+    xp, geometry, a, w2 = _conv_case(1, 8, 6, 6, 16, 3, 3, 1, 1, 1)
+    packed = conv_mod._pack_panels(w2)
+    out = np.empty((a.shape[0], 16), np.float32)
+    with pytest.raises(ValueError, match="out"):
+        G.tiles(xp, geometry, packed, out[:-1], (8, 32), None, None, None, None, False, False)
+    with pytest.raises(ValueError, match="K differs"):
+        G.tiles(xp, geometry, conv_mod._pack_panels(w2[:, :-1]), out, (8, 32), None, None, None, None, False,
+                   False)
+    with pytest.raises(ValueError, match="geometry"):
+        G.tiles(xp, (9, 9, 3, 3, 1, 1, 1, 1), packed, out, (8, 32), None, None, None, None,
+                   False, False)
+    with pytest.raises(ValueError, match="res"):
+        G.tiles(xp, geometry, packed, out, (8, 32), None, None, out[:, :8], None, False, False)
+    with pytest.raises(ValueError, match="float32"):
+        G.gemm(a.astype(np.float64), packed, out)
