@@ -23,11 +23,13 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[all]"
-# setup.py builds the calibration histogram's and the conv epilogue's C kernels where there is
-# a C compiler (optional: without one fc runs their numpy definitions, ~4x slower calibration
+# setup.py builds the calibration histogram's, the conv epilogue's and the conv GEMM's C kernels
+# where there is a C compiler (optional: without one fc runs numpy, ~4x slower calibration
 # histograms, a slower executor)
 echo "install.sh: histogram kernel: $(.venv/bin/python -c \
   'from fc.quant.calibration import histogram_kernel; print(histogram_kernel())')"
 echo "install.sh: conv epilogue: $(.venv/bin/python -c \
   'from fc.np_ops.conv import epilogue_kernel; print(epilogue_kernel())')"
+echo "install.sh: conv GEMM: $(.venv/bin/python -c \
+  'from fc.np_ops.conv import gemm_kernel; print(gemm_kernel())')"
 echo "install.sh: fc installed in .venv (run .venv/bin/fcc, or '. .venv/bin/activate' then fcc)"

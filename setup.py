@@ -57,7 +57,8 @@ _COMPRESS_TEST = ["scikit-learn>=1.3"]
 # The calibration histogram's counting kernel (quant/_histogram.c, DEVELOPERS.md "Compiled
 # code"): optional, so an install without a C compiler succeeds and fc counts with numpy.
 # -ffp-contract=off: x * inv must round as numpy's float32 multiply does (never -ffast-math).
-_C_FLAGS = dict(optional=True, include_dirs=["csrc"],  # csrc/fc_isa.h: what both share
+_C_FLAGS = dict(optional=True, include_dirs=["csrc"],  # csrc/: what the kernels share
+                depends=["csrc/fc_isa.h", "csrc/fc_epilogue.h"],
                 extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"])
 _HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], **_C_FLAGS)
 # The channels-last convolution's epilogue (np_ops/_epilogue.c: bias, residual, relu in one
@@ -65,6 +66,10 @@ _HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], **_C_FLAGS
 # that each add rounds as numpy's float32 add does.
 _EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], **_C_FLAGS)
 
+# fc's own GEMM for the channels-last convolutions (np_ops/_gemm.c: weights packed once,
+# im2col read in place, the epilogue fused, tiles drawn by the pool's threads): optional,
+# numpy's matmul otherwise; -ffp-contract=off, and its products are explicit FMAs, so that
+# each output has the same bits on every instruction set.
 _GEMM = Extension("fc.np_ops._gemm", ["np_ops/_gemm.c"], **_C_FLAGS)
 
 setup(

@@ -98,11 +98,14 @@ mkdir -m 777 "$scratch/out-user"
 echo "build-test.sh: an unknown user (1234) compiles into /out too"
 "${bah[@]}" run "$ctr" -- dot -V
 "${bah[@]}" run "$ctr" -- python -c '
-from fc.np_ops.conv import epilogue_kernel
+from fc.np_ops.conv import epilogue_kernel, gemm_kernel
+from fc.np_ops import _gemm
 from fc.quant.calibration import histogram_kernel
 assert histogram_kernel().startswith("C "), histogram_kernel()
 assert epilogue_kernel().startswith("C "), epilogue_kernel()
-print("histogram kernel:", histogram_kernel(), "- conv epilogue:", epilogue_kernel())'
+assert _gemm.ISAS, "fc.np_ops._gemm did not build"
+print("histogram kernel:", histogram_kernel(), "- conv epilogue:", epilogue_kernel(),
+      "- conv GEMM:", gemm_kernel())'
 "${bah[@]}" run "$ctr" -- python -c '
 import importlib.metadata as md, torch
 assert torch.__version__.endswith("+cpu"), torch.__version__

@@ -3,9 +3,11 @@
  *     c[r, j] = sum over k of a[r, k] * w[col0 + j, k]      (float32)
  *
  * Each sum is computed as OpenBLAS's level-3 driver computes it (numpy's np.matmul on this
- * machine's SkylakeX kernels: tests/np_ops/test_gemm_kernel.py checks the bits where numpy
- * runs them): K is cut into blocks as its driver cuts it (Q = 448 while at least 2Q is left,
- * then the rest in two halves, the first rounded up to a multiple of 16); within a block the
+ * machine's SkylakeX kernels, on more than one thread: tests/np_ops/test_gemm_kernel.py
+ * checks the bits where numpy runs them): K is cut into blocks as its threaded driver cuts it
+ * (Q = 448 while at least 2Q is left, then the rest in two halves, the first one rounded up;
+ * its one-thread driver rounds that half up to 16, which differs for some K between Q and
+ * 2Q, never for ResNet-50's, see the tests); within a block the
  * products are accumulated in order, one fused multiply-add each, from zero; each block's
  * partial sum is then added to the sum of the blocks before it. Every output is computed
  * alike whatever the rows and columns a call covers, so fc's thread pool may split a
@@ -16,7 +18,7 @@
  * Why not np.matmul: OpenBLAS packs the weight matrix on every call (~K*M*4 bytes read and
  * written), so each tile of fc's pool packed it once more; here the weights are packed once
  * per array (np_ops/conv.py caches the packing), and the activations are read in place:
- * a is any 2-D float32 buffer whose rows are contiguous, and conv() reads the im2col rows
+ * a is any 2-D float32 buffer whose rows are contiguous, and tiles() reads the im2col rows
  * straight from the zero-padded channels-last input (no im2col copy at all).
  *
  * pack layout: float32 (P, K, 32), P = ceil(M / 32): packed[p, k, j] = w[32 p + j, k], zero
@@ -24,20 +26,31 @@
  * gemm(a, packed, c, col0=0): c (rows, mc) = a (rows, K) @ w[col0:col0 + mc].T; a and c
  *     2-D float32 with contiguous rows (any row stride: a column slice of the output is
  *     fine), col0 a multiple of 32.
- * conv(xp, geometry, packed, c, row0, col0): the rows row0 .. row0 + rows(c) of the
- *     convolution's im2col matrix, read from the padded (N, Hp, Wp, C) C-contiguous float32
- *     input xp; geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw): im2col row r = (n, ho, wo) in
- *     C order, its K = kh * kw * C columns (dh-th kernel row, dw-th tap, channel) as
- *     conv.py's _packed_weight orders the weights.
+ * tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, relu):
+ *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw) with src the
+ *     zero-padded (N, Hp, Wp, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
+ *     in C order has K = kh * kw * C columns (kernel row, tap, channel: conv.py's weight
+ *     order), read in place; or geometry None and src = a, 2-D with contiguous rows. Out is
+ *     (rows, M) with contiguous rows; the result is cut into tiles of row_step rows x col_step output channels (a multiple of
+ *     32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
+ *     draws tiles from it until none is left, so that one call per thread of fc's pool
+ *     runs the whole convolution; without, the call runs every tile. The epilogue, on each
+ *     finished block of rows x one panel while it is in cache: + bias, + res (a fused
+ *     residual Add), relu, as csrc/fc_epilogue.h's rows (numpy's conv._epilogue bit for
+ *     bit); into: out is not used, the sum goes into res; dst: the sum goes there, out
+ *     keeping conv + bias (conv_residual's keep_conv).
  * ISA, ISAS, set_isa(name): as fc's other kernels (csrc/fc_isa.h). "generic" is plain C
- *     (several times slower than numpy's BLAS): conv.py uses the module only with avx512.
+ *     (fmaf per product: many times slower than numpy's BLAS): conv.py uses the module only
+ *     with avx512 or avx2 (the 8 x 32 micro-kernel as four 4 x 16 quarters there).
  *
- * Loops (one thread per call; the GIL is released): rows in blocks of MC (their A rows in
- * L2), and for each block, each 32-wide weight panel, each K block and each sub-block of at
- * most KS columns (one kernel row's run of kw*C contiguous input floats at most, so that a
- * row's A operand is one pointer): the MR x 32 micro-kernel over every group of MR rows,
- * the panel's KS x 32 sub-block staying in L1 across the groups. A K block's partial sums
- * live in a small scratch tile until they are added to c.
+ * Loops (one thread per call; the GIL is released): K blocks outermost; in each, rows in
+ * blocks of MC (MC_BYTES of one K block's A, ~144 rows: in L2 across the panels), each
+ * 32-wide weight panel, and each sub-block of at most KS columns (within one kernel row's
+ * run of kw*C contiguous input floats, so that a row's A operand is one pointer; a pointer
+ * to zeros for the rows past the last): the MR x 32 micro-kernel over every group of MR
+ * rows, the panel's KS x 32 sub-block staying in L1 across the groups. The first K block's
+ * sums go straight into c; a later block's partial sums live in a small scratch tile until
+ * they are added to c.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -407,52 +420,6 @@ static PyObject *py_gemm(PyObject *self, PyObject *args) {
     return ret;
 }
 
-static PyObject *py_conv(PyObject *self, PyObject *args) {
-    PyObject *xo, *bo, *co;
-    Py_ssize_t g[8], row0, col0;
-    if (!PyArg_ParseTuple(args, "O(nnnnnnnn)OOnn", &xo, &g[0], &g[1], &g[2], &g[3], &g[4],
-                          &g[5], &g[6], &g[7], &bo, &co, &row0, &col0))
-        return NULL;
-    Py_buffer xv, bv, cv;
-    if (PyObject_GetBuffer(xo, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
-        return NULL;
-    const char *f = xv.format;
-    if (f[0] == '<' || f[0] == '=') f++;
-    if (xv.ndim != 4 || xv.itemsize != 4 || strcmp(f, "f") != 0) {
-        PyBuffer_Release(&xv);
-        PyErr_SetString(PyExc_ValueError,
-                        "_gemm.conv: xp must be a C-contiguous (N, Hp, Wp, C) float32 buffer");
-        return NULL;
-    }
-    if (float_rows(co, &cv, "c", 2, 1) < 0) {
-        PyBuffer_Release(&xv);
-        return NULL;
-    }
-    source s = {0};
-    s.base = xv.buf;
-    s.conv = 1;
-    s.ho = g[0], s.wo = g[1], s.kh = g[2], s.kw = g[3], s.sh = g[4], s.sw = g[5], s.dh = g[6],
-    s.dw = g[7];
-    Py_ssize_t n = xv.shape[0], hp = xv.shape[1], wp = xv.shape[2];
-    s.c = xv.shape[3];
-    s.swp = s.c, s.shp = wp * s.c, s.sn = hp * wp * s.c;
-    Py_ssize_t k = s.kh * s.kw * s.c;
-    PyObject *ret = NULL;
-    if (s.ho <= 0 || s.wo <= 0 || s.kh <= 0 || s.kw <= 0 || s.sh <= 0 || s.sw <= 0 ||
-        s.dh <= 0 || s.dw <= 0 || (s.ho - 1) * s.sh + (s.kh - 1) * s.dh >= hp ||
-        (s.wo - 1) * s.sw + (s.kw - 1) * s.dw >= wp || row0 < 0 ||
-        row0 + cv.shape[0] > n * s.ho * s.wo) {
-        PyErr_SetString(PyExc_ValueError,
-                        "_gemm.conv: the geometry or the rows do not fit the padded input");
-    } else if (packed_arg(bo, &bv, k, col0, cv.shape[1]) == 0) {
-        ret = run(&s, &bv, &cv, k, row0, col0);
-        PyBuffer_Release(&bv);
-    }
-    PyBuffer_Release(&xv);
-    PyBuffer_Release(&cv);
-    return ret;
-}
-
 /* Optional 2-D float32 rows argument (None -> v->buf NULL). */
 static int opt_rows(PyObject *o, Py_buffer *v, const char *name, int writable,
                     Py_ssize_t rows, Py_ssize_t m) {
@@ -628,9 +595,6 @@ static PyMethodDef methods[] = {
     {"gemm", py_gemm, METH_VARARGS,
      "gemm(a, packed, c, col0=0): c = a @ w[col0:col0 + c.shape[1]].T (see the module "
      "docstring)"},
-    {"conv", py_conv, METH_VARARGS,
-     "conv(xp, (Ho, Wo, kh, kw, sh, sw, dh, dw), packed, c, row0, col0): c = rows row0.. of "
-     "im2col(xp) @ w[col0:col0 + c.shape[1]].T"},
     {"tiles", py_tiles, METH_VARARGS,
      "tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, "
      "relu): a whole convolution's GEMM and epilogue by tiles (see the module docstring)"},
