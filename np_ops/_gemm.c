@@ -19,7 +19,7 @@
  * written), so each tile of fc's pool packed it once more; here the weights are packed once
  * per array (np_ops/conv.py caches the packing), and the activations are read in place:
  * a is any 2-D float32 buffer whose rows are contiguous, and tiles() reads the im2col rows
- * straight from the zero-padded channels-last input (no im2col copy at all).
+ * straight from the channels-last input (no im2col copy, no padding copy).
  *
  * pack layout: float32 (P, K, 32), P = ceil(M / 32): packed[p, k, j] = w[32 p + j, k], zero
  *     for 32 p + j >= M (np_ops/conv.py builds it, 64-byte aligned).
@@ -27,10 +27,12 @@
  *     2-D float32 with contiguous rows (any row stride: a column slice of the output is
  *     fine), col0 a multiple of 32.
  * tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, relu):
- *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw) with src the
- *     zero-padded (N, Hp, Wp, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
+ *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw, top, left)
+ *     with src the (N, H, W, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
  *     in C order has K = kh * kw * C columns (kernel row, tap, channel: conv.py's weight
- *     order), read in place; or geometry None and src = a, 2-D with contiguous rows. Out is
+ *     order), read in place, the taps in the zero padding (top, left, and whatever lies
+ *     past the bottom and right edges) read as zeros: the same sums as on a zero-padded
+ *     copy (each padded product is a zero operand's, as there); or geometry None and src = a, 2-D with contiguous rows. Out is
  *     (rows, M) with contiguous rows; the result is cut into tiles of row_step rows x col_step output channels (a multiple of
  *     32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
  *     draws tiles from it until none is left, so that one call per thread of fc's pool
@@ -47,7 +49,8 @@
  * blocks of MC (MC_BYTES of one K block's A, ~144 rows: in L2 across the panels), each
  * 32-wide weight panel, and each sub-block of at most KS columns (within one kernel row's
  * run of kw*C contiguous input floats, so that a row's A operand is one pointer; a pointer
- * to zeros for the rows past the last): the MR x 32 micro-kernel over every group of MR
+ * to zeros for the rows past the last and for taps in the padding; a group with a window
+ * across the image's left or right edge takes those columns tap by tap): the MR x 32 micro-kernel over every group of MR
  * rows, the panel's KS x 32 sub-block staying in L1 across the groups. The first K block's
  * sums go straight into c; a later block's partial sums live in a small scratch tile until
  * they are added to c.
@@ -208,28 +211,31 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(
 }
 #endif
 
-/* Where row r's A operand for columns k0.. lives (k0 never crosses a run, see runs). */
+/* Where the A operand comes from: a matrix (gemm), or a convolution's input read in place,
+ * the padding implicit: taps outside the (H, W) image read zeros. */
 typedef struct {
-    const float *base; /* gemm: a; conv: xp */
+    const float *base; /* gemm: a; conv: the (N, H, W, C) C-contiguous input */
     Py_ssize_t lda;    /* gemm: a's row stride in floats */
     int conv;
-    /* conv: geometry, xp's strides in floats */
-    Py_ssize_t ho, wo, kh, kw, c, sh, sw, dh, dw, sn, shp, swp;
+    Py_ssize_t ho, wo, kh, kw, c, sh, sw, dh, dw, pt, pl, h, w; /* conv geometry, pads */
 } source;
 
-/* The offset (floats) of row r's im2col row start (conv) or row (gemm). */
-static inline Py_ssize_t row_offset(const source *s, Py_ssize_t r) {
-    if (!s->conv) return r * s->lda;
-    Py_ssize_t n = r / (s->ho * s->wo), q = r % (s->ho * s->wo);
-    Py_ssize_t y = q / s->wo, x = q % s->wo;
-    return n * s->sn + y * s->sh * s->shp + x * s->sw * s->swp;
-}
+/* One im2col row: its image's offset and its window's top-left corner (may be negative). */
+typedef struct {
+    Py_ssize_t off, y0, x0;
+} rowinfo;
 
-/* Column k of the im2col row at offset off (conv: tap (i, j) channel ch). */
-static inline Py_ssize_t col_offset(const source *s, Py_ssize_t k) {
-    if (!s->conv) return k;
-    Py_ssize_t tap = k / s->c, ch = k % s->c;
-    return (tap / s->kw) * s->dh * s->shp + (tap % s->kw) * s->dw * s->swp + ch;
+static inline rowinfo row_info(const source *s, Py_ssize_t r) {
+    rowinfo ri;
+    if (!s->conv) {
+        ri.off = r * s->lda, ri.y0 = ri.x0 = 0;
+        return ri;
+    }
+    Py_ssize_t hw = s->ho * s->wo, n = r / hw, q = r % hw;
+    ri.off = n * s->h * s->w * s->c;
+    ri.y0 = (q / s->wo) * s->sh - s->pt;
+    ri.x0 = (q % s->wo) * s->sw - s->pl;
+    return ri;
 }
 
 /* Columns from k0 readable as one contiguous run of A (conv: up to the end of a kernel
@@ -238,6 +244,20 @@ static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
     if (!s->conv) return k;
     Py_ssize_t run = s->dw == 1 ? s->kw * s->c : s->c;
     return (k0 / run + 1) * run;
+}
+
+/* Row ri's A operand for columns k0 .. k1 (within one run): its address, zeros when every
+ * tap there is in the padding, or NULL when some are and some are not (the caller then
+ * splits the columns by taps). */
+static inline const float *a_ptr(const source *s, const rowinfo *ri, Py_ssize_t k0,
+                                 Py_ssize_t k1) {
+    if (!s->conv) return s->base + ri->off + k0;
+    Py_ssize_t t0 = k0 / s->c, t1 = (k1 - 1) / s->c;
+    Py_ssize_t y = ri->y0 + (t0 / s->kw) * s->dh;
+    Py_ssize_t xa = ri->x0 + (t0 % s->kw) * s->dw, xb = ri->x0 + (t1 % s->kw) * s->dw;
+    if (y < 0 || y >= s->h || xb < 0 || xa >= s->w) return zeros;
+    if (xa < 0 || xb >= s->w) return NULL;
+    return s->base + ri->off + (y * s->w + xa) * s->c + (k0 - t0 * s->c);
 }
 
 /* The epilogue fused into drive: on each finished block of rows x one panel, while it is
@@ -268,9 +288,21 @@ static void apply_epilogue(const epilogue *e, float *c, Py_ssize_t ldc, Py_ssize
     }
 }
 
+/* One micro-kernel step over columns k0 .. k1 of a K block (first / last: whether they
+ * start / end it): the first block's sums go straight into c, a later block's partial sums
+ * into the scratch tile t until they are added to c. */
+static inline void step(kernel_fn kern, const float *const *ap, const float *bp, Py_ssize_t ks,
+                        int later, int first, int last, float *cg, Py_ssize_t ldc, float *tg,
+                        int mr, int nr) {
+    if (!later)
+        kern(ap, bp, ks, first ? NULL : cg, ldc, cg, ldc, 0, mr, nr);
+    else
+        kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr);
+}
+
 static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
                   Py_ssize_t rows, Py_ssize_t row0, Py_ssize_t m, kernel_fn kern,
-                  Py_ssize_t *offs, float *scratch, Py_ssize_t mc, const epilogue *e) {
+                  rowinfo *info, float *scratch, Py_ssize_t mc, const epilogue *e) {
     Py_ssize_t panels = (m + NR - 1) / NR;
     Py_ssize_t kb[64], nb = 0; /* K blocks: OpenBLAS's level-3 driver's cut */
     kb[nb++] = 0;
@@ -286,7 +318,7 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
         Py_ssize_t kq0 = kb[bi], kq1 = kb[bi + 1];
         for (Py_ssize_t r0 = 0; r0 < rows; r0 += mc) {
             Py_ssize_t nrows = rows - r0 < mc ? rows - r0 : mc;
-            for (Py_ssize_t i = 0; i < nrows; i++) offs[i] = row_offset(s, row0 + r0 + i);
+            for (Py_ssize_t i = 0; i < nrows; i++) info[i] = row_info(s, row0 + r0 + i);
             for (Py_ssize_t p = 0; p < panels; p++) {
                 int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
                 const float *bp = b + p * k * NR;
@@ -295,20 +327,30 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
                     Py_ssize_t k1 = run_end(s, k0, kq1);
                     if (k1 > kq1) k1 = kq1;
                     if (k1 - k0 > KS) k1 = k0 + KS;
-                    Py_ssize_t co = col_offset(s, k0);
                     int first = k0 == kq0, last = k1 == kq1;
                     for (Py_ssize_t g = 0; g < nrows; g += MR) {
-                        int mr = nrows - g < MR ? (int)(nrows - g) : MR;
+                        int mr = nrows - g < MR ? (int)(nrows - g) : MR, split = 0;
                         const float *ap[MR];
-                        for (int i = 0; i < MR; i++)
-                            ap[i] = i < mr ? s->base + offs[g + i] + co : zeros;
+                        for (int i = 0; i < MR; i++) {
+                            ap[i] = i < mr ? a_ptr(s, &info[g + i], k0, k1) : zeros;
+                            split |= ap[i] == NULL;
+                        }
                         float *cg = cp + g * ldc, *tg = scratch + g * NR;
-                        if (bi == 0) /* the first block's sums go straight into c */
-                            kern(ap, bp + k0 * NR, k1 - k0, first ? NULL : cg, ldc, cg, ldc, 0,
-                                 mr, nr);
-                        else
-                            kern(ap, bp + k0 * NR, k1 - k0, first ? NULL : tg, NR,
-                                 last ? cg : tg, last ? ldc : NR, last, mr, nr);
+                        if (!split) {
+                            step(kern, ap, bp + k0 * NR, k1 - k0, bi > 0, first, last, cg, ldc,
+                                 tg, mr, nr);
+                            continue;
+                        }
+                        /* a window across the image's left or right edge: tap by tap */
+                        for (Py_ssize_t j0 = k0; j0 < k1;) {
+                            Py_ssize_t j1 = (j0 / s->c + 1) * s->c;
+                            if (j1 > k1) j1 = k1;
+                            for (int i = 0; i < MR; i++)
+                                ap[i] = i < mr ? a_ptr(s, &info[g + i], j0, j1) : zeros;
+                            step(kern, ap, bp + j0 * NR, j1 - j0, bi > 0, first && j0 == k0,
+                                 last && j1 == k1, cg, ldc, tg, mr, nr);
+                            j0 = j1;
+                        }
                     }
                     k0 = k1;
                 }
@@ -371,7 +413,7 @@ static PyObject *run(source *s, Py_buffer *bv, Py_buffer *cv, Py_ssize_t k, Py_s
                      Py_ssize_t col0) {
     Py_ssize_t rows = cv->shape[0], m = cv->shape[1];
     Py_ssize_t mc = block_rows(rows, k);
-    Py_ssize_t *offs = PyMem_RawMalloc(sizeof(Py_ssize_t) * (mc > 0 ? mc : 1));
+    rowinfo *offs = PyMem_RawMalloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
     float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
     if (!offs || !scratch) {
         PyMem_RawFree(offs);
@@ -458,37 +500,38 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         rows = sv.shape[0];
         k = sv.shape[1];
     } else {
-        Py_ssize_t g[8];
-        if (!PyArg_ParseTuple(go, "nnnnnnnn", &g[0], &g[1], &g[2], &g[3], &g[4], &g[5], &g[6],
-                              &g[7]))
+        Py_ssize_t g[10];
+        if (!PyArg_ParseTuple(go, "nnnnnnnnnn", &g[0], &g[1], &g[2], &g[3], &g[4], &g[5], &g[6],
+                              &g[7], &g[8], &g[9]))
             return NULL;
         if (PyObject_GetBuffer(so, &sv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
             return NULL;
         const char *f = sv.format;
         if (f[0] == '<' || f[0] == '=') f++;
-        Py_ssize_t hp = sv.ndim == 4 ? sv.shape[1] : 0, wp = sv.ndim == 4 ? sv.shape[2] : 0;
         s.conv = 1;
         s.ho = g[0], s.wo = g[1], s.kh = g[2], s.kw = g[3], s.sh = g[4], s.sw = g[5];
-        s.dh = g[6], s.dw = g[7];
+        s.dh = g[6], s.dw = g[7], s.pt = g[8], s.pl = g[9];
+        s.h = sv.ndim == 4 ? sv.shape[1] : 0, s.w = sv.ndim == 4 ? sv.shape[2] : 0;
+        /* every window starts above the image's last row and left of its last column */
         if (sv.ndim != 4 || sv.itemsize != 4 || strcmp(f, "f") != 0 || s.ho <= 0 || s.wo <= 0 ||
             s.kh <= 0 || s.kw <= 0 || s.sh <= 0 || s.sw <= 0 || s.dh <= 0 || s.dw <= 0 ||
-            (s.ho - 1) * s.sh + (s.kh - 1) * s.dh >= hp ||
-            (s.wo - 1) * s.sw + (s.kw - 1) * s.dw >= wp) {
+            s.pt < 0 || s.pl < 0 || (s.ho - 1) * s.sh - s.pt >= s.h ||
+            (s.wo - 1) * s.sw - s.pl >= s.w) {
             PyBuffer_Release(&sv);
             PyErr_SetString(PyExc_ValueError,
-                            "_gemm.tiles: xp must be a C-contiguous (N, Hp, Wp, C) float32 "
-                            "buffer the geometry fits");
+                            "_gemm.tiles: src must be a C-contiguous (N, H, W, C) float32 "
+                            "buffer the geometry (Ho, Wo, kh, kw, sh, sw, dh, dw, top, left) "
+                            "fits");
             return NULL;
         }
         s.base = sv.buf;
         s.c = sv.shape[3];
-        s.swp = s.c, s.shp = wp * s.c, s.sn = hp * wp * s.c;
         rows = sv.shape[0] * s.ho * s.wo;
         k = s.kh * s.kw * s.c;
     }
     PyObject *ret = NULL;
     float *scratch_out = NULL, *scratch = NULL;
-    Py_ssize_t *offs = NULL;
+    rowinfo *offs = NULL;
     if (packed_arg(bo, &bv, k, 0, 0) < 0) {
         PyBuffer_Release(&sv);
         return NULL;
@@ -538,7 +581,7 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
     {
         Py_ssize_t mc = block_rows(row_step, k);
         Py_ssize_t cs = col_step < m ? col_step : m;
-        offs = PyMem_RawMalloc(sizeof(Py_ssize_t) * (mc > 0 ? mc : 1));
+        offs = PyMem_RawMalloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
         scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
         if (into) scratch_out = aligned_alloc(64, sizeof(float) * ((row_step * cs + 15) / 16 * 16));
         if (!offs || !scratch || (into && !scratch_out)) {

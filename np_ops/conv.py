@@ -20,8 +20,9 @@ fc's own GEMM (``fc.np_ops._gemm``, np_ops/_gemm.c; ``_C_GEMM``, ``gemm_kernel()
 float32 convolution wherever the extension was built with vector loops for this CPU (AVX-512
 or AVX2) and the epilogue is bias / residual / relu (``_conv_tiles``): its weights are packed
 once per array into 32-channel panels (``_packed_weight(w, panels=True)``), its im2col rows are
-read in place from the zero-padded channels-last input (the input itself for a 1x1 stride-1
-convolution), and each tile's epilogue runs in the kernel while the block is in cache. One
+read in place from the channels-last input, the taps in the zero padding read as zeros (no
+im2col copy, no padding copy; an NCHW input, the network's image, is copied once, padded),
+and each tile's epilogue runs in the kernel while the block is in cache. One
 ``_gemm.tiles`` call per pool thread, all drawing (rows, channels) tiles from one shared
 ticket (``_tile_steps``: equal row tiles, up to ``_TILES_PER_THREAD`` per thread; few rows,
 whole weight panels), so no Python runs per tile and a thread the OS does not schedule in time
@@ -192,6 +193,8 @@ _NR = 32
 #: its row tiles: at least this many rows, at most _TILES_PER_THREAD per pool thread
 _TILE_MIN_ROWS = 64
 _TILES_PER_THREAD = 4
+#: the kernel reads the taps in the padding as zeros instead of a padded copy of the input
+_IMPLICIT_PADDING = True
 #: a convolution of fewer flops runs as one call on the calling thread
 _TILES_SERIAL_FLOPS = 4e6
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
@@ -415,8 +418,9 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
                 dst2: Array | None) -> None:
     """The convolution of (N, H, W, C) ``xh`` into channels-last ``y`` by fc's GEMM: one
     ``_gemm.tiles`` call per pool thread, all drawing tiles from one shared ticket, each
-    tile's im2col rows read in place from the zero-padded input (or the input itself, 1x1
-    stride 1) and its epilogue (bias, residual, relu) applied while the block is in cache.
+    tile's im2col rows read in place from the channels-last input, the padding implicit (an
+    NCHW input is copied once, padded), and its epilogue (bias, residual, relu) applied
+    while the block is in cache.
     ``into``: the sum goes into ``res2`` (``y`` is its memory); ``dst2``: the sum goes there,
     ``y`` keeping the convolution's output."""
     n, h, wd, c = xh.shape
@@ -425,9 +429,11 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
     packed = _packed_panels(w)
     if kh == kw == 1 and not any(pads) and sh == sw == 1 and xh.flags.c_contiguous:
         src, geometry = xh.reshape(n * h * wd, c), None
-    else:
-        src = (_pad_nhwc(xh, *pads) if any(pads) or not xh.flags.c_contiguous else xh)
-        geometry = (ho, wo, kh, kw, sh, sw, dh, dw)
+    elif xh.flags.c_contiguous and (_IMPLICIT_PADDING or not any(pads)):
+        # the kernel reads zeros for the taps in the padding
+        src, geometry = xh, (ho, wo, kh, kw, sh, sw, dh, dw, pads[0], pads[1])
+    else:  # an NCHW input (the network's image): one channels-last padded copy
+        src, geometry = _pad_nhwc(xh, *pads), (ho, wo, kh, kw, sh, sw, dh, dw, 0, 0)
     rows = n * ho * wo
     _run_tiles(src, geometry, packed, None if into else y.reshape(rows, m), rows, m,
                2 * rows * c * kh * kw * m, bias, res2, dst2, into, relu)

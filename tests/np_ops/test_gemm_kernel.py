@@ -201,6 +201,8 @@ def test_gemm_has_numpys_bits_when_k_is_cut_in_halves(rows, k, m):
 # -- tiles(): a whole convolution, in place, epilogue fused ----------------------------------
 
 def _conv_case(n, c, h, w, m, kh, kw, stride, pad, dil, seed=0):
+    """The unpadded channels-last input, tiles()'s geometry (the padding implicit), numpy's
+    im2col matrix of the zero-padded input (the oracle's operand) and the weight matrix."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     wt = rng.standard_normal((m, c, kh, kw)).astype(np.float32)
@@ -213,8 +215,8 @@ def _conv_case(n, c, h, w, m, kh, kw, stride, pad, dil, seed=0):
                       (s_n, s_h * stride, s_w * stride, s_h * dil, s_w * dil, s_c))
     a = np.ascontiguousarray(cols).reshape(n * ho * wo, -1)
     w2 = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(m, -1)
-    geometry = (ho, wo, kh, kw, stride, stride, dil, dil)
-    return xp, geometry, a, w2
+    geometry = (ho, wo, kh, kw, stride, stride, dil, dil, pad, pad)
+    return x, geometry, a, w2
 
 
 CONVS = [  # (N, C, H, W, M, kh, kw, stride, pad, dilation)
@@ -230,9 +232,9 @@ CONVS = [  # (N, C, H, W, M, kh, kw, stride, pad, dilation)
 
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
 def test_conv_tiles_within_the_float32_bound_of_float64_im2col(case, isa):
-    xp, geometry, a, w2 = _conv_case(*case)
+    x, geometry, a, w2 = _conv_case(*case)
     out = np.full((a.shape[0], w2.shape[0]), np.nan, np.float32)
-    G.tiles(xp, geometry, conv_mod._pack_panels(w2), out, (a.shape[0], w2.shape[0]), None, None, None, None,
+    G.tiles(x, geometry, conv_mod._pack_panels(w2), out, (a.shape[0], w2.shape[0]), None, None, None, None,
                False, False)
     exact = a.astype(np.float64) @ w2.T.astype(np.float64)
     k = a.shape[1]
@@ -241,8 +243,26 @@ def test_conv_tiles_within_the_float32_bound_of_float64_im2col(case, isa):
 
 
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
+def test_implicit_padding_is_a_zero_padded_copy(case):
+    """The taps in the padding read zeros: the same bits as the convolution of an explicitly
+    zero-padded copy with no padding (windows across every edge, the corners included,
+    whole rows of padding above and below)."""
+    n, c, h, w, m, kh, kw, stride, pad, dil = case
+    x, geometry, a, w2 = _conv_case(*case, seed=4)
+    packed = conv_mod._pack_panels(w2)
+    xp = np.zeros((n, h + 2 * pad, w + 2 * pad, c), np.float32)
+    xp[:, pad:pad + h, pad:pad + w] = x
+    implicit = np.empty((a.shape[0], m), np.float32)
+    G.tiles(x, geometry, packed, implicit, (7, 32), None, None, None, None, False, False)
+    explicit = np.empty((a.shape[0], m), np.float32)
+    G.tiles(xp, geometry[:8] + (0, 0), packed, explicit, (a.shape[0], m), None, None, None, None,
+            False, False)
+    np.testing.assert_array_equal(implicit, explicit)
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
 def test_every_isa_and_every_tiling_gives_the_same_bits(case):
-    xp, geometry, a, w2 = _conv_case(*case, seed=1)
+    x, geometry, a, w2 = _conv_case(*case, seed=1)
     rows, m = a.shape[0], w2.shape[0]
     packed = conv_mod._pack_panels(w2)
     results = []
@@ -251,7 +271,7 @@ def test_every_isa_and_every_tiling_gives_the_same_bits(case):
         try:
             for steps in [(rows, m), (max(1, rows // 3), 32), (7, 2 * 32), (1, m)]:
                 out = np.full((rows, m), np.nan, np.float32)
-                G.tiles(xp, geometry, packed, out, steps, None, None, None, None, False, False)
+                G.tiles(x, geometry, packed, out, steps, None, None, None, None, False, False)
                 results.append(out)
         finally:
             G.set_isa(previous)
@@ -278,7 +298,7 @@ def _epilogue_oracle(y, bias, res, relu):
 
 @pytest.mark.parametrize("mode", ["bias", "bias+relu", "res+relu", "into", "dst", "relu"])
 def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa):
-    xp, geometry, a, w2 = _conv_case(2, 24, 10, 10, 80, 3, 3, 1, 1, 1, seed=2)
+    x, geometry, a, w2 = _conv_case(2, 24, 10, 10, 80, 3, 3, 1, 1, 1, seed=2)
     rows, m = a.shape[0], w2.shape[0]
     rng = np.random.default_rng(5)
     bias = None if mode in ("relu", "res+relu") else rng.standard_normal(m).astype(np.float32)
@@ -289,60 +309,60 @@ def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa):
     relu = mode != "bias"
     packed = conv_mod._pack_panels(w2)
     plain = np.empty((rows, m), np.float32)
-    G.tiles(xp, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
+    G.tiles(x, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
     conv_out, want = _epilogue_oracle(plain, bias, res, relu)
     steps = (23, 2 * 32)
     if mode == "into":
         r = res.copy()
-        G.tiles(xp, geometry, packed, None, steps, None, bias, r, None, True, relu)
+        G.tiles(x, geometry, packed, None, steps, None, bias, r, None, True, relu)
         np.testing.assert_array_equal(r, want)
     elif mode == "dst":
         y = np.empty((rows, m), np.float32)
         d = np.empty((rows, m), np.float32)
-        G.tiles(xp, geometry, packed, y, steps, None, bias, res, d, False, relu)
+        G.tiles(x, geometry, packed, y, steps, None, bias, res, d, False, relu)
         np.testing.assert_array_equal(y, conv_out)
         np.testing.assert_array_equal(d, want)
     else:
         y = np.empty((rows, m), np.float32)
-        G.tiles(xp, geometry, packed, y, steps, None, bias, res, None, False, relu)
+        G.tiles(x, geometry, packed, y, steps, None, bias, res, None, False, relu)
         np.testing.assert_array_equal(y, want)
 
 
 def test_threads_draining_one_ticket_cover_every_tile_once():
-    xp, geometry, a, w2 = _conv_case(4, 32, 12, 12, 96, 3, 3, 1, 1, 1, seed=3)
+    x, geometry, a, w2 = _conv_case(4, 32, 12, 12, 96, 3, 3, 1, 1, 1, seed=3)
     rows, m = a.shape[0], w2.shape[0]
     packed = conv_mod._pack_panels(w2)
     want = np.empty((rows, m), np.float32)
-    G.tiles(xp, geometry, packed, want, (rows, m), None, None, None, None, False, True)
+    G.tiles(x, geometry, packed, want, (rows, m), None, None, None, None, False, True)
     res = np.random.default_rng(0).standard_normal((rows, m)).astype(np.float32)
     r = res.copy()  # into: a tile run twice would add the residual twice
     ticket = np.zeros(1, np.int64)
     threads = [threading.Thread(target=G.tiles,
-                                args=(xp, geometry, packed, None, (17, 32), ticket, None, r, None,
+                                args=(x, geometry, packed, None, (17, 32), ticket, None, r, None,
                                       True, False)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     plain = np.empty((rows, m), np.float32)
-    G.tiles(xp, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
+    G.tiles(x, geometry, packed, plain, (rows, m), None, None, None, None, False, False)
     np.testing.assert_array_equal(r, plain + res)
     assert ticket[0] >= -(-rows // 17) * -(-m // 32)
 
 
 def test_bad_arguments_say_which():
-    xp, geometry, a, w2 = _conv_case(1, 8, 6, 6, 16, 3, 3, 1, 1, 1)
+    x, geometry, a, w2 = _conv_case(1, 8, 6, 6, 16, 3, 3, 1, 1, 1)
     packed = conv_mod._pack_panels(w2)
     out = np.empty((a.shape[0], 16), np.float32)
     with pytest.raises(ValueError, match="out"):
-        G.tiles(xp, geometry, packed, out[:-1], (8, 32), None, None, None, None, False, False)
+        G.tiles(x, geometry, packed, out[:-1], (8, 32), None, None, None, None, False, False)
     with pytest.raises(ValueError, match="K differs"):
-        G.tiles(xp, geometry, conv_mod._pack_panels(w2[:, :-1]), out, (8, 32), None, None, None, None, False,
+        G.tiles(x, geometry, conv_mod._pack_panels(w2[:, :-1]), out, (8, 32), None, None, None, None, False,
                    False)
     with pytest.raises(ValueError, match="geometry"):
-        G.tiles(xp, (9, 9, 3, 3, 1, 1, 1, 1), packed, out, (8, 32), None, None, None, None,
+        G.tiles(x, (9, 9, 3, 3, 1, 1, 1, 1, 1, 1), packed, out, (8, 32), None, None, None, None,
                    False, False)
     with pytest.raises(ValueError, match="res"):
-        G.tiles(xp, geometry, packed, out, (8, 32), None, None, out[:, :8], None, False, False)
+        G.tiles(x, geometry, packed, out, (8, 32), None, None, out[:, :8], None, False, False)
     with pytest.raises(ValueError, match="float32"):
         G.gemm(a.astype(np.float64), packed, out)
