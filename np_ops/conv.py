@@ -30,9 +30,9 @@ simply draws fewer tiles; no OpenBLAS thread runs, so no worker spins after the 
 Each output is the same float32 sum whatever the tiles (its K blocks are OpenBLAS's: where
 numpy runs OpenBLAS's SkylakeX kernels the bits are numpy's, and ResNet-50's logits are
 bit-identical on both paths at batch 1 and 8). Measured (whole network, same process,
-alternated, under load 3.6): batch 1 minimum 223 -> 117 ms, batch 8 892 -> 770 ms. The rest
-of this docstring is numpy's path, the fallback (other CPUs, dtypes, activations, and
-``conv_post``'s per-block callback).
+alternated, under load 3.6): batch 1 minimum 223 -> 117 ms, batch 8 892 -> 770 ms. ``conv_post``'s
+elementwise step then runs on blocks of rows over the pool, after the convolution. The rest
+of this docstring is numpy's path, the fallback (other CPUs, dtypes and activations).
 
 Who runs numpy's GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
 OpenBLAS whose thread count fc can scope (``fc.np_ops._blas``), OpenBLAS is set to one thread
@@ -472,11 +472,14 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     # into: the output is the residual's own (C-contiguous) memory (conv_residual, overwrite)
     y = res2.reshape(n, ho, wo, m) if into else np.empty((n, ho, wo, m), dtype=x.dtype)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
-    if (_C_GEMM and post is None and activation in ("", "relu") and x.dtype == np.float32
+    if (_C_GEMM and activation in ("", "relu") and x.dtype == np.float32
             and w.dtype == np.float32 and m >= _C_MIN_ROW
             and (bias is None or bias.flags.c_contiguous)):
         _conv_tiles(xh, w, bias, ho, wo, strides, pads, dilations, activation == "relu", y,
                     res2, into, dst2)
+        if post is not None:  # elementwise: on blocks of rows over the pool, the same bits
+            y2 = y.reshape(n * ho * wo, m)
+            parallel_for(lambda r0, r1: post(y2[r0:r1]), y2.shape[0], 2 * y2.nbytes)
         return y.transpose(0, 3, 1, 2)
 
     # fc's pool runs the GEMMs (tiles) or BLAS's threads do (blocks; see the module docstring)
