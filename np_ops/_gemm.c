@@ -43,15 +43,17 @@
  *     keeping conv + bias (conv_residual's keep_conv).
  * ISA, ISAS, set_isa(name): as fc's other kernels (csrc/fc_isa.h). "generic" is plain C
  *     (fmaf per product: many times slower than numpy's BLAS): conv.py uses the module only
- *     with avx512 or avx2 (the 8 x 32 micro-kernel as four 4 x 16 quarters there).
+ *     with avx512 or avx2.
  *
  * Loops (one thread per call; the GIL is released): K blocks outermost; in each, rows in
  * blocks of MC (MC_BYTES of one K block's A, ~144 rows: in L2 across the panels), each
  * 32-wide weight panel, and each sub-block of at most KS columns (within one kernel row's
  * run of kw*C contiguous input floats, so that a row's A operand is one pointer; a pointer
  * to zeros for the rows past the last and for taps in the padding; a group with a window
- * across the image's left or right edge takes those columns tap by tap): the MR x 32 micro-kernel over every group of MR
- * rows, the panel's KS x 32 sub-block staying in L1 across the groups. The first K block's
+ * across the image's left or right edge takes those columns tap by tap): the MR x 32
+ * micro-kernel (MR = 12: 24 accumulators; a last group of up to 4 or 8 rows takes a 4- or
+ * 8-row kernel) over every group of MR rows, the panel's KS x 32 sub-block staying in L1
+ * across the groups. The first K block's
  * sums go straight into c; a later block's partial sums live in a small scratch tile until
  * they are added to c.
  */
@@ -73,7 +75,7 @@
 #include "fc_epilogue.h" /* csrc/: the epilogue's row loops */
 
 #define NR 32   /* output channels per packed weight panel */
-#define MR 8    /* rows per micro-kernel call */
+#define MR 12 /* rows per micro-kernel call (a group) */
 #define Q 448   /* OpenBLAS's K block (SkylakeX SGEMM_DEFAULT_Q) */
 #ifndef KS
 #define KS 224 /* columns per sub-block at most: the 32-wide panel's KS x 32 floats in L1 */
@@ -110,52 +112,68 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
 }
 
 #if FC_X86
-#define FMA2(i)                                                   \
-    {                                                             \
-        __m512 x = _mm512_set1_ps(a##i[k]);                       \
-        c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0);                \
-        c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1);                \
-    }
-#define LOAD2(i)                                                  \
-    if (i < mr) {                                                 \
-        c##i##0 = _mm512_maskz_loadu_ps(m0, src + i * lds);       \
-        c##i##1 = _mm512_maskz_loadu_ps(m1, src + i * lds + 16);  \
-    }
-#define STORE2(i)                                                                      \
-    if (i < mr) {                                                                      \
-        float *d = dst + i * ldd;                                                      \
-        if (add) {                                                                     \
-            c##i##0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), c##i##0);            \
-            c##i##1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), c##i##1);       \
-        }                                                                              \
-        _mm512_mask_storeu_ps(d, m0, c##i##0);                                         \
-        _mm512_mask_storeu_ps(d + 16, m1, c##i##1);                                    \
+/* R rows x 32 columns: 2R accumulators (R = 12: 24 of the 32 registers), the panel's two
+ * vectors per k, one broadcast per row; the arrays stay in registers (constant indices once
+ * the loops are unrolled). */
+#define KERN_AVX512(NAME, R)                                                                  \
+    __attribute__((target("avx512f,fma"))) static inline void NAME(                           \
+        const float *const *a, const float *b, Py_ssize_t ks, const float *src,              \
+        Py_ssize_t lds, float *dst, Py_ssize_t ldd, int add, int mr, __mmask16 m0,            \
+        __mmask16 m1) {                                                                       \
+        const float *ar[R];                                                                   \
+        __m512 c0[R], c1[R];                                                                  \
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                                \
+            ar[i] = a[i];                                                                     \
+            c0[i] = c1[i] = _mm512_setzero_ps();                                              \
+            if (src && i < mr) {                                                              \
+                c0[i] = _mm512_maskz_loadu_ps(m0, src + i * lds);                             \
+                c1[i] = _mm512_maskz_loadu_ps(m1, src + i * lds + 16);                        \
+            }                                                                                 \
+        }                                                                                     \
+        for (Py_ssize_t k = 0; k < ks; k++) {                                                 \
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);               \
+            _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                            \
+                const __m512 x = _mm512_set1_ps(ar[i][k]);                                    \
+                c0[i] = _mm512_fmadd_ps(x, b0, c0[i]);                                        \
+                c1[i] = _mm512_fmadd_ps(x, b1, c1[i]);                                        \
+            }                                                                                 \
+            b += NR;                                                                          \
+        }                                                                                     \
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                                \
+            if (i < mr) {                                                                     \
+                float *d = dst + i * ldd;                                                     \
+                if (add) {                                                                    \
+                    c0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), c0[i]);               \
+                    c1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), c1[i]);          \
+                }                                                                             \
+                _mm512_mask_storeu_ps(d, m0, c0[i]);                                          \
+                _mm512_mask_storeu_ps(d + 16, m1, c1[i]);                                     \
+            }                                                                                 \
+        }                                                                                     \
     }
 
+KERN_AVX512(rows4_avx512, 4)
+KERN_AVX512(rows8_avx512, 8)
+KERN_AVX512(rows12_avx512, 12)
+
+/* The MR-row contract, with the rows a group really has: a last group of a few rows
+ * (49 = 4 x 12 + 1) takes the 4- or 8-row kernel instead of computing 12. */
 __attribute__((target("avx512f,fma"))) static void kern_avx512(
     const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
     float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
     const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
-                *a6 = a[6], *a7 = a[7];
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-           c61 = c00, c70 = c00, c71 = c00;
-    if (src) {
-        LOAD2(0) LOAD2(1) LOAD2(2) LOAD2(3) LOAD2(4) LOAD2(5) LOAD2(6) LOAD2(7)
-    }
-    for (Py_ssize_t k = 0; k < ks; k++) {
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        FMA2(0) FMA2(1) FMA2(2) FMA2(3) FMA2(4) FMA2(5) FMA2(6) FMA2(7)
-        b += NR;
-    }
-    STORE2(0) STORE2(1) STORE2(2) STORE2(3) STORE2(4) STORE2(5) STORE2(6) STORE2(7)
+    if (mr <= 4)
+        rows4_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
+    else if (mr <= 8)
+        rows8_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
+    else
+        rows12_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
 }
 #endif
 
 #if FC_X86
-/* AVX2 has 16 vector registers: the 8 x 32 block as four 4 x 16 quarters, each with 8
+/* AVX2 has 16 vector registers: the 12 x 32 block as 4 x 16 pieces, each with 8
  * accumulators (the panel's rows read once per quarter, from L1). */
 __attribute__((target("avx2,fma"))) static void quarter_avx2(
     const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
@@ -204,7 +222,7 @@ __attribute__((target("avx2,fma"))) static void quarter_avx2(
 __attribute__((target("avx2,fma"))) static void kern_avx2(
     const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
     float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < MR / 4 && 4 * h < mr; h++)
         for (int q = 0; q < 2; q++)
             quarter_avx2(a + 4 * h, b + 16 * q, ks, src ? src + 4 * h * lds + 16 * q : NULL, lds,
                          dst + 4 * h * ldd + 16 * q, ldd, add, mr - 4 * h, nr - 16 * q);
