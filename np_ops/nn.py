@@ -54,6 +54,10 @@ Array = np.ndarray
 
 #: input bytes per band of pooled rows (see _window_reduce)
 _POOL_BAND_BYTES = 1 << 20
+#: while OpenBLAS's idle workers still spin after a multi-threaded GEMM (fc.np_ops.conv's
+#: _SPIN_SECONDS), MaxPool stays on the calling thread and a 2-D product runs on BLAS's own
+#: threads instead of fc's pool (see _max_pool_c, _matmul2d; tests switch it)
+_SPIN_RULE = True
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -278,19 +282,29 @@ def _matmul2d(a: Array, b: Array) -> Array:
     the rows are few and the columns many (measured 8x2048 @ 2048x1000: 0.84 vs 0.41 ms).
 
     A large product is cut into tiles that fc's pool runs with BLAS on one thread
-    (``fc.np_ops._blas``): blocks of rows, or of columns when the rows are few."""
+    (``fc.np_ops._blas``): blocks of rows, or of columns when the rows are few. Not while
+    OpenBLAS's idle workers still spin after a multi-threaded GEMM (``fc.np_ops.conv``'s
+    rule; a pool thread would fight one for a core): the product then runs on BLAS's own
+    threads, putting the spinning worker to work. ResNet-50's classifier comes right after
+    layer 4's convolutions, which run on BLAS's threads: (1, 2048) @ (2048, 1000) at batch
+    1, in the network (same process, alternated, 50 runs, load 2-3), minimum / median 0.88 /
+    1.11 -> 0.36 / 0.75 ms; the same logits bits at batch 1 and 8. (Each output is the same
+    dot product either way; only a tile small enough for OpenBLAS's small-matrix kernels
+    where the whole product is not could round it in another order.)"""
     r, k = a.shape
     n = b.shape[1]
     few = r <= 32 and n >= 4 * r
     workers = _parallel.num_workers()
     touched = (r * k + k * n + r * n) * np.result_type(a, b).itemsize
-    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES and max(r, n) >= 2 * _TILE:
+    if (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES and max(r, n) >= 2 * _TILE
+            and not (_SPIN_RULE and _blas.since_threaded_gemm() < _conv._SPIN_SECONDS)):
         with _blas.single_threaded() as own_threads:
             if own_threads:
                 return _matmul2d_tiles(a, b, few, 2 * workers)
-    if few:
-        return np.ascontiguousarray(np.matmul(b.T, a.T).T)
-    return np.matmul(a, b)
+    out = np.ascontiguousarray(np.matmul(b.T, a.T).T) if few else np.matmul(a, b)
+    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES:
+        _blas.note_threaded_gemm()  # (a no-op when OpenBLAS runs on one thread)
+    return out
 
 
 #: rows (or columns) per tile of a 2-D product at least
@@ -384,10 +398,8 @@ def _pool_geometry(op: str, x: Array, kernel_shape: tuple[int, ...], strides: tu
 
 
 #: MaxPool of channels-last float32 maps in C where fc.np_ops._epilogue was built with it
-#: (tests switch it off to compare with the numpy path); on the calling thread while
-#: OpenBLAS's workers spin (``_SPIN_RULE``, see _max_pool_c)
+#: (tests switch it off to compare with the numpy path)
 _C_MAX_POOL = _conv._epilogue_c is not None and hasattr(_conv._epilogue_c, "max_pool")
-_SPIN_RULE = True
 
 
 @functools.lru_cache(maxsize=256)
