@@ -65,6 +65,8 @@ _HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], **_C_FLAGS
 # that each add rounds as numpy's float32 add does.
 _EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], **_C_FLAGS)
 
+_GEMM = Extension("fc.np_ops._gemm", ["np_ops/_gemm.c"], **_C_FLAGS)
+
 setup(
     name="fc",
     version="0.1.0",
@@ -72,7 +74,7 @@ setup(
     python_requires=">=3.10",
     packages=list(_SUBPACKAGES),
     package_dir=_SUBPACKAGES,
-    ext_modules=[_HISTOGRAM, _EPILOGUE],
+    ext_modules=[_HISTOGRAM, _EPILOGUE, _GEMM],
     install_requires=[_NUMPY, "onnx>=1.15"],
     extras_require={
         "onnx": _ONNX,
