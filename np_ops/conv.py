@@ -16,7 +16,35 @@ numpy allocates ufunc outputs in the inputs' memory order. What the layout buys:
   each: ``_run_view``), and the padding copy moves whole rows;
 - the bias is a row vector added along the contiguous axis.
 
-Who runs the GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
+Which code multiplies: fc's own GEMM kernel where it applies (``_C_GEMM``: the optional
+extension ``fc.np_ops._gemm`` was built and runs its AVX-512 loops on this CPU,
+``_GEMM_ISAS``; its generic loop is slow; and the operands are float32), else numpy's matmul
+(OpenBLAS), the fallback described next but one. ``gemm_kernel()`` tells which.
+
+fc's kernel (``np_ops/_gemm.c``, ``_gemm.gemm(a, panels, c, col0)``) multiplies rows of the
+im2col matrix (or of the channels-last input itself) by weights packed once per array into
+panels of 32 output channels (``_packed_weight(w, panels=True)``: (ceil(M/32), K, 32),
+64-byte aligned, 1x1 weights too), single-threaded per call with the GIL released. OpenBLAS
+repacks the whole weight matrix on every call, which is what its path below needs rules
+for; this one repacks nothing, so every convolution runs on fc's pool (``run_tiles``):
+blocks of output rows (at least ``_MIN_KERNEL_TILE_ROWS`` GEMM rows, at most
+``_BLOCK_BYTES`` of im2col and output rows, 2 * workers of them or more, handed out one at a
+time), each thread building its tile's im2col block in a buffer of its own, multiplying it
+and applying the epilogue while it is in its cache. With fewer row tiles than that (batch
+1's 14x14 and 7x7 layers: 196 and 49 rows) each row tile is split into blocks of output
+channels too (multiples of 32, as many as make 2 * workers tiles), on one im2col matrix
+built on the pool first. A convolution touching less than ``_parallel.MIN_PARALLEL_BYTES``
+runs its tiles on the calling thread. No BLAS thread runs, so nothing spins after it: the
+``_SPIN_*`` rule below is numpy's only. The kernel computes each output alike in any call
+(whatever the split into row and channel tiles), and on OpenBLAS's SkylakeX kernels with
+the same bits as numpy's matmul (it splits K as OpenBLAS's level-3 driver does;
+tests/np_ops/test_gemm_kernel.py): ResNet-50's logits are bit-identical on both paths.
+Measured (ResNet-50 fused, whole network, same process, 10 rounds alternated with the
+numpy path, heavy load 2.5-3.1 on 2 cores): batch 1 minimum 131.8 -> 135.3 ms, median 171.2
+-> 169.5; batch 8 minimum 574 -> 586 ms, median 1095 -> 986: the same speed within the noise
+so far (the kernel's single-thread time is 0.8-1.25x OpenBLAS's on these shapes).
+
+numpy's matmul: when fc's thread pool has more than one thread and numpy's BLAS is an
 OpenBLAS whose thread count fc can scope (``fc.np_ops._blas``), OpenBLAS is set to one thread
 for the convolution and the pool hands out tiles from a shared counter: blocks of output rows
 (at least ``_MIN_TILE_ROWS`` GEMM rows, at most ``_BLOCK_BYTES`` of im2col and output, two or
@@ -61,7 +89,8 @@ activation.
 
 The weights of a kh x kw convolution are reordered once to (M, kh*kw*C), matching the
 im2col columns, and cached for the array's lifetime (``_packed_weight``; reordering every
-call cost ~15 ms per ResNet-50 run). The GEMM takes them transposed, as it takes a 1x1
+call cost ~15 ms per ResNet-50 run), as fc's kernel's panels or as numpy's operand, each
+layout built on its first use. numpy's matmul takes them transposed, as it takes a 1x1
 convolution's (M, C) weights: OpenBLAS (SkylakeX kernels) runs (rows, K) @ (M, K).T faster
 than (rows, K) @ (K, M) with a C-contiguous (K, M), never slower, and much faster with few
 rows (ResNet-50's shapes, alternated minima under load, 2 threads: 49 x 4608 -> 512 4.6 ->
@@ -118,8 +147,13 @@ try:  # the epilogue in C (np_ops/_epilogue.c); optional at install (setup.py)
     from fc.np_ops import _epilogue as _epilogue_c
 except ImportError:  # no C compiler at install: numpy's _epilogue, the definition
     _epilogue_c = None
+try:  # the GEMM on packed weights in C (np_ops/_gemm.c); optional at install (setup.py)
+    from fc.np_ops import _gemm as _gemm_c
+except ImportError:  # no C compiler at install: numpy's matmul (OpenBLAS)
+    _gemm_c = None
 
-__all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "is_channels_last"]
+__all__ = ["conv", "conv_post", "conv_residual", "epilogue_kernel", "gemm_kernel",
+           "is_channels_last"]
 
 Array = np.ndarray
 
@@ -142,9 +176,12 @@ _MIN_BLOCK_ROWS = 512
 #: granularity of output-channel tiles (small images)
 _MIN_TILE_ROWS = 128
 _M_ALIGN = 32
-#: fc's pool runs the GEMMs only with at least 2 * workers * this many GEMM rows (each thread
-#: two tiles of that many or more); below, each tile's repacking of the weights costs more
-#: than OpenBLAS's own threads, which share one packed copy (see the module docstring)
+#: the same with fc's kernel, which repacks no weights: smaller row tiles run as fast
+_MIN_KERNEL_TILE_ROWS = 48
+#: numpy's path: fc's pool runs the GEMMs only with at least 2 * workers * this many GEMM
+#: rows (each thread two tiles of that many or more); below, each tile's repacking of the
+#: weights costs more than OpenBLAS's own threads, which share one packed copy (see the
+#: module docstring)
 _OWN_TILE_ROWS = 192
 #: row tiles: their count rounded up to a multiple of parallel_for's 2 * workers parts, the
 #: tiles made smaller (never larger, never under _MIN_TILE_ROWS rows), so that each part has
@@ -154,12 +191,20 @@ _BALANCE_TILES = True
 #: parts of several tiles: a thread descheduled mid-part then delays the layer's end by one
 #: tile at most (see run_tiles)
 _TILE_TICKETS = True
-#: while OpenBLAS's idle workers probably still spin after a multi-threaded GEMM (measured:
-#: worker CPU grows for 96-100 ms after the call, 2 cores), a convolution of at most this many
-#: flops (2 * rows * K * M) runs on BLAS's threads instead of fc's pool, whose threads would
-#: fight the spinning worker for the cores (see the module docstring)
+#: numpy's path: while OpenBLAS's idle workers probably still spin after a multi-threaded
+#: GEMM (measured: worker CPU grows for 96-100 ms after the call, 2 cores), a convolution of
+#: at most this many flops (2 * rows * K * M) runs on BLAS's threads instead of fc's pool,
+#: whose threads would fight the spinning worker for the cores (see the module docstring)
 _SPIN_SECONDS = 0.1
 _SPIN_FLOPS = 2.5e8
+#: fc's GEMM kernel (``fc.np_ops._gemm``) runs the channels-last GEMMs where it was built and
+#: its loops for this CPU are fast (``_GEMM_ISAS``; its generic loop is not); else numpy's
+#: matmul (tests switch it)
+_GEMM_ISAS = ("avx512",)
+_C_GEMM = _gemm_c is not None and _gemm_c.ISA in _GEMM_ISAS
+#: output channels per packed weight panel of the kernel (np_ops/_gemm.c's NR): output-channel
+#: tiles start at multiples of it
+_NR = 32
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
 # with fewer output pixels than _FOLD_HW share one GEMM across the batch.
 _COLS_BYTES = 8 << 20
@@ -173,6 +218,13 @@ def epilogue_kernel() -> str:
     return f"C ({_epilogue_c.ISA})" if _C_EPILOGUE and _epilogue_c is not None else "numpy"
 
 
+def gemm_kernel() -> str:
+    """Which code runs the channels-last GEMMs: ``"C (avx512)"`` (``fc.np_ops._gemm`` on
+    packed weights, its instruction set) or ``"numpy"`` (numpy's matmul: the extension not
+    built, its loops not fast on this CPU, or switched off)."""
+    return f"C ({_gemm_c.ISA})" if _C_GEMM and _gemm_c is not None else "numpy"
+
+
 def is_channels_last(x: Array) -> bool:
     """Whether 4-D ``x`` (logically NCHW) is stored as a C-contiguous (N, H, W, C) buffer."""
     return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
@@ -180,7 +232,7 @@ def is_channels_last(x: Array) -> bool:
 
 # -- packed weights -------------------------------------------------------------------------
 
-_PACKED: dict[int, tuple[weakref.ref, Array, Array, Array]] = {}
+_PACKED: dict[int, tuple[weakref.ref, Array, Array, dict[bool, Array]]] = {}
 _PACKED_LOCK = threading.Lock()
 _SAMPLES = 64
 
@@ -198,25 +250,54 @@ def _sample(w: Array, flat: Array) -> Array:
     return w[np.unravel_index(flat, w.shape)]
 
 
-def _packed_weight(w: Array) -> Array:
-    """``w`` (M, C, kh, kw) as the (kh*kw*C, M) GEMM operand: the transposed view of a
-    C-contiguous (M, kh*kw*C) matrix (see the module docstring for why not a C-contiguous
-    (kh*kw*C, M) one), cached per array. The sampled elements are a fingerprint that catches
-    a write into the memory through another alias (a torch tensor sharing it, a base
-    array)."""
+def _weight_matrix(w: Array) -> Array:
+    """``w`` (M, C, kh, kw) as the C-contiguous (M, kh*kw*C) matrix of the im2col columns'
+    order (a view for a C-contiguous 1x1 weight)."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
+
+
+def _pack_panels(w2: Array) -> Array:
+    """(M, K) ``w2`` as the kernel's (P, K, _NR) panels, P = ceil(M / _NR): ``out[p, k, j] =
+    w2[p * _NR + j, k]``, rows past M zero, in a 64-byte aligned buffer."""
+    m, k = w2.shape
+    p = -(-m // _NR)
+    size = p * k * _NR
+    buf = np.empty(size + 16, dtype=w2.dtype)
+    off = (-buf.ctypes.data % 64) // buf.itemsize
+    out = buf[off:off + size].reshape(p, k, _NR)
+    full = m // _NR
+    out[:full] = w2[:full * _NR].reshape(full, _NR, k).transpose(0, 2, 1)
+    if full < p:
+        out[full] = 0
+        out[full, :, :m - full * _NR] = w2[full * _NR:].T
+    return out
+
+
+def _packed_weight(w: Array, panels: bool = False) -> Array:
+    """``w`` (M, C, kh, kw) as a GEMM operand, cached per array: with ``panels``, the (P, K,
+    32) panels of fc's kernel (``_pack_panels``, K = kh*kw*C); else the (K, M) operand of
+    numpy's matmul, the transposed view of a C-contiguous (M, K) matrix (see the module
+    docstring for why not a C-contiguous (K, M) one). Each layout is built on first use
+    only. The sampled elements are a fingerprint that catches a write into the memory
+    through another alias (a torch tensor sharing it, a base array)."""
     key = id(w)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is w and (_sample(w, hit[1]) == hit[2]).all():
-        return hit[3]
-    m = w.shape[0]
-    packed = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(m, -1).T
-    w.flags.writeable = False  # so that the cache stays true (see the module docstring)
-    index = _sample_index(w.shape)
-    with _PACKED_LOCK:
-        # The callback holds the dict itself: at interpreter exit the module global is None.
-        _PACKED[key] = (weakref.ref(w, lambda _, k=key, d=_PACKED: d.pop(k, None)), index,
-                        _sample(w, index), packed)
-    return packed
+        layouts = hit[3]
+    else:
+        w.flags.writeable = False  # so that the cache stays true (see the module docstring)
+        index = _sample_index(w.shape)
+        layouts = {}
+        with _PACKED_LOCK:
+            # The callback holds the dict itself: at interpreter exit the module global is None.
+            _PACKED[key] = (weakref.ref(w, lambda _, k=key, d=_PACKED: d.pop(k, None)), index,
+                            _sample(w, index), layouts)
+    out = layouts.get(panels)
+    if out is None:
+        w2 = _weight_matrix(w)
+        out = _pack_panels(w2) if panels else w2.T
+        layouts[panels] = out  # two threads packing at once store equal arrays
+    return out
 
 
 # -- channels-last path ---------------------------------------------------------------------
@@ -344,27 +425,33 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     rows = n * ho * wo
     workers = _parallel.num_workers()
     touched = (rows * k + k * m + rows * m) * x.itemsize
-    tiles = (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
-             and rows >= 2 * workers * _OWN_TILE_ROWS)
-    if tiles and 2 * rows * k * m <= _SPIN_FLOPS and _blas.since_threaded_gemm() < _SPIN_SECONDS:
+    own = _C_GEMM and x.dtype == np.float32  # fc's kernel: always tiles, no BLAS threads
+    tiles = own or (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES
+                    and rows >= 2 * workers * _OWN_TILE_ROWS)
+    if (not own and tiles and 2 * rows * k * m <= _SPIN_FLOPS
+            and _blas.since_threaded_gemm() < _SPIN_SECONDS):
         tiles = False  # OpenBLAS's worker still spins: use it rather than fight it
     pointwise = kh == kw == 1 and not any(pads)
     runs = None
     if pointwise:
         view = xh[:, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw, None, None, :]
-        wmat = w.reshape(m, c).T  # a transposed view: BLAS reads it as is
+        # numpy: a transposed view, BLAS reads it as is
+        wmat = _packed_weight(w, True) if own else w.reshape(m, c).T
     else:
         xp = _pad_nhwc(xh, *pads, pool=tiles)
         s_n, s_h, s_w, s_c = xp.strides
         view = _strided(xp, (n, ho, wo, kh, kw, c),
                         (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
-        wmat = _packed_weight(w)
+        wmat = _packed_weight(w, own)
         runs = _run_view(xp, (n, ho, wo, kh), (s_n, s_h * sh, s_w * sw, s_h * dh), kw * c, dw)
     # A 1x1 stride-1 conv of a channels-last input multiplies the input rows in place.
     a_all = (xh.reshape(n * h * wd, c)
              if pointwise and sh == sw == 1 and xh.flags.c_contiguous else None)
     conv = _Im2colGemm(view, a_all, wmat, y.reshape(n * ho * wo, m), ho, wo, bias,
-                       activation, alpha, beta, res2, post, into, runs, dst2)
+                       activation, alpha, beta, res2, post, into, runs, dst2, own)
+    if own:
+        conv.run_tiles(workers if touched >= _parallel.MIN_PARALLEL_BYTES else 1)
+        return y.transpose(0, 3, 1, 2)
     if tiles:
         with _blas.single_threaded() as own_threads:
             if own_threads:
@@ -424,8 +511,11 @@ class _Im2colGemm:
     def __init__(self, view: Array, a_all: Array | None, wmat: Array, y2: Array, ho: int,
                  wo: int, bias: Array | None, activation: str, alpha: float, beta: float,
                  res2: Array | None = None, post: Callable[[Array], None] | None = None,
-                 into: bool = False, runs: Array | None = None, dst2: Array | None = None):
+                 into: bool = False, runs: Array | None = None, dst2: Array | None = None,
+                 own: bool = False):
         self.view, self.a_all, self.wmat, self.y2 = view, a_all, wmat, y2
+        # own: wmat is the (P, K, 32) panels of fc's kernel, else numpy's (K, M) operand
+        self.own = own
         self.runs = runs  # the im2col view by runs of kw*C elements (_run_view) or None
         # y2 is res2 itself: each GEMM goes to scratch, its sum into res2 (_epilogue's into)
         self.into = into and res2 is not None and post is None
@@ -433,7 +523,7 @@ class _Im2colGemm:
         self.total = view.shape[0] * ho  # output rows of Wo pixels, over the batch
         self.rows = self.total * wo
         self.kh, self.kw, self.c = view.shape[3:]
-        self.k = wmat.shape[0]
+        self.k = wmat.shape[1] if own else wmat.shape[0]
         self.bias, self.act = bias, (activation, alpha, beta)
         self.res2 = res2  # (N*Ho*Wo, M) rows added after the bias (a fused residual Add)
         self.dst2 = dst2  # where the sum goes while y2 keeps the conv's output (or None)
@@ -459,7 +549,15 @@ class _Im2colGemm:
             r += rows
         return out
 
-    # -- fc's pool runs the GEMMs (BLAS single-threaded) ------------------------------------
+    def gemm(self, a: Array, out: Array, m0: int = 0) -> None:
+        """``out`` = ``a`` @ the weights' output channels ``m0 : m0 + out.shape[1]``: fc's
+        kernel on the packed panels (``m0`` a multiple of ``_NR``), or numpy's matmul."""
+        if self.own:
+            _gemm_c.gemm(a, self.wmat, out, m0)
+        else:
+            np.matmul(a, self.wmat[:, m0:m0 + out.shape[1]], out=out)
+
+    # -- fc's pool runs the GEMMs (BLAS single-threaded, or fc's kernel) --------------------
 
     def run_tiles(self, workers: int) -> None:
         """Tiles handed out by the pool, each thread doing its tiles' im2col, GEMM and
@@ -494,24 +592,29 @@ class _Im2colGemm:
         1.6-2.0, another engineer's benchmarks running): medians 885 -> 820 and 896 -> 743
         ms, minima 660 -> 664 and 658 -> 627 ms."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
-        want = 2 * workers
+        want = 2 * workers if workers > 1 else 1
         m = self.y2.shape[1]
         # im2col row, output row and residual row all count: with few input channels (K = 64,
         # M = 256) the output and the residual are most of a tile's working set
         row_bytes = (k + m + (m if self.res2 is not None else 0)
                      + (m if self.dst2 is not None else 0)) * isz
-        block_rows = max(_MIN_TILE_ROWS, min(_BLOCK_BYTES // row_bytes, self.rows // want))
+        min_rows = _MIN_KERNEL_TILE_ROWS if self.own else _MIN_TILE_ROWS
+        block_rows = max(min_rows, min(_BLOCK_BYTES // row_bytes, self.rows // want))
         step = max(1, block_rows // wo)  # output rows per tile
         nblk = -(-self.total // step)
         if _BALANCE_TILES and nblk >= want and nblk % want:
             # as many tiles in each of parallel_for's 2 * workers parts (see _BALANCE_TILES)
             even = -(-self.total // (nblk + want - nblk % want))
-            if even * wo >= _MIN_TILE_ROWS:
+            if even * wo >= min_rows:
                 step = even
                 nblk = -(-self.total // step)
-        mparts = min(want, m // _M_ALIGN)
+        align = _NR if self.own else _M_ALIGN
+        # too few row tiles: split the output channels too (fc's kernel: each row tile in
+        # as many channel blocks as it takes to make ``want`` tiles; numpy: the channels only)
+        rparts = nblk if self.own else 1
+        mparts = min(-(-want // rparts), m // align)
         if nblk >= want or mparts < 2:
-            parallel_for(self._row_tiles(step), nblk, 1 << 62,
+            parallel_for(self._row_tiles(step), nblk, 1 << 62 if workers > 1 else 0,
                          parts=nblk if _TILE_TICKETS else None)
             return
         if self.a_all is not None:
@@ -519,21 +622,24 @@ class _Im2colGemm:
         else:
             a = np.empty((self.rows, k), dtype=self.y2.dtype)
             _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
-        bounds = [_M_ALIGN * (m // _M_ALIGN * i // mparts) for i in range(mparts)] + [m]
+        bounds = [align * (m // align * i // mparts) for i in range(mparts)] + [m]
+        rbounds = [min(self.rows, i * step * wo) for i in range(rparts)] + [self.rows]
         bias, act, res2, post, dst2 = self.bias, self.act, self.res2, self.post, self.dst2
 
         def part(p0: int, p1: int) -> None:
             for p in range(p0, p1):
-                m0, m1 = bounds[p], bounds[p + 1]
-                out = (_thread_cols(self.rows, m1 - m0, self.y2.dtype, "out") if self.into
-                       else self.y2[:, m0:m1])
-                np.matmul(a, self.wmat[:, m0:m1], out=out)
+                ri, ci = divmod(p, mparts)
+                r0, r1 = rbounds[ri], rbounds[ri + 1]
+                m0, m1 = bounds[ci], bounds[ci + 1]
+                out = (_thread_cols(r1 - r0, m1 - m0, self.y2.dtype, "out") if self.into
+                       else self.y2[r0:r1, m0:m1])
+                self.gemm(a[r0:r1], out, m0)
                 if self.epilogue:
                     _epilogue(out, None if bias is None else bias[m0:m1], *act,
-                              None if res2 is None else res2[:, m0:m1], post, self.into,
-                              None if dst2 is None else dst2[:, m0:m1])
+                              None if res2 is None else res2[r0:r1, m0:m1], post, self.into,
+                              None if dst2 is None else dst2[r0:r1, m0:m1])
 
-        parallel_for(part, mparts, 1 << 62)
+        parallel_for(part, rparts * mparts, 1 << 62, parts=rparts * mparts)
 
     def _row_tiles(self, step: int):
         wo, k = self.wo, self.k
@@ -551,7 +657,7 @@ class _Im2colGemm:
                         dst[...] = src
                 out = (_thread_cols(r1 - r0, self.y2.shape[1], self.y2.dtype, "out")
                        if self.into else self.y2[r0:r1])
-                np.matmul(a, self.wmat, out=out)
+                self.gemm(a, out)
                 if self.epilogue:
                     _epilogue(out, self.bias, *self.act,
                               None if self.res2 is None else self.res2[r0:r1], self.post,

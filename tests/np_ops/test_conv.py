@@ -1,6 +1,7 @@
 """The channels-last Conv path (np_ops/conv.py) per shape class and input layout, its row
 blocks and thread-pool splits, the packed-weight cache, and the kernels downstream of a
-channels-last output (pooling, Add, ...), against torch."""
+channels-last output (pooling, Add, ...), against torch. Every test runs with both GEMMs
+(fc's kernel on packed weights where built, numpy's matmul) and both epilogues."""
 
 from __future__ import annotations
 
@@ -90,11 +91,13 @@ def test_conv_shape_class_and_input_layout(xs, ws, attrs, layout):
     pytest.param((5, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
 ])
 def test_conv_row_blocks(monkeypatch, block_bytes, min_rows, ws, attrs, layout):
-    """The rows of a batch (3 images of 5 output rows) go through the GEMM in blocks, which
-    may end inside an image; bias and the activation are applied per block, in chunks of
-    rows (one row per chunk here: the same bits as whole blocks)."""
+    """The rows of a batch (3 images of 5 output rows) go through the GEMM in blocks (BLAS's
+    row blocks, or fc's kernel's row tiles), which may end inside an image; bias and the
+    activation are applied per block, in chunks of rows (one row per chunk here: the same
+    bits as whole blocks)."""
     monkeypatch.setattr(fc.np_ops.conv, "_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_BLOCK_ROWS", min_rows)
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_KERNEL_TILE_ROWS", min_rows)
     x, w, b = LAYOUTS[layout](rand(3, 3, 6, 5, 6)), rand(4, *ws), rand(5, ws[0])
     for act in ("leaky_relu", "relu"):
         monkeypatch.setattr(fc.np_ops.conv, "_EPILOGUE_BYTES", 1 << 30)
@@ -124,6 +127,24 @@ def epilogue(request, monkeypatch):
     if request.param == "numpy_epilogue":
         monkeypatch.setattr(fc.np_ops.conv, "_C_EPILOGUE", False)
     return request.param
+
+
+@pytest.fixture(autouse=True, params=["c_gemm", "numpy_gemm"])
+def gemm(request, monkeypatch):
+    """Every test with fc's GEMM kernel (where built and fast on this CPU) and with numpy's
+    matmul (OpenBLAS), the fallback."""
+    if request.param == "c_gemm" and not fc.np_ops.conv._C_GEMM:
+        pytest.skip("fc.np_ops._gemm is not built or not used on this CPU")
+    if request.param == "numpy_gemm":
+        monkeypatch.setattr(fc.np_ops.conv, "_C_GEMM", False)
+    return request.param
+
+
+def skip_unless_tiles(gemm: str) -> None:
+    """fc's pool runs numpy's GEMMs only with an OpenBLAS whose threads fc can scope (fc's
+    kernel needs none)."""
+    if gemm == "numpy_gemm" and fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
 
 
 @pytest.fixture
@@ -339,7 +360,7 @@ def test_conv_gemm_tiles(monkeypatch, force_threads, min_rows, m_align, xs, ws, 
     pytest.param((3, 64, 16, 16), {"pads": (1, 1, 1, 1), "strides": (2, 1)}, False,
                  id="stride2"),
 ])
-def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
+def test_conv_row_tiles_balanced(monkeypatch, force_threads, gemm, xs, attrs, res):
     """The row tiles' count is rounded up to a multiple of parallel_for's 2 * workers parts
     (3 forced workers: 8 tiles of 3 output rows become 12 of 2), each tile handed out on
     its own: the result is torch's and the same bits as the tiles in 2 * workers parts and
@@ -347,11 +368,11 @@ def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
     48 GEMM rows, K = 576, M = 64) are above OpenBLAS's small-matrix kernels, which round
     differently (measured: up to 18 rows of that K and M)."""
     conv_mod = fc.np_ops.conv
-    if fc.np_ops._blas.blas_threads() is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    skip_unless_tiles(gemm)
     monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
     monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)
     monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1)
+    monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS", 1)
     k, m = 64 * 9, 64
     # 48 GEMM rows (3 output rows of 16 pixels) per tile before balancing; the last
     # parallel_for is the tiles (the padding copy may be one before)
@@ -399,14 +420,18 @@ def test_conv_row_tiles_balanced(monkeypatch, force_threads, xs, attrs, res):
     pytest.param(64, True, 5e8, False, id="many_rows_worker_spinning_blas_threads"),
     pytest.param(64, True, 1e6, True, id="many_rows_worker_spinning_large_pool_tiles"),
 ])
-def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, spin, spin_flops, tiles):
-    """fc's pool runs the GEMMs only with 2 * workers * _OWN_TILE_ROWS GEMM rows or more
-    (3 forced workers, 16 rows per tile: 96 rows); fewer go to BLAS's own threads in row
+def test_conv_who_runs_the_gemms(monkeypatch, force_threads, gemm, hw, spin, spin_flops,
+                                 tiles):
+    """numpy's GEMMs: fc's pool runs them only with 2 * workers * _OWN_TILE_ROWS GEMM rows or
+    more (3 forced workers, 16 rows per tile: 96 rows); fewer go to BLAS's own threads in row
     blocks. While OpenBLAS's worker probably still spins after a multi-threaded GEMM
     (within _SPIN_SECONDS of it), a conv of at most _SPIN_FLOPS goes to BLAS's threads too
-    (this one: 2 * 4096 * 54 * 40 = 17.7 Mflop), a larger one keeps the pool. All give
-    torch's result."""
-    if fc.np_ops._blas.blas_threads() is None:
+    (this one: 2 * 4096 * 54 * 40 = 17.7 Mflop), a larger one keeps the pool. fc's kernel
+    repacks nothing and uses no BLAS thread: always the pool's tiles. All give torch's
+    result."""
+    if gemm == "c_gemm":
+        tiles = True
+    elif fc.np_ops._blas.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
     monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 16)
     monkeypatch.setattr(fc.np_ops.conv, "_SPIN_FLOPS", spin_flops)
@@ -426,9 +451,10 @@ def test_conv_who_runs_the_gemms(monkeypatch, force_threads, hw, spin, spin_flop
     assert calls == (["run_tiles"] if tiles else ["run_blocks"])
 
 
-def test_blocks_path_records_threaded_gemm(monkeypatch):
+def test_blocks_path_records_threaded_gemm(monkeypatch, gemm):
     """A conv on BLAS's threads records when its GEMMs ran if OpenBLAS has more than one
-    thread (the next small convs then avoid fc's pool), and records nothing on one thread."""
+    thread (the next small convs then avoid fc's pool), and records nothing on one thread;
+    a conv on fc's kernel runs no BLAS GEMM and records nothing."""
     if fc.np_ops._blas.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
     setter, getter = fc.np_ops._blas._get_api()
@@ -440,7 +466,7 @@ def test_blocks_path_records_threaded_gemm(monkeypatch):
             monkeypatch.setattr(fc.np_ops._blas, "_last_threaded", float("-inf"))
             fc.np_ops.call("Conv", x, w, None, pads=(1, 1, 1, 1))
             since = fc.np_ops._blas.since_threaded_gemm()
-            assert (since < 60.0) == (threads > 1), (threads, since)
+            assert (since < 60.0) == (threads > 1 and gemm == "numpy_gemm"), (threads, since)
     finally:
         setter(saved)
 
@@ -479,28 +505,30 @@ def test_matmul_tiles(monkeypatch, force_threads, shape):
 
 @pytest.mark.parametrize("path", ["row_blocks", "row_tiles", "channel_tiles"])
 @pytest.mark.parametrize(("ws", "attrs", "layout"), [
-    pytest.param((9, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
-    pytest.param((9, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
-    pytest.param((9, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
+    pytest.param((70, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((70, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((70, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
 ])
-def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, path, ws, attrs,
+def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, gemm, path, ws, attrs,
                                                   layout):
     """``conv_post(x, w, b, post)`` calls ``post`` in place on every output block after the
     bias and activation: bit for bit ``post`` applied to ``conv``'s output (an elementwise
     ``post``), in the channels-last layout, on each path that runs the GEMMs (BLAS's row
     blocks, fc's row tiles, fc's output-channel tiles); a grouped conv is left to ``conv``."""
     conv_mod = fc.np_ops.conv
-    if path == "row_blocks":
+    if path == "row_blocks":  # fc's kernel: one-output-row tiles
         monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
         monkeypatch.setattr(conv_mod, "_MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS", 1)
         monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 1 << 20)  # never the tiles
     else:
-        if fc.np_ops._blas.blas_threads() is None:
-            pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+        skip_unless_tiles(gemm)
         monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
         monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)  # a spinning BLAS worker: tiles still
         monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
-        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS",
+                            1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)  # fc's kernel: 32 (70 = 32 + 38)
     x, w, b = LAYOUTS[layout](rand(60, 3, 6, 5, 6)), rand(61, *ws, scale=0.3), rand(62, ws[0])
     full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
                 activation="relu", act_alpha=0.0, act_beta=0.0)
@@ -527,29 +555,31 @@ def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, pa
 
 @pytest.mark.parametrize("path", ["row_blocks", "row_tiles", "channel_tiles"])
 @pytest.mark.parametrize(("ws", "attrs", "layout"), [
-    pytest.param((9, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
-    pytest.param((9, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
-    pytest.param((9, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
+    pytest.param((70, 6, 3, 3), {"pads": (1, 1, 1, 1)}, "nchw", id="im2col"),
+    pytest.param((70, 6, 1, 1), {}, "channels_last", id="1x1_direct"),
+    pytest.param((70, 6, 1, 1), {"strides": (2, 1)}, "channels_last", id="1x1_copied"),
 ])
 def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
-        monkeypatch, force_threads, path, ws, attrs, layout):
+        monkeypatch, force_threads, gemm, path, ws, attrs, layout):
     """With overwrite, the sum lands in the residual's own memory (returned), bit for bit
     the new-array result, on each GEMM path (several blocks / tiles, scratch reused);
     NaN and -0.0 in the residual keep their bits. A residual sharing memory with x is not
     overwritten. With keep_conv the Conv's output is kept beside a new sum, the same bits."""
     conv_mod = fc.np_ops.conv
-    if path == "row_blocks":
+    if path == "row_blocks":  # fc's kernel: one-output-row tiles
         monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
         monkeypatch.setattr(conv_mod, "_MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS", 1)
         monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 1 << 20)
     else:
-        if fc.np_ops._blas.blas_threads() is None:
-            pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+        skip_unless_tiles(gemm)
         monkeypatch.setattr(conv_mod, "_OWN_TILE_ROWS", 0)
         monkeypatch.setattr(conv_mod, "_SPIN_FLOPS", 0)
         monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
-        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)
-    monkeypatch.setattr(conv_mod, "_EPILOGUE_BYTES", 9 * 4 * 2)  # two rows per chunk
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS",
+                            1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)  # fc's kernel: 32 (70 = 32 + 38)
+    monkeypatch.setattr(conv_mod, "_EPILOGUE_BYTES", 70 * 4 * 2)  # two rows per chunk
     x, w, b = LAYOUTS[layout](rand(70, 3, 6, 5, 6)), rand(71, *ws, scale=0.3), rand(72, ws[0])
     full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="",
                 act_alpha=0.0, act_beta=0.0, add_activation="relu", add_alpha=0.0, add_beta=0.0)
@@ -598,16 +628,17 @@ def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
     pytest.param((1, 32, 9, 9), (6, 32, 3, 3), {"pads": (1, 1, 1, 1)}, False,
                  id="c32_long_runs_float_copy"),
 ])
-def test_conv_im2col_by_runs(monkeypatch, force_threads, path, xs, ws, attrs, by_runs):
+def test_conv_im2col_by_runs(monkeypatch, force_threads, gemm, path, xs, ws, attrs, by_runs):
     """Few input channels: the im2col copies each run of kw*C elements as one opaque item
     (_run_view), on both paths (BLAS's threads' row blocks, fc's pool's tiles), small blocks
     so that runs cross images; dilated or long runs keep the float copy. torch's result, and
     the same bits as the float copy."""
-    if path == "tiles" and fc.np_ops._blas.blas_threads() is None:
-        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    if path == "tiles":
+        skip_unless_tiles(gemm)
     monkeypatch.setattr(fc.np_ops.conv, "_BLOCK_BYTES", 4096)
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_BLOCK_ROWS", 8)
     monkeypatch.setattr(fc.np_ops.conv, "_MIN_TILE_ROWS", 8)
+    monkeypatch.setattr(fc.np_ops.conv, "_MIN_KERNEL_TILE_ROWS", 8)
     monkeypatch.setattr(fc.np_ops.conv, "_OWN_TILE_ROWS", 0 if path == "tiles" else 1 << 30)
     monkeypatch.setattr(fc.np_ops.conv, "_SPIN_FLOPS", 0)
     runs = []
@@ -623,3 +654,52 @@ def test_conv_im2col_by_runs(monkeypatch, force_threads, path, xs, ws, attrs, by
     assert runs[-1] is None
     np.testing.assert_array_equal(np.ascontiguousarray(y).view(np.uint32),
                                   np.ascontiguousarray(y0).view(np.uint32))
+
+
+# -- fc's GEMM kernel: row x channel tiles ---------------------------------------------------
+
+@pytest.mark.parametrize("res", [False, True])
+def test_conv_kernel_tiles_rows_and_channels(monkeypatch, force_threads, gemm, res):
+    """With fc's kernel, too few row tiles for 2 * workers are each split into blocks of 32
+    output channels (3 forced workers: 2 row tiles of 32 GEMM rows x 3 channel blocks of
+    100 = 32 + 32 + 36): each tile multiplies its rows of one shared im2col matrix. torch's
+    result, and the same bits as one tile on one thread, the residual added in either."""
+    if gemm == "numpy_gemm":
+        pytest.skip("fc's kernel only (numpy's channel tiles: test_conv_post_*)")
+    conv_mod = fc.np_ops.conv
+    monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS", 32)
+    tiles = []
+    real = conv_mod._Im2colGemm.gemm
+    monkeypatch.setattr(conv_mod._Im2colGemm, "gemm",
+                        lambda self, a, out, m0=0: tiles.append((a.shape[0], m0, out.shape[1]))
+                        or real(self, a, out, m0))
+    x, w, b = rand(90, 1, 8, 8, 8), rand(91, 100, 8, 3, 3, scale=0.1), rand(92, 100)
+    full = dict(strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1, act_alpha=0.0,
+                act_beta=0.0)
+    r = channels_last(rand(93, 1, 100, 8, 8))
+
+    def run() -> np.ndarray:
+        if res:
+            return conv_mod.conv_residual(x, w, b, r, **full, activation="",
+                                          add_activation="relu", add_alpha=0.0, add_beta=0.0)
+        return conv_mod.conv(x, w, b, **full, activation="relu")
+
+    y = run()
+    assert sorted(tiles) == sorted((32, m0, mc) for m0, mc in ((0, 32), (32, 32), (64, 36))
+                                   for _ in range(2)), tiles
+    ref = F.relu(torch_conv(x, w, b, **full) + (T(np.ascontiguousarray(r)) if res else 0))
+    check_close(y, ref.numpy(), op="Conv")
+    monkeypatch.setattr(fc.np_ops._parallel, "num_workers", lambda: 1)
+    tiles.clear()
+    y1 = run()
+    assert tiles == [(64, 0, 100)]
+    assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(y1).tobytes()
+
+
+def test_conv_kernel_only_for_float32(gemm):
+    """float64 (and other dtypes) take numpy's matmul even where fc's kernel is on."""
+    x, w, b = rand(94, 2, 5, 6, 6).astype(np.float64), rand(95, 7, 5, 3, 3), rand(96, 7)
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    y = fc.np_ops.call("Conv", x, w, b, pads=(1, 1, 1, 1))
+    assert y.dtype == np.float64
+    check_close(y, torch_conv(x, w, b, pads=(1, 1, 1, 1)).numpy(), op="Conv")
