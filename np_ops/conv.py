@@ -30,15 +30,21 @@ for; this one repacks nothing, so every convolution runs on fc's pool (``run_til
 blocks of output rows (at least ``_MIN_KERNEL_TILE_ROWS`` GEMM rows, at most
 ``_BLOCK_BYTES`` of im2col and output rows, 2 * workers of them or more, handed out one at a
 time), each thread building its tile's im2col block in a buffer of its own, multiplying it
-and applying the epilogue while it is in its cache. With fewer row tiles than that (batch
-1's 14x14 and 7x7 layers: 196 and 49 rows) each row tile is split into blocks of output
-channels too (multiples of 32, as many as make 2 * workers tiles), on one im2col matrix
-built on the pool first. A convolution touching less than ``_parallel.MIN_PARALLEL_BYTES``
-runs its tiles on the calling thread. No BLAS thread runs, so nothing spins after it: the
-``_SPIN_*`` rule below is numpy's only. The kernel computes each output alike in any call
-(whatever the split into row and channel tiles), and on OpenBLAS's SkylakeX kernels with
-the same bits as numpy's matmul (it splits K as OpenBLAS's level-3 driver does;
-tests/np_ops/test_gemm_kernel.py): ResNet-50's logits are bit-identical on both paths.
+and applying the epilogue while it is in its cache. With rows too few for that (batch 1's
+7x7 layers: 49 rows) the im2col matrix is built whole on the pool first, then cut into
+blocks of whole 12-row groups of the kernel (at least ``_MIN_KERNEL_SPLIT_ROWS`` rows) and,
+when those are fewer than 2 * workers, each into blocks of output channels (multiples of
+32): the kernel runs short row blocks about as fast as long ones (one thread, K = 2304, M =
+256: 116-126 GFLOP/s from 12 to 192 rows), while a narrow channel block repacks the rows
+for little work (49 rows: 51 GFLOP/s at 32 channels, 100 at 256). A convolution touching
+less than ``_parallel.MIN_PARALLEL_BYTES`` runs its tiles on the calling thread. No BLAS
+thread runs, so nothing spins after it: the ``_SPIN_*`` rule below is numpy's only. The
+panels hold every convolution's weights once more (1x1 ones too, which numpy's path reads
+in place): ResNet-50's peak RSS 306 -> 355 MiB at batch 1, 360 -> 419 MiB at batch 8.
+The kernel computes each output alike in any call (whatever the split into row and
+channel tiles), and on OpenBLAS's SkylakeX kernels with the same bits as numpy's matmul
+(it splits K as OpenBLAS's level-3 driver does; tests/np_ops/test_gemm_kernel.py):
+ResNet-50's logits are bit-identical on both paths.
 Measured (ResNet-50 fused, whole network, same process, 10 rounds alternated with the
 numpy path, heavy load 2.5-3.1 on 2 cores): batch 1 minimum 131.8 -> 135.3 ms, median 171.2
 -> 169.5; batch 8 minimum 574 -> 586 ms, median 1095 -> 986: the same speed within the noise
@@ -178,6 +184,12 @@ _MIN_TILE_ROWS = 128
 _M_ALIGN = 32
 #: the same with fc's kernel, which repacks no weights: smaller row tiles run as fast
 _MIN_KERNEL_TILE_ROWS = 48
+#: fc's kernel: tiles per worker at least (numpy's path: 2)
+_KERNEL_TILES = 2
+#: fc's kernel, rows too few for row tiles of _MIN_KERNEL_TILE_ROWS: row blocks of at least
+#: this many rows (whole groups of the kernel's _MR rows), each in channel blocks
+_MIN_KERNEL_SPLIT_ROWS = 12
+_MR = 12
 #: numpy's path: fc's pool runs the GEMMs only with at least 2 * workers * this many GEMM
 #: rows (each thread two tiles of that many or more); below, each tile's repacking of the
 #: weights costs more than OpenBLAS's own threads, which share one packed copy (see the
@@ -592,7 +604,7 @@ class _Im2colGemm:
         1.6-2.0, another engineer's benchmarks running): medians 885 -> 820 and 896 -> 743
         ms, minima 660 -> 664 and 658 -> 627 ms."""
         wo, k, isz = self.wo, self.k, self.y2.itemsize
-        want = 2 * workers if workers > 1 else 1
+        want = (_KERNEL_TILES if self.own else 2) * workers if workers > 1 else 1
         m = self.y2.shape[1]
         # im2col row, output row and residual row all count: with few input channels (K = 64,
         # M = 256) the output and the residual are most of a tile's working set
@@ -609,9 +621,11 @@ class _Im2colGemm:
                 step = even
                 nblk = -(-self.total // step)
         align = _NR if self.own else _M_ALIGN
-        # too few row tiles: split the output channels too (fc's kernel: each row tile in
-        # as many channel blocks as it takes to make ``want`` tiles; numpy: the channels only)
-        rparts = nblk if self.own else 1
+        # too few row tiles: split the output channels too (fc's kernel: row blocks of at
+        # least min_rows rows, on one im2col matrix, each in as many channel blocks as it
+        # takes to make ``want`` tiles; numpy: the channels only)
+        rparts = (max(1, min(want, self.rows // _MIN_KERNEL_SPLIT_ROWS)) if self.own
+                  else 1)
         mparts = min(-(-want // rparts), m // align)
         if nblk >= want or mparts < 2:
             parallel_for(self._row_tiles(step), nblk, 1 << 62 if workers > 1 else 0,
@@ -623,7 +637,8 @@ class _Im2colGemm:
             a = np.empty((self.rows, k), dtype=self.y2.dtype)
             _split_work(self.copies(0, self.total, a), None, None, "", 0.0, 0.0)
         bounds = [align * (m // align * i // mparts) for i in range(mparts)] + [m]
-        rbounds = [min(self.rows, i * step * wo) for i in range(rparts)] + [self.rows]
+        groups = -(-self.rows // _MR)  # the kernel's row groups: whole ones per tile
+        rbounds = [min(self.rows, _MR * (groups * i // rparts)) for i in range(rparts + 1)]
         bias, act, res2, post, dst2 = self.bias, self.act, self.res2, self.post, self.dst2
 
         def part(p0: int, p1: int) -> None:

@@ -528,6 +528,7 @@ def test_conv_post_is_the_step_on_the_conv_output(monkeypatch, force_threads, ge
         monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
         monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS",
                             1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_SPLIT_ROWS", 1 << 20)  # channels only
         monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)  # fc's kernel: 32 (70 = 32 + 38)
     x, w, b = LAYOUTS[layout](rand(60, 3, 6, 5, 6)), rand(61, *ws, scale=0.3), rand(62, ws[0])
     full = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
@@ -578,6 +579,7 @@ def test_conv_residual_overwrite_writes_the_same_bits_into_the_residual(
         monkeypatch.setattr(conv_mod, "_MIN_TILE_ROWS", 1 if path == "row_tiles" else 1 << 20)
         monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS",
                             1 if path == "row_tiles" else 1 << 20)
+        monkeypatch.setattr(conv_mod, "_MIN_KERNEL_SPLIT_ROWS", 1 << 20)  # channels only
         monkeypatch.setattr(conv_mod, "_M_ALIGN", 2)  # fc's kernel: 32 (70 = 32 + 38)
     monkeypatch.setattr(conv_mod, "_EPILOGUE_BYTES", 70 * 4 * 2)  # two rows per chunk
     x, w, b = LAYOUTS[layout](rand(70, 3, 6, 5, 6)), rand(71, *ws, scale=0.3), rand(72, ws[0])
@@ -660,14 +662,17 @@ def test_conv_im2col_by_runs(monkeypatch, force_threads, gemm, path, xs, ws, att
 
 @pytest.mark.parametrize("res", [False, True])
 def test_conv_kernel_tiles_rows_and_channels(monkeypatch, force_threads, gemm, res):
-    """With fc's kernel, too few row tiles for 2 * workers are each split into blocks of 32
-    output channels (3 forced workers: 2 row tiles of 32 GEMM rows x 3 channel blocks of
-    100 = 32 + 32 + 36): each tile multiplies its rows of one shared im2col matrix. torch's
-    result, and the same bits as one tile on one thread, the residual added in either."""
+    """With fc's kernel, rows too few for 2 * workers row tiles of _MIN_KERNEL_TILE_ROWS are
+    split into blocks of whole 12-row groups, at least _MIN_KERNEL_SPLIT_ROWS rows each, and
+    those into blocks of 32 output channels to make 2 * workers tiles (3 forced workers, 64
+    rows: 36 + 28 rows x 3 channel blocks of 100 = 32 + 32 + 36), each tile multiplying its
+    rows of one shared im2col matrix. torch's result, and the same bits as one tile on one
+    thread, the residual added in either."""
     if gemm == "numpy_gemm":
         pytest.skip("fc's kernel only (numpy's channel tiles: test_conv_post_*)")
     conv_mod = fc.np_ops.conv
     monkeypatch.setattr(conv_mod, "_MIN_KERNEL_TILE_ROWS", 32)
+    monkeypatch.setattr(conv_mod, "_MIN_KERNEL_SPLIT_ROWS", 24)
     tiles = []
     real = conv_mod._Im2colGemm.gemm
     monkeypatch.setattr(conv_mod._Im2colGemm, "gemm",
@@ -685,8 +690,8 @@ def test_conv_kernel_tiles_rows_and_channels(monkeypatch, force_threads, gemm, r
         return conv_mod.conv(x, w, b, **full, activation="relu")
 
     y = run()
-    assert sorted(tiles) == sorted((32, m0, mc) for m0, mc in ((0, 32), (32, 32), (64, 36))
-                                   for _ in range(2)), tiles
+    assert sorted(tiles) == sorted((r, m0, mc) for m0, mc in ((0, 32), (32, 32), (64, 36))
+                                   for r in (36, 28)), tiles
     ref = F.relu(torch_conv(x, w, b, **full) + (T(np.ascontiguousarray(r)) if res else 0))
     check_close(y, ref.numpy(), op="Conv")
     monkeypatch.setattr(fc.np_ops._parallel, "num_workers", lambda: 1)
