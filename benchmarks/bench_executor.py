@@ -31,7 +31,8 @@ fc fused <= 1.5x onnxruntime at batch 1 and <= 2x at batch 8, and faster than to
 a MISS is printed, never raised.
 
 The BLAS kernel numpy runs is printed (threadpoolctl); fc never sets ``OPENBLAS_CORETYPE``.
-So is the code running fc's conv epilogue: ``C (avx512)`` where ``fc.np_ops._epilogue`` was
+So are the codes running fc's conv GEMMs (``C (avx512)``: ``fc.np_ops._gemm`` on packed
+weights, else ``numpy``) and its conv epilogue: ``C (avx512)`` where ``fc.np_ops._epilogue`` was
 built at install, else ``numpy``.
 ``--coretype-unset`` measures fc and its floor once more in a child process whose environment
 lacks that variable (OpenBLAS then detects the CPU itself), for comparison.

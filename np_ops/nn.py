@@ -10,7 +10,8 @@ loops over pixels or channels in Python:
 - ConvTranspose is the adjoint: W^T @ x per image gives (M, kh, kw, H, W) columns, which
   kh*kw strided adds scatter into the output (col2im), then pads are cropped.
 - Pooling reduces shifted strided views separably (kw taps along W, then kh along H);
-  MaxPool clips the taps that would read padding instead of padding a copy of its input;
+  MaxPool clips the taps that would read padding instead of padding a copy of its input
+  (channels-last float32 maps: the same taps in C, ``_max_pool_c``);
   AveragePool divides by a divisor map, the outer product of per-axis window counts.
 
 Most of a convnet's time is the GEMMs, i.e. numpy's BLAS. OpenBLAS picks its kernels by CPU
@@ -53,6 +54,10 @@ Array = np.ndarray
 
 #: input bytes per band of pooled rows (see _window_reduce)
 _POOL_BAND_BYTES = 1 << 20
+#: while OpenBLAS's idle workers still spin after a multi-threaded GEMM (fc.np_ops.conv's
+#: _SPIN_SECONDS), MaxPool stays on the calling thread and a 2-D product runs on BLAS's own
+#: threads instead of fc's pool (see _max_pool_c, _matmul2d; tests switch it)
+_SPIN_RULE = True
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -277,19 +282,29 @@ def _matmul2d(a: Array, b: Array) -> Array:
     the rows are few and the columns many (measured 8x2048 @ 2048x1000: 0.84 vs 0.41 ms).
 
     A large product is cut into tiles that fc's pool runs with BLAS on one thread
-    (``fc.np_ops._blas``): blocks of rows, or of columns when the rows are few."""
+    (``fc.np_ops._blas``): blocks of rows, or of columns when the rows are few. Not while
+    OpenBLAS's idle workers still spin after a multi-threaded GEMM (``fc.np_ops.conv``'s
+    rule; a pool thread would fight one for a core): the product then runs on BLAS's own
+    threads, putting the spinning worker to work. ResNet-50's classifier comes right after
+    layer 4's convolutions, which run on BLAS's threads: (1, 2048) @ (2048, 1000) at batch
+    1, in the network (same process, alternated, 50 runs, load 2-3), minimum / median 0.88 /
+    1.11 -> 0.36 / 0.75 ms; the same logits bits at batch 1 and 8. (Each output is the same
+    dot product either way; only a tile small enough for OpenBLAS's small-matrix kernels
+    where the whole product is not could round it in another order.)"""
     r, k = a.shape
     n = b.shape[1]
     few = r <= 32 and n >= 4 * r
     workers = _parallel.num_workers()
     touched = (r * k + k * n + r * n) * np.result_type(a, b).itemsize
-    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES and max(r, n) >= 2 * _TILE:
+    if (workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES and max(r, n) >= 2 * _TILE
+            and not (_SPIN_RULE and _blas.since_threaded_gemm() < _conv._SPIN_SECONDS)):
         with _blas.single_threaded() as own_threads:
             if own_threads:
                 return _matmul2d_tiles(a, b, few, 2 * workers)
-    if few:
-        return np.ascontiguousarray(np.matmul(b.T, a.T).T)
-    return np.matmul(a, b)
+    out = np.ascontiguousarray(np.matmul(b.T, a.T).T) if few else np.matmul(a, b)
+    if workers > 1 and touched >= _parallel.MIN_PARALLEL_BYTES:
+        _blas.note_threaded_gemm()  # (a no-op when OpenBLAS runs on one thread)
+    return out
 
 
 #: rows (or columns) per tile of a 2-D product at least
@@ -382,6 +397,70 @@ def _pool_geometry(op: str, x: Array, kernel_shape: tuple[int, ...], strides: tu
     return ho, wo, extra_h, extra_w
 
 
+#: MaxPool of channels-last float32 maps in C where fc.np_ops._epilogue was built with it
+#: (tests switch it off to compare with the numpy path)
+_C_MAX_POOL = _conv._epilogue_c is not None and hasattr(_conv._epilogue_c, "max_pool")
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_table(size: int, n: int, k: int, s: int, d: int, offset: int) -> Array:
+    """(n, taps) int64: for each of ``n`` outputs along an axis of ``size`` inputs, the input
+    index each tap reads (``o * s + t * d + offset``), -1 where it reads padding, the taps
+    in ``_max_taps``'s order (the ones valid for the most outputs first, else by t; taps
+    valid nowhere left out; one column of -1 if none is valid anywhere). Read-only, cached."""
+    spans = []
+    for t in range(k):
+        off = t * d + offset
+        lo = max(0, (-off + s - 1) // s)
+        hi = min(n, (size - 1 - off) // s + 1)
+        if lo < hi:
+            spans.append((hi - lo, lo, hi, off))
+    spans.sort(key=lambda sp: -sp[0])
+    o = np.arange(n)[:, None]
+    if not spans:
+        tab = np.full((n, 1), -1, dtype=np.int64)
+    else:
+        lo, hi, off = (np.array([sp[i] for sp in spans]) for i in (1, 2, 3))
+        tab = np.where((o >= lo) & (o < hi), o * s + off, -1).astype(np.int64)
+    tab.flags.writeable = False
+    return tab
+
+
+def _max_pool_c(x: Array, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+                pads: tuple[int, ...], dilations: tuple[int, ...], ho: int, wo: int,
+                low: float) -> Array:
+    """``_max_pool_unpadded`` for channels-last float32 ``x``, in C
+    (``fc.np_ops._epilogue.max_pool``): per output row, the kh taps along H over whole input
+    rows into a row buffer, then the kw taps along W on it, each tap with numpy's maximum
+    and in ``_max_taps``'s order along each axis (``_tap_table``), so the same values (a
+    maximum does not depend on the order of its operands; ``_max_taps`` orders the taps per
+    band, this once per axis, so only which of -0.0 and +0.0, or of two NaN payloads, a tie
+    keeps can differ from a banded numpy run). One pass over the input instead of numpy's
+    2 * (kh + kw) over it and its row buffer. The output rows are split over fc's pool,
+    except while OpenBLAS's idle workers still spin after a multi-threaded GEMM
+    (``fc.np_ops.conv``'s rule: a pool thread would fight one for a core): then on the
+    calling thread. Measured on ResNet-50's stem MaxPool (112x112x64,
+    3x3/2, pads 1), alone, minima of 20: b1 0.80-0.94 -> 0.37 ms, b8 9.0-10.6 -> 3.9 ms; in
+    the network (the fused stem, same process, alternated, load ~2.3, minimum / median):
+    b1 (50 runs) 1.37 / 1.81 -> 0.48 / 0.62 ms (0.62 / 0.84 with the pool while the workers
+    spin), b8 (12 runs) 6.31 / 8.36 -> 3.87 / 4.47 ms; the same logits bits."""
+    n, c, h, wd = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_shape, strides, dilations
+    htab = _tap_table(h, ho, kh, sh, dh, -pads[0])
+    wtab = _tap_table(wd, wo, kw, sw, dw, -pads[1])
+    xh = x.transpose(0, 2, 3, 1)
+    y = np.empty((n, ho, wo, c), dtype=x.dtype)
+    run = _conv._epilogue_c.max_pool
+
+    def part(r0: int, r1: int) -> None:
+        run(xh, y, htab, wtab, low, r0, r1)
+
+    # On the calling thread while OpenBLAS's idle workers still spin (see fc.np_ops.conv)
+    spinning = _SPIN_RULE and _blas.since_threaded_gemm() < _conv._SPIN_SECONDS
+    parallel_for(part, n * ho, 0 if spinning else 2 * x.nbytes)
+    return y.transpose(0, 3, 1, 2)
+
+
 @kernel("MaxPool")
 def max_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
              pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: int) -> Array:
@@ -392,6 +471,8 @@ def max_pool(x: Array, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...
     ho, wo, eh, ew = _pool_geometry("MaxPool", x, kernel_shape, strides, pads, dilations,
                                     ceil_mode)
     low = (np.finfo if x.dtype.kind == "f" else np.iinfo)(x.dtype).min
+    if _C_MAX_POOL and x.dtype == np.float32 and is_channels_last(x) and ho > 0 and wo > 0:
+        return _max_pool_c(x, kernel_shape, strides, pads, dilations, ho, wo, float(low))
     return _max_pool_unpadded(x, kernel_shape, strides, pads, dilations, ho, wo, low)
 
 

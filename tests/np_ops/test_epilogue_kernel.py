@@ -134,3 +134,113 @@ def test_c_epilogue_rejects_bad_buffers():
         C.run(y, None, y.copy(), False, True, np.zeros((4, 8), np.float32))
     with pytest.raises(ValueError, match="y must be"):
         C.run(y[:, ::2], None, None, False, True)
+
+
+# -- max pooling (_epilogue.max_pool, fc.np_ops.nn's MaxPool on channels-last float32) -------
+
+def _pool_cases(count: int, seed: int) -> list[tuple[tuple[int, ...], dict]]:
+    """Seeded MaxPool configurations (kernels 1-4, strides 1-3, dilations 1-3, asymmetric
+    pads, ceil_mode), channel counts around the vector widths."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        st = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pads = tuple(int(rng.integers(0, k[j % 2])) for j in range(4))
+        span = [dil[j] * (k[j] - 1) + 1 - pads[j] - pads[j + 2] for j in range(2)]
+        hw = tuple(int(max(1, span[j]) + rng.integers(0, 7)) for j in range(2))
+        c = (1, 3, 16, 17, 64)[i % 5]
+        cases.append(((2, c) + hw, {"kernel_shape": k, "strides": st, "dilations": dil,
+                                    "pads": pads, "ceil_mode": int(rng.integers(0, 2))}))
+    return cases
+
+
+def _pool_data(xs: tuple[int, ...], seed: int) -> np.ndarray:
+    """Channels-last float32 with NaNs of several payloads, -0.0 beside +0.0, +inf."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((xs[0], xs[2], xs[3], xs[1])).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.random(flat.size) < 0.2] = 0.0
+    flat[rng.random(flat.size) < 0.2] = -0.0
+    flat[rng.random(flat.size) < 0.02] = np.inf
+    for payload in (0x7FC00000, 0x7FC12345, 0xFFC54321):
+        flat[rng.random(flat.size) < 0.01] = np.uint32(payload).view(np.float32)
+    return x.transpose(0, 3, 1, 2)
+
+
+def _windows_max(x: np.ndarray, attrs: dict, ho: int, wo: int) -> np.ndarray:
+    """numpy on the exact data: -FLT_MAX padding (enough for ceil_mode), every window's
+    np.max (NaN if the window holds one)."""
+    (kh, kw), (sh, sw), (dh, dw), p = (attrs["kernel_shape"], attrs["strides"],
+                                       attrs["dilations"], attrs["pads"])
+    low = np.finfo(np.float32).min
+    xp = np.pad(np.ascontiguousarray(x), ((0, 0), (0, 0), (p[0], p[2] + kh * dh + sh),
+                                          (p[1], p[3] + kw * dw + sw)), constant_values=low)
+    taps = [xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return np.max(np.stack(taps), axis=0)
+
+
+def test_c_max_pool_against_numpy_and_the_numpy_path(isa, monkeypatch):
+    """On channels-last float32 maps the C max pooling gives every window's maximum (numpy's
+    np.max on the padded exact data: NaN wherever the window holds one, +inf, the zeros), and
+    the very bits of fc's numpy path on whole images (the same taps in the same order: which
+    of -0.0 and +0.0, which NaN payload a tie keeps), on 40 random configurations whose
+    channel counts cover the vector loops and their tails."""
+    import fc.np_ops.nn as nn
+
+    if not nn._C_MAX_POOL:
+        pytest.skip("fc.np_ops._epilogue has no max_pool")
+    monkeypatch.setattr(nn, "_POOL_BAND_BYTES", 1 << 30)
+    for i, (xs, attrs) in enumerate(_pool_cases(40, 11)):
+        x = _pool_data(xs, i)
+        with np.errstate(invalid="ignore"):
+            y = nn.max_pool(x, **attrs)
+            monkeypatch.setattr(nn, "_C_MAX_POOL", False)
+            ref = nn.max_pool(x, **attrs)
+            monkeypatch.setattr(nn, "_C_MAX_POOL", True)
+            want = _windows_max(x, attrs, *y.shape[2:])
+        assert y.shape == ref.shape == want.shape, (xs, attrs)
+        assert conv_mod.is_channels_last(y)
+        np.testing.assert_array_equal(y, want, err_msg=f"{xs} {attrs}")
+        assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(ref).tobytes(), (xs, attrs)
+
+
+def test_c_max_pool_runs_where_it_applies(monkeypatch):
+    """Channels-last float32 takes the C kernel (a build that stopped exporting it would fall
+    back silently); NCHW and float64 inputs keep the numpy path."""
+    import fc.np_ops.nn as nn
+
+    if not nn._C_MAX_POOL:
+        pytest.skip("fc.np_ops._epilogue has no max_pool")
+    numpy_path = nn._max_pool_unpadded
+    calls = []
+    monkeypatch.setattr(nn, "_max_pool_unpadded", lambda *a: calls.append(a) or numpy_path(*a))
+    attrs = {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+             "dilations": (1, 1), "ceil_mode": 0}
+    x = np.zeros((1, 4, 9, 9), np.float32)
+    nn.max_pool(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), **attrs)
+    assert calls == []
+    nn.max_pool(x, **attrs)
+    nn.max_pool(x.astype(np.float64).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2), **attrs)
+    assert len(calls) == 2
+
+
+def test_c_max_pool_rejects_bad_buffers():
+    if C is None or not hasattr(C, "max_pool"):
+        pytest.skip("fc.np_ops._epilogue has no max_pool")
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    y = np.zeros((1, 2, 2, 2), np.float32)
+    tab = np.array([[0, 1], [2, 3]], np.int64)
+    C.max_pool(x, y, tab, tab, -1.0, 0, 2)
+    with pytest.raises(ValueError, match="x must be a C-contiguous 4-D float32"):
+        C.max_pool(x.astype(np.float64), y, tab, tab, -1.0, 0, 2)
+    with pytest.raises(ValueError, match="htab must be a C-contiguous 2-D int64"):
+        C.max_pool(x, y, tab.astype(np.int32), tab, -1.0, 0, 2)
+    with pytest.raises(ValueError, match="htab reads outside x"):
+        C.max_pool(x, y, tab + 1, tab, -1.0, 0, 2)
+    with pytest.raises(ValueError, match="rows out of range"):
+        C.max_pool(x, y, tab, tab, -1.0, 0, 3)
+    with pytest.raises(ValueError, match="y must be"):
+        C.max_pool(x, np.zeros((1, 2, 2, 3), np.float32), tab, tab, -1.0, 0, 2)

@@ -541,3 +541,57 @@ W64 = rand(53, 2, 3, 3, 3).astype(np.float64)
 def test_float64_stays_float64(op, weights, attrs, torch_fn):
     x = rand(52, 1, 3, 5, 5).astype(np.float64)
     check_close(fc.np_ops.call(op, x, *weights, **attrs), torch_fn(T(x)).numpy(), op=op)
+
+
+@pytest.mark.parametrize(("rows", "spin", "tiles"), [
+    pytest.param(2, False, True, id="few_rows_pool_tiles"),
+    pytest.param(96, False, True, id="many_rows_pool_tiles"),
+    pytest.param(2, True, False, id="few_rows_worker_spinning_blas_threads"),
+    pytest.param(96, True, False, id="many_rows_worker_spinning_blas_threads"),
+])
+def test_matmul2d_who_runs_the_product(monkeypatch, rows, spin, tiles):
+    """A 2-D product large enough is cut into tiles for fc's pool (BLAS on one thread),
+    except within fc.np_ops.conv's _SPIN_SECONDS of a multi-threaded GEMM, when OpenBLAS's
+    idle worker still spins: then one product on BLAS's threads. Either way numpy's
+    product on the exact data, the bits of an untiled one."""
+    import time
+
+    nn = fc.np_ops.nn
+    if fc.np_ops._blas.blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS whose threads fc can scope")
+    monkeypatch.setattr(fc.np_ops._parallel, "num_workers", lambda: 3)
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_SECONDS", 3600.0)
+    monkeypatch.setattr(fc.np_ops._blas, "_last_threaded",
+                        time.perf_counter() if spin else float("-inf"))
+    calls = []
+    real = nn._matmul2d_tiles
+    monkeypatch.setattr(nn, "_matmul2d_tiles", lambda *a: calls.append(a[2]) or real(*a))
+    a, b = rand(60, rows, 300), rand(61, 300, 400)
+    y = fc.np_ops.call("MatMul", a, b)
+    assert len(calls) == (1 if tiles else 0)
+    want = np.ascontiguousarray(np.matmul(b.T, a.T).T) if rows <= 32 else np.matmul(a, b)
+    assert y.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_max_pool_stays_on_the_caller_while_blas_spins(monkeypatch, spin):
+    """The C MaxPool splits its output rows over fc's pool, but not within _SPIN_SECONDS
+    of a multi-threaded GEMM (OpenBLAS's idle worker spins): the same values either way
+    (torch's)."""
+    import time
+
+    nn = fc.np_ops.nn
+    if not nn._C_MAX_POOL:
+        pytest.skip("fc.np_ops._epilogue has no max_pool")
+    monkeypatch.setattr(fc.np_ops._parallel, "num_workers", lambda: 3)
+    monkeypatch.setattr(fc.np_ops.conv, "_SPIN_SECONDS", 3600.0)
+    monkeypatch.setattr(fc.np_ops._blas, "_last_threaded",
+                        time.perf_counter() if spin else float("-inf"))
+    seen = []
+    real = nn.parallel_for
+    monkeypatch.setattr(nn, "parallel_for", lambda fn, n, nbytes, **k: seen.append(nbytes)
+                        or real(fn, n, nbytes, **k))
+    x = np.ascontiguousarray(rand(62, 2, 9, 40, 40).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y = fc.np_ops.call("MaxPool", x, kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))
+    assert (seen == [0]) if spin else (len(seen) == 1 and seen[0] >= x.nbytes)
+    check_close(y, F.max_pool2d(T(x), 3, 2, 1).numpy(), op="MaxPool")
