@@ -84,6 +84,10 @@
 #define MC_BYTES (256 << 10)
 #endif
 #define MC_MAX 512
+/* a K block's weights up to this size stay in L2: rows outermost (see drive) */
+#ifndef L2_WEIGHTS
+#define L2_WEIGHTS (256 << 10)
+#endif
 
 static const float zeros[Q] __attribute__((aligned(64)));
 
@@ -318,6 +322,39 @@ static inline void step(kernel_fn kern, const float *const *ap, const float *bp,
         kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr);
 }
 
+/* The end of the sub-block from k0: the end of its run, of the K block, or KS columns. */
+static inline Py_ssize_t sub_end(const source *s, Py_ssize_t k0, Py_ssize_t kq1) {
+    Py_ssize_t k1 = run_end(s, k0, kq1);
+    if (k1 > kq1) k1 = kq1;
+    return k1 - k0 > KS ? k0 + KS : k1;
+}
+
+/* One group of mr rows (info) over columns k0 .. k1 of one panel (bp): one micro-kernel
+ * step, or, when a window crosses the image's left or right edge, one per tap. */
+static inline void group_step(const source *s, const rowinfo *info, int mr, kernel_fn kern,
+                              const float *bp, Py_ssize_t k0, Py_ssize_t k1, int later,
+                              int first, int last, float *cg, Py_ssize_t ldc, float *tg,
+                              int nr) {
+    const float *ap[MR];
+    int split = 0;
+    for (int i = 0; i < MR; i++) {
+        ap[i] = i < mr ? a_ptr(s, &info[i], k0, k1) : zeros;
+        split |= ap[i] == NULL;
+    }
+    if (!split) {
+        step(kern, ap, bp + k0 * NR, k1 - k0, later, first, last, cg, ldc, tg, mr, nr);
+        return;
+    }
+    for (Py_ssize_t j0 = k0; j0 < k1;) {
+        Py_ssize_t j1 = (j0 / s->c + 1) * s->c;
+        if (j1 > k1) j1 = k1;
+        for (int i = 0; i < MR; i++) ap[i] = i < mr ? a_ptr(s, &info[i], j0, j1) : zeros;
+        step(kern, ap, bp + j0 * NR, j1 - j0, later, first && j0 == k0, last && j1 == k1, cg,
+             ldc, tg, mr, nr);
+        j0 = j1;
+    }
+}
+
 static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
                   Py_ssize_t rows, Py_ssize_t row0, Py_ssize_t m, kernel_fn kern,
                   rowinfo *info, float *scratch, Py_ssize_t mc, const epilogue *e) {
@@ -334,45 +371,45 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
     if (nb == 63 && kb[62] < k) kb[nb++] = k; /* K > 27K: no such conv; sums stay blocked */
     for (Py_ssize_t bi = 0; bi + 1 < nb; bi++) {
         Py_ssize_t kq0 = kb[bi], kq1 = kb[bi + 1];
+        int epi = e && e->on && bi + 2 == nb;
+        /* the K block's weights fit in L2: each group of rows takes every panel in turn and
+           its epilogue right away, on whole rows (the output and residual rows streamed in
+           order); else each panel's sub-block stays in L1 across the groups */
+        int rows_outer = (kq1 - kq0) * m * 4 <= L2_WEIGHTS;
         for (Py_ssize_t r0 = 0; r0 < rows; r0 += mc) {
             Py_ssize_t nrows = rows - r0 < mc ? rows - r0 : mc;
             for (Py_ssize_t i = 0; i < nrows; i++) info[i] = row_info(s, row0 + r0 + i);
+            float *cr = c + r0 * ldc;
+            if (rows_outer) {
+                for (Py_ssize_t g = 0; g < nrows; g += MR) {
+                    int mr = nrows - g < MR ? (int)(nrows - g) : MR;
+                    for (Py_ssize_t p = 0; p < panels; p++) {
+                        int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
+                        for (Py_ssize_t k0 = kq0; k0 < kq1;) {
+                            Py_ssize_t k1 = sub_end(s, k0, kq1);
+                            group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
+                                       k0 == kq0, k1 == kq1, cr + g * ldc + p * NR, ldc,
+                                       scratch, nr);
+                            k0 = k1;
+                        }
+                    }
+                    if (epi) apply_epilogue(e, c, ldc, r0 + g, mr, 0, (int)m);
+                }
+                continue;
+            }
             for (Py_ssize_t p = 0; p < panels; p++) {
                 int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
-                const float *bp = b + p * k * NR;
-                float *cp = c + r0 * ldc + p * NR;
                 for (Py_ssize_t k0 = kq0; k0 < kq1;) {
-                    Py_ssize_t k1 = run_end(s, k0, kq1);
-                    if (k1 > kq1) k1 = kq1;
-                    if (k1 - k0 > KS) k1 = k0 + KS;
-                    int first = k0 == kq0, last = k1 == kq1;
+                    Py_ssize_t k1 = sub_end(s, k0, kq1);
                     for (Py_ssize_t g = 0; g < nrows; g += MR) {
-                        int mr = nrows - g < MR ? (int)(nrows - g) : MR, split = 0;
-                        const float *ap[MR];
-                        for (int i = 0; i < MR; i++) {
-                            ap[i] = i < mr ? a_ptr(s, &info[g + i], k0, k1) : zeros;
-                            split |= ap[i] == NULL;
-                        }
-                        float *cg = cp + g * ldc, *tg = scratch + g * NR;
-                        if (!split) {
-                            step(kern, ap, bp + k0 * NR, k1 - k0, bi > 0, first, last, cg, ldc,
-                                 tg, mr, nr);
-                            continue;
-                        }
-                        /* a window across the image's left or right edge: tap by tap */
-                        for (Py_ssize_t j0 = k0; j0 < k1;) {
-                            Py_ssize_t j1 = (j0 / s->c + 1) * s->c;
-                            if (j1 > k1) j1 = k1;
-                            for (int i = 0; i < MR; i++)
-                                ap[i] = i < mr ? a_ptr(s, &info[g + i], j0, j1) : zeros;
-                            step(kern, ap, bp + j0 * NR, j1 - j0, bi > 0, first && j0 == k0,
-                                 last && j1 == k1, cg, ldc, tg, mr, nr);
-                            j0 = j1;
-                        }
+                        int mr = nrows - g < MR ? (int)(nrows - g) : MR;
+                        group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
+                                   k0 == kq0, k1 == kq1, cr + g * ldc + p * NR, ldc,
+                                   scratch + g * NR, nr);
                     }
                     k0 = k1;
                 }
-                if (e && e->on && bi + 2 == nb) apply_epilogue(e, c, ldc, r0, nrows, p * NR, nr);
+                if (epi) apply_epilogue(e, c, ldc, r0, nrows, p * NR, nr);
             }
         }
     }
@@ -570,8 +607,13 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         }
         Py_buffer probe;
         if (float_rows(ro, &probe, "res", 2, 1) < 0) goto done;
-        m = probe.shape[1];
+        Py_ssize_t mres = probe.shape[1];
         PyBuffer_Release(&probe);
+        if (mres > m) {
+            PyErr_SetString(PyExc_ValueError, "_gemm.tiles: res is wider than the packed weights");
+            goto done;
+        }
+        m = mres;
     }
     if (opt_rows(ro, &rv, "res", into, rows, m) < 0 || opt_rows(dso, &dv, "dst", 1, rows, m) < 0)
         goto done;

@@ -364,5 +364,8 @@ def test_bad_arguments_say_which():
                    False, False)
     with pytest.raises(ValueError, match="res"):
         G.tiles(x, geometry, packed, out, (8, 32), None, None, out[:, :8], None, False, False)
+    with pytest.raises(ValueError, match="wider than the packed"):
+        wide = np.zeros((a.shape[0], 64), np.float32)
+        G.tiles(x, geometry, packed, None, (8, 32), None, None, wide, None, True, False)
     with pytest.raises(ValueError, match="float32"):
         G.gemm(a.astype(np.float64), packed, out)
