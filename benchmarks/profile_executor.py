@@ -7,7 +7,7 @@ table gives the minimum over the runs of its wall time (the kernel call, the fus
 included: the stem's Conv + MaxPool, a Conv with its residual Add), and, from the same run,
 the seconds its GEMM calls took (fc's kernel ``fc.np_ops._gemm.gemm`` or numpy's matmul),
 summed over the threads that ran them. Two estimates of the time outside the GEMMs: the wall
-time minus that sum over the pool's threads (exact when the GEMMs kept every thread busy,
+time minus that sum divided by the pool's threads (exact when the GEMMs kept each one busy,
 too low when the other thread got no core), and the wall time minus the calling thread's own
 GEMM seconds (the caller works through tiles like the pool's threads; this includes waiting
 for the last tile, so too high when the tiles are few; a GEMM on BLAS's own threads counts
