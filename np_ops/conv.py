@@ -45,10 +45,16 @@ The kernel computes each output alike in any call (whatever the split into row a
 channel tiles), and on OpenBLAS's SkylakeX kernels with the same bits as numpy's matmul
 (it splits K as OpenBLAS's level-3 driver does; tests/np_ops/test_gemm_kernel.py):
 ResNet-50's logits are bit-identical on both paths.
-Measured (ResNet-50 fused, whole network, same process, 10 rounds alternated with the
-numpy path, heavy load 2.5-3.1 on 2 cores): batch 1 minimum 131.8 -> 135.3 ms, median 171.2
--> 169.5; batch 8 minimum 574 -> 586 ms, median 1095 -> 986: the same speed within the noise
-so far (the kernel's single-thread time is 0.8-1.25x OpenBLAS's on these shapes).
+Measured against the numpy path (ResNet-50 fused, whole network, same process, rounds
+alternated; no quiet window, another engineer's runs kept the load at 2.3-5.5 on 2 cores):
+wall, batch 1 (30 rounds, load 4.3-4.6) minimum 152.0 -> 134.5 ms, median 200.1 -> 189.1;
+batch 8 (12 rounds, load 4.8-5.5) minimum 1642 -> 1236 ms, median 1844 -> 1803. CPU time on
+one core (pinned, one BLAS thread, the load-robust figure; load 2.8-2.9): batch 1 median
+136.4 -> 132.5 ms, batch 8 833.5 -> 802.8: the kernel does the same work, a little less,
+and the gain is in running every convolution on the pool (no spinning BLAS worker, the
+im2col and epilogue in parallel). Per convolution on one core (batch 1, summed per shape,
+minima of 12): the 7x7 and 14x14 layers 0.65-0.93x numpy's time, the 56x56 3x3 64 -> 64 (K =
+576, two panels) 1.17x, its 1x1 64 -> 64 1.27x, the 14x14 3x3 256 and 1x1 1024 -> 256 1.06x.
 
 numpy's matmul: when fc's thread pool has more than one thread and numpy's BLAS is an
 OpenBLAS whose thread count fc can scope (``fc.np_ops._blas``), OpenBLAS is set to one thread
