@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -33,13 +34,27 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+#: the CPUs this process may run on are read again at most this often (seconds): a syscall,
+#: ~0.5-1 us in cache and a few us out of it, which a ResNet-50 run asked ~120 times
+_WORKERS_TTL = 0.05
+_workers: tuple[float, int] = (float("-inf"), 1)  # (time.monotonic() read, count)
+
+
 def num_workers() -> int:
-    """Threads used for one parallel loop (the caller included)."""
+    """Threads used for one parallel loop (the caller included); an affinity change shows
+    within ``_WORKERS_TTL`` seconds."""
+    global _workers
+    now = time.monotonic()
+    read, n = _workers
+    if now - read < _WORKERS_TTL:
+        return n
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, n))
+    n = max(1, min(MAX_WORKERS, n))
+    _workers = (now, n)
+    return n
 
 
 def _get_pool() -> ThreadPoolExecutor:

@@ -62,6 +62,7 @@ from fc.np_ops.registry import Kernel, get_kernel
 _FUSE_RESIDUAL = True  # tests turn it off to compare
 _OVERWRITE_RESIDUAL = True  # the fused Add's sum into its dead residual (tests compare)
 _FUSE_POOL = True  # a Conv read only by a MaxPool: nn.conv_max_pool (tests turn it off)
+_conv_mod = None  # fc.np_ops.conv, imported at first use (it imports this package)
 
 #: Ops whose kernels always return an array of their own: never an input, a view of one
 #: (Identity, Reshape, Transpose, ...) or a constant, so a later node may write into their
@@ -146,10 +147,15 @@ class Interpreter:
     def _run_conv_residual(node: Node, args: list[np.ndarray | None],
                            entry: tuple[Node, int, str, bool], env: dict[str, np.ndarray],
                            summed: dict[int, int | np.ndarray],
-                           consts: frozenset[str] = frozenset(),
+                           live: set[str] | None = None,
                            protected: tuple[np.ndarray, ...] = (), keep_conv: bool = False
                            ) -> tuple[np.ndarray, ...] | None:
-        from fc.np_ops.conv import conv_residual
+        """``live``: the names in ``env`` that are not weights (``run`` keeps that set as it
+        goes; the weights are most of ``env``), None for all of ``env``."""
+        global _conv_mod
+        if _conv_mod is None:
+            from fc.np_ops import conv as _conv_mod
+        conv_residual = _conv_mod.conv_residual
 
         add, pos, other, overwrite = entry
         if len(args) < 2:
@@ -158,11 +164,10 @@ class Interpreter:
         if overwrite:
             # No other live tensor (a view made by Reshape, Identity, ...) and no caller's
             # input may share the residual's memory; weights are never written either.
-            live = env.keys() - consts  # a handful of names: the weights are most of env
-            live.discard(other)
             overwrite = not any(np.may_share_memory(a, res) for a in protected) and not any(
-                isinstance(env[name], np.ndarray) and np.may_share_memory(env[name], res)
-                for name in live)
+                name != other and isinstance(env[name], np.ndarray)
+                and np.may_share_memory(env[name], res) for name in (env if live is None
+                                                                     else live))
         at = add.attrs
         y = conv_residual(args[0], args[1], args[2] if len(args) > 2 else None, res,
                           **node.attrs, add_activation=at["activation"],
@@ -267,6 +272,7 @@ class Interpreter:
         graph = self.graph
         env: dict[str, np.ndarray] = _check_inputs(graph, inputs)
         protected = tuple(env.values())  # the caller's input arrays: never written
+        live = set(env)  # the names in env that are not weights
         for name, v in graph.initializers.items():
             env[name] = v.const
         # The schedule, made once per run in one tight loop so that the loop below touches
@@ -301,7 +307,6 @@ class Interpreter:
 
         plan = self._residual_plan(intermediate)
         pool_plan = self._pool_plan(intermediate)
-        consts = frozenset(graph.initializers)
         # id(node) -> its fusion: ("res", plan entry) or ("pool", the MaxPool)
         fuse: dict[int, tuple[str, Any]] = {k: ("res", e) for k, e in plan.items()}
         fuse.update((k, ("pool", pool)) for k, pool in pool_plan.items())
@@ -338,7 +343,7 @@ class Interpreter:
                     if kind == "res":
                         summed: dict[int, int | np.ndarray] = {}
                         results = self._run_conv_residual(node, args, entry, env, summed,
-                                                          consts, protected, keep_conv)
+                                                          live, protected, keep_conv)
                         for k, held in summed.items():
                             handed[k] = ("sum", held)
                     elif len(args) >= 2:
@@ -370,12 +375,15 @@ class Interpreter:
                                      f"{len(results)} outputs, node has {len(outputs)}")
             for v, r in zip(outputs, results):
                 env[v.name] = r
+                live.add(v.name)
             for name in drop_in:
                 del env[name]
+                live.discard(name)
             if observer is not None:
                 observer(node, results)
             for name in drop_out:
                 env.pop(name, None)
+                live.discard(name)
             del results
         if intermediate:
             return env

@@ -730,3 +730,26 @@ def test_conv_kernel_only_for_float32(gemm):
     y = fc.np_ops.call("Conv", x, w, b, pads=(1, 1, 1, 1))
     assert y.dtype == np.float64
     check_close(y, torch_conv(x, w, b, pads=(1, 1, 1, 1)).numpy(), op="Conv")
+
+
+def test_num_workers_follows_the_affinity(monkeypatch):
+    """The pool's thread count is the CPUs this process may run on (at most MAX_WORKERS),
+    read again once _WORKERS_TTL has passed since the last read, and served from that read
+    before."""
+    par = fc.np_ops._parallel
+    reads = []
+
+    def affinity(pid):
+        reads.append(pid)
+        return {0, 1, 2}
+
+    monkeypatch.setattr(par.os, "sched_getaffinity", affinity)
+    monkeypatch.setattr(par, "_workers", (float("-inf"), 1))
+    monkeypatch.setattr(par, "_WORKERS_TTL", 3600.0)
+    assert par.num_workers() == 3 and par.num_workers() == 3 and len(reads) == 1
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: set(range(20)))
+    assert par.num_workers() == 3  # within the TTL: the last read
+    monkeypatch.setattr(par, "_WORKERS_TTL", 0.0)
+    assert par.num_workers() == par.MAX_WORKERS
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: {1})
+    assert par.num_workers() == 1

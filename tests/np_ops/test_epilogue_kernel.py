@@ -28,6 +28,11 @@ def test_the_c_epilogue_is_built_where_a_compiler_is():
         pytest.skip(f"no C compiler ({cc}): fc's epilogue runs in numpy")
     assert C is not None and conv_mod._C_EPILOGUE
     assert conv_mod.epilogue_kernel() == f"C ({C.ISA})"
+    import fc.np_ops.nn as nn
+
+    assert hasattr(C, "max_pool") and nn._C_MAX_POOL, (
+        "fc.np_ops._epilogue predates max_pool: rebuild it "
+        "(pip install --no-deps --no-build-isolation -e .)")
 
 
 @pytest.fixture(params=["avx512", "avx2", "generic"])
