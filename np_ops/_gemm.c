@@ -322,11 +322,13 @@ static inline void step(kernel_fn kern, const float *const *ap, const float *bp,
         kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr);
 }
 
-/* The end of the sub-block from k0: the end of its run, of the K block, or KS columns. */
+/* The end of the sub-block from k0: the end of its run or of the K block, whichever comes
+ * first, in equal pieces of at most KS columns (a K block of 256: 128 + 128, not 224 + 32). */
 static inline Py_ssize_t sub_end(const source *s, Py_ssize_t k0, Py_ssize_t kq1) {
     Py_ssize_t k1 = run_end(s, k0, kq1);
     if (k1 > kq1) k1 = kq1;
-    return k1 - k0 > KS ? k0 + KS : k1;
+    Py_ssize_t pieces = (k1 - k0 + KS - 1) / KS;
+    return k0 + (k1 - k0 + pieces - 1) / pieces;
 }
 
 /* One group of mr rows (info) over columns k0 .. k1 of one panel (bp): one micro-kernel
