@@ -26,7 +26,8 @@
  * gemm(a, packed, c, col0=0): c (rows, mc) = a (rows, K) @ w[col0:col0 + mc].T; a and c
  *     2-D float32 with contiguous rows (any row stride: a column slice of the output is
  *     fine), col0 a multiple of 32.
- * tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, relu):
+ * tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, relu,
+ *       threads=1):
  *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw, top, left)
  *     with src the (N, H, W, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
  *     in C order has K = kh * kw * C columns (kernel row, tap, channel: conv.py's weight
@@ -35,8 +36,11 @@
  *     copy (each padded product is a zero operand's, as there); or geometry None and src = a, 2-D with contiguous rows. Out is
  *     (rows, M) with contiguous rows; the result is cut into tiles of row_step rows x col_step output channels (a multiple of
  *     32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
- *     draws tiles from it until none is left, so that one call per thread of fc's pool
- *     runs the whole convolution; without, the call runs every tile. The epilogue, on each
+ *     draws tiles from it until none is left, so that one call per thread runs the whole
+ *     convolution; without, the call runs every tile, on the calling thread and threads - 1
+ *     of the module's worker threads (started on first use, at most 7; they spin a while
+ *     after each job, yielding their core, then sleep: see pool_worker; a call that finds
+ *     them busy with another caller's job runs alone). The epilogue, on each
  *     finished block of rows x one panel while it is in cache: + bias, + res (a fused
  *     residual Add), relu, as csrc/fc_epilogue.h's rows (numpy's conv._epilogue bit for
  *     bit); into: out is not used, the sum goes into res; dst: the sum goes there, out
@@ -66,6 +70,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
 #error "float arithmetic must be evaluated in float (FLT_EVAL_METHOD 0) to match numpy's float32"
@@ -519,6 +526,144 @@ static PyObject *py_gemm(PyObject *self, PyObject *args) {
     return ret;
 }
 
+/* One tiles() call's work, shared by the threads that draw its tiles. */
+typedef struct {
+    source s;
+    const float *b; /* the packed weights */
+    Py_ssize_t k, m, rows, row_step, col_step, nct, ntiles;
+    float *out;
+    Py_ssize_t ldo;
+    const float *bias;
+    float *res, *dst;
+    Py_ssize_t ldr, ldd;
+    int into, relu, on;
+    kernel_fn kern;
+    int64_t *ticket; /* tiles are drawn from it */
+    int64_t own_ticket;
+} job;
+
+/* Tiles drawn from the job's ticket until none is left, with this thread's scratch. 0, or -1
+ * when the scratch could not be allocated (no tile drawn). */
+static int run_job(job *j) {
+    Py_ssize_t mc = block_rows(j->row_step, j->k);
+    Py_ssize_t cs = j->col_step < j->m ? j->col_step : j->m;
+    rowinfo *offs = malloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
+    float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
+    float *scratch_out =
+        j->into ? aligned_alloc(64, sizeof(float) * ((j->row_step * cs + 15) / 16 * 16)) : NULL;
+    int ok = offs && scratch && (!j->into || scratch_out);
+    for (; ok;) {
+        Py_ssize_t t = (Py_ssize_t)__atomic_fetch_add(j->ticket, 1, __ATOMIC_RELAXED);
+        if (t >= j->ntiles) break;
+        Py_ssize_t r0 = (t / j->nct) * j->row_step, c0 = (t % j->nct) * j->col_step;
+        Py_ssize_t tr = j->rows - r0 < j->row_step ? j->rows - r0 : j->row_step;
+        Py_ssize_t tc = j->m - c0 < j->col_step ? j->m - c0 : j->col_step;
+        float *cc = j->into ? scratch_out : j->out + r0 * j->ldo + c0;
+        Py_ssize_t ldc = j->into ? tc : j->ldo;
+        epilogue e = {j->on, j->relu, j->into, j->bias ? j->bias + c0 : NULL,
+                      j->res ? j->res + r0 * j->ldr + c0 : NULL, j->ldr,
+                      j->dst ? j->dst + r0 * j->ldd + c0 : NULL, j->ldd};
+        const float *b = j->b + (c0 / NR) * j->k * NR;
+        if (j->k == 0) {
+            for (Py_ssize_t i = 0; i < tr; i++) memset(cc + i * ldc, 0, 4 * (size_t)tc);
+            for (Py_ssize_t p = 0; j->on && p * NR < tc; p++)
+                apply_epilogue(&e, cc, ldc, 0, tr, p * NR,
+                               tc - p * NR < NR ? (int)(tc - p * NR) : NR);
+        } else {
+            drive(&j->s, b, j->k, cc, ldc, tr, r0, tc, j->kern, offs, scratch, mc, &e);
+        }
+    }
+    free(offs);
+    free(scratch);
+    free(scratch_out);
+    return ok ? 0 : -1;
+}
+
+/* The module's worker threads: each waits for a job, spinning a while after the last one
+ * (a thread woken from sleep starts 0.1-0.3 ms late on this 2-core VM, most of a batch-1
+ * convolution), yielding its core to any other runnable thread as it spins, then sleeping
+ * on a condition variable. One job at a time: a tiles() call that finds the pool busy (a
+ * second interpreter in another thread) runs alone. */
+#define SPIN_NS 2000000L /* 2 ms */
+#define MAX_POOL 7
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_left = PTHREAD_COND_INITIALIZER;
+static job *pool_job;          /* the open job, or NULL */
+static unsigned long pool_seq; /* incremented at each job */
+static int pool_inside;        /* workers inside the open job */
+static int pool_threads;       /* workers started */
+static int pool_busy;          /* a caller owns the pool */
+
+static long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static void *pool_worker(void *arg) {
+    (void)arg;
+    unsigned long seen = __atomic_load_n(&pool_seq, __ATOMIC_ACQUIRE);
+    for (;;) {
+        long until = now_ns() + SPIN_NS;
+        while (__atomic_load_n(&pool_seq, __ATOMIC_ACQUIRE) == seen && now_ns() < until)
+            sched_yield();
+        pthread_mutex_lock(&pool_mu);
+        while (pool_seq == seen) pthread_cond_wait(&pool_wake, &pool_mu);
+        seen = pool_seq;
+        job *j = pool_job;
+        if (j) pool_inside++;
+        pthread_mutex_unlock(&pool_mu);
+        if (!j) continue;
+        run_job(j); /* without scratch it draws no tile: the caller's call takes them */
+        pthread_mutex_lock(&pool_mu);
+        if (--pool_inside == 0) pthread_cond_broadcast(&pool_left);
+        pthread_mutex_unlock(&pool_mu);
+    }
+    return NULL;
+}
+
+static void pool_after_fork(void) { /* the child has none of the parent's threads */
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_cond_init(&pool_wake, NULL);
+    pthread_cond_init(&pool_left, NULL);
+    pool_job = NULL, pool_inside = pool_threads = pool_busy = 0;
+}
+
+/* The job on the caller and up to threads - 1 workers; -1 if the caller's scratch failed. */
+static int run_pooled(job *j, int threads) {
+    int pooled = 0;
+    if (threads > 1) {
+        pthread_mutex_lock(&pool_mu);
+        if (!pool_busy) {
+            pool_busy = pooled = 1;
+            int want = threads - 1 < MAX_POOL ? threads - 1 : MAX_POOL;
+            while (pool_threads < want) {
+                pthread_t t;
+                pthread_attr_t at;
+                pthread_attr_init(&at);
+                pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+                int err = pthread_create(&t, &at, pool_worker, NULL);
+                pthread_attr_destroy(&at);
+                if (err) break;
+                pool_threads++;
+            }
+            pool_job = j;
+            __atomic_add_fetch(&pool_seq, 1, __ATOMIC_RELEASE);
+            pthread_cond_broadcast(&pool_wake);
+        }
+        pthread_mutex_unlock(&pool_mu);
+    }
+    int r = run_job(j);
+    if (pooled) {
+        pthread_mutex_lock(&pool_mu);
+        pool_job = NULL;
+        while (pool_inside > 0) pthread_cond_wait(&pool_left, &pool_mu);
+        pool_busy = 0;
+        pthread_mutex_unlock(&pool_mu);
+    }
+    return r;
+}
+
 /* Optional 2-D float32 rows argument (None -> v->buf NULL). */
 static int opt_rows(PyObject *o, Py_buffer *v, const char *name, int writable,
                     Py_ssize_t rows, Py_ssize_t m) {
@@ -539,13 +684,13 @@ static void release(Py_buffer *v) {
     if (v->obj) PyBuffer_Release(v);
 }
 
-/* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu) */
+/* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu[, threads]) */
 static PyObject *py_tiles(PyObject *self, PyObject *args) {
     PyObject *so, *go, *bo, *oo, *to, *biaso, *ro, *dso;
     Py_ssize_t row_step, col_step;
-    int into, relu;
-    if (!PyArg_ParseTuple(args, "OOOO(nn)OOOOpp", &so, &go, &bo, &oo, &row_step, &col_step, &to,
-                          &biaso, &ro, &dso, &into, &relu))
+    int into, relu, threads = 1;
+    if (!PyArg_ParseTuple(args, "OOOO(nn)OOOOpp|i", &so, &go, &bo, &oo, &row_step, &col_step,
+                          &to, &biaso, &ro, &dso, &into, &relu, &threads))
         return NULL;
     source s = {0};
     Py_buffer sv, bv, ov = {0}, tv = {0}, biasv = {0}, rv = {0}, dv = {0};
@@ -587,8 +732,6 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         k = s.kh * s.kw * s.c;
     }
     PyObject *ret = NULL;
-    float *scratch_out = NULL, *scratch = NULL;
-    rowinfo *offs = NULL;
     if (packed_arg(bo, &bv, k, 0, 0) < 0) {
         PyBuffer_Release(&sv);
         return NULL;
@@ -641,51 +784,32 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         goto done;
     }
     {
-        Py_ssize_t mc = block_rows(row_step, k);
-        Py_ssize_t cs = col_step < m ? col_step : m;
-        offs = PyMem_RawMalloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
-        scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
-        if (into) scratch_out = aligned_alloc(64, sizeof(float) * ((row_step * cs + 15) / 16 * 16));
-        if (!offs || !scratch || (into && !scratch_out)) {
+        job j = {0};
+        j.s = s;
+        j.b = bv.buf;
+        j.k = k, j.m = m, j.rows = rows, j.row_step = row_step, j.col_step = col_step;
+        j.nct = (m + col_step - 1) / col_step;
+        j.ntiles = rows > 0 && m > 0 ? (rows + row_step - 1) / row_step * j.nct : 0;
+        j.out = into ? NULL : ov.buf;
+        j.ldo = into ? 0 : ov.strides[0] / 4;
+        j.bias = biasv.buf;
+        j.res = rv.buf, j.ldr = rv.buf ? rv.strides[0] / 4 : 0;
+        j.dst = dv.buf, j.ldd = dv.buf ? dv.strides[0] / 4 : 0;
+        j.into = into, j.relu = relu, j.on = biasv.buf || rv.buf || relu;
+        j.kern = pick_kernel();
+        j.ticket = tv.buf ? (int64_t *)tv.buf : &j.own_ticket;
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = run_pooled(&j, tv.buf ? 1 : threads);
+        Py_END_ALLOW_THREADS
+        if (r < 0) { /* a worker without scratch draws no tile; the caller drew them all */
             PyErr_NoMemory();
             goto done;
         }
-        Py_ssize_t nrt = (rows + row_step - 1) / row_step, nct = (m + col_step - 1) / col_step;
-        Py_ssize_t ntiles = rows > 0 && m > 0 ? nrt * nct : 0;
-        int64_t *ticket = tv.buf;
-        kernel_fn kern = pick_kernel();
-        int on = biasv.buf || rv.buf || relu;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t t = 0;; t++) {
-            if (ticket) t = (Py_ssize_t)__atomic_fetch_add(ticket, 1, __ATOMIC_RELAXED);
-            if (t >= ntiles) break;
-            Py_ssize_t r0 = (t / nct) * row_step, c0 = (t % nct) * col_step;
-            Py_ssize_t tr = rows - r0 < row_step ? rows - r0 : row_step;
-            Py_ssize_t tc = m - c0 < col_step ? m - c0 : col_step;
-            float *c = into ? scratch_out : (float *)ov.buf + r0 * (ov.strides[0] / 4) + c0;
-            Py_ssize_t ldc = into ? tc : ov.strides[0] / 4;
-            epilogue e = {on, relu, into, biasv.buf ? (const float *)biasv.buf + c0 : NULL,
-                          rv.buf ? (float *)rv.buf + r0 * (rv.strides[0] / 4) + c0 : NULL,
-                          rv.buf ? rv.strides[0] / 4 : 0,
-                          dv.buf ? (float *)dv.buf + r0 * (dv.strides[0] / 4) + c0 : NULL,
-                          dv.buf ? dv.strides[0] / 4 : 0};
-            const float *b = (const float *)bv.buf + (c0 / NR) * k * NR;
-            if (k == 0) {
-                for (Py_ssize_t i = 0; i < tr; i++) memset(c + i * ldc, 0, 4 * (size_t)tc);
-                for (Py_ssize_t p = 0; on && p * NR < tc; p++)
-                    apply_epilogue(&e, c, ldc, 0, tr, p * NR, tc - p * NR < NR ? (int)(tc - p * NR) : NR);
-            } else {
-                drive(&s, b, k, c, ldc, tr, r0, tc, kern, offs, scratch, mc, &e);
-            }
-        }
-        Py_END_ALLOW_THREADS
     }
     ret = Py_None;
     Py_INCREF(ret);
 done:
-    PyMem_RawFree(offs);
-    free(scratch);
-    free(scratch_out);
     PyBuffer_Release(&sv);
     PyBuffer_Release(&bv);
     release(&ov);
@@ -714,6 +838,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__gemm(void) {
     fc_detect_isa();
+    pthread_atfork(NULL, NULL, pool_after_fork);
     PyObject *mod = PyModule_Create(&module);
     if (!mod) return NULL;
     if (fc_add_isa_attrs(mod) < 0) {

@@ -23,10 +23,16 @@ once per array into 32-channel panels (``_packed_weight(w, panels=True)``), its 
 read in place from the channels-last input, the taps in the zero padding read as zeros (no
 im2col copy, no padding copy; an NCHW input, the network's image, is copied once, padded),
 and each tile's epilogue runs in the kernel while the block is in cache. One
-``_gemm.tiles`` call per pool thread, all drawing (rows, channels) tiles from one shared
+``_gemm.tiles`` call runs the whole convolution on the calling thread and the kernel's own
+worker threads (as many in all as fc's pool has), all drawing (rows, channels) tiles from one
 ticket (``_tile_steps``: equal row tiles, up to ``_TILES_PER_THREAD`` per thread; few rows,
 whole weight panels), so no Python runs per tile and a thread the OS does not schedule in time
-simply draws fewer tiles; no OpenBLAS thread runs, so no worker spins after the convolution.
+simply draws fewer tiles. The workers are C threads that spin (yielding their core to any
+other runnable thread) for 2 ms after a convolution before they sleep: a thread woken from
+sleep joined a batch-1 convolution 0.1-0.3 ms late on this 2-core VM (p90 up to 1.3 ms),
+most of such a convolution, when fc's Python pool handed the same tiles out (whole network,
+same process, alternated, load ~0.8: batch 1 min/median 59.2/66.6 -> 53.6/61.8 ms, batch 8
+440/521 -> 410/454 ms, the same bits). No OpenBLAS thread runs.
 Each output is the same float32 sum whatever the tiles (its K blocks are OpenBLAS's: where
 numpy runs OpenBLAS's SkylakeX kernels the bits are numpy's, and ResNet-50's logits are
 bit-identical on both paths at batch 1 and 8). Measured (whole network, same process,
@@ -417,7 +423,7 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
                 relu: bool, y: Array, res2: Array | None, into: bool,
                 dst2: Array | None) -> None:
     """The convolution of (N, H, W, C) ``xh`` into channels-last ``y`` by fc's GEMM: one
-    ``_gemm.tiles`` call per pool thread, all drawing tiles from one shared ticket, each
+    ``_gemm.tiles`` call (``_run_tiles``), its threads drawing tiles from one ticket, each
     tile's im2col rows read in place from the channels-last input, the padding implicit (an
     NCHW input is copied once, padded), and its epilogue (bias, residual, relu) applied
     while the block is in cache.
@@ -443,19 +449,16 @@ def _run_tiles(src: Array, geometry: tuple[int, ...] | None, packed: Array, out:
                rows: int, m: int, flops: float, bias: Array | None = None,
                res2: Array | None = None, dst2: Array | None = None, into: bool = False,
                relu: bool = False) -> None:
-    """``_gemm.tiles`` over fc's pool: one call per thread, all drawing from one ticket (one
-    call on the calling thread for less than ``_TILES_SERIAL_FLOPS``)."""
+    """``_gemm.tiles`` on as many threads as fc's pool has: the calling thread and the
+    kernel's own workers (C threads that spin a while between convolutions, see
+    np_ops/_gemm.c), all drawing tiles from one ticket; one thread for less than
+    ``_TILES_SERIAL_FLOPS``."""
     workers = _parallel.num_workers()
     if workers == 1 or flops < _TILES_SERIAL_FLOPS:
         _gemm_c.tiles(src, geometry, packed, out, (rows, m), None, bias, res2, dst2, into, relu)
         return
-    steps = _tile_steps(rows, m, workers)
-    ticket = np.zeros(1, dtype=np.int64)
-
-    def part(_a: int, _b: int) -> None:
-        _gemm_c.tiles(src, geometry, packed, out, steps, ticket, bias, res2, dst2, into, relu)
-
-    parallel_for(part, workers, 1 << 62, parts=workers)
+    _gemm_c.tiles(src, geometry, packed, out, _tile_steps(rows, m, workers), None, bias, res2,
+                  dst2, into, relu, workers)
 
 
 def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,

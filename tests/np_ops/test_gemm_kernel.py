@@ -369,3 +369,49 @@ def test_bad_arguments_say_which():
         G.tiles(x, geometry, packed, None, (8, 32), None, None, wide, None, True, False)
     with pytest.raises(ValueError, match="float32"):
         G.gemm(a.astype(np.float64), packed, out)
+
+
+def test_the_kernels_own_threads_give_the_same_bits_and_serve_one_caller_at_a_time():
+    """threads > 1: the call and the module's worker threads draw the tiles (the same bits
+    as one thread); Python threads calling at once each get their own result (one runs alone
+    while the workers serve another)."""
+    x, geometry, a, w2 = _conv_case(3, 32, 12, 12, 96, 3, 3, 1, 1, 1, seed=6)
+    rows, m = a.shape[0], w2.shape[0]
+    packed = conv_mod._pack_panels(w2)
+    want = np.empty((rows, m), np.float32)
+    G.tiles(x, geometry, packed, want, (rows, m), None, None, None, None, False, True)
+    got = np.empty((rows, m), np.float32)
+    G.tiles(x, geometry, packed, got, (13, 32), None, None, None, None, False, True, 3)
+    np.testing.assert_array_equal(got, want)
+    outs = [np.full((rows, m), np.nan, np.float32) for _ in range(4)]
+
+    def calls(out):
+        for _ in range(20):
+            G.tiles(x, geometry, packed, out, (7, 32), None, None, None, None, False, True, 2)
+
+    threads = [threading.Thread(target=calls, args=(o,)) for o in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in outs:
+        np.testing.assert_array_equal(o, want)
+
+
+def _child_tiles(x, geometry, packed):
+    out = np.empty((x.shape[0] * geometry[0] * geometry[1], 64), np.float32)
+    G.tiles(x, geometry, packed, out, (9, 32), None, None, None, None, False, False, 2)
+    return out
+
+
+def test_the_kernels_threads_work_in_a_forked_child():
+    """A child forked after the workers started has none of them (pthread_atfork resets the
+    pool's state, its lock included): its calls still give the parent's bits."""
+    import multiprocessing
+
+    x, geometry, a, w2 = _conv_case(2, 16, 10, 10, 64, 3, 3, 1, 1, 1, seed=7)
+    packed = conv_mod._pack_panels(w2)
+    want = _child_tiles(x, geometry, packed)  # starts the workers in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_child_tiles, (x, geometry, packed)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
