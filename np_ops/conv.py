@@ -35,8 +35,10 @@ same process, alternated, load ~0.8: batch 1 min/median 59.2/66.6 -> 53.6/61.8 m
 440/521 -> 410/454 ms, the same bits). No OpenBLAS thread runs.
 Each output is the same float32 sum whatever the tiles (its K blocks are OpenBLAS's: where
 numpy runs OpenBLAS's SkylakeX kernels the bits are numpy's, and ResNet-50's logits are
-bit-identical on both paths at batch 1 and 8). Measured (whole network, same process,
-alternated, under load 3.6): batch 1 minimum 223 -> 117 ms, batch 8 892 -> 770 ms. ``conv_post``'s
+bit-identical on both paths at batch 1 and 8). Measured against numpy's path (whole
+fused ResNet-50, same process, 10 alternated rounds, load 0.9-1.2): batch 1 min/median
+93.3/100.1 -> 69.0/76.4 ms, batch 8 566/737 -> 534/591 ms; peak RSS of a fresh process at
+batch 1 259 MiB (the panels hold the 1x1 weights too, which numpy's path used in place). ``conv_post``'s
 elementwise step then runs on blocks of rows over the pool, after the convolution. The rest
 of this docstring is numpy's path, the fallback (other CPUs, dtypes and activations).
 
