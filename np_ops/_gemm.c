@@ -826,7 +826,8 @@ static PyMethodDef methods[] = {
      "docstring)"},
     {"tiles", py_tiles, METH_VARARGS,
      "tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, "
-     "relu): a whole convolution's GEMM and epilogue by tiles (see the module docstring)"},
+     "relu, threads=1): a whole convolution's GEMM and epilogue by tiles (see the module "
+     "docstring)"},
     {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},
 };
