@@ -611,12 +611,13 @@ static void *pool_worker(void *arg) {
         while (pool_seq == seen) pthread_cond_wait(&pool_wake, &pool_mu);
         seen = pool_seq;
         job *j = pool_job;
-        if (j) pool_inside++;
+        if (j) __atomic_add_fetch(&pool_inside, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&pool_mu);
         if (!j) continue;
         run_job(j); /* without scratch it draws no tile: the caller's call takes them */
         pthread_mutex_lock(&pool_mu);
-        if (--pool_inside == 0) pthread_cond_broadcast(&pool_left);
+        if (__atomic_sub_fetch(&pool_inside, 1, __ATOMIC_RELEASE) == 0)
+            pthread_cond_broadcast(&pool_left);
         pthread_mutex_unlock(&pool_mu);
     }
     return NULL;
@@ -656,7 +657,14 @@ static int run_pooled(job *j, int threads) {
     int r = run_job(j);
     if (pooled) {
         pthread_mutex_lock(&pool_mu);
-        pool_job = NULL;
+        pool_job = NULL; /* no worker enters it any more */
+        pthread_mutex_unlock(&pool_mu);
+        /* the workers still inside finish their last tile: wait for them spinning, as a
+           sleeping thread wakes late (see pool_worker), then make sure under the lock */
+        long until = now_ns() + SPIN_NS;
+        while (__atomic_load_n(&pool_inside, __ATOMIC_ACQUIRE) > 0 && now_ns() < until)
+            sched_yield();
+        pthread_mutex_lock(&pool_mu);
         while (pool_inside > 0) pthread_cond_wait(&pool_left, &pool_mu);
         pool_busy = 0;
         pthread_mutex_unlock(&pool_mu);
