@@ -38,8 +38,9 @@ numpy runs OpenBLAS's SkylakeX kernels the bits are numpy's, and ResNet-50's log
 bit-identical on both paths at batch 1 and 8). Measured against numpy's path (whole
 fused ResNet-50, same process, 10 alternated rounds, load 0.9-1.2): batch 1 min/median
 93.3/100.1 -> 69.0/76.4 ms, batch 8 566/737 -> 534/591 ms; peak RSS of a fresh process at
-batch 1 259 MiB (the panels hold the 1x1 weights too, which numpy's path used in place). ``conv_post``'s
-elementwise step then runs on blocks of rows over the pool, after the convolution. The rest
+batch 1 259 MiB (the panels hold the 1x1 weights too, which numpy's path used in place).
+``conv_post``'s elementwise step then runs on blocks of rows over the pool, after the
+convolution. The rest
 of this docstring is numpy's path, the fallback (other CPUs, dtypes and activations).
 
 Who runs numpy's GEMMs: when fc's thread pool has more than one thread and numpy's BLAS is an
@@ -402,9 +403,10 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
 
 def _tile_steps(rows: int, m: int, workers: int) -> tuple[int, int]:
     """(row_step, col_step) of ``_conv_tiles``'s tiles: rows enough, up to
-    ``_TILES_PER_THREAD`` row tiles per thread, of equal height (a multiple of 8, the
-    kernel's row group); few rows (batch 1, late layers), tiles of whole weight panels
-    instead, two per thread."""
+    ``_TILES_PER_THREAD`` row tiles per thread, of equal height rounded up to a multiple of
+    8 (the kernel's groups of 12 rows then end in one of 8 or 4, which it has a micro-kernel
+    for); few rows (batch 1, late layers), tiles of whole weight panels instead, two per
+    thread."""
     if rows >= 2 * workers * _TILE_MIN_ROWS:
         tiles = workers * min(_TILES_PER_THREAD, rows // (workers * _TILE_MIN_ROWS))
         step = -(-rows // tiles)
