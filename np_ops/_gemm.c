@@ -473,59 +473,6 @@ static Py_ssize_t block_rows(Py_ssize_t rows, Py_ssize_t k) {
     return rows < mc ? rows : mc;
 }
 
-static PyObject *run(source *s, Py_buffer *bv, Py_buffer *cv, Py_ssize_t k, Py_ssize_t row0,
-                     Py_ssize_t col0) {
-    Py_ssize_t rows = cv->shape[0], m = cv->shape[1];
-    Py_ssize_t mc = block_rows(rows, k);
-    rowinfo *offs = PyMem_RawMalloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
-    float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
-    if (!offs || !scratch) {
-        PyMem_RawFree(offs);
-        free(scratch);
-        return PyErr_NoMemory();
-    }
-    const float *b = (const float *)bv->buf + (col0 / NR) * k * NR;
-    kernel_fn kern = pick_kernel();
-    if (rows > 0 && m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        if (k == 0) {
-            for (Py_ssize_t i = 0; i < rows; i++)
-                memset((char *)cv->buf + i * cv->strides[0], 0, 4 * (size_t)m);
-        } else {
-            drive(s, b, k, cv->buf, cv->strides[0] / 4, rows, row0, m, kern, offs, scratch, mc, NULL);
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyMem_RawFree(offs);
-    free(scratch);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_gemm(PyObject *self, PyObject *args) {
-    PyObject *ao, *bo, *co;
-    Py_ssize_t col0 = 0;
-    if (!PyArg_ParseTuple(args, "OOO|n", &ao, &bo, &co, &col0)) return NULL;
-    Py_buffer av, bv, cv;
-    if (float_rows(ao, &av, "a", 2, 0) < 0) return NULL;
-    if (float_rows(co, &cv, "c", 2, 1) < 0) {
-        PyBuffer_Release(&av);
-        return NULL;
-    }
-    PyObject *ret = NULL;
-    if (av.shape[0] != cv.shape[0]) {
-        PyErr_SetString(PyExc_ValueError, "_gemm.gemm: a and c must have as many rows");
-    } else if (packed_arg(bo, &bv, av.shape[1], col0, cv.shape[1]) == 0) {
-        source s = {0};
-        s.base = av.buf;
-        s.lda = av.strides[0] / 4;
-        ret = run(&s, &bv, &cv, av.shape[1], 0, col0);
-        PyBuffer_Release(&bv);
-    }
-    PyBuffer_Release(&av);
-    PyBuffer_Release(&cv);
-    return ret;
-}
-
 /* One tiles() call's work, shared by the threads that draw its tiles. */
 typedef struct {
     source s;
@@ -577,6 +524,44 @@ static int run_job(job *j) {
     free(scratch);
     free(scratch_out);
     return ok ? 0 : -1;
+}
+
+/* gemm(a, packed, c, col0=0): the job of one tile, on the calling thread. */
+static PyObject *py_gemm(PyObject *self, PyObject *args) {
+    PyObject *ao, *bo, *co;
+    Py_ssize_t col0 = 0;
+    if (!PyArg_ParseTuple(args, "OOO|n", &ao, &bo, &co, &col0)) return NULL;
+    Py_buffer av, bv, cv;
+    if (float_rows(ao, &av, "a", 2, 0) < 0) return NULL;
+    if (float_rows(co, &cv, "c", 2, 1) < 0) {
+        PyBuffer_Release(&av);
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    if (av.shape[0] != cv.shape[0]) {
+        PyErr_SetString(PyExc_ValueError, "_gemm.gemm: a and c must have as many rows");
+    } else if (packed_arg(bo, &bv, av.shape[1], col0, cv.shape[1]) == 0) {
+        job j = {0};
+        j.s.base = av.buf;
+        j.s.lda = av.strides[0] / 4;
+        j.b = (const float *)bv.buf + (col0 / NR) * av.shape[1] * NR;
+        j.k = av.shape[1], j.m = cv.shape[1], j.rows = av.shape[0];
+        j.row_step = j.rows > 0 ? j.rows : 1, j.col_step = j.m > 0 ? j.m : 1, j.nct = 1;
+        j.ntiles = j.rows > 0 && j.m > 0;
+        j.out = cv.buf, j.ldo = cv.strides[0] / 4;
+        j.kern = pick_kernel();
+        j.ticket = &j.own_ticket;
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = run_job(&j);
+        Py_END_ALLOW_THREADS
+        if (r < 0) PyErr_NoMemory();
+        else ret = Py_NewRef(Py_None);
+        PyBuffer_Release(&bv);
+    }
+    PyBuffer_Release(&av);
+    PyBuffer_Release(&cv);
+    return ret;
 }
 
 /* The module's worker threads: each waits for a job, spinning a while after the last one

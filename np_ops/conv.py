@@ -202,8 +202,6 @@ _NR = 32
 #: its row tiles: at least this many rows, at most _TILES_PER_THREAD per pool thread
 _TILE_MIN_ROWS = 64
 _TILES_PER_THREAD = 4
-#: the kernel reads the taps in the padding as zeros instead of a padded copy of the input
-_IMPLICIT_PADDING = True
 #: a convolution of fewer flops runs as one call on the calling thread
 _TILES_SERIAL_FLOPS = 4e6
 # Grouped path: im2col matrices of a batch in chunks of at most this many bytes, and images
@@ -415,13 +413,6 @@ def _tile_steps(rows: int, m: int, workers: int) -> tuple[int, int]:
     return rows, -(-panels // (2 * workers)) * _NR
 
 
-def _packed_panels(w: Array) -> Array:
-    """``w`` (M, C, kh, kw) as fc's kernel's (P, K, 32) weight panels (np_ops/_gemm.c), K in
-    the im2col column order (kh, kw, C), rows past M zero, 64-byte aligned; cached with
-    ``_packed_weight``'s matrix."""
-    return _packed_weight(w, panels=True)
-
-
 def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
                 strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
                 relu: bool, y: Array, res2: Array | None, into: bool,
@@ -436,11 +427,10 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
     n, h, wd, c = xh.shape
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations
-    packed = _packed_panels(w)
+    packed = _packed_weight(w, panels=True)
     if kh == kw == 1 and not any(pads) and sh == sw == 1 and xh.flags.c_contiguous:
         src, geometry = xh.reshape(n * h * wd, c), None
-    elif xh.flags.c_contiguous and (_IMPLICIT_PADDING or not any(pads)):
-        # the kernel reads zeros for the taps in the padding
+    elif xh.flags.c_contiguous:  # the kernel reads zeros for the taps in the padding
         src, geometry = xh, (ho, wo, kh, kw, sh, sw, dh, dw, pads[0], pads[1])
     else:  # an NCHW input (the network's image): one channels-last padded copy
         src, geometry = _pad_nhwc(xh, *pads), (ho, wo, kh, kw, sh, sw, dh, dw, 0, 0)
