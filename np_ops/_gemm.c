@@ -91,6 +91,9 @@
 #define MC_BYTES (256 << 10)
 #endif
 #define MC_MAX 512
+#ifndef PACK_A
+#define PACK_A 1 /* a convolution's A operand packed by blocks (pack_rows) */
+#endif
 /* a K block's weights up to this size stay in L2: rows outermost (see drive) */
 #ifndef L2_WEIGHTS
 #define L2_WEIGHTS (256 << 10)
@@ -245,6 +248,7 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(
 typedef struct {
     const float *base; /* gemm: a; conv: the (N, H, W, C) C-contiguous input */
     Py_ssize_t lda;    /* gemm: a's row stride in floats */
+    Py_ssize_t kofs;   /* gemm: the column a's first one is (a packed block's K block start) */
     int conv;
     Py_ssize_t ho, wo, kh, kw, c, sh, sw, dh, dw, pt, pl, h, w; /* conv geometry, pads */
 } source;
@@ -280,13 +284,99 @@ static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
  * splits the columns by taps). */
 static inline const float *a_ptr(const source *s, const rowinfo *ri, Py_ssize_t k0,
                                  Py_ssize_t k1) {
-    if (!s->conv) return s->base + ri->off + k0;
+    if (!s->conv) return s->base + ri->off + (k0 - s->kofs);
     Py_ssize_t t0 = k0 / s->c, t1 = (k1 - 1) / s->c;
     Py_ssize_t y = ri->y0 + (t0 / s->kw) * s->dh;
     Py_ssize_t xa = ri->x0 + (t0 % s->kw) * s->dw, xb = ri->x0 + (t1 % s->kw) * s->dw;
     if (y < 0 || y >= s->h || xb < 0 || xa >= s->w) return zeros;
     if (xa < 0 || xb >= s->w) return NULL;
     return s->base + ri->off + (y * s->w + xa) * s->c + (k0 - t0 * s->c);
+}
+
+/* n floats from a to d (a NULL: zeros), in AVX-512 moves where the module runs them (the runs
+ * are short: 21 floats in ResNet-50's stem, where a call to memcpy costs more than the copy). */
+static inline void copy_floats(float *d, const float *a, Py_ssize_t n);
+#if FC_X86
+__attribute__((target("avx512f"))) static inline void copy_avx512(float *d, const float *a,
+                                                                 Py_ssize_t n) {
+    Py_ssize_t j = 0;
+    if (a) {
+        for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_loadu_ps(a + j));
+        if (j < n) {
+            __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+            _mm512_mask_storeu_ps(d + j, m, _mm512_maskz_loadu_ps(m, a + j));
+        }
+    } else {
+        for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_setzero_ps());
+        if (j < n) _mm512_mask_storeu_ps(d + j, (__mmask16)((1u << (n - j)) - 1), _mm512_setzero_ps());
+    }
+}
+#endif
+static inline void copy_floats(float *d, const float *a, Py_ssize_t n) {
+#if FC_X86
+    if (isa == ISA_AVX512) {
+        copy_avx512(d, a, n);
+        return;
+    }
+#endif
+    if (a) memcpy(d, a, 4 * (size_t)n);
+    else memset(d, 0, 4 * (size_t)n);
+}
+
+/* A K block's columns as runs of one kernel row's contiguous input (kw * C floats; one tap's C
+ * when dilated): columns k0 .. k0 + n, kernel row ky, taps kx0 .. kx1, the first one from
+ * channel c0. The same for every im2col row, so pack_rows finds them once per block. */
+typedef struct {
+    Py_ssize_t k0, n, ky, kx0, kx1, c0;
+} segment;
+
+static Py_ssize_t block_segments(const source *s, Py_ssize_t kq0, Py_ssize_t kq1, segment *seg) {
+    Py_ssize_t ns = 0;
+    for (Py_ssize_t k0 = kq0; k0 < kq1; ns++) {
+        Py_ssize_t k1 = run_end(s, k0, kq1);
+        if (k1 > kq1) k1 = kq1;
+        Py_ssize_t t0 = k0 / s->c, t1 = (k1 - 1) / s->c;
+        seg[ns] = (segment){k0, k1 - k0, t0 / s->kw, t0 % s->kw, t1 % s->kw, k0 - t0 * s->c};
+        k0 = k1;
+    }
+    return ns;
+}
+
+/* The im2col block of a convolution: columns kq0 .. kq1 of the rows info[0 .. nrows) into p
+ * (row i at p + i * ldp), the taps in the padding as zeros, so that the micro-kernel reads
+ * every row of the block as one contiguous run (OpenBLAS packs its A operand alike): read in
+ * place, a window's kernel row is only kw * C contiguous floats (the stem's 21), and a
+ * window across the image's edge is taken tap by tap. Each block is packed once per K block
+ * and read by every weight panel. */
+static void pack_rows(const source *s, const rowinfo *info, Py_ssize_t nrows, Py_ssize_t kq0,
+                      Py_ssize_t kq1, float *p, Py_ssize_t ldp, segment *seg) {
+    Py_ssize_t ns = block_segments(s, kq0, kq1, seg);
+    for (Py_ssize_t i = 0; i < nrows; i++) {
+        const rowinfo *ri = &info[i];
+        float *d = p + i * ldp - kq0;
+        for (Py_ssize_t q = 0; q < ns; q++) {
+            const segment *g = &seg[q];
+            Py_ssize_t y = ri->y0 + g->ky * s->dh;
+            Py_ssize_t xa = ri->x0 + g->kx0 * s->dw, xb = ri->x0 + g->kx1 * s->dw;
+            if (y < 0 || y >= s->h || xb < 0 || xa >= s->w) {
+                copy_floats(d + g->k0, NULL, g->n);
+                continue;
+            }
+            const float *row = s->base + ri->off + y * s->w * s->c;
+            if (xa >= 0 && xb < s->w) { /* one run (dw 1), or one tap */
+                copy_floats(d + g->k0, row + xa * s->c + g->c0, g->n);
+                continue;
+            }
+            /* across the left or right edge: tap by tap */
+            for (Py_ssize_t kx = g->kx0, col = 0; col < g->n; kx++) {
+                Py_ssize_t ch0 = kx == g->kx0 ? g->c0 : 0, x = ri->x0 + kx * s->dw;
+                Py_ssize_t len = s->c - ch0 < g->n - col ? s->c - ch0 : g->n - col;
+                copy_floats(d + g->k0 + col, x >= 0 && x < s->w ? row + x * s->c + ch0 : NULL,
+                            len);
+                col += len;
+            }
+        }
+    }
 }
 
 /* The epilogue fused into drive: on each finished block of rows x one panel, while it is
@@ -364,9 +454,10 @@ static inline void group_step(const source *s, const rowinfo *info, int mr, kern
     }
 }
 
-static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
+static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
                   Py_ssize_t rows, Py_ssize_t row0, Py_ssize_t m, kernel_fn kern,
-                  rowinfo *info, float *scratch, Py_ssize_t mc, const epilogue *e) {
+                  rowinfo *src_info, float *scratch, Py_ssize_t mc, const epilogue *e,
+                  float *apack, rowinfo *pack_info, Py_ssize_t ldp, segment *seg) {
     Py_ssize_t panels = (m + NR - 1) / NR;
     Py_ssize_t kb[64], nb = 0; /* K blocks: OpenBLAS's level-3 driver's cut */
     kb[nb++] = 0;
@@ -387,7 +478,16 @@ static void drive(const source *s, const float *b, Py_ssize_t k, float *c, Py_ss
         int rows_outer = (kq1 - kq0) * m * 4 <= L2_WEIGHTS;
         for (Py_ssize_t r0 = 0; r0 < rows; r0 += mc) {
             Py_ssize_t nrows = rows - r0 < mc ? rows - r0 : mc;
-            for (Py_ssize_t i = 0; i < nrows; i++) info[i] = row_info(s, row0 + r0 + i);
+            for (Py_ssize_t i = 0; i < nrows; i++) src_info[i] = row_info(src, row0 + r0 + i);
+            /* the block's A operand: read in place, or packed (apack: a convolution) */
+            const source *s = src;
+            const rowinfo *info = src_info;
+            source packed_src = {apack, ldp, kq0};
+            if (apack) {
+                pack_rows(src, src_info, nrows, kq0, kq1, apack, ldp, seg);
+                s = &packed_src;
+                info = pack_info;
+            }
             float *cr = c + r0 * ldc;
             if (rows_outer) {
                 for (Py_ssize_t g = 0; g < nrows; g += MR) {
@@ -498,7 +598,15 @@ static int run_job(job *j) {
     float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
     float *scratch_out =
         j->into ? aligned_alloc(64, sizeof(float) * ((j->row_step * cs + 15) / 16 * 16)) : NULL;
-    int ok = offs && scratch && (!j->into || scratch_out);
+    /* a convolution's blocks are packed (pack_rows): mc rows of a K block at most Q wide */
+    Py_ssize_t ldp = ((j->k < Q ? (j->k > 0 ? j->k : 1) : Q) + 15) / 16 * 16;
+    float *apack = PACK_A && j->s.conv ? aligned_alloc(64, sizeof(float) * (mc > 0 ? mc : 1) * ldp)
+                                       : NULL;
+    rowinfo *pack_info = apack ? malloc(sizeof(rowinfo) * (mc > 0 ? mc : 1)) : NULL;
+    segment *seg = apack ? malloc(sizeof(segment) * (ldp + 1)) : NULL; /* a run per column at most */
+    for (Py_ssize_t i = 0; pack_info && i < mc; i++) pack_info[i].off = i * ldp;
+    int ok = offs && scratch && (!j->into || scratch_out) &&
+             (!PACK_A || !j->s.conv || (apack && pack_info && seg));
     for (; ok;) {
         Py_ssize_t t = (Py_ssize_t)__atomic_fetch_add(j->ticket, 1, __ATOMIC_RELAXED);
         if (t >= j->ntiles) break;
@@ -517,12 +625,16 @@ static int run_job(job *j) {
                 apply_epilogue(&e, cc, ldc, 0, tr, p * NR,
                                tc - p * NR < NR ? (int)(tc - p * NR) : NR);
         } else {
-            drive(&j->s, b, j->k, cc, ldc, tr, r0, tc, j->kern, offs, scratch, mc, &e);
+            drive(&j->s, b, j->k, cc, ldc, tr, r0, tc, j->kern, offs, scratch, mc, &e, apack,
+                  pack_info, ldp, seg);
         }
     }
     free(offs);
     free(scratch);
     free(scratch_out);
+    free(apack);
+    free(pack_info);
+    free(seg);
     return ok ? 0 : -1;
 }
 
