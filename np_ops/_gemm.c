@@ -573,6 +573,26 @@ static Py_ssize_t block_rows(Py_ssize_t rows, Py_ssize_t k) {
     return rows < mc ? rows : mc;
 }
 
+/* Each thread's buffers for run_job, kept from one call to the next and grown when a call
+ * needs more (freeing and allocating them per call cost page faults: a few MB in a
+ * worker's arena went back to the system and came back zeroed, at every convolution).
+ * NULL when it cannot grow. */
+enum { WS_ROWS, WS_SCRATCH, WS_OUT, WS_PACK, WS_PACK_ROWS, WS_SEGMENTS, WS_COUNT };
+static __thread struct {
+    void *p;
+    size_t size;
+} ws[WS_COUNT];
+
+static void *workspace(int i, size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (ws[i].size < bytes) {
+        free(ws[i].p);
+        ws[i].p = aligned_alloc(64, bytes);
+        ws[i].size = ws[i].p ? bytes : 0;
+    }
+    return ws[i].p;
+}
+
 /* One tiles() call's work, shared by the threads that draw its tiles. */
 typedef struct {
     source s;
@@ -592,21 +612,21 @@ typedef struct {
 /* Tiles drawn from the job's ticket until none is left, with this thread's scratch. 0, or -1
  * when the scratch could not be allocated (no tile drawn). */
 static int run_job(job *j) {
-    Py_ssize_t mc = block_rows(j->row_step, j->k);
+    Py_ssize_t mc = block_rows(j->row_step, j->k), mc1 = mc > 0 ? mc : 1;
     Py_ssize_t cs = j->col_step < j->m ? j->col_step : j->m;
-    rowinfo *offs = malloc(sizeof(rowinfo) * (mc > 0 ? mc : 1));
-    float *scratch = aligned_alloc(64, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
-    float *scratch_out =
-        j->into ? aligned_alloc(64, sizeof(float) * ((j->row_step * cs + 15) / 16 * 16)) : NULL;
     /* a convolution's blocks are packed (pack_rows): mc rows of a K block at most Q wide */
     Py_ssize_t ldp = ((j->k < Q ? (j->k > 0 ? j->k : 1) : Q) + 15) / 16 * 16;
-    float *apack = PACK_A && j->s.conv ? aligned_alloc(64, sizeof(float) * (mc > 0 ? mc : 1) * ldp)
-                                       : NULL;
-    rowinfo *pack_info = apack ? malloc(sizeof(rowinfo) * (mc > 0 ? mc : 1)) : NULL;
-    segment *seg = apack ? malloc(sizeof(segment) * (ldp + 1)) : NULL; /* a run per column at most */
+    int pack = PACK_A && j->s.conv;
+    rowinfo *offs = workspace(WS_ROWS, sizeof(rowinfo) * mc1);
+    float *scratch = workspace(WS_SCRATCH, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
+    float *scratch_out =
+        j->into ? workspace(WS_OUT, sizeof(float) * ((j->row_step * cs + 15) / 16 * 16)) : NULL;
+    float *apack = pack ? workspace(WS_PACK, sizeof(float) * mc1 * ldp) : NULL;
+    rowinfo *pack_info = pack ? workspace(WS_PACK_ROWS, sizeof(rowinfo) * mc1) : NULL;
+    segment *seg = pack ? workspace(WS_SEGMENTS, sizeof(segment) * (ldp + 1)) : NULL;
     for (Py_ssize_t i = 0; pack_info && i < mc; i++) pack_info[i].off = i * ldp;
     int ok = offs && scratch && (!j->into || scratch_out) &&
-             (!PACK_A || !j->s.conv || (apack && pack_info && seg));
+             (!pack || (apack && pack_info && seg));
     for (; ok;) {
         Py_ssize_t t = (Py_ssize_t)__atomic_fetch_add(j->ticket, 1, __ATOMIC_RELAXED);
         if (t >= j->ntiles) break;
@@ -629,12 +649,6 @@ static int run_job(job *j) {
                   pack_info, ldp, seg);
         }
     }
-    free(offs);
-    free(scratch);
-    free(scratch_out);
-    free(apack);
-    free(pack_info);
-    free(seg);
     return ok ? 0 : -1;
 }
 
