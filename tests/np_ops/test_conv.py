@@ -712,11 +712,15 @@ def test_conv_kernel_tiles_any_split(monkeypatch, force_threads, gemm, res, step
 
 
 def test_tile_steps_balance_rows_or_split_channels():
-    """Row tiles of equal height (a multiple of 8) when rows suffice, up to 4 per thread;
-    few rows (batch 1, late layers): whole 32-channel panels, two tiles per thread."""
+    """Row tiles of equal height (a multiple of 8) when rows suffice and are at least the
+    channels, up to 4 per thread; few rows (batch 1, late layers) or fewer rows than
+    channels (batch 8's last stage): whole 32-channel panels, two tiles per thread."""
     steps = fc.np_ops.conv._tile_steps
     assert steps(25088, 64, 2) == (3136, 64)     # 8 tiles: 4 per thread
-    assert steps(392, 512, 2) == (72, 512)       # 6 tiles of 66 rows, rounded up to 8
+    assert steps(1568, 1024, 2) == (200, 1024)   # 8 tiles of 196 rows, rounded up to 8
+    assert steps(392, 256, 2) == (72, 256)       # 6 tiles of 66 rows, rounded up to 8
+    assert steps(392, 512, 2) == (392, 128)      # fewer rows than channels: 4 panel tiles
+    assert steps(392, 2048, 2) == (392, 512)
     assert steps(800, 64, 3) == (72, 64)         # 12 tiles of 67 rows, rounded up to 8
     assert steps(196, 256, 2) == (196, 64)       # 4 tiles of 2 panels
     assert steps(49, 2048, 2) == (49, 512)
