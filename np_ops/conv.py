@@ -136,7 +136,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from fc.errors import ExecutionError
-from fc.np_ops import _blas, _parallel
+from fc.np_ops import _blas, _parallel, buffers
 from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
 from fc.np_ops.registry import kernel
@@ -380,7 +380,7 @@ def _pad_nhwc(xh: Array, top: int, left: int, bottom: int, right: int, *,
     """(N, H, W, C) ``xh`` (any strides) zero-padded on H/W into a new C-contiguous buffer,
     the copy split over fc's pool if ``pool``."""
     n, h, w, c = xh.shape
-    xp = np.empty((n, h + top + bottom, w + left + right, c), dtype=xh.dtype)
+    xp = buffers.empty((n, h + top + bottom, w + left + right, c), xh.dtype)
     xp[:, :top] = 0
     xp[:, top + h:] = 0
     xp[:, top:top + h, :left] = 0
@@ -472,7 +472,7 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     k = c * kh * kw
     xh = x.transpose(0, 2, 3, 1)
     # into: the output is the residual's own (C-contiguous) memory (conv_residual, overwrite)
-    y = res2.reshape(n, ho, wo, m) if into else np.empty((n, ho, wo, m), dtype=x.dtype)
+    y = res2.reshape(n, ho, wo, m) if into else buffers.empty((n, ho, wo, m), x.dtype)
     bias = None if b is None else np.asarray(b, dtype=x.dtype)
     if (_C_GEMM and activation in ("", "relu") and x.dtype == np.float32
             and w.dtype == np.float32 and m >= _C_MIN_ROW
@@ -875,7 +875,7 @@ def conv_residual(x: Array, w: Array, b: Array | None, residual: Array, *,
         return None
     res2 = residual.transpose(0, 2, 3, 1).reshape(n * ho * wo, m)  # a view (channels-last)
     if keep_conv:
-        total = np.empty((n, ho, wo, m), dtype=x.dtype)
+        total = buffers.empty((n, ho, wo, m), x.dtype)
         y = _conv_channels_last(x, w, b, ho, wo, strides, pads, dilations, add_activation,
                                 add_alpha, add_beta, res2, dst2=total.reshape(n * ho * wo, m))
         return y, total.transpose(0, 3, 1, 2)

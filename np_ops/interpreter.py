@@ -43,6 +43,14 @@ memory), the sum is written into its memory instead of a new feature map
 alternated, load ~1.1-1.5, per-node minima summed 645 -> 610 ms, wall minimum 721 -> 654 ms
 (under heavier load, ~3.5-4, within the noise: 904 -> 868 and 522 -> 506 ms minima, medians
 mixed); batch 1 unchanged (its maps stay in cache).
+
+A run's large outputs (the convolutions', the MaxPool's, at least 1 MiB) come from buffers it
+or an earlier run of this thread used and nothing references any more
+(``fc.np_ops.buffers``), instead of memory glibc may have handed back to the system and maps
+again, zeroed, page by page. ResNet-50 b8, back-to-back runs in fresh processes (3 x 2
+alternated, 15 runs each): 1,800-2,300 page faults and 25-39 ms of system time per run ->
+5 and 7.5-8.6 ms; medians 245 / 242 / 225 -> 217 / 224 / 226 ms; b1 had ~30 faults per run
+and is unchanged.
 """
 
 from __future__ import annotations
@@ -57,11 +65,13 @@ from fc.errors import ExecutionError, FcError
 from fc.ir.core import Graph, Node
 from fc.ir.registry import check_signature
 from fc.ir.schema import has_schema
+from fc.np_ops import buffers
 from fc.np_ops.registry import Kernel, get_kernel
 
 _FUSE_RESIDUAL = True  # tests turn it off to compare
 _OVERWRITE_RESIDUAL = True  # the fused Add's sum into its dead residual (tests compare)
 _FUSE_POOL = True  # a Conv read only by a MaxPool: nn.conv_max_pool (tests turn it off)
+_REUSE_BUFFERS = True  # large outputs from fc.np_ops.buffers' pool (tests, benchmarks compare)
 _conv_mod = None  # fc.np_ops.conv, imported at first use (it imports this package)
 
 #: Ops whose kernels always return an array of their own: never an input, a view of one
@@ -268,7 +278,15 @@ class Interpreter:
     def run(self, inputs: Mapping[str, Any] | np.ndarray, intermediate: bool = False
             ) -> dict[str, np.ndarray]:
         """Execute the graph; return its outputs by name (every tensor, weights included, with
-        ``intermediate``)."""
+        ``intermediate``). The kernels' large outputs reuse buffers nothing references any
+        more (``fc.np_ops.buffers``)."""
+        if not _REUSE_BUFFERS:
+            return self._run(inputs, intermediate)
+        with buffers.reuse():
+            return self._run(inputs, intermediate)
+
+    def _run(self, inputs: Mapping[str, Any] | np.ndarray, intermediate: bool
+             ) -> dict[str, np.ndarray]:
         graph = self.graph
         env: dict[str, np.ndarray] = _check_inputs(graph, inputs)
         protected = tuple(env.values())  # the caller's input arrays: never written

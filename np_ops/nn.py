@@ -41,7 +41,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 from fc.ir.schemas._rules import pool_out
-from fc.np_ops import _blas, _parallel
+from fc.np_ops import _blas, _parallel, buffers
 from fc.np_ops import conv as _conv
 from fc.np_ops._parallel import parallel_for
 from fc.np_ops.activation import activate_inplace
@@ -449,7 +449,7 @@ def _max_pool_c(x: Array, kernel_shape: tuple[int, ...], strides: tuple[int, ...
     htab = _tap_table(h, ho, kh, sh, dh, -pads[0])
     wtab = _tap_table(wd, wo, kw, sw, dw, -pads[1])
     xh = x.transpose(0, 2, 3, 1)
-    y = np.empty((n, ho, wo, c), dtype=x.dtype)
+    y = buffers.empty((n, ho, wo, c), x.dtype)
     run = _conv._epilogue_c.max_pool
 
     def part(r0: int, r1: int) -> None:
