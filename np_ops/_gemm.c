@@ -91,9 +91,6 @@
 #define MC_BYTES (256 << 10)
 #endif
 #define MC_MAX 512
-#ifndef PACK_A
-#define PACK_A 1 /* a convolution's A operand packed by blocks (pack_rows) */
-#endif
 /* a K block's weights up to this size stay in L2: rows outermost (see drive) */
 #ifndef L2_WEIGHTS
 #define L2_WEIGHTS (256 << 10)
@@ -279,20 +276,6 @@ static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
     return (k0 / run + 1) * run;
 }
 
-/* Row ri's A operand for columns k0 .. k1 (within one run): its address, zeros when every
- * tap there is in the padding, or NULL when some are and some are not (the caller then
- * splits the columns by taps). */
-static inline const float *a_ptr(const source *s, const rowinfo *ri, Py_ssize_t k0,
-                                 Py_ssize_t k1) {
-    if (!s->conv) return s->base + ri->off + (k0 - s->kofs);
-    Py_ssize_t t0 = k0 / s->c, t1 = (k1 - 1) / s->c;
-    Py_ssize_t y = ri->y0 + (t0 / s->kw) * s->dh;
-    Py_ssize_t xa = ri->x0 + (t0 % s->kw) * s->dw, xb = ri->x0 + (t1 % s->kw) * s->dw;
-    if (y < 0 || y >= s->h || xb < 0 || xa >= s->w) return zeros;
-    if (xa < 0 || xb >= s->w) return NULL;
-    return s->base + ri->off + (y * s->w + xa) * s->c + (k0 - t0 * s->c);
-}
-
 /* n floats from a to d (a NULL: zeros), in AVX-512 moves where the module runs them (the runs
  * are short: 21 floats in ResNet-50's stem, where a call to memcpy costs more than the copy). */
 static inline void copy_floats(float *d, const float *a, Py_ssize_t n);
@@ -419,39 +402,23 @@ static inline void step(kernel_fn kern, const float *const *ap, const float *bp,
         kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr);
 }
 
-/* The end of the sub-block from k0: the end of its run or of the K block, whichever comes
- * first, in equal pieces of at most KS columns (a K block of 256: 128 + 128, not 224 + 32). */
-static inline Py_ssize_t sub_end(const source *s, Py_ssize_t k0, Py_ssize_t kq1) {
-    Py_ssize_t k1 = run_end(s, k0, kq1);
-    if (k1 > kq1) k1 = kq1;
-    Py_ssize_t pieces = (k1 - k0 + KS - 1) / KS;
-    return k0 + (k1 - k0 + pieces - 1) / pieces;
+/* The end of the sub-block from k0: the K block's columns in equal pieces of at most KS (a
+ * K block of 256: 128 + 128, not 224 + 32). */
+static inline Py_ssize_t sub_end(Py_ssize_t k0, Py_ssize_t kq1) {
+    Py_ssize_t pieces = (kq1 - k0 + KS - 1) / KS;
+    return k0 + (kq1 - k0 + pieces - 1) / pieces;
 }
 
-/* One group of mr rows (info) over columns k0 .. k1 of one panel (bp): one micro-kernel
- * step, or, when a window crosses the image's left or right edge, one per tap. */
+/* One group of mr rows (info: their offsets in the plain or packed A) over columns k0 .. k1
+ * of one panel (bp); rows past mr read zeros. */
 static inline void group_step(const source *s, const rowinfo *info, int mr, kernel_fn kern,
                               const float *bp, Py_ssize_t k0, Py_ssize_t k1, int later,
                               int first, int last, float *cg, Py_ssize_t ldc, float *tg,
                               int nr) {
     const float *ap[MR];
-    int split = 0;
-    for (int i = 0; i < MR; i++) {
-        ap[i] = i < mr ? a_ptr(s, &info[i], k0, k1) : zeros;
-        split |= ap[i] == NULL;
-    }
-    if (!split) {
-        step(kern, ap, bp + k0 * NR, k1 - k0, later, first, last, cg, ldc, tg, mr, nr);
-        return;
-    }
-    for (Py_ssize_t j0 = k0; j0 < k1;) {
-        Py_ssize_t j1 = (j0 / s->c + 1) * s->c;
-        if (j1 > k1) j1 = k1;
-        for (int i = 0; i < MR; i++) ap[i] = i < mr ? a_ptr(s, &info[i], j0, j1) : zeros;
-        step(kern, ap, bp + j0 * NR, j1 - j0, later, first && j0 == k0, last && j1 == k1, cg,
-             ldc, tg, mr, nr);
-        j0 = j1;
-    }
+    const float *a = s->base + (k0 - s->kofs);
+    for (int i = 0; i < MR; i++) ap[i] = i < mr ? a + info[i].off : zeros;
+    step(kern, ap, bp + k0 * NR, k1 - k0, later, first, last, cg, ldc, tg, mr, nr);
 }
 
 static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
@@ -495,7 +462,7 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
                     for (Py_ssize_t p = 0; p < panels; p++) {
                         int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
                         for (Py_ssize_t k0 = kq0; k0 < kq1;) {
-                            Py_ssize_t k1 = sub_end(s, k0, kq1);
+                            Py_ssize_t k1 = sub_end(k0, kq1);
                             group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
                                        k0 == kq0, k1 == kq1, cr + g * ldc + p * NR, ldc,
                                        scratch, nr);
@@ -509,7 +476,7 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
             for (Py_ssize_t p = 0; p < panels; p++) {
                 int nr = m - p * NR < NR ? (int)(m - p * NR) : NR;
                 for (Py_ssize_t k0 = kq0; k0 < kq1;) {
-                    Py_ssize_t k1 = sub_end(s, k0, kq1);
+                    Py_ssize_t k1 = sub_end(k0, kq1);
                     for (Py_ssize_t g = 0; g < nrows; g += MR) {
                         int mr = nrows - g < MR ? (int)(nrows - g) : MR;
                         group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
@@ -616,7 +583,7 @@ static int run_job(job *j) {
     Py_ssize_t cs = j->col_step < j->m ? j->col_step : j->m;
     /* a convolution's blocks are packed (pack_rows): mc rows of a K block at most Q wide */
     Py_ssize_t ldp = ((j->k < Q ? (j->k > 0 ? j->k : 1) : Q) + 15) / 16 * 16;
-    int pack = PACK_A && j->s.conv;
+    int pack = j->s.conv;
     rowinfo *offs = workspace(WS_ROWS, sizeof(rowinfo) * mc1);
     float *scratch = workspace(WS_SCRATCH, sizeof(float) * NR * ((mc + MR - 1) / MR * MR + MR));
     float *scratch_out =
