@@ -98,17 +98,46 @@
 
 static const float zeros[Q] __attribute__((aligned(64)));
 
+/* The epilogue of a block's last micro-kernel call, on its sums v (row i < mr, column
+ * j < nr): v + bias[j]; keep row i = v; v + res row i; relu; d row i = v (csrc/fc_epilogue.h's
+ * row: the same operations). The AVX-512 kernel applies it to its registers before storing. */
+typedef struct {
+    const float *bias; /* at the block's first column, or NULL */
+    const float *res;  /* the residual's rows, or NULL */
+    Py_ssize_t ldr;
+    float *d; /* where the result goes */
+    Py_ssize_t ldd;
+    float *keep; /* where v + bias goes too (conv_residual's keep_conv), or NULL */
+    Py_ssize_t ldk;
+    int relu;
+} fused;
+
 /* The micro-kernel's contract (every ISA): for i < MR, j < NR,
  *   acc[i][j] = src ? src[i * lds + j] : 0;  for k < ks: acc[i][j] = fma(a[i][k], b[k][j], acc)
- *   dst[i * ldd + j] = add ? dst[i * ldd + j] + acc[i][j] : acc[i][j]     for i < mr, j < nr
+ *   v = add ? dst[i * ldd + j] + acc[i][j] : acc[i][j]     for i < mr, j < nr
+ *   f ? f's epilogue on v (dst then holds v or nothing) : dst[i * ldd + j] = v
  * a[i]: row pointers (rows past mr point at zeros), b: (ks, NR) panel rows. */
 typedef void (*kernel_fn)(const float *const *a, const float *b, Py_ssize_t ks,
                           const float *src, Py_ssize_t lds, float *dst, Py_ssize_t ldd,
-                          int add, int mr, int nr);
+                          int add, int mr, int nr, const fused *f);
+
+/* f's epilogue on the block of v stored at y (ldy apart), with fc_epilogue.h's row loops
+ * (the generic and AVX2 kernels). */
+static void fused_rows(const fused *f, const float *y, Py_ssize_t ldy, int mr, int nr) {
+    for (int i = 0; i < mr; i++) {
+        const float *r = f->res ? f->res + i * f->ldr : NULL;
+        float *d = f->d + i * f->ldd, *keep = f->keep ? f->keep + i * f->ldk : NULL;
+        Py_ssize_t j = 0;
+#if FC_X86
+        if (isa == ISA_AVX2) j = row_avx2(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
+#endif
+        row_generic(y + i * ldy, f->bias, r, d, keep, j, nr, f->relu);
+    }
+}
 
 static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
                          const float *src, Py_ssize_t lds, float *dst, Py_ssize_t ldd,
-                         int add, int mr, int nr) {
+                         int add, int mr, int nr, const fused *f) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = src && i < mr && j < nr ? src[i * lds + j] : 0.0f;
@@ -120,6 +149,7 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++)
             dst[i * ldd + j] = add ? dst[i * ldd + j] + acc[i][j] : acc[i][j];
+    if (f) fused_rows(f, dst, ldd, mr, nr);
 }
 
 #if FC_X86
@@ -130,7 +160,7 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
     __attribute__((target("avx512f,fma"))) static inline void NAME(                           \
         const float *const *a, const float *b, Py_ssize_t ks, const float *src,              \
         Py_ssize_t lds, float *dst, Py_ssize_t ldd, int add, int mr, __mmask16 m0,            \
-        __mmask16 m1) {                                                                       \
+        __mmask16 m1, const fused *f) {                                                       \
         const float *ar[R];                                                                   \
         __m512 c0[R], c1[R];                                                                  \
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                                \
@@ -157,11 +187,39 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
                     c0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), c0[i]);               \
                     c1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), c1[i]);          \
                 }                                                                             \
-                _mm512_mask_storeu_ps(d, m0, c0[i]);                                          \
-                _mm512_mask_storeu_ps(d + 16, m1, c1[i]);                                     \
+                if (f) {                                                                      \
+                    fused_store_avx512(f, i, c0[i], c1[i], m0, m1);                           \
+                } else {                                                                      \
+                    _mm512_mask_storeu_ps(d, m0, c0[i]);                                      \
+                    _mm512_mask_storeu_ps(d + 16, m1, c1[i]);                                 \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
+
+/* Row i of f's epilogue on a block's sums (v0, v1: columns 0-15, 16-31), from registers. */
+__attribute__((target("avx512f"))) static inline void fused_store_avx512(
+    const fused *f, int i, __m512 v0, __m512 v1, __mmask16 m0, __mmask16 m1) {
+    if (f->bias) {
+        v0 = add_avx512(v0, _mm512_maskz_loadu_ps(m0, f->bias));
+        v1 = add_avx512(v1, _mm512_maskz_loadu_ps(m1, f->bias + 16));
+    }
+    if (f->keep) {
+        _mm512_mask_storeu_ps(f->keep + i * f->ldk, m0, v0);
+        _mm512_mask_storeu_ps(f->keep + i * f->ldk + 16, m1, v1);
+    }
+    if (f->res) {
+        v0 = add_avx512(v0, _mm512_maskz_loadu_ps(m0, f->res + i * f->ldr));
+        v1 = add_avx512(v1, _mm512_maskz_loadu_ps(m1, f->res + i * f->ldr + 16));
+    }
+    if (f->relu) { /* v <= 0 (ordered: false for NaN) -> +0.0 */
+        const __m512 zero = _mm512_setzero_ps();
+        v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LE_OQ), zero);
+        v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LE_OQ), zero);
+    }
+    _mm512_mask_storeu_ps(f->d + i * f->ldd, m0, v0);
+    _mm512_mask_storeu_ps(f->d + i * f->ldd + 16, m1, v1);
+}
 
 KERN_AVX512(rows4_avx512, 4)
 KERN_AVX512(rows8_avx512, 8)
@@ -171,15 +229,15 @@ KERN_AVX512(rows12_avx512, 12)
  * (49 = 4 x 12 + 1) takes the 4- or 8-row kernel instead of computing 12. */
 __attribute__((target("avx512f,fma"))) static void kern_avx512(
     const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
-    float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
+    float *dst, Py_ssize_t ldd, int add, int mr, int nr, const fused *f) {
     const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     if (mr <= 4)
-        rows4_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
+        rows4_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1, f);
     else if (mr <= 8)
-        rows8_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
+        rows8_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1, f);
     else
-        rows12_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1);
+        rows12_avx512(a, b, ks, src, lds, dst, ldd, add, mr, m0, m1, f);
 }
 #endif
 
@@ -232,11 +290,12 @@ __attribute__((target("avx2,fma"))) static void quarter_avx2(
 
 __attribute__((target("avx2,fma"))) static void kern_avx2(
     const float *const *a, const float *b, Py_ssize_t ks, const float *src, Py_ssize_t lds,
-    float *dst, Py_ssize_t ldd, int add, int mr, int nr) {
+    float *dst, Py_ssize_t ldd, int add, int mr, int nr, const fused *f) {
     for (int h = 0; h < MR / 4 && 4 * h < mr; h++)
         for (int q = 0; q < 2; q++)
             quarter_avx2(a + 4 * h, b + 16 * q, ks, src ? src + 4 * h * lds + 16 * q : NULL, lds,
                          dst + 4 * h * ldd + 16 * q, ldd, add, mr - 4 * h, nr - 16 * q);
+    if (f) fused_rows(f, dst, ldd, mr, nr);
 }
 #endif
 
@@ -395,11 +454,29 @@ static void apply_epilogue(const epilogue *e, float *c, Py_ssize_t ldc, Py_ssize
  * into the scratch tile t until they are added to c. */
 static inline void step(kernel_fn kern, const float *const *ap, const float *bp, Py_ssize_t ks,
                         int later, int first, int last, float *cg, Py_ssize_t ldc, float *tg,
-                        int mr, int nr) {
+                        int mr, int nr, const fused *f) {
     if (!later)
-        kern(ap, bp, ks, first ? NULL : cg, ldc, cg, ldc, 0, mr, nr);
+        kern(ap, bp, ks, first ? NULL : cg, ldc, cg, ldc, 0, mr, nr, last ? f : NULL);
     else
-        kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr);
+        kern(ap, bp, ks, first ? NULL : tg, NR, last ? cg : tg, last ? ldc : NR, last, mr, nr,
+             last ? f : NULL);
+}
+
+/* The fused epilogue of the block at row, col of c (NULL: none, not the last K block). */
+static inline const fused *block_epilogue(const epilogue *e, fused *f, float *c, Py_ssize_t ldc,
+                                          Py_ssize_t row, Py_ssize_t col) {
+    if (!e) return NULL;
+    float *y = c + row * ldc + col;
+    f->bias = e->bias ? e->bias + col : NULL;
+    f->res = e->res ? e->res + row * e->ldr + col : NULL;
+    f->ldr = e->ldr;
+    f->keep = e->dst ? y : NULL; /* dst: c keeps conv + bias */
+    f->ldk = ldc;
+    if (e->dst) f->d = e->dst + row * e->ldd + col, f->ldd = e->ldd;
+    else if (e->into) f->d = e->res + row * e->ldr + col, f->ldd = e->ldr;
+    else f->d = y, f->ldd = ldc;
+    f->relu = e->relu;
+    return f;
 }
 
 /* The end of the sub-block from k0: the K block's columns in equal pieces of at most KS (a
@@ -414,11 +491,11 @@ static inline Py_ssize_t sub_end(Py_ssize_t k0, Py_ssize_t kq1) {
 static inline void group_step(const source *s, const rowinfo *info, int mr, kernel_fn kern,
                               const float *bp, Py_ssize_t k0, Py_ssize_t k1, int later,
                               int first, int last, float *cg, Py_ssize_t ldc, float *tg,
-                              int nr) {
+                              int nr, const fused *f) {
     const float *ap[MR];
     const float *a = s->base + (k0 - s->kofs);
     for (int i = 0; i < MR; i++) ap[i] = i < mr ? a + info[i].off : zeros;
-    step(kern, ap, bp + k0 * NR, k1 - k0, later, first, last, cg, ldc, tg, mr, nr);
+    step(kern, ap, bp + k0 * NR, k1 - k0, later, first, last, cg, ldc, tg, mr, nr, f);
 }
 
 static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_ssize_t ldc,
@@ -438,7 +515,8 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
     if (nb == 63 && kb[62] < k) kb[nb++] = k; /* K > 27K: no such conv; sums stay blocked */
     for (Py_ssize_t bi = 0; bi + 1 < nb; bi++) {
         Py_ssize_t kq0 = kb[bi], kq1 = kb[bi + 1];
-        int epi = e && e->on && bi + 2 == nb;
+        const epilogue *epi = e && e->on && bi + 2 == nb ? e : NULL; /* fused in the last */
+        fused f;
         /* the K block's weights fit in L2: each group of rows takes every panel in turn and
            its epilogue right away, on whole rows (the output and residual rows streamed in
            order); else each panel's sub-block stays in L1 across the groups */
@@ -465,11 +543,12 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
                             Py_ssize_t k1 = sub_end(k0, kq1);
                             group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
                                        k0 == kq0, k1 == kq1, cr + g * ldc + p * NR, ldc,
-                                       scratch, nr);
+                                       scratch, nr,
+                                       k1 == kq1 ? block_epilogue(epi, &f, c, ldc, r0 + g, p * NR)
+                                                 : NULL);
                             k0 = k1;
                         }
                     }
-                    if (epi) apply_epilogue(e, c, ldc, r0 + g, mr, 0, (int)m);
                 }
                 continue;
             }
@@ -481,11 +560,12 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
                         int mr = nrows - g < MR ? (int)(nrows - g) : MR;
                         group_step(s, info + g, mr, kern, b + p * k * NR, k0, k1, bi > 0,
                                    k0 == kq0, k1 == kq1, cr + g * ldc + p * NR, ldc,
-                                   scratch + g * NR, nr);
+                                   scratch + g * NR, nr,
+                                   k1 == kq1 ? block_epilogue(epi, &f, c, ldc, r0 + g, p * NR)
+                                             : NULL);
                     }
                     k0 = k1;
                 }
-                if (epi) apply_epilogue(e, c, ldc, r0, nrows, p * NR, nr);
             }
         }
     }
