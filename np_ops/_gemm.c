@@ -17,9 +17,11 @@
  *
  * Why not np.matmul: OpenBLAS packs the weight matrix on every call (~K*M*4 bytes read and
  * written), so each tile of fc's pool packed it once more; here the weights are packed once
- * per array (np_ops/conv.py caches the packing), and the activations are read in place:
- * a is any 2-D float32 buffer whose rows are contiguous, and tiles() reads the im2col rows
- * straight from the channels-last input (no im2col copy, no padding copy).
+ * per array (np_ops/conv.py caches the packing). The activations: a is any 2-D float32
+ * buffer whose rows are contiguous, read in place; a convolution's im2col rows are gathered
+ * from the channels-last input block by block (pack_rows: the rows of one row block and one
+ * K block, ~256 KB, in L2 while every weight panel reads them), so there is neither a whole
+ * im2col matrix nor a padded copy of the input.
  *
  * pack layout: float32 (P, K, 32), P = ceil(M / 32): packed[p, k, j] = w[32 p + j, k], zero
  *     for 32 p + j >= M (np_ops/conv.py builds it, 64-byte aligned).
@@ -31,35 +33,35 @@
  *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw, top, left)
  *     with src the (N, H, W, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
  *     in C order has K = kh * kw * C columns (kernel row, tap, channel: conv.py's weight
- *     order), read in place, the taps in the zero padding (top, left, and whatever lies
- *     past the bottom and right edges) read as zeros: the same sums as on a zero-padded
- *     copy (each padded product is a zero operand's, as there); or geometry None and src = a, 2-D with contiguous rows. Out is
- *     (rows, M) with contiguous rows; the result is cut into tiles of row_step rows x col_step output channels (a multiple of
- *     32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
+ *     order), the taps in the zero padding (top, left, and whatever lies past the bottom
+ *     and right edges) zeros: the same sums as on a zero-padded copy (each padded product
+ *     is a zero operand's, as there); or geometry None and src = a, 2-D with contiguous
+ *     rows. Out is (rows, M) with contiguous rows; the result is cut into tiles of row_step
+ *     rows x col_step output channels (a multiple of 32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
  *     draws tiles from it until none is left, so that one call per thread runs the whole
  *     convolution; without, the call runs every tile, on the calling thread and threads - 1
  *     of the module's worker threads (started on first use, at most 7; they spin a while
  *     after each job, yielding their core, then sleep: see pool_worker; a call that finds
- *     them busy with another caller's job runs alone). The epilogue, on each
- *     finished block of rows x one panel while it is in cache: + bias, + res (a fused
- *     residual Add), relu, as csrc/fc_epilogue.h's rows (numpy's conv._epilogue bit for
- *     bit); into: out is not used, the sum goes into res; dst: the sum goes there, out
- *     keeping conv + bias (conv_residual's keep_conv).
+ *     them busy with another caller's job runs alone). The epilogue, fused into each
+ *     block's last micro-kernel call (on the AVX-512 kernel's registers before its one
+ *     store; the other kernels run the row loops on the block just stored): + bias, + res
+ *     (a fused residual Add), relu, as csrc/fc_epilogue.h's rows (numpy's conv._epilogue
+ *     bit for bit); into: out is not used, the sum goes into res; dst: the sum goes there,
+ *     out keeping conv + bias (conv_residual's keep_conv).
  * ISA, ISAS, set_isa(name): as fc's other kernels (csrc/fc_isa.h). "generic" is plain C
  *     (fmaf per product: many times slower than numpy's BLAS): conv.py uses the module only
  *     with avx512 or avx2.
  *
  * Loops (one thread per call; the GIL is released): K blocks outermost; in each, rows in
- * blocks of MC (MC_BYTES of one K block's A, ~144 rows: in L2 across the panels), each
- * 32-wide weight panel, and each sub-block of at most KS columns (within one kernel row's
- * run of kw*C contiguous input floats, so that a row's A operand is one pointer; a pointer
- * to zeros for the rows past the last and for taps in the padding; a group with a window
- * across the image's left or right edge takes those columns tap by tap): the MR x 32
- * micro-kernel (MR = 12: 24 accumulators; a last group of up to 4 or 8 rows takes a 4- or
- * 8-row kernel) over every group of MR rows, the panel's KS x 32 sub-block staying in L1
- * across the groups. The first K block's
- * sums go straight into c; a later block's partial sums live in a small scratch tile until
- * they are added to c.
+ * blocks of MC (MC_BYTES of one K block's A, ~144 rows: in L2 across the panels; a
+ * convolution's block packed first), each 32-wide weight panel, and each sub-block of at
+ * most KS columns (the K block in equal pieces; the rows past the last read a block of
+ * zeros): the MR x 32 micro-kernel (MR = 12: 24 accumulators; a last group of up to 4 or 8
+ * rows takes a 4- or 8-row kernel) over every group of MR rows, the panel's KS x 32
+ * sub-block staying in L1 across the groups (or, when a K block's weights fit in L2, each
+ * group of rows over every panel in turn: see drive). The first K block's sums go straight
+ * into c; a later block's partial sums live in a small scratch tile until they are added to
+ * c.
  */
 
 #define PY_SSIZE_T_CLEAN

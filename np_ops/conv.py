@@ -19,20 +19,22 @@ numpy allocates ufunc outputs in the inputs' memory order. What the layout buys:
 fc's own GEMM (``fc.np_ops._gemm``, np_ops/_gemm.c; ``_C_GEMM``, ``gemm_kernel()``) runs a
 float32 convolution wherever the extension was built with vector loops for this CPU (AVX-512
 or AVX2) and the epilogue is bias / residual / relu (``_conv_tiles``): its weights are packed
-once per array into 32-channel panels (``_packed_weight(w, panels=True)``), its im2col rows are
-read in place from the channels-last input, the taps in the zero padding read as zeros (no
-im2col copy, no padding copy; an NCHW input, the network's image, is copied once, padded),
-and each tile's epilogue runs in the kernel while the block is in cache. One
-``_gemm.tiles`` call runs the whole convolution on the calling thread and the kernel's own
-worker threads (as many in all as fc's pool has), all drawing (rows, channels) tiles from one
-ticket (``_tile_steps``: equal row tiles, up to ``_TILES_PER_THREAD`` per thread; few rows,
-whole weight panels), so no Python runs per tile and a thread the OS does not schedule in time
-simply draws fewer tiles. The workers are C threads that spin (yielding their core to any
-other runnable thread) for 2 ms after a convolution before they sleep: a thread woken from
-sleep joined a batch-1 convolution 0.1-0.3 ms late on this 2-core VM (p90 up to 1.3 ms),
-most of such a convolution, when fc's Python pool handed the same tiles out (whole network,
-same process, alternated, load ~0.8: batch 1 min/median 59.2/66.6 -> 53.6/61.8 ms, batch 8
-440/521 -> 410/454 ms, the same bits). No OpenBLAS thread runs.
+once per array into 32-channel panels (``_packed_weight(w, panels=True)``), its im2col rows
+are gathered from the channels-last input by blocks of ~256 KB that stay in L2 while every
+weight panel reads them, the taps in the zero padding as zeros (no im2col matrix, no padding
+copy; an NCHW input, the network's image, is copied once, padded; a 1x1 stride-1 convolution
+reads its input in place), and each block's epilogue is fused into its last micro-kernel
+call. One ``_gemm.tiles`` call runs the whole convolution on the calling thread and the
+kernel's own worker threads (as many in all as fc's pool has), all drawing (rows, channels)
+tiles from one ticket (``_tile_steps``: equal row tiles, up to ``_TILES_PER_THREAD`` per
+thread; few rows, or fewer rows than channels, whole weight panels), so no Python runs per
+tile and a thread the OS does not schedule in time simply draws fewer tiles. The workers are
+C threads that spin (yielding their core to any other runnable thread) for 2 ms after a
+convolution before they sleep: a thread woken from sleep joined a batch-1 convolution 0.1-0.3
+ms late on this 2-core VM (p90 up to 1.3 ms), most of such a convolution, when fc's Python
+pool handed the same tiles out (whole network, same process, alternated, load ~0.8: batch 1
+min/median 59.2/66.6 -> 53.6/61.8 ms, batch 8 440/521 -> 410/454 ms, the same bits). No
+OpenBLAS thread runs.
 Each output is the same float32 sum whatever the tiles (its K blocks are OpenBLAS's: where
 numpy runs OpenBLAS's SkylakeX kernels the bits are numpy's, and ResNet-50's logits are
 bit-identical on both paths at batch 1 and 8). Measured against numpy's path (whole
@@ -193,8 +195,8 @@ _TILE_TICKETS = True
 _SPIN_SECONDS = 0.1
 _SPIN_FLOPS = 2.5e8
 #: fc's own GEMM (``fc.np_ops._gemm``) runs whole channels-last convolutions where it was
-#: built with vector loops for this CPU (its generic loop is slow), epilogue fused, im2col read
-#: in place (see _conv_tiles; tests switch it)
+#: built with vector loops for this CPU (its generic loop is slow), epilogue fused, im2col
+#: gathered by blocks (see _conv_tiles; tests switch it)
 _GEMM_ISAS = ("avx512", "avx2")
 _C_GEMM = _gemm_c is not None and _gemm_c.ISA in _GEMM_ISAS
 #: the kernel's weight panel width (np_ops/_gemm.c's NR)
@@ -424,9 +426,9 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
                 dst2: Array | None) -> None:
     """The convolution of (N, H, W, C) ``xh`` into channels-last ``y`` by fc's GEMM: one
     ``_gemm.tiles`` call (``_run_tiles``), its threads drawing tiles from one ticket, each
-    tile's im2col rows read in place from the channels-last input, the padding implicit (an
-    NCHW input is copied once, padded), and its epilogue (bias, residual, relu) applied
-    while the block is in cache.
+    tile's im2col rows gathered by blocks from the channels-last input, the padding implicit
+    (an NCHW input is copied once, padded), and its epilogue (bias, residual, relu) fused
+    into the kernel.
     ``into``: the sum goes into ``res2`` (``y`` is its memory); ``dst2``: the sum goes there,
     ``y`` keeping the convolution's output."""
     n, h, wd, c = xh.shape
