@@ -371,6 +371,29 @@ def test_bad_arguments_say_which():
         G.gemm(a.astype(np.float64), packed, out)
 
 
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("threads", [2, 3])
+def test_panel_tiles_on_the_threads_give_one_threads_bits(case, threads):
+    """Panel tiles over all the rows on the module's threads (each tile packs the rows' im2col
+    blocks itself), with the fused epilogue, and with the sum written into the residual:
+    the same bits as one thread running the whole convolution."""
+    x, geometry, a, w2 = _conv_case(*case, seed=8)
+    rows, m = a.shape[0], w2.shape[0]
+    packed = conv_mod._pack_panels(w2)
+    rng = np.random.default_rng(9)
+    bias, res = rng.standard_normal(m).astype(np.float32), rng.standard_normal((rows, m)).astype(np.float32)
+    want = np.empty((rows, m), np.float32)
+    G.tiles(x, geometry, packed, want, (rows, m), None, bias, None, None, False, True)
+    got = np.full((rows, m), np.nan, np.float32)
+    G.tiles(x, geometry, packed, got, (rows, 32), None, bias, None, None, False, True, threads)
+    np.testing.assert_array_equal(got, want)
+    want_sum = res.copy()
+    G.tiles(x, geometry, packed, None, (rows, m), None, bias, want_sum, None, True, True)
+    got_sum = res.copy()
+    G.tiles(x, geometry, packed, None, (rows, 32), None, bias, got_sum, None, True, True, threads)
+    np.testing.assert_array_equal(got_sum, want_sum)
+
+
 def test_the_kernels_own_threads_give_the_same_bits_and_serve_one_caller_at_a_time():
     """threads > 1: the call and the module's worker threads draw the tiles (the same bits
     as one thread); Python threads calling at once each get their own result (one runs alone
