@@ -6,7 +6,7 @@ imported and compiled). Runs go back to back, as the benchmark times them; for e
 table gives the minimum over the runs of its wall time (the kernel call, the fused forms
 included: the stem's Conv + MaxPool, a Conv with its residual Add), and, from the same run,
 the seconds its GEMM calls took (fc's kernel, ``fc.np_ops._gemm.tiles``, whose calls include
-the fused epilogue and read the im2col in place, or numpy's matmul), summed over the threads
+the fused epilogue and gather the im2col by blocks, or numpy's matmul), summed over the threads
 that ran them. Two estimates of the time outside the GEMMs: the wall
 time minus that sum divided by the pool's threads (exact when the GEMMs kept each one busy,
 too low when the other thread got no core), and the wall time minus the calling thread's own
