@@ -37,8 +37,9 @@
  *     and right edges) zeros: the same sums as on a zero-padded copy (each padded product
  *     is a zero operand's, as there); or geometry None and src = a, 2-D with contiguous
  *     rows. Out is (rows, M) with contiguous rows; the result is cut into tiles of row_step
- *     rows x col_step output channels (a multiple of 32, or all of them); with a ticket (a shared aligned int64, zero at first) each call
- *     draws tiles from it until none is left, so that one call per thread runs the whole
+ *     rows x col_step output channels (a multiple of 32, or all of them); with a ticket
+ *     (a shared aligned int64, zero at first) each call draws tiles from it until none is
+ *     left, so that one call per thread runs the whole
  *     convolution; without, the call runs every tile, on the calling thread and threads - 1
  *     of the module's worker threads (started on first use, at most 7; they spin a while
  *     after each job, yielding their core, then sleep: see pool_worker; a call that finds
