@@ -353,7 +353,8 @@ __attribute__((target("avx512f"))) static inline void copy_avx512(float *d, cons
         }
     } else {
         for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_setzero_ps());
-        if (j < n) _mm512_mask_storeu_ps(d + j, (__mmask16)((1u << (n - j)) - 1), _mm512_setzero_ps());
+        if (j < n)
+            _mm512_mask_storeu_ps(d + j, (__mmask16)((1u << (n - j)) - 1), _mm512_setzero_ps());
     }
 }
 #endif
