@@ -626,8 +626,10 @@ static Py_ssize_t block_rows(Py_ssize_t rows, Py_ssize_t k) {
 
 /* Each thread's buffers for run_job, kept from one call to the next and grown when a call
  * needs more (freeing and allocating them per call cost page faults: a few MB in a
- * worker's arena went back to the system and came back zeroed, at every convolution).
- * NULL when it cannot grow. */
+ * worker's arena went back to the system and came back zeroed, at every convolution); one
+ * larger than WS_KEEP (a residual tile of a large batch) is freed after its call, so a
+ * thread keeps a few MB at most. NULL when it cannot grow. */
+#define WS_KEEP (8 << 20)
 enum { WS_ROWS, WS_SCRATCH, WS_OUT, WS_PACK, WS_PACK_ROWS, WS_SEGMENTS, WS_COUNT };
 static __thread struct {
     void *p;
@@ -642,6 +644,15 @@ static void *workspace(int i, size_t bytes) {
         ws[i].size = ws[i].p ? bytes : 0;
     }
     return ws[i].p;
+}
+
+static void workspace_trim(void) {
+    for (int i = 0; i < WS_COUNT; i++)
+        if (ws[i].size > WS_KEEP) {
+            free(ws[i].p);
+            ws[i].p = NULL;
+            ws[i].size = 0;
+        }
 }
 
 /* One tiles() call's work, shared by the threads that draw its tiles. */
@@ -700,6 +711,7 @@ static int run_job(job *j) {
                   pack_info, ldp, seg);
         }
     }
+    workspace_trim();
     return ok ? 0 : -1;
 }
 
