@@ -296,9 +296,17 @@ def _epilogue_oracle(y, bias, res, relu):
     return conv_out, v
 
 
+@pytest.mark.parametrize("case", [
+    (2, 24, 10, 10, 80, 3, 3, 1, 1, 1),   # one K block
+    (1, 200, 9, 9, 70, 3, 3, 2, 1, 1),    # K = 1800: the epilogue on the last of four K blocks
+    (1, 513, 5, 5, 1000, 1, 1, 1, 0, 1),  # K in (Q, 2Q): two halves; 1000 channels
+], ids=lambda c: "x".join(map(str, c)))
 @pytest.mark.parametrize("mode", ["bias", "bias+relu", "res+relu", "into", "dst", "relu"])
-def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa):
-    x, geometry, a, w2 = _conv_case(2, 24, 10, 10, 80, 3, 3, 1, 1, 1, seed=2)
+def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa, case):
+    """The epilogue fused into each block's last micro-kernel call (on the registers, or on
+    the block just stored): numpy's operations on the kernel's own product, bit for bit,
+    whichever K block is the last."""
+    x, geometry, a, w2 = _conv_case(*case, seed=2)
     rows, m = a.shape[0], w2.shape[0]
     rng = np.random.default_rng(5)
     bias = None if mode in ("relu", "res+relu") else rng.standard_normal(m).astype(np.float32)
