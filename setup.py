@@ -67,7 +67,7 @@ _HISTOGRAM = Extension("fc.quant._histogram", ["quant/_histogram.c"], **_C_FLAGS
 _EPILOGUE = Extension("fc.np_ops._epilogue", ["np_ops/_epilogue.c"], **_C_FLAGS)
 
 # fc's own GEMM for the channels-last convolutions (np_ops/_gemm.c: weights packed once,
-# im2col read in place, the epilogue fused, tiles drawn by the pool's threads): optional,
+# im2col gathered by blocks, the epilogue fused, tiles drawn by the pool's threads): optional,
 # numpy's matmul otherwise; -ffp-contract=off, and its products are explicit FMAs, so that
 # each output has the same bits on every instruction set.
 _GEMM = Extension("fc.np_ops._gemm", ["np_ops/_gemm.c"], **_C_FLAGS)
