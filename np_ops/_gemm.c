@@ -125,14 +125,15 @@ typedef void (*kernel_fn)(const float *const *a, const float *b, Py_ssize_t ks,
                           int add, int mr, int nr, const fused *f);
 
 /* f's epilogue on the block of v stored at y (ldy apart), with fc_epilogue.h's row loops
- * (the generic and AVX2 kernels). */
+ * (the generic and AVX2 kernels, and a convolution with K = 0). */
 static void fused_rows(const fused *f, const float *y, Py_ssize_t ldy, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
         const float *r = f->res ? f->res + i * f->ldr : NULL;
         float *d = f->d + i * f->ldd, *keep = f->keep ? f->keep + i * f->ldk : NULL;
         Py_ssize_t j = 0;
 #if FC_X86
-        if (isa == ISA_AVX2) j = row_avx2(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
+        if (isa == ISA_AVX512) j = row_avx512(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
+        else if (isa == ISA_AVX2) j = row_avx2(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
 #endif
         row_generic(y + i * ldy, f->bias, r, d, keep, j, nr, f->relu);
     }
@@ -302,8 +303,8 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(
 }
 #endif
 
-/* Where the A operand comes from: a matrix (gemm), or a convolution's input read in place,
- * the padding implicit: taps outside the (H, W) image read zeros. */
+/* Where the A operand comes from: a matrix (gemm, or a block pack_rows gathered), or a
+ * convolution's input, the padding implicit: taps outside the (H, W) image are zeros. */
 typedef struct {
     const float *base; /* gemm: a; conv: the (N, H, W, C) C-contiguous input */
     Py_ssize_t lda;    /* gemm: a's row stride in floats */
@@ -340,7 +341,6 @@ static inline Py_ssize_t run_end(const source *s, Py_ssize_t k0, Py_ssize_t k) {
 
 /* n floats from a to d (a NULL: zeros), in AVX-512 moves where the module runs them (the runs
  * are short: 21 floats in ResNet-50's stem, where a call to memcpy costs more than the copy). */
-static inline void copy_floats(float *d, const float *a, Py_ssize_t n);
 #if FC_X86
 __attribute__((target("avx512f"))) static inline void copy_avx512(float *d, const float *a,
                                                                  Py_ssize_t n) {
@@ -425,8 +425,8 @@ static void pack_rows(const source *s, const rowinfo *info, Py_ssize_t nrows, Py
     }
 }
 
-/* The epilogue fused into drive: on each finished block of rows x one panel, while it is
- * in cache. Pointers are at the first row and column of the call's output c. */
+/* The epilogue of a tiles() call (block_epilogue turns it into each block's fused one).
+ * Pointers are at the first row and column of the call's output c. */
 typedef struct {
     int on, relu, into;
     const float *bias;   /* or NULL; at c's first column */
@@ -435,23 +435,6 @@ typedef struct {
     float *dst;          /* or NULL: the sum goes there, c keeping conv + bias */
     Py_ssize_t ldd;
 } epilogue;
-
-static void apply_epilogue(const epilogue *e, float *c, Py_ssize_t ldc, Py_ssize_t r0,
-                           Py_ssize_t nrows, Py_ssize_t col, int nr) {
-    for (Py_ssize_t i = r0; i < r0 + nrows; i++) {
-        float *y = c + i * ldc + col;
-        const float *b = e->bias ? e->bias + col : NULL;
-        float *r = e->res ? e->res + i * e->ldr + col : NULL;
-        float *d = e->dst ? e->dst + i * e->ldd + col : e->into ? r : y;
-        float *keep = e->dst ? y : NULL;
-        Py_ssize_t j = 0;
-#if FC_X86
-        if (isa == ISA_AVX512) j = row_avx512(y, b, r, d, keep, nr, e->relu);
-        else if (isa == ISA_AVX2) j = row_avx2(y, b, r, d, keep, nr, e->relu);
-#endif
-        row_generic(y, b, r, d, keep, j, nr, e->relu);
-    }
-}
 
 /* One micro-kernel step over columns k0 .. k1 of a K block (first / last: whether they
  * start / end it): the first block's sums go straight into c, a later block's partial sums
@@ -528,7 +511,7 @@ static void drive(const source *src, const float *b, Py_ssize_t k, float *c, Py_
         for (Py_ssize_t r0 = 0; r0 < rows; r0 += mc) {
             Py_ssize_t nrows = rows - r0 < mc ? rows - r0 : mc;
             for (Py_ssize_t i = 0; i < nrows; i++) src_info[i] = row_info(src, row0 + r0 + i);
-            /* the block's A operand: read in place, or packed (apack: a convolution) */
+            /* the block's A operand: a matrix read in place, or a convolution's rows packed */
             const source *s = src;
             const rowinfo *info = src_info;
             source packed_src = {apack, ldp, kq0};
@@ -703,9 +686,11 @@ static int run_job(job *j) {
         const float *b = j->b + (c0 / NR) * j->k * NR;
         if (j->k == 0) {
             for (Py_ssize_t i = 0; i < tr; i++) memset(cc + i * ldc, 0, 4 * (size_t)tc);
-            for (Py_ssize_t p = 0; j->on && p * NR < tc; p++)
-                apply_epilogue(&e, cc, ldc, 0, tr, p * NR,
-                               tc - p * NR < NR ? (int)(tc - p * NR) : NR);
+            for (Py_ssize_t p = 0; j->on && p * NR < tc; p++) {
+                fused f;
+                fused_rows(block_epilogue(&e, &f, cc, ldc, 0, p * NR), cc + p * NR, ldc,
+                           (int)tr, tc - p * NR < NR ? (int)(tc - p * NR) : NR);
+            }
         } else {
             drive(&j->s, b, j->k, cc, ldc, tr, r0, tc, j->kern, offs, scratch, mc, &e, apack,
                   pack_info, ldp, seg);

@@ -336,6 +336,32 @@ def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa, case):
         np.testing.assert_array_equal(y, want)
 
 
+@pytest.mark.parametrize("mode", ["bias+relu", "res+relu", "into", "dst"])
+def test_empty_k_gives_the_epilogue_of_zero_sums(mode, isa):
+    """K = 0: every sum is +0.0, and the epilogue still runs on it (numpy's operations)."""
+    rows, m = 9, 40
+    rng = np.random.default_rng(11)
+    a = np.empty((rows, 0), np.float32)
+    packed = conv_mod._pack_panels(np.empty((m, 0), np.float32))
+    bias = None if mode == "res+relu" else rng.standard_normal(m).astype(np.float32)
+    res = None if mode == "bias+relu" else rng.standard_normal((rows, m)).astype(np.float32)
+    conv_out, want = _epilogue_oracle(np.zeros((rows, m), np.float32), bias, res, True)
+    steps = (4, 32)
+    if mode == "into":
+        r = res.copy()
+        G.tiles(a, None, packed, None, steps, None, bias, r, None, True, True)
+        np.testing.assert_array_equal(r, want)
+    elif mode == "dst":
+        y, d = np.full((rows, m), np.nan, np.float32), np.full((rows, m), np.nan, np.float32)
+        G.tiles(a, None, packed, y, steps, None, bias, res, d, False, True)
+        np.testing.assert_array_equal(y, conv_out)
+        np.testing.assert_array_equal(d, want)
+    else:
+        y = np.full((rows, m), np.nan, np.float32)
+        G.tiles(a, None, packed, y, steps, None, bias, res, None, False, True)
+        np.testing.assert_array_equal(y, want)
+
+
 def test_threads_draining_one_ticket_cover_every_tile_once():
     x, geometry, a, w2 = _conv_case(4, 32, 12, 12, 96, 3, 3, 1, 1, 1, seed=3)
     rows, m = a.shape[0], w2.shape[0]
