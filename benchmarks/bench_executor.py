@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import logging
 import os
 import statistics
@@ -319,8 +318,7 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
     return results
 
 
-def interleaved_gain(onnx_path: str, batch: int, rounds: int, seed: int,
-                     clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+def interleaved_gain(onnx_path: str, batch: int, rounds: int, seed: int) -> tuple[float, float]:
     """Median seconds of fc fused at batch 1 and at ``batch``, measured interleaved: each round
     ``batch`` runs at batch 1, then one at ``batch``, so that the host's speed drifting
     between the two halves of the benchmark (minutes apart) does not move their ratio. The
@@ -328,18 +326,10 @@ def interleaved_gain(onnx_path: str, batch: int, rounds: int, seed: int,
     one, big = build_engine("fc fused", onnx_path, 1, seed), build_engine("fc fused", onnx_path,
                                                                           batch, seed)
     x1, xb = make_input(1, seed), make_input(batch, seed)
-    one(x1), big(xb)
     t1, tb = [], []
-    for _ in range(rounds):
-        for _ in range(batch):
-            gc.collect()
-            start = clock()
-            one(x1)
-            t1.append(clock() - start)
-        gc.collect()
-        start = clock()
-        big(xb)
-        tb.append(clock() - start)
+    for rnd in range(rounds):
+        t1 += time_runs(lambda: one(x1), repeat=batch, warmup=int(rnd == 0))[0].times
+        tb += time_runs(lambda: big(xb), repeat=1, warmup=int(rnd == 0))[0].times
     return statistics.median(t1), statistics.median(tb)
 
 
