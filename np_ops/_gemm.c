@@ -29,7 +29,7 @@
  *     2-D float32 with contiguous rows (any row stride: a column slice of the output is
  *     fine), col0 a multiple of 32.
  * tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, relu,
- *       threads=1):
+ *       threads=1, fq=None):
  *     a whole convolution or GEMM: geometry = (Ho, Wo, kh, kw, sh, sw, dh, dw, top, left)
  *     with src the (N, H, W, C) C-contiguous float32 input, whose im2col row r = (n, ho, wo)
  *     in C order has K = kh * kw * C columns (kernel row, tap, channel: conv.py's weight
@@ -48,7 +48,11 @@
  *     store; the other kernels run the row loops on the block just stored): + bias, + res
  *     (a fused residual Add), relu, as csrc/fc_epilogue.h's rows (numpy's conv._epilogue
  *     bit for bit); into: out is not used, the sum goes into res; dst: the sum goes there,
- *     out keeping conv + bias (conv_residual's keep_conv).
+ *     out keeping conv + bias (conv_residual's keep_conv). fq = (s, z, lo, hi, lower): the
+ *     value stored is then fake-quantized (the quantized simulation's QuantizeLinear ->
+ *     DequantizeLinear of the output, fc.quant.qparams.fake_quant_step's float32 operations):
+ *     t = rint(v / s) (to nearest even), + z, lo where t <= lo (with lower), hi where
+ *     t >= hi, - z, * s (z 0: neither added nor subtracted; a NaN stays that NaN).
  * ISA, ISAS, set_isa(name): as fc's other kernels (csrc/fc_isa.h). "generic" is plain C
  *     (fmaf per product: many times slower than numpy's BLAS): conv.py uses the module only
  *     with avx512 or avx2.
@@ -103,7 +107,14 @@ static const float zeros[Q] __attribute__((aligned(64)));
 
 /* The epilogue of a block's last micro-kernel call, on its sums v (row i < mr, column
  * j < nr): v + bias[j]; keep row i = v; v + res row i; relu; d row i = v (csrc/fc_epilogue.h's
- * row: the same operations). The AVX-512 kernel applies it to its registers before storing. */
+ * row: the same operations), fake-quantized first with fq. The AVX-512 kernel applies it to
+ * its registers before storing. */
+/* fq's parameters (see the module docstring), float32 as numpy's step computes in. */
+typedef struct {
+    float s, z, lo, hi;
+    int zero, lower; /* z != 0; the lower clamp is applied */
+} fakequant;
+
 typedef struct {
     const float *bias; /* at the block's first column, or NULL */
     const float *res;  /* the residual's rows, or NULL */
@@ -113,7 +124,19 @@ typedef struct {
     float *keep; /* where v + bias goes too (conv_residual's keep_conv), or NULL */
     Py_ssize_t ldk;
     int relu;
+    const fakequant *fq; /* the stored value fake-quantized, or NULL */
 } fused;
+
+/* t = rint(v / s) + z, clamped, - z, * s: the float32 operations of fake_quant_step (rintf
+ * rounds to nearest even in the default rounding mode, as np.rint). */
+static inline float fq_one(const fakequant *q, float v) {
+    float t = rintf(v / q->s);
+    if (q->zero) t += q->z;
+    if (q->lower && t <= q->lo) t = q->lo;
+    if (t >= q->hi) t = q->hi;
+    if (q->zero) t -= q->z;
+    return t * q->s;
+}
 
 /* The micro-kernel's contract (every ISA): for i < MR, j < NR,
  *   acc[i][j] = src ? src[i * lds + j] : 0;  for k < ks: acc[i][j] = fma(a[i][k], b[k][j], acc)
@@ -136,6 +159,7 @@ static void fused_rows(const fused *f, const float *y, Py_ssize_t ldy, int mr, i
         else if (isa == ISA_AVX2) j = row_avx2(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
 #endif
         row_generic(y + i * ldy, f->bias, r, d, keep, j, nr, f->relu);
+        for (j = 0; f->fq && j < nr; j++) d[j] = fq_one(f->fq, d[j]);
     }
 }
 
@@ -201,6 +225,19 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
         }                                                                                     \
     }
 
+/* fq_one on 16 values (the comparisons ordered: false for a NaN, which stays). */
+__attribute__((target("avx512f"))) static inline __m512 fq_avx512(const fakequant *q, __m512 v) {
+    const __m512 s = _mm512_set1_ps(q->s), z = _mm512_set1_ps(q->z);
+    const __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
+    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, s),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (q->zero) t = _mm512_add_ps(t, z);
+    if (q->lower) t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, lo, _CMP_LE_OQ), lo);
+    t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, hi, _CMP_GE_OQ), hi);
+    if (q->zero) t = _mm512_sub_ps(t, z);
+    return _mm512_mul_ps(t, s);
+}
+
 /* Row i of f's epilogue on a block's sums (v0, v1: columns 0-15, 16-31), from registers. */
 __attribute__((target("avx512f"))) static inline void fused_store_avx512(
     const fused *f, int i, __m512 v0, __m512 v1, __mmask16 m0, __mmask16 m1) {
@@ -220,6 +257,10 @@ __attribute__((target("avx512f"))) static inline void fused_store_avx512(
         const __m512 zero = _mm512_setzero_ps();
         v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LE_OQ), zero);
         v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LE_OQ), zero);
+    }
+    if (f->fq) {
+        v0 = fq_avx512(f->fq, v0);
+        v1 = fq_avx512(f->fq, v1);
     }
     _mm512_mask_storeu_ps(f->d + i * f->ldd, m0, v0);
     _mm512_mask_storeu_ps(f->d + i * f->ldd + 16, m1, v1);
@@ -434,6 +475,7 @@ typedef struct {
     Py_ssize_t ldr;
     float *dst;          /* or NULL: the sum goes there, c keeping conv + bias */
     Py_ssize_t ldd;
+    const fakequant *fq; /* or NULL */
 } epilogue;
 
 /* One micro-kernel step over columns k0 .. k1 of a K block (first / last: whether they
@@ -463,6 +505,7 @@ static inline const fused *block_epilogue(const epilogue *e, fused *f, float *c,
     else if (e->into) f->d = e->res + row * e->ldr + col, f->ldd = e->ldr;
     else f->d = y, f->ldd = ldc;
     f->relu = e->relu;
+    f->fq = e->fq;
     return f;
 }
 
@@ -649,6 +692,8 @@ typedef struct {
     float *res, *dst;
     Py_ssize_t ldr, ldd;
     int into, relu, on;
+    fakequant fq;
+    int fq_on;
     kernel_fn kern;
     int64_t *ticket; /* tiles are drawn from it */
     int64_t own_ticket;
@@ -682,7 +727,8 @@ static int run_job(job *j) {
         Py_ssize_t ldc = j->into ? tc : j->ldo;
         epilogue e = {j->on, j->relu, j->into, j->bias ? j->bias + c0 : NULL,
                       j->res ? j->res + r0 * j->ldr + c0 : NULL, j->ldr,
-                      j->dst ? j->dst + r0 * j->ldd + c0 : NULL, j->ldd};
+                      j->dst ? j->dst + r0 * j->ldd + c0 : NULL, j->ldd,
+                      j->fq_on ? &j->fq : NULL};
         const float *b = j->b + (c0 / NR) * j->k * NR;
         if (j->k == 0) {
             for (Py_ssize_t i = 0; i < tr; i++) memset(cc + i * ldc, 0, 4 * (size_t)tc);
@@ -853,12 +899,19 @@ static void release(Py_buffer *v) {
 
 /* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu[, threads]) */
 static PyObject *py_tiles(PyObject *self, PyObject *args) {
-    PyObject *so, *go, *bo, *oo, *to, *biaso, *ro, *dso;
+    PyObject *so, *go, *bo, *oo, *to, *biaso, *ro, *dso, *fqo = Py_None;
     Py_ssize_t row_step, col_step;
     int into, relu, threads = 1;
-    if (!PyArg_ParseTuple(args, "OOOO(nn)OOOOpp|i", &so, &go, &bo, &oo, &row_step, &col_step,
-                          &to, &biaso, &ro, &dso, &into, &relu, &threads))
+    if (!PyArg_ParseTuple(args, "OOOO(nn)OOOOpp|iO", &so, &go, &bo, &oo, &row_step, &col_step,
+                          &to, &biaso, &ro, &dso, &into, &relu, &threads, &fqo))
         return NULL;
+    fakequant fq = {1.0f, 0.0f, 0.0f, 0.0f, 0, 0};
+    if (fqo != Py_None) {
+        double fs, fz, flo, fhi;
+        int lower;
+        if (!PyArg_ParseTuple(fqo, "ddddp", &fs, &fz, &flo, &fhi, &lower)) return NULL;
+        fq = (fakequant){(float)fs, (float)fz, (float)flo, (float)fhi, fz != 0.0, lower};
+    }
     source s = {0};
     Py_buffer sv, bv, ov = {0}, tv = {0}, biasv = {0}, rv = {0}, dv = {0};
     Py_ssize_t rows, k;
@@ -962,7 +1015,8 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         j.bias = biasv.buf;
         j.res = rv.buf, j.ldr = rv.buf ? rv.strides[0] / 4 : 0;
         j.dst = dv.buf, j.ldd = dv.buf ? dv.strides[0] / 4 : 0;
-        j.into = into, j.relu = relu, j.on = biasv.buf || rv.buf || relu;
+        j.into = into, j.relu = relu, j.fq = fq, j.fq_on = fqo != Py_None;
+        j.on = biasv.buf || rv.buf || relu || j.fq_on;
         j.kern = pick_kernel();
         j.ticket = tv.buf ? (int64_t *)tv.buf : &j.own_ticket;
         int r;
@@ -993,7 +1047,7 @@ static PyMethodDef methods[] = {
      "docstring)"},
     {"tiles", py_tiles, METH_VARARGS,
      "tiles(src, geometry, packed, out, (row_step, col_step), ticket, bias, res, dst, into, "
-     "relu, threads=1): a whole convolution's GEMM and epilogue by tiles (see the module "
+     "relu, threads=1, fq=None): a whole convolution's GEMM and epilogue by tiles (see the module "
      "docstring)"},
     {"set_isa", fc_set_isa, METH_O, "set_isa(name) -> previous: the loops to use (tests)"},
     {NULL, NULL, 0, NULL},

@@ -423,14 +423,15 @@ def _tile_steps(rows: int, m: int, workers: int) -> tuple[int, int]:
 def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
                 strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...],
                 relu: bool, y: Array, res2: Array | None, into: bool,
-                dst2: Array | None) -> None:
+                dst2: Array | None, fq: tuple | None = None) -> None:
     """The convolution of (N, H, W, C) ``xh`` into channels-last ``y`` by fc's GEMM: one
     ``_gemm.tiles`` call (``_run_tiles``), its threads drawing tiles from one ticket, each
     tile's im2col rows gathered by blocks from the channels-last input, the padding implicit
     (an NCHW input is copied once, padded), and its epilogue (bias, residual, relu) fused
     into the kernel.
     ``into``: the sum goes into ``res2`` (``y`` is its memory); ``dst2``: the sum goes there,
-    ``y`` keeping the convolution's output."""
+    ``y`` keeping the convolution's output; ``fq``: the output fake-quantized in the epilogue
+    too (``fc.quant.qparams.fake_quant_step``'s ``c_params``)."""
     n, h, wd, c = xh.shape
     m, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -443,23 +444,24 @@ def _conv_tiles(xh: Array, w: Array, bias: Array | None, ho: int, wo: int,
         src, geometry = _pad_nhwc(xh, *pads), (ho, wo, kh, kw, sh, sw, dh, dw, 0, 0)
     rows = n * ho * wo
     _run_tiles(src, geometry, packed, None if into else y.reshape(rows, m), rows, m,
-               2 * rows * c * kh * kw * m, bias, res2, dst2, into, relu)
+               2 * rows * c * kh * kw * m, bias, res2, dst2, into, relu, fq)
 
 
 def _run_tiles(src: Array, geometry: tuple[int, ...] | None, packed: Array, out: Array | None,
                rows: int, m: int, flops: float, bias: Array | None = None,
                res2: Array | None = None, dst2: Array | None = None, into: bool = False,
-               relu: bool = False) -> None:
+               relu: bool = False, fq: tuple | None = None) -> None:
     """``_gemm.tiles`` on as many threads as fc's pool has: the calling thread and the
     kernel's own workers (C threads that spin a while between convolutions, see
     np_ops/_gemm.c), all drawing tiles from one ticket; one thread for less than
     ``_TILES_SERIAL_FLOPS``."""
     workers = _parallel.num_workers()
     if workers == 1 or flops < _TILES_SERIAL_FLOPS:
-        _gemm_c.tiles(src, geometry, packed, out, (rows, m), None, bias, res2, dst2, into, relu)
+        _gemm_c.tiles(src, geometry, packed, out, (rows, m), None, bias, res2, dst2, into, relu,
+                      1, fq)
         return
     _gemm_c.tiles(src, geometry, packed, out, _tile_steps(rows, m, workers), None, bias, res2,
-                  dst2, into, relu, workers)
+                  dst2, into, relu, workers, fq)
 
 
 def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
@@ -479,9 +481,10 @@ def _conv_channels_last(x: Array, w: Array, b: Array | None, ho: int, wo: int,
     if (_C_GEMM and activation in ("", "relu") and x.dtype == np.float32
             and w.dtype == np.float32 and m >= _C_MIN_ROW
             and (bias is None or bias.flags.c_contiguous)):
+        fq = getattr(post, "c_params", None)  # a fake quantization: in the kernel's epilogue
         _conv_tiles(xh, w, bias, ho, wo, strides, pads, dilations, activation == "relu", y,
-                    res2, into, dst2)
-        if post is not None:  # elementwise: on blocks of rows over the pool, the same bits
+                    res2, into, dst2, fq)
+        if post is not None and fq is None:  # elementwise: on blocks of rows over the pool
             y2 = y.reshape(n * ho * wo, m)
             parallel_for(lambda r0, r1: post(y2[r0:r1]), y2.shape[0], 2 * y2.nbytes)
         return y.transpose(0, 3, 1, 2)

@@ -165,9 +165,10 @@ def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams, nonneg: bool = 
 
 def fake_quant_step(p: QParams, nonneg: bool = False):
     """``step(xb, yb)``: the blocked ``fake_quant``'s operations (per tensor ``p``) on the
-    float32 block ``xb`` into ``yb`` (same shape, may be ``xb``; any strides): every step is
-    elementwise, so blocks of any shape give the bits of ``fake_quant``. The Conv epilogue
-    of the simulation (``fc.np_ops.conv.conv_post``) calls it in place on output blocks."""
+    float32 block ``xb`` into ``yb`` (same shape, ``xb`` itself when omitted; any strides):
+    every step is elementwise, so blocks of any shape give the bits of ``fake_quant``. The Conv epilogue
+    of the simulation (``fc.np_ops.conv.conv_post``) calls it in place on output blocks, or
+    runs its ``c_params`` in fc's GEMM kernel."""
     if p.axis is not None:
         raise ValueError("fake_quant_step is per tensor")
     s = p.scale
@@ -175,7 +176,9 @@ def fake_quant_step(p: QParams, nonneg: bool = False):
     z = p.zero_point.astype(np.float32) if p.zero_point.any() else None
     nonneg = nonneg and int(p.zero_point) >= p.qmin
 
-    def step(xb: np.ndarray, yb: np.ndarray) -> None:
+    def step(xb: np.ndarray, yb: np.ndarray | None = None) -> None:
+        if yb is None:
+            yb = xb
         np.divide(xb, s, out=yb)
         np.rint(yb, out=yb)
         if z is not None:
@@ -191,4 +194,12 @@ def fake_quant_step(p: QParams, nonneg: bool = False):
             yb -= z
         yb *= s
 
+    # The same operations in a kernel's epilogue (fc.np_ops._gemm's ``fq``: a Conv's output
+    # rounded in registers before its one store): s, z, the bounds, whether the lower clamp
+    # applies. There it is applied to every value, here only in a block that needs it:
+    # the same values, except that a -0.0 in (-0.5 s, 0) with lo = 0 and z = 0 comes out
+    # +0.0 there (as np.clip and a real QuantizeLinear -> DequantizeLinear give it) and
+    # -0.0 here in a block no other value needed clamping in.
+    step.c_params = (float(s), float(z) if z is not None else 0.0, float(lo), float(hi),
+                     not nonneg)
     return step

@@ -148,7 +148,7 @@ class SimInterpreter(Interpreter):
             return None
         pair, step = self._conv_post[node.name]
         b = args[2] if len(args) > 2 else None
-        y = conv_mod.conv_post(args[0], args[1], b, lambda blk: step(blk, blk), **node.attrs)
+        y = conv_mod.conv_post(args[0], args[1], b, step, **node.attrs)
         if y is not None:
             self._prerounded.add(pair)
         return y

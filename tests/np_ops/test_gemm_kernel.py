@@ -336,6 +336,63 @@ def test_fused_epilogue_is_numpys_on_the_kernels_own_product(mode, isa, case):
         np.testing.assert_array_equal(y, want)
 
 
+# (qmin, qmax, zero point, scale, relu): int8 symmetric with a scale that makes v / s
+# inexact, int8 with 2.0 (integer sums: every odd one a tie, rounded to even), uint8 with a
+# zero point (relu: the lower clamp skipped, as fake_quant_step does for a ReLU's output), and
+# uint8 with z = 0 on a signed output (values in (-s/2, 0) round to -0.0 before the clamp)
+FQ_CASES = {
+    "int8": (-128, 127, 0, 0.0371, False),
+    "int8_ties": (-128, 127, 0, 2.0, False),
+    "uint8_z_relu": (0, 255, 37, 0.0213, True),
+    "uint8_z0": (0, 255, 0, 0.0213, False),
+}
+
+
+@pytest.mark.parametrize("case", list(FQ_CASES), ids=list(FQ_CASES))
+@pytest.mark.parametrize("integers", [False, True], ids=["floats", "integer_sums"])
+def test_fake_quant_epilogue_is_the_definition(case, integers, isa):
+    """``tiles(..., fq)``: the output fake-quantized in the epilogue (after bias and relu) is
+    ``fc.quant.qparams.fake_quant`` (the unblocked definition: divide, rint to even, + z,
+    clip, - z, * s) of the plain convolution's output, bit for bit, the values past both
+    bounds, ties and a NaN included, on the kernel's registers (AVX-512) or the rows just
+    stored (AVX2, generic)."""
+    from fc.quant.qparams import QParams, fake_quant, fake_quant_step
+
+    qmin, qmax, z, s, relu = FQ_CASES[case]
+    case_ = (2, 24, 10, 10, 70, 3, 3, 1, 1, 1)  # 70 channels: a partial last panel
+    x, geometry, a, w2 = _conv_case(*case_, seed=8)
+    if integers:  # exact integer sums: with s = 2 every odd one is a tie
+        x, w2 = np.round(x * 2).astype(np.float32), np.round(w2 * 2).astype(np.float32)
+    x[1, 4, 5, 3] = np.nan
+    rows, m = a.shape[0], w2.shape[0]
+    bias = np.random.default_rng(9).standard_normal(m).astype(np.float32)
+    if integers:
+        bias = np.round(bias * 2)
+    packed = conv_mod._pack_panels(w2)
+    plain = np.empty((rows, m), np.float32)
+    G.tiles(x, geometry, packed, plain, (rows, m), None, bias, None, None, False, relu)
+    p = QParams(np.float32(s), np.array(z), qmin, qmax)
+    assert plain.size < 2 * (1 << 16)  # fake_quant's unblocked definition, not its blocks
+    want = fake_quant(plain, p)
+    v = plain / np.float32(s)
+    assert np.isnan(want).any()
+    if s == 2.0:
+        assert not integers or (v % 1 == 0.5).any()  # ties
+    else:  # past the bounds
+        assert (v > qmax - z + 1).any() and (relu or (v < qmin - z - 1).any())
+    step = fake_quant_step(p, nonneg=relu)
+    y = np.empty((rows, m), np.float32)
+    G.tiles(x, geometry, packed, y, (23, 2 * 32), None, bias, None, None, False, relu, 2,
+            step.c_params)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(y), nan)
+    assert y[~nan].tobytes() == want[~nan].tobytes()
+    # numpy's blocked step agrees up to the sign of a zero (where it skips the lower clamp)
+    blocked = plain.copy()
+    step(blocked)
+    np.testing.assert_array_equal(blocked, y)
+
+
 @pytest.mark.parametrize("mode", ["bias+relu", "res+relu", "into", "dst"])
 def test_empty_k_gives_the_epilogue_of_zero_sums(mode, isa):
     """K = 0: every sum is +0.0, and the epilogue still runs on it (numpy's operations)."""
