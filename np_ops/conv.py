@@ -897,7 +897,9 @@ def conv_post(x: Array, w: Array, b: Array | None, post: Callable[[Array], None]
     """``conv``, with ``post(block)`` called in place on each (rows, M) block of channels-last
     output rows (a 2-D view, possibly a column slice) after its epilogue, while the block is
     in cache (the quantized simulation's fake quantization of a Conv's output: ``post`` must
-    be elementwise, so the blocking cannot change its result). None when the convolution
+    be elementwise, so the blocking cannot change its result). On fc's GEMM a ``post`` with
+    ``c_params`` (``fc.quant.qparams.fake_quant_step``) is not called: the kernel applies
+    those operations to each value before it stores it. None when the convolution
     takes the grouped path or the inputs are not 4-D float of one dtype: run ``conv`` and
     ``post`` on its output then."""
     x, w = np.asarray(x), np.asarray(w)

@@ -137,9 +137,11 @@ class SimInterpreter(Interpreter):
         return super().run_node(node, args)
 
     def _conv_rounded(self, node: Node, args: list[Any]) -> np.ndarray | None:
-        """The Conv with its output pair's ``fake_quant`` steps applied to each output block
-        in the convolution's epilogue, while the block is in cache (``conv_post``); the
-        pair then passes it on. None when ``conv_post`` cannot (run the two apart)."""
+        """The Conv with its output pair's ``fake_quant`` steps applied in the convolution's
+        epilogue (``conv_post``: on fc's GEMM, by the kernel on its registers before it
+        stores, from the step's ``c_params``; else to each output block while it is in
+        cache); the pair then passes it on. None when ``conv_post`` cannot (run the two
+        apart)."""
         from fc.np_ops import conv as conv_mod
         from fc.np_ops.registry import get_kernel
 
