@@ -120,16 +120,20 @@ for _op, _fn2 in _BINARY.items():
 
 
 def add_blocks(a: Array, b: Array, y: Array, activation: str, act_alpha: float,
-               act_beta: float) -> Array:
+               act_beta: float, post: Callable[[Array], None] | None = None) -> Array:
     """y = activation(a + b) for same-shape arrays, block by block over the pool (``y`` may
     be ``a`` or ``b``: each block reads its elements before writing them): the Add kernel's
-    path for two feature maps, and the quantized simulation's Add into its rounded input."""
+    path for two feature maps, and the quantized simulation's Add into its rounded input,
+    with ``post(block)`` then called in place on each block while it is in cache (its
+    output's fake quantization: elementwise, so the blocks do not change its result)."""
     def block(ix: tuple[slice, ...]) -> None:
         with np.errstate(all="ignore"):
             yb = np.add(a[ix], b[ix], out=y[ix])
             r = activate_inplace(yb, activation, act_alpha, act_beta)
             if r is not yb:
                 yb[...] = r
+        if post is not None:
+            post(yb)
 
     _parallel.parallel_blocks(block, y)
     return y

@@ -54,7 +54,9 @@ class SimInterpreter(Interpreter):
     of one shape and layout writes its sum into an input that is a pair's output read by
     nothing else (that array is the pair's own: ``fake_quant`` returns a new array or the
     producer's, which only the pair read), the same blocks and operations as the Add kernel
-    without its new output array (no page faults)."""
+    without its new output array (no page faults), and when only a pair reads the sum, that
+    pair's fake quantization runs on each block of it while the block is in cache (the pair
+    then passes it on)."""
 
 
     def __init__(self, graph: Graph, **kw: Any):
@@ -67,6 +69,7 @@ class SimInterpreter(Interpreter):
         self._overwrite: set[str] = set()  # pairs that may round their input in place
         self._nonneg: set[str] = set()  # pairs whose input is a ReLU's output (>= 0 or NaN)
         self._add_into: dict[str, int] = {}  # Add -> the input it may sum into
+        self._add_post: dict[str, tuple[str, Callable]] = {}  # Add -> its pair, the step
         self._conv_post: dict[str, tuple[str, Callable]] = {}  # Conv -> its pair, fake_quant_step
         self._prerounded: set[str] = set()  # pairs whose Conv rounded its output this run
         self._intermediate = False
@@ -103,6 +106,15 @@ class SimInterpreter(Interpreter):
                             and v.name not in outputs):
                         self._add_into[n.name] = pos
                         break
+                out = n.output
+                pair = out.uses[0][0] if len(out.uses) == 1 else None
+                if (n.name in self._add_into and pair is not None and pair.name in self._pairs
+                        and out.name not in outputs):
+                    sc, zc = pair.inputs[1].const, pair.inputs[2].const
+                    if sc is not None and zc is not None and np.ndim(sc) == 0:
+                        self._add_post[n.name] = (pair.name, fake_quant_step(
+                            QParams(sc, zc, pair.attrs["qmin"], pair.attrs["qmax"]),
+                            nonneg=_relu_output(n)))
 
     def run(self, inputs: Any, intermediate: bool = False) -> dict[str, np.ndarray]:
         self._intermediate = intermediate
@@ -131,8 +143,11 @@ class SimInterpreter(Interpreter):
         if node.name in self._passthrough:
             return (args[0],)
         if node.name in self._add_into and not self._intermediate:
-            y = _add_into(args, self._add_into[node.name], node.attrs)
+            pair, step = self._add_post.get(node.name, (None, None))
+            y = _add_into(args, self._add_into[node.name], node.attrs, step)
             if y is not None:
+                if pair is not None:
+                    self._prerounded.add(pair)
                 return (y,)
         return super().run_node(node, args)
 
@@ -156,10 +171,13 @@ class SimInterpreter(Interpreter):
         return y
 
 
-def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any]) -> np.ndarray | None:
+def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any],
+              post: Callable[[np.ndarray], None] | None = None) -> np.ndarray | None:
     """The Add kernel's blocked sum of two feature maps (``fc.np_ops.elementwise.add``: the
-    same float32 additions, slabs and activation) into ``args[pos]``; None when the kernel
-    would not take that path or the inputs differ in layout (the output keeps A's layout)."""
+    same float32 additions, slabs and activation) into ``args[pos]``, then ``post`` (its
+    output pair's ``fake_quant_step``) on each block while it is in cache; None when the
+    kernel would not take that path or the inputs differ in layout (the output keeps A's
+    layout)."""
     from fc.np_ops import _parallel
     from fc.np_ops.elementwise import add_blocks
 
@@ -169,7 +187,7 @@ def _add_into(args: list[Any], pos: int, attrs: Mapping[str, Any]) -> np.ndarray
             and a.nbytes >= _parallel.MIN_PARALLEL_BYTES and args[pos].flags.writeable):
         return None
     return add_blocks(a, b, args[pos], attrs["activation"], attrs["act_alpha"],
-                      attrs["act_beta"])
+                      attrs["act_beta"], post)
 
 
 class Lockstep(Interpreter):

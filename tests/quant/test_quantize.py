@@ -179,23 +179,25 @@ def test_simulation_rounding_in_the_conv_epilogue_changes_no_result(digits, tabl
 
 def test_simulation_add_into_its_rounded_input_changes_no_result(digits, table, monkeypatch):
     """SimInterpreter's Add of two feature maps sums into an input that only it reads (a
-    pair's own array): the logits are the plain golden executor's on the QDQ graph bit for
-    bit (a batch large enough for the in-place path, which ran, and one too small for it),
-    the other input unchanged, and nothing in place in an ``intermediate`` run, whose Add
-    inputs and outputs are the plain executor's."""
+    pair's own array), its output pair's fake quantization on each block of the sum: the
+    logits are the plain golden executor's on the QDQ graph bit for bit (a batch large
+    enough for the in-place path, which ran, and one too small for it), the other input
+    unchanged, and nothing in place in an ``intermediate`` run, whose Add inputs and outputs
+    are the plain executor's."""
     from fc.quant import simulate
 
     _, data, _ = digits
     _, qg = _quantized(digits, table, "minmax", True)
     sim = SimInterpreter(qg)
     assert sim._add_into and all(n.op_type == "Add" for n in qg if n.name in sim._add_into)
+    assert set(sim._add_post) == set(sim._add_into)  # each sum read by its pair only
     summed, add_into = [], simulate._add_into
 
-    def spy(args, pos, attrs):
+    def spy(args, pos, attrs, post=None):
         other = args[1 - pos].copy()
-        y = add_into(args, pos, attrs)
+        y = add_into(args, pos, attrs, post)
         if y is not None:
-            summed.append(y is args[pos])
+            summed.append(y is args[pos] and post is not None)
             np.testing.assert_array_equal(args[1 - pos], other)
         return y
 
