@@ -5,10 +5,13 @@
  *
  *     v = y[j];  v = v + bias[j];  keep[j] = v;  v = v + res[j];  v = v <= 0 ? +0.0 : v;  d[j] = v
  *
- * each step optional. Include it after fc_isa.h.
+ * each step optional; and fq_row, the quantized simulation's fake quantization of a stored
+ * row (both modules). Include it after fc_isa.h.
  */
 #ifndef FC_EPILOGUE_H
 #define FC_EPILOGUE_H
+
+#include <math.h>
 
 #define QUIET 0x00400000u
 
@@ -84,5 +87,56 @@ __attribute__((target("avx512f"))) static Py_ssize_t row_avx512(const float *y, 
     return j;
 }
 #endif
+
+/* The quantized simulation's fake quantization of a stored value (a QuantizeLinear ->
+ * DequantizeLinear pair, fc.quant.qparams.fake_quant_step's float32 operations in order):
+ * t = rint(v / s) (to nearest even), + z, lo where t <= lo (with lower), hi where t >= hi,
+ * - z, * s; z 0 is neither added nor subtracted, a NaN stays that NaN (every comparison is
+ * ordered). Where a value in (-s/2, 0) rounds to -0.0 with lo = 0 and z = 0 this gives +0.0,
+ * as np.clip and a real QuantizeLinear -> DequantizeLinear do. */
+typedef struct {
+    float s, z, lo, hi;
+    int zero, lower; /* z != 0; the lower clamp is applied */
+} fakequant;
+
+/* rintf rounds to nearest even in the default rounding mode, as np.rint. */
+static inline float fq_one(const fakequant *q, float v) {
+    float t = rintf(v / q->s);
+    if (q->zero) t += q->z;
+    if (q->lower && t <= q->lo) t = q->lo;
+    if (t >= q->hi) t = q->hi;
+    if (q->zero) t -= q->z;
+    return t * q->s;
+}
+
+#if FC_X86
+__attribute__((target("avx512f"))) static inline __m512 fq_avx512(const fakequant *q, __m512 v) {
+    const __m512 s = _mm512_set1_ps(q->s), z = _mm512_set1_ps(q->z);
+    const __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
+    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, s),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (q->zero) t = _mm512_add_ps(t, z);
+    if (q->lower) t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, lo, _CMP_LE_OQ), lo);
+    t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, hi, _CMP_GE_OQ), hi);
+    if (q->zero) t = _mm512_sub_ps(t, z);
+    return _mm512_mul_ps(t, s);
+}
+
+__attribute__((target("avx512f"))) static Py_ssize_t fq_row_avx512(const fakequant *q, float *d,
+                                                                   Py_ssize_t m) {
+    Py_ssize_t j = 0;
+    for (; j + 16 <= m; j += 16) _mm512_storeu_ps(d + j, fq_avx512(q, _mm512_loadu_ps(d + j)));
+    return j;
+}
+#endif
+
+/* d[0:m] fake-quantized in place (the AVX-512 loop where the module runs it). */
+static void fq_row(const fakequant *q, float *d, Py_ssize_t m) {
+    Py_ssize_t j = 0;
+#if FC_X86
+    if (isa == ISA_AVX512) j = fq_row_avx512(q, d, m);
+#endif
+    for (; j < m; j++) d[j] = fq_one(q, d[j]);
+}
 
 #endif /* FC_EPILOGUE_H */

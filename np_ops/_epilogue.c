@@ -25,6 +25,9 @@
  *     dst (optional, not with into): a 2-D float32 buffer of y's shape with contiguous rows
  *     that gets the result, y keeping y + bias (the convolution's own output, which an
  *     observer of the executor must see beside the sum: conv_residual(keep_conv=True)).
+ *     fq (optional): (s, z, lo, hi, lower), the result then fake-quantized as it is stored
+ *     (csrc/fc_epilogue.h's fq_row: fc.quant.qparams.fake_quant_step's operations; the
+ *     quantized simulation's residual Add and its output pair).
  * ISA, ISAS, set_isa(name): the instruction set the loops use ("avx512", "avx2" or
  *     "generic", the best the CPU and the OS support at import), every one this machine can
  *     run, and a switch for the tests (returns the previous one). The vector loops' tails
@@ -78,9 +81,18 @@ static int get_rows(PyObject *o, Py_buffer *v, const char *name, int writable) {
 
 static PyObject *py_run(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *yo, *bo, *ro, *dso = Py_None;
+    PyObject *yo, *bo, *ro, *dso = Py_None, *fqo = Py_None;
     int into, relu;
-    if (!PyArg_ParseTuple(args, "OOOpp|O", &yo, &bo, &ro, &into, &relu, &dso)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOpp|OO", &yo, &bo, &ro, &into, &relu, &dso, &fqo))
+        return NULL;
+    fakequant fq = {1.0f, 0.0f, 0.0f, 0.0f, 0, 0};
+    int has_fq = fqo != Py_None;
+    if (has_fq) {
+        double fs, fz, flo, fhi;
+        int lower;
+        if (!PyArg_ParseTuple(fqo, "ddddp", &fs, &fz, &flo, &fhi, &lower)) return NULL;
+        fq = (fakequant){(float)fs, (float)fz, (float)flo, (float)fhi, fz != 0.0, lower};
+    }
     if (into && ro == Py_None) {
         PyErr_SetString(PyExc_ValueError, "_epilogue.run: into needs res");
         return NULL;
@@ -140,6 +152,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         else if (isa == ISA_AVX2) j = row_avx2(y, b, r, d, keep, m, relu);
 #endif
         row_generic(y, b, r, d, keep, j, m, relu);
+        if (has_fq) fq_row(&fq, d, m); /* the row just stored, in L1 */
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&yv);
@@ -301,7 +314,7 @@ static PyObject *py_max_pool(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS,
-     "run(y, bias, res, into, relu[, dst]): the conv epilogue on float32 rows (see the "
+     "run(y, bias, res, into, relu[, dst, fq]): the conv epilogue on float32 rows (see the "
      "module docstring)"},
     {"max_pool", py_max_pool, METH_VARARGS,
      "max_pool(x, y, htab, wtab, low, r0, r1): 2-D max pooling of channels-last float32 "

@@ -107,14 +107,8 @@ static const float zeros[Q] __attribute__((aligned(64)));
 
 /* The epilogue of a block's last micro-kernel call, on its sums v (row i < mr, column
  * j < nr): v + bias[j]; keep row i = v; v + res row i; relu; d row i = v (csrc/fc_epilogue.h's
- * row: the same operations), fake-quantized first with fq. The AVX-512 kernel applies it to
- * its registers before storing. */
-/* fq's parameters (see the module docstring), float32 as numpy's step computes in. */
-typedef struct {
-    float s, z, lo, hi;
-    int zero, lower; /* z != 0; the lower clamp is applied */
-} fakequant;
-
+ * row: the same operations), fake-quantized first with fq (fc_epilogue.h's fq_one). The
+ * AVX-512 kernel applies it to its registers before storing. */
 typedef struct {
     const float *bias; /* at the block's first column, or NULL */
     const float *res;  /* the residual's rows, or NULL */
@@ -126,17 +120,6 @@ typedef struct {
     int relu;
     const fakequant *fq; /* the stored value fake-quantized, or NULL */
 } fused;
-
-/* t = rint(v / s) + z, clamped, - z, * s: the float32 operations of fake_quant_step (rintf
- * rounds to nearest even in the default rounding mode, as np.rint). */
-static inline float fq_one(const fakequant *q, float v) {
-    float t = rintf(v / q->s);
-    if (q->zero) t += q->z;
-    if (q->lower && t <= q->lo) t = q->lo;
-    if (t >= q->hi) t = q->hi;
-    if (q->zero) t -= q->z;
-    return t * q->s;
-}
 
 /* The micro-kernel's contract (every ISA): for i < MR, j < NR,
  *   acc[i][j] = src ? src[i * lds + j] : 0;  for k < ks: acc[i][j] = fma(a[i][k], b[k][j], acc)
@@ -159,7 +142,7 @@ static void fused_rows(const fused *f, const float *y, Py_ssize_t ldy, int mr, i
         else if (isa == ISA_AVX2) j = row_avx2(y + i * ldy, f->bias, r, d, keep, nr, f->relu);
 #endif
         row_generic(y + i * ldy, f->bias, r, d, keep, j, nr, f->relu);
-        for (j = 0; f->fq && j < nr; j++) d[j] = fq_one(f->fq, d[j]);
+        if (f->fq) fq_row(f->fq, d, nr);
     }
 }
 
@@ -224,19 +207,6 @@ static void kern_generic(const float *const *a, const float *b, Py_ssize_t ks,
             }                                                                                 \
         }                                                                                     \
     }
-
-/* fq_one on 16 values (the comparisons ordered: false for a NaN, which stays). */
-__attribute__((target("avx512f"))) static inline __m512 fq_avx512(const fakequant *q, __m512 v) {
-    const __m512 s = _mm512_set1_ps(q->s), z = _mm512_set1_ps(q->z);
-    const __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
-    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(v, s),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (q->zero) t = _mm512_add_ps(t, z);
-    if (q->lower) t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, lo, _CMP_LE_OQ), lo);
-    t = _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(t, hi, _CMP_GE_OQ), hi);
-    if (q->zero) t = _mm512_sub_ps(t, z);
-    return _mm512_mul_ps(t, s);
-}
 
 /* Row i of f's epilogue on a block's sums (v0, v1: columns 0-15, 16-31), from registers. */
 __attribute__((target("avx512f"))) static inline void fused_store_avx512(

@@ -25,6 +25,11 @@ from fc.np_ops import _parallel
 from fc.np_ops.activation import activate_inplace, erf
 from fc.np_ops.registry import kernel
 
+try:  # the conv epilogue's row loops in C (np_ops/_epilogue.c), optional at install
+    from fc.np_ops import _epilogue as _epilogue_c
+except ImportError:  # pragma: no cover - built wherever there is a C compiler
+    _epilogue_c = None
+
 __all__: list[str] = []
 
 Array = np.ndarray
@@ -119,13 +124,38 @@ for _op, _fn2 in _BINARY.items():
     kernel(_op)(_binary_kernel(_fn2))
 
 
+def _memory_rows(x: Array) -> Array | None:
+    """``x``'s elements as a 2-D view of contiguous rows, its axes in memory order (a
+    channels-last map: (N * H * W, C)), or None when its memory is not one block."""
+    if x.ndim == 0:
+        return None
+    t = x.transpose(sorted(range(x.ndim), key=lambda i: -x.strides[i]))
+    return t.reshape(-1, t.shape[-1]) if t.flags.c_contiguous else None
+
+
 def add_blocks(a: Array, b: Array, y: Array, activation: str, act_alpha: float,
                act_beta: float, post: Callable[[Array], None] | None = None) -> Array:
     """y = activation(a + b) for same-shape arrays, block by block over the pool (``y`` may
     be ``a`` or ``b``: each block reads its elements before writing them): the Add kernel's
     path for two feature maps, and the quantized simulation's Add into its rounded input,
     with ``post(block)`` then called in place on each block while it is in cache (its
-    output's fake quantization: elementwise, so the blocks do not change its result)."""
+    output's fake quantization: elementwise, so the blocks do not change its result). A
+    ``post`` with ``c_params`` (``fc.quant.qparams.fake_quant_step``) summing into ``a`` or
+    ``b`` runs in C instead, each row added, activated and rounded in one pass
+    (``fc.np_ops._epilogue.run``: the conv epilogue's add and relu, numpy's to the bit)."""
+    fq = getattr(post, "c_params", None)
+    if (fq is not None and _epilogue_c is not None and activation in ("", "relu")
+            and a.dtype == b.dtype == y.dtype == np.float32 and a.strides == b.strides
+            and (y is a or y is b) and _memory_rows(a) is not None):
+        relu, into = activation == "relu", y is b
+
+        def rows(ix: tuple[slice, ...]) -> None:
+            _epilogue_c.run(_memory_rows(a[ix]), None, _memory_rows(b[ix]), into, relu, None,
+                            fq)
+
+        _parallel.parallel_blocks(rows, y)
+        return y
+
     def block(ix: tuple[slice, ...]) -> None:
         with np.errstate(all="ignore"):
             yb = np.add(a[ix], b[ix], out=y[ix])

@@ -249,3 +249,48 @@ def test_c_max_pool_rejects_bad_buffers():
         C.max_pool(x, y, tab, tab, -1.0, 0, 3)
     with pytest.raises(ValueError, match="y must be"):
         C.max_pool(x, np.zeros((1, 2, 2, 3), np.float32), tab, tab, -1.0, 0, 2)
+
+
+# -- the quantized simulation's residual Add with its output's fake quantization ------------
+
+@pytest.mark.parametrize("into_b", [False, True], ids=["into_a", "into_b"])
+@pytest.mark.parametrize(("qmin", "qmax", "z", "relu"), [
+    (-128, 127, 0, False), (-128, 127, 0, True), (0, 255, 41, True), (0, 255, 0, False)],
+    ids=["int8", "int8_relu", "uint8_z_relu", "uint8_z0"])
+def test_add_blocks_fake_quantized_in_c_is_numpys(isa, into_b, qmin, qmax, z, relu):
+    """``add_blocks`` with a ``fake_quant_step`` post (its ``c_params``) into one of its
+    inputs: the C rows (add, relu, the fake quantization in one pass) give numpy's blocked
+    add then ``fake_quant`` of the sum (the unblocked definition), bit for bit apart from
+    NaN payloads (NaN where numpy has NaN), on channels-last maps with NaN, -0.0, ties and
+    values past both bounds; and the numpy path (a post without c_params) the same values."""
+    from fc.np_ops.elementwise import add_blocks
+    from fc.quant.qparams import QParams, fake_quant, fake_quant_step
+
+    rng = np.random.default_rng(3)
+    s = np.float32(0.5)
+    shape = (3, 9, 10, 70)  # (N, H, W, C) buffers, seen as NCHW views
+    a, b = (np.round(rng.standard_normal(shape) * 90).astype(np.float32) / 4 for _ in range(2))
+    a[0, 1, ::3, ::5] = -0.0
+    a[1, 2, 3, 4] = np.nan
+    b[2, 5, 6, 7] = np.nan
+    a, b = a.transpose(0, 3, 1, 2), b.transpose(0, 3, 1, 2)
+    p = QParams(s, np.array(z), qmin, qmax)
+    with np.errstate(all="ignore"):
+        total = a + b
+    if relu:
+        total = np.maximum(total, np.float32(0))
+    want = fake_quant(np.ascontiguousarray(total), p)
+    v = total / s
+    assert (v % 1 == 0.5).any() and (v > qmax - z + 1).any() and (relu or (v < qmin - z - 1).any())
+    step = fake_quant_step(p, nonneg=relu)
+    for post in (step, lambda blk: step(blk)):  # C rows; numpy's blocks
+        x, y = a.copy(order="K"), b.copy(order="K")
+        out = add_blocks(x, y, y if into_b else x, "relu" if relu else "", 0.0, 0.0, post)
+        assert out is (y if into_b else x)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+        ok = ~np.isnan(want)
+        if post is step:
+            assert out[ok].tobytes() == want[ok].tobytes()
+        else:  # numpy's step skips a clamp where a block needs none: a zero's sign may differ
+            np.testing.assert_array_equal(out[ok], want[ok])
+        np.testing.assert_array_equal(x if into_b else y, a if into_b else b)  # the other input
