@@ -107,8 +107,8 @@ static const float zeros[Q] __attribute__((aligned(64)));
 
 /* The epilogue of a block's last micro-kernel call, on its sums v (row i < mr, column
  * j < nr): v + bias[j]; keep row i = v; v + res row i; relu; d row i = v (csrc/fc_epilogue.h's
- * row: the same operations), fake-quantized first with fq (fc_epilogue.h's fq_one). The
- * AVX-512 kernel applies it to its registers before storing. */
+ * row: the same operations), or with fq d row i = fq_one(v) (fc_epilogue.h). The AVX-512
+ * kernel applies it to its registers before storing. */
 typedef struct {
     const float *bias; /* at the block's first column, or NULL */
     const float *res;  /* the residual's rows, or NULL */
@@ -867,7 +867,7 @@ static void release(Py_buffer *v) {
     if (v->obj) PyBuffer_Release(v);
 }
 
-/* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu[, threads]) */
+/* tiles(src, geometry, packed, out, steps, ticket, bias, res, dst, into, relu[, threads, fq]) */
 static PyObject *py_tiles(PyObject *self, PyObject *args) {
     PyObject *so, *go, *bo, *oo, *to, *biaso, *ro, *dso, *fqo = Py_None;
     Py_ssize_t row_step, col_step;

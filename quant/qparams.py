@@ -166,9 +166,10 @@ def _fake_quant_blocks(x: np.ndarray, y: np.ndarray, p: QParams, nonneg: bool = 
 def fake_quant_step(p: QParams, nonneg: bool = False):
     """``step(xb, yb)``: the blocked ``fake_quant``'s operations (per tensor ``p``) on the
     float32 block ``xb`` into ``yb`` (same shape, ``xb`` itself when omitted; any strides):
-    every step is elementwise, so blocks of any shape give the bits of ``fake_quant``. The Conv epilogue
-    of the simulation (``fc.np_ops.conv.conv_post``) calls it in place on output blocks, or
-    runs its ``c_params`` in fc's GEMM kernel."""
+    every step is elementwise, so blocks of any shape give the bits of ``fake_quant``. The
+    simulation's Conv epilogue (``fc.np_ops.conv.conv_post``) and residual Add
+    (``fc.np_ops.elementwise.add_blocks``) call it in place on output blocks, or run its
+    ``c_params`` in C."""
     if p.axis is not None:
         raise ValueError("fake_quant_step is per tensor")
     s = p.scale
@@ -194,9 +195,10 @@ def fake_quant_step(p: QParams, nonneg: bool = False):
             yb -= z
         yb *= s
 
-    # The same operations in a kernel's epilogue (fc.np_ops._gemm's ``fq``: a Conv's output
-    # rounded in registers before its one store): s, z, the bounds, whether the lower clamp
-    # applies. There it is applied to every value, here only in a block that needs it:
+    # The same operations in C (csrc/fc_epilogue.h's fq_one: fc.np_ops._gemm's ``fq``, a
+    # Conv's output rounded in registers before its one store, and fc.np_ops._epilogue's):
+    # s, z, the bounds, whether the lower clamp applies. There the clamp is applied to every
+    # value, here only in a block that needs it:
     # the same values, except that a -0.0 in (-0.5 s, 0) with lo = 0 and z = 0 comes out
     # +0.0 there (as np.clip and a real QuantizeLinear -> DequantizeLinear give it) and
     # -0.0 here in a block no other value needed clamping in.
