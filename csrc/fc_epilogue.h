@@ -99,6 +99,17 @@ typedef struct {
     int zero, lower; /* z != 0; the lower clamp is applied */
 } fakequant;
 
+/* fq's Python argument: None (0, q untouched) or (s, z, lo, hi, lower) (1, into q); -1 with
+ * an error raised. The floats come from float32 values, so the casts are exact. */
+static int fq_arg(PyObject *o, fakequant *q) {
+    if (o == Py_None) return 0;
+    double s, z, lo, hi;
+    int lower;
+    if (!PyArg_ParseTuple(o, "ddddp", &s, &z, &lo, &hi, &lower)) return -1;
+    *q = (fakequant){(float)s, (float)z, (float)lo, (float)hi, z != 0.0, lower};
+    return 1;
+}
+
 /* rintf rounds to nearest even in the default rounding mode, as np.rint. */
 static inline float fq_one(const fakequant *q, float v) {
     float t = rintf(v / q->s);

@@ -85,14 +85,9 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     int into, relu;
     if (!PyArg_ParseTuple(args, "OOOpp|OO", &yo, &bo, &ro, &into, &relu, &dso, &fqo))
         return NULL;
-    fakequant fq = {1.0f, 0.0f, 0.0f, 0.0f, 0, 0};
-    int has_fq = fqo != Py_None;
-    if (has_fq) {
-        double fs, fz, flo, fhi;
-        int lower;
-        if (!PyArg_ParseTuple(fqo, "ddddp", &fs, &fz, &flo, &fhi, &lower)) return NULL;
-        fq = (fakequant){(float)fs, (float)fz, (float)flo, (float)fhi, fz != 0.0, lower};
-    }
+    fakequant fq;
+    int has_fq = fq_arg(fqo, &fq);
+    if (has_fq < 0) return NULL;
     if (into && ro == Py_None) {
         PyErr_SetString(PyExc_ValueError, "_epilogue.run: into needs res");
         return NULL;

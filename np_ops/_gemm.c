@@ -876,12 +876,8 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
                           &to, &biaso, &ro, &dso, &into, &relu, &threads, &fqo))
         return NULL;
     fakequant fq = {1.0f, 0.0f, 0.0f, 0.0f, 0, 0};
-    if (fqo != Py_None) {
-        double fs, fz, flo, fhi;
-        int lower;
-        if (!PyArg_ParseTuple(fqo, "ddddp", &fs, &fz, &flo, &fhi, &lower)) return NULL;
-        fq = (fakequant){(float)fs, (float)fz, (float)flo, (float)fhi, fz != 0.0, lower};
-    }
+    int fq_on = fq_arg(fqo, &fq);
+    if (fq_on < 0) return NULL;
     source s = {0};
     Py_buffer sv, bv, ov = {0}, tv = {0}, biasv = {0}, rv = {0}, dv = {0};
     Py_ssize_t rows, k;
@@ -985,7 +981,7 @@ static PyObject *py_tiles(PyObject *self, PyObject *args) {
         j.bias = biasv.buf;
         j.res = rv.buf, j.ldr = rv.buf ? rv.strides[0] / 4 : 0;
         j.dst = dv.buf, j.ldd = dv.buf ? dv.strides[0] / 4 : 0;
-        j.into = into, j.relu = relu, j.fq = fq, j.fq_on = fqo != Py_None;
+        j.into = into, j.relu = relu, j.fq = fq, j.fq_on = fq_on;
         j.on = biasv.buf || rv.buf || relu || j.fq_on;
         j.kern = pick_kernel();
         j.ticket = tv.buf ? (int64_t *)tv.buf : &j.own_ticket;

@@ -22,7 +22,7 @@ import numpy as np
 
 from fc.errors import ExecutionError
 from fc.np_ops import _parallel
-from fc.np_ops.activation import activate_inplace, erf
+from fc.np_ops.activation import _dense_flat, activate_inplace, erf
 from fc.np_ops.registry import kernel
 
 try:  # the conv epilogue's row loops in C (np_ops/_epilogue.c), optional at install
@@ -125,12 +125,12 @@ for _op, _fn2 in _BINARY.items():
 
 
 def _memory_rows(x: Array) -> Array | None:
-    """``x``'s elements as a 2-D view of contiguous rows, its axes in memory order (a
-    channels-last map: (N * H * W, C)), or None when its memory is not one block."""
-    if x.ndim == 0:
+    """``x``'s elements in memory order (``activation._dense_flat``) as rows of its innermost
+    axis (a channels-last map: (N * H * W, C)), or None when they do not fill a buffer."""
+    flat = _dense_flat(x)
+    if flat is None or x.ndim == 0:
         return None
-    t = x.transpose(sorted(range(x.ndim), key=lambda i: -x.strides[i]))
-    return t.reshape(-1, t.shape[-1]) if t.flags.c_contiguous else None
+    return flat.reshape(-1, x.shape[-1] if x.flags.c_contiguous else x.shape[1])
 
 
 def add_blocks(a: Array, b: Array, y: Array, activation: str, act_alpha: float,
