@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 import sysconfig
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,13 +151,27 @@ def test_gemm_isas_give_the_same_bits():
     assert all(o == outs[0] for o in outs)
 
 
-def _openblas_skylakex() -> bool:
+def _numpys_blas_kernels() -> str | None:
+    """The kernel set (threadpoolctl's ``architecture``) of the OpenBLAS that numpy itself
+    runs: the library in numpy's wheel (``numpy.libs``), not another one loaded beside it.
+    scipy brings its own OpenBLAS, whose CPU detection can differ: on an AMD EPYC (Zen 4)
+    scipy's reported SkylakeX while numpy's ran Cooperlake kernels, which cut K otherwise.
+    None where numpy's BLAS is not found (a system numpy, threadpoolctl missing)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return False
-    return any(i.get("internal_api") == "openblas" and i.get("architecture") == "SkylakeX"
-               for i in threadpool_info() if i.get("user_api") == "blas")
+        return None
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for info in threadpool_info():
+        path = Path(info.get("filepath", ""))
+        if (info.get("user_api") == "blas" and info.get("internal_api") == "openblas"
+                and path.parent.resolve() == libs):
+            return info.get("architecture")
+    return None
+
+
+def _openblas_skylakex() -> bool:
+    return _numpys_blas_kernels() == "SkylakeX"
 
 
 #: (rows, K, M) of ResNet-50's convolutions at batch 1 (rows = Ho*Wo), the stem included
@@ -168,7 +183,8 @@ RESNET50_SHAPES = [(12544, 147, 64), (3136, 64, 64), (3136, 576, 64), (3136, 64,
 
 
 @pytest.mark.skipif(not _openblas_skylakex(),
-                    reason="numpy's BLAS is not OpenBLAS with the SkylakeX kernels")
+                    reason=f"numpy's BLAS is not OpenBLAS with the SkylakeX kernels "
+                           f"({_numpys_blas_kernels() or 'not found'})")
 @pytest.mark.parametrize(("rows", "k", "m"), RESNET50_SHAPES)
 def test_gemm_has_numpys_bits_on_resnet50_shapes(rows, k, m):
     """On OpenBLAS's SkylakeX kernels, the kernel's K blocking is OpenBLAS's: the same bits
@@ -187,7 +203,8 @@ def test_gemm_has_numpys_bits_on_resnet50_shapes(rows, k, m):
 
 
 @pytest.mark.skipif(not _openblas_skylakex(),
-                    reason="numpy's BLAS is not OpenBLAS with the SkylakeX kernels")
+                    reason=f"numpy's BLAS is not OpenBLAS with the SkylakeX kernels "
+                           f"({_numpys_blas_kernels() or 'not found'})")
 @pytest.mark.parametrize(("rows", "k", "m"), [(150, 1001, 96), (100, 449, 40), (300, 897, 64)])
 def test_gemm_has_numpys_bits_when_k_is_cut_in_halves(rows, k, m):
     """Below 2Q = 896 columns left, OpenBLAS's threaded driver (numpy's, with more than one
