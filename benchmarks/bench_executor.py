@@ -71,6 +71,7 @@ from _common import (
     verdict,
 )
 
+from fc.ir.complexity import complexity
 from fc.testing import rel_l2
 
 ENGINES = ("fc reconstruct", "fc fused", "onnxruntime", "torch eager")
@@ -240,6 +241,28 @@ def measure_kernel_floor(shapes: list[tuple[int, int, int, int]], batch: int, re
     return total
 
 
+def measure_kernel_rate(repeat: int = 7) -> float | None:
+    """FLOP/s of fc's own GEMM on one thread with its operands in cache (a 192 x 256 x 128
+    product, ~0.4 MB in all, repeated): the fastest any of fc's convolutions can run per
+    thread. None where fc runs numpy's matmul instead."""
+    from fc.np_ops import conv
+
+    if not conv._C_GEMM:
+        return None
+    rng = np.random.default_rng(3)
+    rows, k, m, calls = 192, 256, 128, 20
+    a = rng.standard_normal((rows, k), dtype=np.float32)
+    packed = conv._pack_panels(rng.standard_normal((m, k), dtype=np.float32))
+    out = np.empty((rows, m), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            conv._gemm_c.gemm(a, packed, out)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return 2 * rows * k * m / best
+
+
 def load_note() -> str:
     """The 1-minute load average now, printed next to each timing: above the core count, other
     processes took CPU from that measurement."""
@@ -283,9 +306,12 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
     shapes = gemm_shapes(fused_graph(onnx_path, batch), batch)
     results: dict[str, dict] = {name: {"times": [], "threads": thread_note(name)}
                                 for name in engines}
-    floors, floor_rows, net_floors, kernel_floors = [], [], [], []
+    floors, floor_rows, net_floors, kernel_floors, kernel_rates = [], [], [], [], []
     for rnd in range(args.rounds):
         time.sleep(args.settle)
+        rate = measure_kernel_rate()
+        if rate is not None:
+            kernel_rates.append(rate)
         floor, floor_rows = measure_floor(shapes, batch, repeat)
         floors.append(floor)
         print(f"  batch {batch} round {rnd + 1}: GEMM floor {floor * 1e3:8.1f} ms ({load_note()})",
@@ -310,7 +336,9 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
         results[name]["repeat"] = len(results[name]["times"])
     results["floor"] = {"median": statistics.median(floors), "rounds": floors, "rows": floor_rows,
                         "network": statistics.median(net_floors),
-                        "kernel": statistics.median(kernel_floors) if kernel_floors else None}
+                        "kernel": statistics.median(kernel_floors) if kernel_floors else None,
+                        "kernel_rate": max(kernel_rates, default=None),
+                        "macs": complexity(fused_graph(onnx_path, batch)).dense_flops}
     del built
     if not args.no_memory:
         for name in engines:
@@ -423,9 +451,41 @@ def report(all_results: dict[int, dict[str, dict]], memory: bool, engines: tuple
                       f"one at batch {b}, each round): {i1 * 1e3:.1f} / {ib * 1e3:.1f} ms, gain "
                       f"{b * i1 / ib:.2f} ({verdict(b * i1 / ib >= MIN_BATCH_GAIN)}; the two "
                       "halves above are minutes apart, so host drift moves their ratio)")
+            # batch 1's time from the interleaved measurement where there is one (see above)
+            note = gain_needs_note(all_results, b, interleaved[b][0]
+                                   if interleaved and b in interleaved else t1)
+            if note:
+                print("  " + note)
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (on {os.cpu_count()} "
           "cores; above the core count, other processes took CPU from these runs)")
+
+
+def gain_needs_note(all_results: dict[int, dict[str, dict]], batch: int, t1: float) -> str:
+    """What the batch gain target asks of this host: batch ``batch`` in at most
+    ``batch * t1 / MIN_BATCH_GAIN`` seconds (``t1``: fc fused at batch 1), as the share of fc's
+    kernel's in-cache rate on every thread at which all of that batch's FLOPs must then run,
+    nothing else taking any time (no im2col, no memory traffic, no other op); beside it the
+    share each engine reached at that batch in this run, and the peers' own gains."""
+    res = all_results[batch]
+    rates = [r["floor"]["kernel_rate"] for r in all_results.values() if r["floor"]["kernel_rate"]]
+    peers = [name for name in ("onnxruntime", "torch eager") if name in res]
+    gains = ", ".join(f"{name} {batch * all_results[1][name]['timing'].median / t:.2f}"
+                      for name in peers for t in [res[name]["timing"].median])
+    gains = f"the peers' own gains: {gains}" if gains else ""
+    if not rates:
+        return gains
+    from fc.np_ops import _parallel
+
+    threads, flops = _parallel.num_workers(), 2 * res["floor"]["macs"]
+    at_rate = flops / (threads * max(rates))  # seconds with every FLOP at the in-cache rate
+    budget = batch * t1 / MIN_BATCH_GAIN
+    reached = ", ".join(f"{name} {at_rate / res[name]['timing'].median:.2f}"
+                        for name in ("fc fused", *peers))
+    return (f"the target asks batch {batch} in <= {budget * 1e3:.0f} ms: its {flops / 1e9:.1f} "
+            f"GFLOP at {at_rate / budget:.2f} of fc's kernel's in-cache rate ({max(rates) / 1e9:.0f} "
+            f"GFLOP/s per thread, {threads} threads) with nothing else taking time; reached at "
+            f"batch {batch}: {reached}" + (f"; {gains}" if gains else ""))
 
 
 def one_core_cpu_times(onnx_path: str, batches: list[int], repeat: int, seed: int
