@@ -303,7 +303,8 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
     repeat = args.repeat or (5 if batch == 1 else 3)
     x = make_input(batch, args.seed)
     built = {name: build_engine(name, onnx_path, batch, args.seed) for name in engines}
-    shapes = gemm_shapes(fused_graph(onnx_path, batch), batch)
+    graph = fused_graph(onnx_path, batch)
+    shapes, macs = gemm_shapes(graph, batch), complexity(graph).dense_flops
     results: dict[str, dict] = {name: {"times": [], "threads": thread_note(name)}
                                 for name in engines}
     floors, floor_rows, net_floors, kernel_floors, kernel_rates = [], [], [], [], []
@@ -338,7 +339,7 @@ def bench_batch(batch: int, onnx_path: str, args: argparse.Namespace,
                         "network": statistics.median(net_floors),
                         "kernel": statistics.median(kernel_floors) if kernel_floors else None,
                         "kernel_rate": max(kernel_rates, default=None),
-                        "macs": complexity(fused_graph(onnx_path, batch)).dense_flops}
+                        "macs": macs}
     del built
     if not args.no_memory:
         for name in engines:

@@ -174,6 +174,16 @@ def _openblas_skylakex() -> bool:
     return _numpys_blas_kernels() == "SkylakeX"
 
 
+def test_numpys_own_blas_is_found():
+    """The guard of the two tests below finds numpy's OpenBLAS where numpy is a wheel with its
+    BLAS inside and threadpoolctl is installed (else those tests would skip everywhere)."""
+    pytest.importorskip("threadpoolctl")
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    if not any(libs.glob("*openblas*")):
+        pytest.skip(f"numpy's BLAS is not in {libs} (not a wheel)")
+    assert _numpys_blas_kernels()
+
+
 #: (rows, K, M) of ResNet-50's convolutions at batch 1 (rows = Ho*Wo), the stem included
 RESNET50_SHAPES = [(12544, 147, 64), (3136, 64, 64), (3136, 576, 64), (3136, 64, 256),
                    (3136, 256, 64), (784, 256, 512), (3136, 256, 128), (784, 1152, 128),
