@@ -151,9 +151,13 @@ def test_gemm_isas_give_the_same_bits():
     assert all(o == outs[0] for o in outs)
 
 
+#: where numpy's wheel keeps the libraries it links, its OpenBLAS among them
+NUMPY_LIBS = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+
+
 def _numpys_blas_kernels() -> str | None:
     """The kernel set (threadpoolctl's ``architecture``) of the OpenBLAS that numpy itself
-    runs: the library in numpy's wheel (``numpy.libs``), not another one loaded beside it.
+    runs: the library in numpy's wheel (``NUMPY_LIBS``), not another one loaded beside it.
     scipy brings its own OpenBLAS, whose CPU detection can differ: on an AMD EPYC (Zen 4)
     scipy's reported SkylakeX while numpy's ran Cooperlake kernels, which cut K otherwise.
     None where numpy's BLAS is not found (a system numpy, threadpoolctl missing)."""
@@ -161,26 +165,27 @@ def _numpys_blas_kernels() -> str | None:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     for info in threadpool_info():
-        path = Path(info.get("filepath", ""))
         if (info.get("user_api") == "blas" and info.get("internal_api") == "openblas"
-                and path.parent.resolve() == libs):
+                and Path(info.get("filepath", "")).parent.resolve() == NUMPY_LIBS):
             return info.get("architecture")
     return None
 
 
-def _openblas_skylakex() -> bool:
-    return _numpys_blas_kernels() == "SkylakeX"
+NUMPYS_BLAS_KERNELS = _numpys_blas_kernels()
+#: the guard of the two bit-for-bit tests below
+NOT_SKYLAKEX = pytest.mark.skipif(
+    NUMPYS_BLAS_KERNELS != "SkylakeX",
+    reason=f"numpy's BLAS is not OpenBLAS with the SkylakeX kernels "
+           f"({NUMPYS_BLAS_KERNELS or 'not found'})")
 
 
 def test_numpys_own_blas_is_found():
     """The guard of the two tests below finds numpy's OpenBLAS where numpy is a wheel with its
     BLAS inside and threadpoolctl is installed (else those tests would skip everywhere)."""
     pytest.importorskip("threadpoolctl")
-    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    if not any(libs.glob("*openblas*")):
-        pytest.skip(f"numpy's BLAS is not in {libs} (not a wheel)")
+    if not any(NUMPY_LIBS.glob("*openblas*")):
+        pytest.skip(f"numpy's BLAS is not in {NUMPY_LIBS} (not a wheel)")
     assert _numpys_blas_kernels()
 
 
@@ -192,9 +197,7 @@ RESNET50_SHAPES = [(12544, 147, 64), (3136, 64, 64), (3136, 576, 64), (3136, 64,
                    (196, 1024, 512), (49, 4608, 512), (49, 512, 2048), (49, 2048, 512)]
 
 
-@pytest.mark.skipif(not _openblas_skylakex(),
-                    reason=f"numpy's BLAS is not OpenBLAS with the SkylakeX kernels "
-                           f"({_numpys_blas_kernels() or 'not found'})")
+@NOT_SKYLAKEX
 @pytest.mark.parametrize(("rows", "k", "m"), RESNET50_SHAPES)
 def test_gemm_has_numpys_bits_on_resnet50_shapes(rows, k, m):
     """On OpenBLAS's SkylakeX kernels, the kernel's K blocking is OpenBLAS's: the same bits
@@ -212,9 +215,7 @@ def test_gemm_has_numpys_bits_on_resnet50_shapes(rows, k, m):
     assert c.tobytes() == np.matmul(a, w2.T).tobytes()
 
 
-@pytest.mark.skipif(not _openblas_skylakex(),
-                    reason=f"numpy's BLAS is not OpenBLAS with the SkylakeX kernels "
-                           f"({_numpys_blas_kernels() or 'not found'})")
+@NOT_SKYLAKEX
 @pytest.mark.parametrize(("rows", "k", "m"), [(150, 1001, 96), (100, 449, 40), (300, 897, 64)])
 def test_gemm_has_numpys_bits_when_k_is_cut_in_halves(rows, k, m):
     """Below 2Q = 896 columns left, OpenBLAS's threaded driver (numpy's, with more than one
